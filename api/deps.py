@@ -1,0 +1,191 @@
+"""Dependencies of the routes: the engine interface and its hot-reloading holder, the caller, the stores.
+
+Routes see the engine only through `EngineProtocol`; `EngineHolder` swaps in the bundle that `tdr train` names
+in WS/bundles/CURRENT without a restart, serving the previous engine until the new one is fully loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from fastapi import Depends, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.auth import InvalidTokenError, Principal, TokenStore
+from api.errors import ApiError
+from api.events import EventStore
+from api.schemas import MenuConstraints
+from api.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+BUNDLE_POINTER = Path("bundles") / "CURRENT"
+
+
+class EngineProtocol(Protocol):
+    """What the service needs from the recommender core; each record is read by the schema named beside it.
+
+    Records may be dataclasses, objects or mappings with (at least) the schema's required fields; a method
+    returns None when the teacher / course / cohort is unknown.
+    """
+
+    @property
+    def version(self) -> str:
+        """The bundle version in use (WS/bundles/<version>)."""
+        ...
+
+    def portrait(self, teacher_id: str) -> object | None:
+        """-> `schemas.Portrait`."""
+        ...
+
+    def menu(self, teacher_id: str, constraints: MenuConstraints | None) -> object | None:
+        """-> `schemas.Menu`; `constraints` None means the policy's default menu."""
+        ...
+
+    def search(self, q: str, top_k: int) -> Sequence[object]:
+        """-> list of `schemas.CourseHit`, best first, at most `top_k`."""
+        ...
+
+    def course(self, course_id: str) -> object | None:
+        """-> `schemas.Course`."""
+        ...
+
+    def cohort(self, by: str, value: str, scope: tuple[str, str] | None) -> object | None:
+        """-> `schemas.Cohort` of the teachers with `by == value`, restricted to `scope` (kind, value) if given."""
+        ...
+
+
+EngineFactory = Callable[[Path], EngineProtocol]
+
+
+def default_engine_factory(workspace: Path) -> EngineProtocol:
+    """Load the recommender engine of the workspace's current bundle."""
+    from recommender.service import Engine
+
+    engine: EngineProtocol = Engine.load(workspace)
+    return engine
+
+
+class EngineHolder:
+    """The engine in service, reloaded in the background when WS/bundles/CURRENT names another bundle.
+
+    A request never waits for a load: it gets the engine that is ready, and the swap is one reference
+    assignment, so requests in flight finish on the engine they started with.
+    """
+
+    def __init__(
+        self,
+        workspace: Path,
+        factory: EngineFactory,
+        interval_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.workspace = Path(workspace)
+        self._factory = factory
+        self._interval_s = interval_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._engine: EngineProtocol | None = None
+        self._loaded_pointer: str | None = None
+        # a bundle that failed to load is not retried until CURRENT names another one
+        self._failed_pointer: str | None = None
+        self._loader: threading.Thread | None = None
+        self._next_check = 0.0
+        self.loaded_at: datetime | None = None
+        self.problem: str | None = "模型尚未加载。"
+
+    def _read_pointer(self) -> str | None:
+        try:
+            return (self.workspace / BUNDLE_POINTER).read_text(encoding="utf-8").strip() or None
+        except FileNotFoundError:
+            return None
+
+    def _load(self, pointer: str) -> None:
+        try:
+            engine = self._factory(self.workspace)
+        except Exception:
+            log.exception("loading bundle %s failed; keeping the engine in service", pointer)
+            with self._lock:
+                self._failed_pointer = pointer
+                self._loader = None
+                self.problem = f"模型版本 {pointer} 加载失败，请检查训练结果。"
+            return
+        with self._lock:
+            self._engine = engine
+            self._loaded_pointer = pointer
+            self._loader = None
+            self.loaded_at = datetime.now(UTC)
+            self.problem = None
+        log.info("engine %s in service", engine.version)
+
+    def _start_load_if_due(self, now: float) -> threading.Thread | None:
+        with self._lock:
+            if now < self._next_check or self._loader is not None:
+                return self._loader
+            self._next_check = now + self._interval_s
+            pointer = self._read_pointer()
+            if pointer is None:
+                if self._engine is None:
+                    self.problem = "尚未训练模型，请先运行 tdr train。"
+                return None
+            if pointer in (self._loaded_pointer, self._failed_pointer):
+                return None
+            self._loader = threading.Thread(
+                target=self._load, args=(pointer,), name="tdr-engine-load", daemon=True
+            )
+            self._loader.start()
+            return self._loader
+
+    def current(self) -> EngineProtocol | None:
+        """The engine to use for this request (None until a first bundle has loaded)."""
+        now = self._clock()
+        if now >= self._next_check:
+            self._start_load_if_due(now)
+        return self._engine
+
+    def load_now(self) -> None:
+        """Load the current bundle and wait for it (start-up, so the first request finds a ready engine)."""
+        loader = self._start_load_if_due(self._clock())
+        if loader is not None:
+            loader.join()
+
+
+def holder(request: Request) -> EngineHolder:
+    return request.app.state.engine_holder  # type: ignore[no-any-return]
+
+
+def get_settings(request: Request) -> ServiceSettings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def get_events(request: Request) -> EventStore:
+    return request.app.state.events  # type: ignore[no-any-return]
+
+
+def get_engine(response: Response, engine_holder: EngineHolder = Depends(holder)) -> EngineProtocol:
+    engine = engine_holder.current()
+    if engine is None:
+        raise ApiError(503, "模型尚未就绪，请稍后重试。", headers={"Retry-After": "5"})
+    response.headers["X-TDR-Model-Version"] = engine.version
+    return engine
+
+
+_bearer = HTTPBearer(auto_error=False, description="`tdr token create` 生成的访问令牌")
+
+
+def get_principal(
+    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)
+) -> Principal:
+    if credentials is None:
+        raise ApiError(401, "缺少访问令牌，请先登录。")
+    tokens: TokenStore = request.app.state.tokens
+    try:
+        return tokens.authenticate(credentials.credentials)
+    except InvalidTokenError:
+        raise ApiError(401, "访问令牌无效，请重新登录。") from None

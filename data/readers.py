@@ -1,0 +1,498 @@
+"""Readers (读取): one CSV / XLSX / Parquet file into a DataFrame of strings, every row kept with its number.
+
+No value is interpreted here; rows that cannot be split into the header's fields are kept and flagged so that
+validation can reject them with a reason instead of losing them.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import datetime as dt
+import io
+import re
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+# Metadata columns every reader adds; their names cannot clash with contract columns.
+SOURCE_FILE = "_source_file"
+ROW_NUMBER = "_row_number"  # as a clerk sees it in Excel: the header is row 1, the first data row is row 2
+READ_PROBLEM = "_read_problem"  # why the row could not be read as the header says; "" when it could
+RAW_LINE = "_raw_line"  # the row's original text when its fields did not match the header
+META_COLUMNS = (SOURCE_FILE, ROW_NUMBER, READ_PROBLEM, RAW_LINE)
+
+CSV_SUFFIXES = frozenset({".csv", ".txt", ".tsv"})
+XLSX_SUFFIXES = frozenset({".xlsx", ".xlsm"})
+PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
+SUPPORTED_SUFFIXES = CSV_SUFFIXES | XLSX_SUFFIXES | PARQUET_SUFFIXES | {".xls"}
+
+# Junk that no export puts in a cell on purpose: C0 controls other than tab/newline, and the replacement
+# character left where undecodable bytes were.
+_JUNK = "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]"
+_JUNK_RE = re.compile(_JUNK)
+_JUNK_BYTES = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
+JUNK_PROBLEM = "该行含无法识别的字符（文件可能损坏或编码有误），请核对原始数据后重新导出"
+# A decoded text with more junk than this is not a text file at all.
+_MAX_JUNK_SHARE = 0.02
+# A UTF-8 / GB18030 decode with fewer bad bytes than this (share of non-ASCII bytes) is a damaged file of that
+# encoding, not a file of another one.
+_MAX_BAD_SHARE = 0.02
+_FEW_BAD_BYTES = 16
+
+
+class UnreadableFileError(Exception):
+    """A file that cannot be read at all (not CSV/XLSX/Parquet, corrupt, undecodable): names file and why."""
+
+    def __init__(self, path: Path, why: str) -> None:
+        super().__init__(f"{path}: {why}")
+        self.path = path
+        self.why = why
+
+
+@dataclass(frozen=True)
+class RawFile:
+    """One file as read: its header as written and its rows as strings (``""`` for an empty cell)."""
+
+    path: Path
+    kind: str  # csv / xlsx / parquet
+    encoding: str | None
+    header: tuple[str, ...]
+    frame: pd.DataFrame  # header columns + META_COLUMNS
+
+
+def read_file(path: Path) -> RawFile:
+    """Read one contract file; raise UnreadableFileError when it cannot be read at all."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix in CSV_SUFFIXES:
+            return _read_csv(path)
+        if suffix in XLSX_SUFFIXES:
+            return _read_xlsx(path)
+        if suffix in PARQUET_SUFFIXES:
+            return _read_parquet(path)
+    except UnreadableFileError:
+        raise
+    except (OSError, zipfile.BadZipFile, pa.ArrowException, KeyError, ValueError, EOFError) as e:
+        raise UnreadableFileError(path, f"无法读取（{type(e).__name__}: {e}）") from e
+    if suffix == ".xls":
+        raise UnreadableFileError(path, "旧版 .xls 格式不受支持，请在 Excel 中另存为 .xlsx 或 CSV")
+    raise UnreadableFileError(path, f"不支持的文件类型「{suffix}」，请提供 CSV、XLSX 或 Parquet 文件")
+
+
+# -------------------------------------------------------------------------------------------------------- CSV
+
+
+def _read_csv(path: Path) -> RawFile:
+    raw = path.read_bytes()
+    body = raw[3:] if raw.startswith(codecs.BOM_UTF8) else raw
+    if len(body.translate(None, _JUNK_BYTES)) == len(body) and _is_utf8(body):
+        # The common case, a clean UTF-8 file, goes straight to Arrow without becoming a Python str.
+        frame = _parse_csv_fast(body, _sniff_delimiter(body[:4096].decode("utf-8", "replace")))
+        if frame is not None:
+            frame[SOURCE_FILE] = path.name
+            header = tuple(c for c in frame.columns if c not in META_COLUMNS)
+            return RawFile(path, "csv", "utf-8-sig" if body is not raw else "utf-8", header, frame)
+    text, encoding = decode_text(raw, path)
+    delimiter = _sniff_delimiter(text)
+    junk = _JUNK_RE.search(text) is not None
+    # Arrow cannot say which row held junk, and a UTF-8 file here already failed Arrow: both go the exact way.
+    fast = not junk and not encoding.startswith("utf-8")
+    frame = _parse_csv_fast(text.encode("utf-8"), delimiter) if fast else None
+    if frame is None:
+        frame = _parse_csv_exact(text, delimiter)
+    header = tuple(c for c in frame.columns if c not in META_COLUMNS)
+    if junk:
+        _flag_junk_rows(frame, header)
+    frame[SOURCE_FILE] = path.name
+    return RawFile(path, "csv", encoding, header, frame)
+
+
+def _is_utf8(body: bytes) -> bool:
+    """Arrow's UTF-8 check over the bytes in place (an order of magnitude faster than ``bytes.decode``)."""
+    offsets = pa.py_buffer(np.array([0, len(body)], dtype=np.int64))
+    blob = pa.LargeBinaryArray.from_buffers(pa.large_binary(), 1, [None, offsets, pa.py_buffer(body)])
+    try:
+        blob.view(pa.large_string()).validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def decode_text(raw: bytes, path: Path) -> tuple[str, str]:
+    """Decode a CSV: UTF-8 (with or without BOM), then GB18030 (a superset of GBK), then charset-normalizer.
+
+    A file of one encoding with a few damaged bytes is decoded with U+FFFD in their place (those rows are
+    then rejected, not guessed); a file that is mostly undecodable or binary is unreadable.
+    """
+    if raw.startswith(codecs.BOM_UTF16_LE) or raw.startswith(codecs.BOM_UTF16_BE):
+        return _checked(raw.decode("utf-16", errors="replace"), "utf-16", path)
+    body = raw[3:] if raw.startswith(codecs.BOM_UTF8) else raw
+    name = "utf-8-sig" if body is not raw else "utf-8"
+    try:
+        return _checked(body.decode("utf-8"), name, path)
+    except UnicodeDecodeError:
+        pass
+    non_ascii = max(1, len(body) - len(body.translate(None, bytes(range(0x80, 0x100)))))
+    utf8_bad = _bad_bytes(body, "utf-8")
+    # Checked before GB18030 because UTF-8 Chinese with one damaged byte often decodes "cleanly" as GB18030
+    # mojibake, while GBK text is never nearly valid UTF-8.
+    if utf8_bad / non_ascii < _MAX_BAD_SHARE:
+        return _checked(body.decode("utf-8", errors="replace"), name, path)
+    try:
+        return _checked(raw.decode("gb18030"), "gb18030", path)
+    except UnicodeDecodeError:
+        pass
+    gb_bad = _bad_bytes(raw, "gb18030")
+    if min(utf8_bad, gb_bad) / non_ascii < _MAX_BAD_SHARE or min(utf8_bad, gb_bad) <= _FEW_BAD_BYTES:
+        if utf8_bad <= gb_bad:
+            return _checked(body.decode("utf-8", errors="replace"), name, path)
+        return _checked(raw.decode("gb18030", errors="replace"), "gb18030", path)
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(raw).best()
+    if best is None or best.encoding is None:
+        raise UnreadableFileError(
+            path, "无法识别文件编码（不是 UTF-8 或 GBK 文本），请另存为 UTF-8 编码的 CSV"
+        )
+    return _checked(str(best), best.encoding, path)
+
+
+def _bad_bytes(body: bytes, encoding: str) -> int:
+    return body.decode(encoding, errors="replace").count("\ufffd")
+
+
+def _checked(text: str, encoding: str, path: Path) -> tuple[str, str]:
+    junk = len(_JUNK_RE.findall(text))
+    if junk > _FEW_BAD_BYTES and junk / len(text) > _MAX_JUNK_SHARE:
+        raise UnreadableFileError(path, "不是文本格式的 CSV 文件（含大量二进制内容或无法解码的字节）")
+    return text, encoding
+
+
+def _flag_junk_rows(frame: pd.DataFrame, header: tuple[str, ...]) -> None:
+    junk = pd.Series(False, index=frame.index)
+    for name in header:
+        junk |= frame[name].str.contains(_JUNK, regex=True).fillna(False).astype(bool)
+    frame.loc[junk & (frame[READ_PROBLEM] == ""), READ_PROBLEM] = JUNK_PROBLEM
+
+
+def _sniff_delimiter(text: str) -> str:
+    first = text.split("\n", 1)[0]
+    return "\t" if first.count("\t") > first.count(",") else ","
+
+
+def _parse_csv_fast(data: bytes, delimiter: str) -> pd.DataFrame | None:
+    """Arrow's parser for well-formed files, and for files whose only fault is rows with the wrong number of
+    fields when every record sits on one line (then Arrow can say where they are); None otherwise.
+    """
+    header = _first_record(data, delimiter)
+    if header is None:
+        return None
+    names = _unique_names(header)
+    parsed = _arrow_csv(data, delimiter, len(names), threads=True)
+    if parsed is None:
+        return None
+    table, invalid = parsed
+    if invalid:
+        # Only the serial parser knows the line numbers of the rows it skips.
+        parsed = _arrow_csv(data, delimiter, len(names), threads=False)
+        if parsed is None:
+            return None
+        table, invalid = parsed
+        if not _one_line_per_record(data, table.num_rows + len(invalid)):
+            return None
+    frame: pd.DataFrame = table.rename_columns(names).to_pandas()
+    numbers = np.arange(2, table.num_rows + len(invalid) + 2)
+    if invalid:
+        bad = np.array([row.number for row in invalid], dtype=np.int64)
+        frame[ROW_NUMBER] = numbers[~np.isin(numbers, bad)]
+        flagged = _flagged_rows(names, [(row.number, row.text) for row in invalid], delimiter)
+        frame[READ_PROBLEM], frame[RAW_LINE] = "", ""
+        frame = pd.concat([frame, flagged], ignore_index=True).sort_values(ROW_NUMBER, kind="stable")
+    else:
+        frame[ROW_NUMBER] = numbers
+        frame[READ_PROBLEM], frame[RAW_LINE] = "", ""
+    frame[ROW_NUMBER] = frame[ROW_NUMBER].astype("int64")
+    # a blank line is no row, but it still counts in the numbering, as in Excel
+    blank = (frame[names] == "").all(axis=1) & (frame[READ_PROBLEM] == "")
+    return frame.loc[~blank].reset_index(drop=True)
+
+
+def _arrow_csv(
+    data: bytes, delimiter: str, width: int, *, threads: bool
+) -> tuple[pa.Table, list[pa_csv.InvalidRow]] | None:
+    invalid: list[pa_csv.InvalidRow] = []
+
+    def on_invalid(row: pa_csv.InvalidRow) -> str:
+        invalid.append(row)
+        return "skip"
+
+    columns = [f"c{i}" for i in range(width)]
+    try:
+        table = pa_csv.read_csv(
+            io.BytesIO(data),
+            read_options=pa_csv.ReadOptions(column_names=columns, skip_rows=1, use_threads=threads),
+            parse_options=pa_csv.ParseOptions(
+                delimiter=delimiter,
+                newlines_in_values=True,
+                ignore_empty_lines=False,
+                invalid_row_handler=on_invalid,
+            ),
+            convert_options=pa_csv.ConvertOptions(
+                column_types={c: pa.string() for c in columns},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+                null_values=[],
+            ),
+        )
+    except pa.ArrowInvalid:
+        return None
+    if invalid and any(row.number is None for row in invalid) and not threads:
+        return None
+    return table, invalid
+
+
+def _one_line_per_record(data: bytes, records: int) -> bool:
+    """Whether the file has exactly one line per record (no value spans lines), header included."""
+    if data.count(b"\r") != data.count(b"\r\n"):
+        return False
+    lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+    return lines == records + 1
+
+
+def _flagged_rows(names: list[str], rows: list[tuple[int, str]], delimiter: str) -> pd.DataFrame:
+    """Rows whose field count is not the header's, kept with their fields filled in by position."""
+    width = len(names)
+    columns: list[list[str]] = [[] for _ in range(width)]
+    problems: list[str] = []
+    for _, text in rows:
+        record = next(csv.reader([text], delimiter=delimiter), [])
+        for col, value in zip(columns, record[:width] + [""] * (width - len(record)), strict=True):
+            col.append(value)
+        problems.append(_field_count_problem(width, len(record)))
+    frame = pd.DataFrame({name: pd.array(col, dtype="str") for name, col in zip(names, columns, strict=True)})
+    frame[ROW_NUMBER] = np.array([number for number, _ in rows], dtype=np.int64)
+    frame[READ_PROBLEM] = pd.array(problems, dtype="str")
+    frame[RAW_LINE] = pd.array([text for _, text in rows], dtype="str")
+    return frame
+
+
+def _field_count_problem(width: int, found: int) -> str:
+    return f"字段数与表头不符（表头 {width} 列，该行 {found} 列）"
+
+
+def _first_record(data: bytes, delimiter: str) -> list[str] | None:
+    head = data[: 1 << 16].decode("utf-8", errors="replace")
+    for record in csv.reader(io.StringIO(head, newline=""), delimiter=delimiter):
+        return record
+    return None
+
+
+def _parse_csv_exact(text: str, delimiter: str) -> pd.DataFrame:
+    """Python's csv module, record by record: rows with the wrong number of fields are kept and flagged.
+
+    A record that swallowed several lines (a stray quote) and still does not fit is split back into its lines,
+    so one bad quote cannot make the rows after it vanish.
+    """
+    csv.field_size_limit(sys.maxsize)
+    lines = list(io.StringIO(text, newline=""))
+    reader = csv.reader(lines, delimiter=delimiter)
+    records: list[tuple[list[str], str]] = []
+    consumed = 0
+    for record in reader:
+        span = lines[consumed : reader.line_num]
+        consumed = reader.line_num
+        records.append((record, "".join(span)))
+    if not records:
+        return _empty_frame(())
+    header = _unique_names(records[0][0])
+    width = len(header)
+    expanded: list[tuple[list[str], str]] = []
+    for record, source in records[1:]:
+        if len(record) != width and source.count("\n") + source.count("\r") > 1:
+            for line in io.StringIO(source, newline=""):
+                expanded.extend((r, line) for r in csv.reader([line], delimiter=delimiter))
+        else:
+            expanded.append((record, source))
+    columns: list[list[str]] = [[] for _ in range(width)]
+    row_numbers: list[int] = []
+    problems: list[str] = []
+    raw_lines: list[str] = []
+    for number, (record, source) in enumerate(expanded, start=2):
+        if not any(record) and len(record) in (0, width):
+            continue  # a blank line is no row, but it still counts in the numbering, as in Excel
+        fields = record[:width] + [""] * (width - len(record))
+        for col, value in zip(columns, fields, strict=True):
+            col.append(value)
+        row_numbers.append(number)
+        if len(record) != width:
+            problems.append(_field_count_problem(width, len(record)))
+            raw_lines.append(source.rstrip("\r\n"))
+        else:
+            problems.append("")
+            raw_lines.append("")
+    frame = pd.DataFrame(
+        {name: pd.array(col, dtype="str") for name, col in zip(header, columns, strict=True)}
+    )
+    frame[ROW_NUMBER] = pd.array(row_numbers, dtype="int64")
+    frame[READ_PROBLEM] = pd.array(problems, dtype="str")
+    frame[RAW_LINE] = pd.array(raw_lines, dtype="str")
+    return frame
+
+
+def _unique_names(header: list[str] | tuple[str, ...]) -> list[str]:
+    """Header cells as column names: stripped, blanks named by position, repeats suffixed ``.1``, ``.2`` …"""
+    names: list[str] = []
+    seen: set[str] = set()
+    for i, cell in enumerate(header):
+        base = str(cell).strip().lstrip("\ufeff") or f"column_{i + 1}"
+        name, k = base, 0
+        while name in seen or name in META_COLUMNS:
+            k += 1
+            name = f"{base}.{k}"
+        seen.add(name)
+        names.append(name)
+    return names
+
+
+def _empty_frame(header: tuple[str, ...]) -> pd.DataFrame:
+    frame = pd.DataFrame({name: pd.array([], dtype="str") for name in header})
+    frame[ROW_NUMBER] = pd.array([], dtype="int64")
+    frame[READ_PROBLEM] = pd.array([], dtype="str")
+    frame[RAW_LINE] = pd.array([], dtype="str")
+    return frame
+
+
+# ------------------------------------------------------------------------------------------------------- XLSX
+
+
+def _read_xlsx(path: Path) -> RawFile:
+    import openpyxl
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    try:
+        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError, ValueError) as e:
+        raise UnreadableFileError(
+            path, f"不是有效的 XLSX 文件（{type(e).__name__}），请在 Excel 中重新保存"
+        ) from e
+    try:
+        if not book.worksheets:
+            raise UnreadableFileError(path, "XLSX 文件中没有工作表")
+        rows = [[_cell_text(v) for v in row] for row in book.worksheets[0].iter_rows(values_only=True)]
+    finally:
+        book.close()
+    first = next((i for i, row in enumerate(rows) if any(rows[i])), None)
+    if first is None:
+        frame = _empty_frame(())
+        frame[SOURCE_FILE] = pd.array([], dtype="str")
+        return RawFile(path, "xlsx", None, (), frame)
+    header_cells = rows[first]
+    while header_cells and not header_cells[-1]:
+        header_cells = header_cells[:-1]
+    header = _unique_names(header_cells)
+    width = len(header)
+    columns: list[list[str]] = [[] for _ in range(width)]
+    row_numbers: list[int] = []
+    problems: list[str] = []
+    raw_lines: list[str] = []
+    for number, cells in enumerate(rows[first + 1 :], start=first + 2):
+        if not any(cells):
+            continue
+        used = len(cells)
+        while used and not cells[used - 1]:
+            used -= 1
+        fields = cells[:width] + [""] * (width - min(len(cells), width))
+        for col, value in zip(columns, fields, strict=True):
+            col.append(value)
+        row_numbers.append(number)
+        if used > width:
+            problems.append(_field_count_problem(width, used))
+            raw_lines.append(",".join(cells[:used]))
+        else:
+            problems.append("")
+            raw_lines.append("")
+    frame = pd.DataFrame(
+        {name: pd.array(col, dtype="str") for name, col in zip(header, columns, strict=True)}
+    )
+    frame[ROW_NUMBER] = pd.array(row_numbers, dtype="int64")
+    frame[READ_PROBLEM] = pd.array(problems, dtype="str")
+    frame[RAW_LINE] = pd.array(raw_lines, dtype="str")
+    frame[SOURCE_FILE] = path.name
+    return RawFile(path, "xlsx", None, tuple(header), frame)
+
+
+def _cell_text(value: object) -> str:
+    """A cell as the text a clerk sees; whole floats lose their ``.0`` so that ids and counts read back."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, dt.datetime):
+        return (
+            value.strftime("%Y-%m-%d") if value.time() == dt.time(0) else value.strftime("%Y-%m-%d %H:%M:%S")
+        )
+    if isinstance(value, dt.date):
+        return value.strftime("%Y-%m-%d")
+    return str(value)
+
+
+# ---------------------------------------------------------------------------------------------------- Parquet
+
+
+def _read_parquet(path: Path) -> RawFile:
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as e:
+        raise UnreadableFileError(path, f"不是有效的 Parquet 文件（{e}）") from e
+    header = _unique_names(table.column_names)
+    frame = pd.DataFrame(
+        {name: _arrow_text(table.column(i)).to_pandas() for i, name in enumerate(header)},
+        index=pd.RangeIndex(table.num_rows),
+    )
+    for name in header:
+        frame[name] = frame[name].astype("str")
+    frame[ROW_NUMBER] = pd.array(range(2, table.num_rows + 2), dtype="int64")
+    frame[READ_PROBLEM] = ""
+    frame[RAW_LINE] = ""
+    frame[SOURCE_FILE] = path.name
+    return RawFile(path, "parquet", None, tuple(header), frame)
+
+
+def _arrow_text(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A Parquet column as strings: nulls become ``""``, lists join with ``;``, whole floats lose ``.0``."""
+    t = col.type
+    if pa.types.is_dictionary(t):
+        return _arrow_text(col.cast(t.value_type))
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return pc.fill_null(pc.binary_join(_list_of_text(col), ";"), "")
+    if pa.types.is_floating(t):
+        values = col.to_numpy(zero_copy_only=False)
+        finite = values[~pd.isna(values)]
+        if finite.size and bool((finite == finite.round()).all()):
+            col = pc.cast(pc.if_else(pc.is_nan(col), None, col), pa.int64())
+        else:
+            col = pc.if_else(pc.is_nan(col), None, col)
+    elif pa.types.is_timestamp(t):  # whole seconds: Arrow's %S would print the fraction too
+        col = pc.strftime(col.cast(pa.timestamp("s", t.tz), safe=False), format="%Y-%m-%d %H:%M:%S")
+    elif pa.types.is_boolean(t):
+        col = pc.if_else(col, "true", "false")
+    return pc.fill_null(pc.cast(col, pa.string()), "")
+
+
+def _list_of_text(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    value_type = col.type.value_type
+    if pa.types.is_string(value_type) or pa.types.is_large_string(value_type):
+        return col
+    return pc.cast(col, pa.list_(pa.string()))

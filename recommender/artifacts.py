@@ -1,0 +1,132 @@
+"""The trained artifacts scoring needs, saved into and loaded from one versioned bundle (models/bundle.py)."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from data.policy import Policy
+from data.reference import load_policy
+from features.pairs import CourseAttrs, CourseStats
+from models.bundle import BundleWriter, current_bundle_dir, read_manifest
+from models.index import VectorIndex
+from models.lexical import BM25
+from models.ranker import Ranker
+from recommender.ranking import Signals
+from recommender.retrieval import Catalogue
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    """Everything `score_batch` and the service need, loaded once per process (or per Ray actor)."""
+
+    version: str
+    catalogue: Catalogue
+    index: VectorIndex
+    attrs: CourseAttrs
+    signals: Signals
+    ranker: Ranker
+    bm25: BM25
+    courses: pd.DataFrame  # the catalogue's courses, with inferred competencies filled in
+    taxonomy: pd.DataFrame
+    policy: Policy
+    asof: pd.Timestamp
+    info: dict[str, Any]
+
+
+def _save_arrays(path: Path, obj: Any) -> None:
+    """Save a frozen dataclass of numpy arrays, sparse matrices and small JSON values."""
+    path.mkdir(parents=True, exist_ok=True)
+    dense: dict[str, np.ndarray] = {}
+    meta: dict[str, Any] = {}
+    for f in fields(obj):
+        v = getattr(obj, f.name)
+        if sp.issparse(v):
+            sp.save_npz(path / f"{f.name}.npz", sp.csr_matrix(v))
+        elif isinstance(v, np.ndarray):
+            dense[f.name] = v
+        elif isinstance(v, dict):
+            dense.update({f"{f.name}::{k}": np.asarray(x) for k, x in v.items()})
+            meta[f.name] = "dict"
+        else:
+            meta[f.name] = list(v) if isinstance(v, tuple) else v
+    np.savez(path / "arrays.npz", **dense)
+    (path / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+
+
+def _load_arrays(path: Path, cls: Any) -> Any:
+    arrays = np.load(path / "arrays.npz", allow_pickle=False)
+    meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        if (path / f"{f.name}.npz").exists():
+            values[f.name] = sp.load_npz(path / f"{f.name}.npz").tocsr()
+        elif meta.get(f.name) == "dict":
+            prefix = f"{f.name}::"
+            values[f.name] = {k[len(prefix) :]: arrays[k] for k in arrays.files if k.startswith(prefix)}
+        elif f.name in arrays.files:
+            values[f.name] = arrays[f.name]
+        else:
+            v = meta[f.name]
+            values[f.name] = tuple(v) if isinstance(v, list) else v
+    return cls(**values)
+
+
+def save(
+    writer: BundleWriter,
+    catalogue: Catalogue,
+    index: VectorIndex,
+    attrs: CourseAttrs,
+    signals: Signals,
+    ranker: Ranker,
+    bm25: BM25,
+    courses: pd.DataFrame,
+    taxonomy: pd.DataFrame,
+    policy_name: str,
+    asof: pd.Timestamp,
+) -> None:
+    _save_arrays(writer.path("catalogue"), catalogue)
+    _save_arrays(writer.path("attrs"), attrs)
+    _save_arrays(writer.path("stats"), signals.stats)
+    sp.save_npz(writer.path("item_sim.npz"), signals.item_sim)
+    sp.save_npz(writer.path("transition.npz"), signals.transition)
+    index.save(writer.path("index"))
+    ranker.save(writer.path("ranker"))
+    writer.path("bm25.pkl").write_bytes(pickle.dumps(bm25))
+    courses.to_parquet(writer.path("courses.parquet"), index=False)
+    taxonomy.to_parquet(writer.path("taxonomy.parquet"), index=False)
+    writer.info.update({"policy": policy_name, "asof": asof.isoformat()})
+
+
+def load(bundle_dir: Path) -> Artifacts:
+    manifest = read_manifest(bundle_dir)
+    signals = Signals(
+        stats=_load_arrays(bundle_dir / "stats", CourseStats),
+        item_sim=sp.load_npz(bundle_dir / "item_sim.npz").tocsr(),
+        transition=sp.load_npz(bundle_dir / "transition.npz").tocsr(),
+    )
+    return Artifacts(
+        version=manifest.version,
+        catalogue=_load_arrays(bundle_dir / "catalogue", Catalogue),
+        index=VectorIndex.load(bundle_dir / "index"),
+        attrs=_load_arrays(bundle_dir / "attrs", CourseAttrs),
+        signals=signals,
+        ranker=Ranker.load(bundle_dir / "ranker"),
+        bm25=pickle.loads((bundle_dir / "bm25.pkl").read_bytes()),
+        courses=pd.read_parquet(bundle_dir / "courses.parquet"),
+        taxonomy=pd.read_parquet(bundle_dir / "taxonomy.parquet"),
+        policy=load_policy(manifest.info["policy"]),
+        asof=pd.Timestamp(manifest.info["asof"]),
+        info={**manifest.info, "metrics": manifest.metrics},
+    )
+
+
+def load_current(bundles_dir: Path) -> Artifacts:
+    return load(current_bundle_dir(bundles_dir))

@@ -1,0 +1,243 @@
+"""Training (`tdr train`): portraits, course encoding and tagging, the faiss index, and the ranker, sealed into
+a new versioned bundle that the scorer and the service pick up.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from data.policy import Policy
+from data.reference import load_policy, load_taxonomy
+from data.workspace import Workspace, write_parquet_atomic
+from features.history import FORMATS, history_features, hours_owed
+from features.pairs import CourseAttrs
+from features.portrait import Portraits, Tables, as_of, build_portraits
+from models.bundle import BundleWriter, data_hash
+from models.encoder import Encoder
+from models.index import VectorIndex
+from models.lexical import BM25
+from models.tagger import CompetencyTagger, top_tags
+from recommender import artifacts
+from recommender.config import Settings
+from recommender.ranking import TRAIN_TEACHERS, fit_ranker, fit_signals, ranking_data
+from recommender.retrieval import STAGES, Catalogue
+
+log = logging.getLogger(__name__)
+
+STAGE_ZH = {"kindergarten": "幼儿园", "primary": "小学", "junior": "初中", "senior": "高中"}
+TABLES = ("teachers", "courses", "training_records", "items", "responses", "competency_scores")
+
+
+def load_tables(ws: Workspace) -> Tables:
+    def read(name: str) -> pd.DataFrame:
+        return ws.read_table(name) if ws.has_table(name) else pd.DataFrame()
+
+    taxonomy = read("taxonomy")
+    return Tables(
+        teachers=ws.read_table("teachers"),
+        courses=ws.read_table("courses"),
+        records=read("training_records"),
+        items=read("items"),
+        responses=read("responses"),
+        scores=read("competency_scores"),
+        taxonomy=taxonomy if len(taxonomy) else load_taxonomy(),
+    )
+
+
+def course_texts(courses: pd.DataFrame) -> list[str]:
+    return (courses["title"].fillna("") + "。" + courses["description"].fillna("")).tolist()
+
+
+def competency_texts(taxonomy: pd.DataFrame) -> list[str]:
+    return (taxonomy["name"].fillna("") + "：" + taxonomy["description"].fillna("")).tolist()
+
+
+def _multi_hot(lists: pd.Series, vocab: list[str]) -> np.ndarray:
+    pos = {v: i for i, v in enumerate(vocab)}
+    m = np.zeros((len(lists), len(vocab)), dtype=np.float64)
+    for r, values in enumerate(lists):
+        for v in values:
+            if v in pos:
+                m[r, pos[v]] = 1.0
+    return m
+
+
+@dataclass(frozen=True)
+class CourseSide:
+    catalogue: Catalogue
+    attrs: CourseAttrs
+    bm25: BM25
+    courses: pd.DataFrame
+    tag_metrics: dict[str, float]
+
+
+def build_course_side(
+    courses: pd.DataFrame,
+    taxonomy: pd.DataFrame,
+    encoder: Encoder,
+    policy: Policy,
+    teacher_subjects: list[str],
+) -> CourseSide:
+    """Encode, tag and index the catalogue: the course half of retrieval and of the pair features."""
+    courses = courses.sort_values("course_id", kind="stable").reset_index(drop=True)
+    codes = taxonomy["code"].astype(str).tolist()
+    texts = course_texts(courses)
+    vectors = encoder.encode_passages(texts)
+    comp_vectors = encoder.encode_queries(competency_texts(taxonomy))
+    bm25 = BM25().fit(texts)
+    comp_lex = bm25.score(competency_texts(taxonomy)).toarray().astype(np.float64)
+    comp_lex /= comp_lex.max(axis=1, keepdims=True) + 1e-9
+    labels = _multi_hot(courses["competencies"], codes)
+    tagged = labels.sum(axis=1) > 0
+    proba = np.zeros_like(labels)
+    tag_metrics: dict[str, float] = {"tagged_share": float(tagged.mean())}
+    if tagged.sum() >= 10 and (~tagged).any():
+        tagger = CompetencyTagger().fit(vectors[tagged], comp_vectors, comp_lex.T[tagged], labels[tagged])
+        proba[~tagged] = tagger.predict_proba(vectors[~tagged], comp_lex.T[~tagged])
+    elif (~tagged).any():
+        # no tagged examples to learn from: rank competencies by similarity alone
+        proba[~tagged] = np.maximum(vectors[~tagged] @ comp_vectors.T, 0.0)
+    tags, confidence = top_tags(proba)
+    inferred = np.zeros_like(labels)
+    for r in np.flatnonzero(~tagged):
+        inferred[r, tags[r]] = proba[r, tags[r]]
+    weights = np.where(tagged[:, None], labels, inferred)
+    course_comp = weights / np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
+    code_arr = np.asarray(codes)
+    courses = courses.assign(
+        competencies_used=[list(code_arr[np.flatnonzero(w)]) for w in weights],
+        competencies_inferred=~tagged,
+        tag_confidence=np.where(tagged, 1.0, confidence),
+    )
+    context = {f"stage:{s}": f"{STAGE_ZH[s]}教师的教学与专业发展" for s in STAGES}
+    subjects = sorted(set(courses["subjects"].explode().dropna().astype(str)) | set(teacher_subjects))
+    context.update({f"subject:{s}": f"{s}学科教学能力提升" for s in subjects})
+    ctx_vecs = encoder.encode_queries(list(context.values()))
+    stages = courses["stages"].apply(lambda v: set(v))
+    stage_ok = np.array([[not st or s in st for s in STAGES] for st in stages], dtype=bool)
+    subj_pos = {s: i for i, s in enumerate(subjects)}
+    rows, cols = [], []
+    for r, subj in enumerate(courses["subjects"]):
+        for s in subj:
+            rows.append(r)
+            cols.append(subj_pos[str(s)])
+    subject_ok = sp.csr_matrix(
+        (np.ones(len(rows), dtype=bool), (rows, cols)), shape=(len(courses), len(subjects))
+    )
+    cpos = {c: i for i, c in enumerate(courses["course_id"])}
+    pr, pc = [], []
+    for r, pre in enumerate(courses["prerequisites"]):
+        for p in pre:
+            if p in cpos:
+                pr.append(r)
+                pc.append(cpos[p])
+    prereq = sp.csr_matrix((np.ones(len(pr), dtype=np.float32), (pr, pc)), shape=(len(courses), len(courses)))
+    cat = Catalogue(
+        course_ids=courses["course_id"].astype(str).to_numpy().astype(str),
+        vectors=vectors,
+        comp_codes=code_arr.astype(str),
+        comp_vectors=comp_vectors,
+        comp_lexical=comp_lex.astype(np.float32),
+        course_comp=course_comp,
+        stage_ok=stage_ok,
+        subject_vocab=tuple(subjects),
+        subject_ok=subject_ok,
+        all_subjects=courses["subjects"].apply(len).to_numpy() == 0,
+        active=courses["active"].fillna(True).to_numpy(dtype=bool),
+        prereq=prereq,
+        context_vectors={k: v for k, v in zip(context, ctx_vecs, strict=True)},
+    )
+    topics = tuple(t.topic for t in policy.mandatory_topics)
+    topic_pos = {t: i for i, t in enumerate(topics)}
+    fmt_pos = {f: i for i, f in enumerate(FORMATS)}
+    attrs = CourseAttrs(
+        hours=courses["hours"].to_numpy(dtype=np.float64),
+        cost=courses["cost_yuan"].fillna(0.0).to_numpy(dtype=np.float64),
+        level=pd.to_numeric(courses["level"], errors="coerce").to_numpy(dtype=np.float64),
+        practical=courses["practical"].fillna(False).to_numpy(dtype=np.float64),
+        format_idx=courses["format"].map(fmt_pos).fillna(-1).to_numpy(dtype=np.int64),
+        mandatory_idx=courses["mandatory_topic"].map(topic_pos).fillna(-1).to_numpy(dtype=np.int64),
+        topics=topics,
+        tagged=tagged.astype(np.float64),
+    )
+    return CourseSide(cat, attrs, bm25, courses, tag_metrics)
+
+
+def rows_asof(tables: Tables, portrait_rows: pd.DataFrame, policy: Policy, cut: pd.Timestamp) -> pd.DataFrame:
+    """Portrait rows with the history part recomputed as of an earlier date (for training on the past)."""
+    years = sorted({1, 3, 5, policy.cycle_years, policy.it_years})
+    hist = history_features(
+        portrait_rows, tables.records, tables.courses, tables.taxonomy, cut, windows=years
+    )
+    owed = hours_owed(hist, policy, cut)
+    static = [
+        "teacher_id",
+        "stage",
+        "subject",
+        "school_type",
+        "years_teaching",
+        "career_stage",
+        "assessed",
+        "county",
+    ]
+    return portrait_rows[static].merge(hist, on="teacher_id").merge(owed, on="teacher_id")
+
+
+def save_portraits(ws: Workspace, portraits: Portraits) -> None:
+    write_parquet_atomic(portraits.teachers, ws.portraits_dir / "teachers.parquet")
+    write_parquet_atomic(portraits.competencies, ws.portraits_dir / "competencies.parquet")
+
+
+def train(ws: Workspace, settings: Settings, step: Callable[[str], None] = log.info, seed: int = 0) -> Path:
+    """Build portraits and every model from the workspace's tables; returns the new bundle's folder."""
+    inputs = [ws.table_path(t) for t in TABLES if ws.has_table(t)]
+    writer = BundleWriter(ws.bundles_dir, data_hash(inputs))
+    try:
+        tables = load_tables(ws)
+        policy = load_policy(settings.policy)
+        asof = as_of(tables)
+        step("画像 portraits")
+        portraits, _irt = build_portraits(tables, policy, asof, settings.target_level, seed)
+        save_portraits(ws, portraits)
+        step("课程编码与标注 course encoding and tagging")
+        encoder = Encoder(settings.encoder_model, cache_dir=settings.model_cache)
+        subjects = sorted(tables.teachers["subject"].dropna().astype(str).unique())
+        side = build_course_side(tables.courses, tables.taxonomy, encoder, policy, subjects)
+        index = VectorIndex.build(side.catalogue.vectors, side.catalogue.course_ids)
+        step("排序模型 ranker")
+        rng = np.random.default_rng(seed)
+        ids = portraits.teachers["teacher_id"].to_numpy()
+        sample = np.sort(rng.choice(ids, size=min(TRAIN_TEACHERS, len(ids)), replace=False))
+        sampled = portraits.teachers[portraits.teachers["teacher_id"].isin(sample)]
+        data = {}
+        for name, cut in (("train", asof - pd.DateOffset(years=2)), ("valid", asof - pd.DateOffset(years=1))):
+            rows = rows_asof(tables, sampled, policy, cut)
+            data[name] = ranking_data(
+                rows,
+                portraits.competencies,
+                tables.records,
+                tables.teachers,
+                side.catalogue,
+                index,
+                side.attrs,
+                cut,
+            )
+        ranker = fit_ranker(data["train"], data["valid"], seed)
+        signals = fit_signals(tables.records, tables.teachers, side.catalogue, asof)
+        artifacts.save(
+            writer, side.catalogue, index, side.attrs, signals, ranker, side.bm25, side.courses, tables.taxonomy,
+            settings.policy, asof,
+        )  # fmt: skip
+        writer.metrics.update({"ranker": ranker.metrics_, "tagging": side.tag_metrics})
+        writer.info.update({"encoder": encoder.model_id, "features": ranker.features_, "seed": seed})
+        return writer.commit()
+    except BaseException:
+        writer.abort()
+        raise

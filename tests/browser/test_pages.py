@@ -1,0 +1,139 @@
+"""The pages in headless Chromium: a teacher signs in, sees the radar drawn, accepts a course (the event is stored);
+a trainer sees the heatmap. Screenshots land in tests/artifacts/browser/.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from openpyxl import load_workbook
+
+from api.app import create_app
+from api.auth import create_token
+from api.settings import ServiceSettings
+
+pytestmark = pytest.mark.browser
+
+CODES = [("TEA-1", "师德践行", "师德与理念"), ("IT-A3", "数据支持的学情分析", "信息技术应用"),
+         ("EVAL-2", "过程性评价", "学生评价"), ("CLS-1", "班级管理", "班级管理与育人"),
+         ("DES-2", "教学设计", "教学设计与实施")]  # fmt: skip
+SCHOOLS = ["S-XS-1", "S-XS-2", "S-XS-3"]
+
+
+class FakeEngine:
+    """Fixed records in the shapes of `api.schemas`; enough for the pages to draw every chart."""
+
+    version = "v-browser"
+
+    def portrait(self, teacher_id: str) -> dict[str, Any] | None:
+        if not teacher_id.startswith("XS"):
+            return None
+        comps = [
+            {"competency": c, "name": n, "domain": d, "estimate": 40.0 + 8 * i, "std_error": 4.0 + i,
+             "source": "items", "peer_mean": 55.0, "gap": max(0.0, 70.0 - 40.0 - 8 * i)}
+            for i, (c, n, d) in enumerate(CODES)
+        ]  # fmt: skip
+        history = [
+            {"course_id": "C0", "title": "新时代师德师风建设", "start_date": "2023-03-01", "end_date": "2023-03-20",
+             "hours": 12.0, "format": "online", "status": "completed", "score": 88.0},
+            {"course_id": "C9", "title": "跨学科主题教学", "start_date": "2024-05-01", "hours": 24.0,
+             "format": "workshop", "status": "no_show"},
+        ]  # fmt: skip
+        return {
+            "teacher_id": teacher_id, "province": "江西省", "city": "九江市", "county": "修水县", "school_id": "S-XS-1",
+            "stage": "primary", "subject": "数学", "career_stage": "developing", "assessed": True,
+            "hours_required": 360.0, "hours_done": 212.0, "hours_owed": 148.0, "missing_mandatory": ["师德师风"],
+            "need_statement": "在「数据支持的学情分析」上低于同学段教师平均。", "competencies": comps, "history": history,
+        }  # fmt: skip
+
+    def menu(self, teacher_id: str, constraints: Any) -> dict[str, Any] | None:
+        items = [
+            {"course_id": f"C{i}", "title": f"课程{i}：{n}", "hours": 10.0, "format": "blended", "competencies": [c],
+             "practical": True, "reason": f"针对您在「{n}」上的差距。"}
+            for i, (c, n, _) in enumerate(CODES, start=1)
+        ]  # fmt: skip
+        return {"teacher_id": teacher_id, "items": items, "hours_target": 50.0}
+
+    def search(self, q: str, top_k: int) -> list[dict[str, Any]]:
+        return [{"course_id": "C2", "title": "课程2：数据支持的学情分析", "score": 0.8}][:top_k]
+
+    def course(self, course_id: str) -> dict[str, Any] | None:
+        return {"course_id": course_id, "title": "课程", "hours": 10.0, "description": "课程简介。"}
+
+    def cohort(self, by: str, value: str, scope: tuple[str, str] | None) -> dict[str, Any] | None:
+        if (by, value) != ("county", "修水县"):
+            return None
+        return {
+            "by": by, "value": value, "n_teachers": 30,
+            "span": {"province": ["江西省"], "city": ["九江市"], "county": ["修水县"]},
+            "competencies": [
+                {"competency": c, "name": n, "domain": d, "mean": 50.0 + i, "p10": 30.0, "p25": 42.0, "p50": 51.0,
+                 "p75": 60.0, "p90": 72.0, "share_below_target": 0.7}
+                for i, (c, n, d) in enumerate(CODES)
+            ],
+            "heatmap": {"row_level": "school", "rows": SCHOOLS, "row_sizes": [10, 12, 8], "columns": [c for c, _, _ in CODES],
+                        "values": [[45.0 + 5 * r + i for i in range(len(CODES))] for r in range(len(SCHOOLS))]},
+            "common_gaps": [{"competency": "IT-A3", "name": "数据支持的学情分析", "share": 0.4}],
+            "hours": {"required_mean": 360.0, "done_mean": 240.0, "owed_mean": 120.0, "share_behind": 0.3},
+            "behind_on_hours": [{"teacher_id": "XS07", "school_id": "S-XS-2", "county": "修水县", "hours_required": 360.0,
+                                 "hours_done": 80.0, "hours_owed": 280.0}],
+        }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory, serve: Any) -> Iterator[tuple[str, Path, Any]]:
+    ws = tmp_path_factory.mktemp("ws")
+    (ws / "bundles").mkdir()
+    (ws / "bundles" / "CURRENT").write_text("v-browser\n", encoding="utf-8")
+    app = create_app(
+        ws, engine_factory=lambda _: FakeEngine(), settings=ServiceSettings(reload_interval_s=3600)
+    )
+    with serve(app) as url:
+        yield url, ws, app
+
+
+def _sign_in(page: Any, url: str, token: str) -> None:
+    page.goto(f"{url}/login")
+    page.fill("#token", token)
+    page.click("button[type=submit]")
+
+
+def test_teacher_signs_in_sees_the_radar_and_accepts_a_course(
+    page: Any, service: tuple[str, Path, Any], drawn: Any
+) -> None:
+    url, ws, app = service
+    _sign_in(page, url, create_token(ws, "teacher", teacher_id="XS01"))
+    page.wait_for_url(f"{url}/me/portrait")
+    page.wait_for_selector("#radar canvas")
+    page.wait_for_selector("#timeline li")
+    assert drawn(page, "#radar") and drawn(page, "#hours")
+    assert page.locator("#competencies tbody tr").count() == len(CODES)
+    page.snap("portrait")
+
+    page.click("#nav >> text=我的选学菜单")
+    page.wait_for_selector("#menu-items li.item")
+    first = page.locator("#menu-items li.item").first
+    first.locator("button.accept").click()
+    page.wait_for_selector("#menu-items li.item.accepted")
+    stored = app.state.events.list_events("XS01")
+    assert [(e.course_id, e.type.value) for e in stored] == [("C1", "enrolled")]
+    assert page.js_errors == []
+
+
+def test_trainer_sees_the_county_heatmap(page: Any, service: tuple[str, Path, Any], drawn: Any) -> None:
+    url, ws, _ = service
+    _sign_in(page, url, create_token(ws, "trainer", scope="county:修水县"))
+    page.wait_for_url(f"{url}/trainer/cohorts")
+    page.wait_for_selector("#heatmap canvas")
+    page.wait_for_selector("#behind tbody tr")
+    assert drawn(page, "#heatmap") and drawn(page, "#distribution")
+    with page.expect_download() as download:
+        page.click("#cohort-export")
+    assert download.value.suggested_filename.endswith(".xlsx")
+    book = load_workbook(io.BytesIO(Path(download.value.path()).read_bytes()))
+    assert book["学时落后教师"]["A2"].value == "XS07"
+    assert page.js_errors == []
