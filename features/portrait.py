@@ -96,7 +96,10 @@ def need_statement(row: pd.Series, names: dict[str, str]) -> str:
 def build_portraits(
     tables: Tables, policy: Policy, asof: pd.Timestamp, target_level: float = 70.0, seed: int = 0
 ) -> tuple[Portraits, MIRT | None]:
-    """Teacher portraits as of `asof` under `policy`; also returns the fitted IRT model (for the bundle)."""
+    """Teacher portraits as of `asof` under `policy`; also returns the fitted IRT model (for the bundle).
+
+    `tables.courses` should carry every course's competencies, inferred ones included, so that hours count
+    towards their domain."""
     t = tables.teachers.copy()
     t["career_stage"] = career_stage(t)
     codes = tables.taxonomy["code"].astype(str).tolist()
@@ -104,7 +107,7 @@ def build_portraits(
     comp = add_gaps(comp, t, target_level)
     years = sorted({1, 3, 5, policy.cycle_years, policy.it_years})
     hist = history_features(t, tables.records, tables.courses, tables.taxonomy, asof, windows=years)
-    owed = hours_owed(hist, policy, asof)
+    owed = hours_owed(hist, policy, asof, stages=t["stage"])
     cols = [c for c in TEACHER_COLUMNS if c in t.columns]
     rows = t[[*cols, "career_stage"]].merge(hist, on="teacher_id", how="left").merge(owed, on="teacher_id")
     rows["top_gaps"] = (
@@ -112,6 +115,7 @@ def build_portraits(
     )
     assessed = comp.loc[~comp["is_prior"], "teacher_id"].unique()
     rows["assessed"] = rows["teacher_id"].isin(assessed)
+    rows["hours_required"] = float(policy.cycle_hours)
     names = dict(zip(tables.taxonomy["code"], tables.taxonomy["name"], strict=True))
     rows["need_statement"] = rows.apply(need_statement, axis=1, names=names)
     return Portraits(rows.reset_index(drop=True), comp), irt

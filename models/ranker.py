@@ -22,11 +22,11 @@ class Ranker:
 
     def __init__(
         self,
-        n_estimators: int = 500,
-        learning_rate: float = 0.05,
+        n_estimators: int = 300,
+        learning_rate: float = 0.1,
         num_leaves: int = 31,
         min_child_samples: int = 40,
-        early_stopping_rounds: int = 40,
+        early_stopping_rounds: int = 30,
         random_state: int = 0,
         n_jobs: int = 2,
     ) -> None:

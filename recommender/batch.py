@@ -24,7 +24,7 @@ from recommender.retrieval import retrieve
 CANDIDATES = 200
 MENU_POOL = 40
 REC_COLUMNS = ["teacher_id", "rank", "course_id", "score", "reason"]
-MENU_COLUMNS = ["teacher_id", "course_id", "hours", "reason"]
+MENU_COLUMNS = ["teacher_id", "position", "course_id", "hours", "reason", "status", "message"]
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def _facts(
     taste = c.taste[row, np.maximum(fmt, 0)]
     return pd.DataFrame(
         {
-            "comp_name": np.where(has, [names.get(x, x) for x in codes], None),
+            "comp_name": np.where(has, np.asarray([names.get(x, x) for x in codes], dtype=object), None),
             "estimate": np.where(has, est[np.arange(len(row)), k], np.nan),
             "peer_mean": np.where(has, peer[np.arange(len(row)), k], np.nan),
             "is_prior": is_prior,
@@ -82,8 +82,17 @@ def _facts(
     )
 
 
-def score_batch(block: PortraitBlock, art: Artifacts, top_k: int = 20) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Top-k recommendations with reasons and the policy-compliant menu for every teacher of the block."""
+@dataclass(frozen=True)
+class Ranked:
+    """A block's ranked courses: the top-k with reasons, and the menu pool (top MENU_POOL plus every course of a
+    mandatory topic the teacher owes) in the columns `recommender.menu` plans from."""
+
+    recs: pd.DataFrame
+    pool: pd.DataFrame
+
+
+def rank_block(block: PortraitBlock, art: Artifacts, top_k: int = 20) -> Ranked:
+    """Retrieve, featurise and rank the catalogue for every teacher of the block."""
     cat = art.catalogue
     tb, ctx = teacher_inputs(
         block.rows, block.competencies, block.records, cat, art.signals.stats, art.attrs.topics, art.asof
@@ -130,20 +139,49 @@ def score_batch(block: PortraitBlock, art: Artifacts, top_k: int = 20) -> tuple[
             "reason": why.reindex(np.flatnonzero(in_pool)).to_numpy(),
         }
     )
-    menus, statuses = plan_menus(pool_cands, block.rows, art.policy)
+    return Ranked(recs[REC_COLUMNS], pool_cands)
+
+
+def menu_teachers(rows: pd.DataFrame) -> pd.DataFrame:
+    """The teacher columns `plan_menus` reads, from portrait rows."""
+    completed = (
+        rows["completed_course_ids"] if "completed_course_ids" in rows else pd.Series([[]] * len(rows))
+    )
+    return pd.DataFrame(
+        {
+            "teacher_id": rows["teacher_id"].to_numpy(),
+            "stage": rows["stage"].to_numpy(),
+            "missing_mandatory": rows["missing_mandatory"].to_numpy(),
+            "completed": completed.to_numpy(),
+        }
+    )
+
+
+def score_batch(block: PortraitBlock, art: Artifacts, top_k: int = 20) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Top-k recommendations with reasons and the policy-compliant menu for every teacher of the block.
+
+    Menus: one row per chosen course (position, course_id, hours, reason); a teacher the policy leaves without
+    a menu gets one row with no course and the stated reason. `status` and `message` say whether a rule had to
+    be relaxed (and which)."""
+    ranked = rank_block(block, art, top_k)
+    menus, statuses = plan_menus(ranked.pool, menu_teachers(block.rows), art.policy)
     menus = menus.merge(
-        pool_cands[["teacher_id", "course_id", "reason"]], on=["teacher_id", "course_id"], how="left"
+        ranked.pool[["teacher_id", "course_id", "reason"]], on=["teacher_id", "course_id"], how="left"
     )
-    # a teacher the policy leaves without a menu still gets one row that says why
     empty = statuses[~statuses["teacher_id"].isin(menus["teacher_id"])]
-    if len(empty):
-        stated = pd.DataFrame(
-            {"teacher_id": empty["teacher_id"], "course_id": None, "hours": 0.0, "reason": empty["message"]}
-        )
-        menus = pd.concat([menus, stated], ignore_index=True)
-    return recs[REC_COLUMNS], menus[MENU_COLUMNS].sort_values(["teacher_id"], kind="stable").reset_index(
-        drop=True
+    stated = pd.DataFrame(
+        {
+            "teacher_id": empty["teacher_id"].to_numpy(),
+            "position": 0,
+            "course_id": None,
+            "hours": 0.0,
+            "reason": empty["message"].to_numpy(),
+        }
     )
+    menus = pd.concat([menus, stated], ignore_index=True) if len(stated) else menus
+    menus = menus.merge(statuses[["teacher_id", "status", "message"]], on="teacher_id", how="left")
+    menus = menus.sort_values(["teacher_id", "position"], kind="stable").reset_index(drop=True)
+    return ranked.recs, menus[MENU_COLUMNS]
 
 
 def _portraits(ws: Workspace) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -153,7 +191,7 @@ def _portraits(ws: Workspace) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _records(ws: Workspace) -> pd.DataFrame:
-    cols = ["teacher_id", "course_id", "start_date", "status", "hours"]
+    cols = ["teacher_id", "course_id", "start_date", "end_date", "status", "hours", "format"]
     if not ws.has_table("training_records"):
         return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
     return ws.read_table("training_records")[cols]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -19,6 +20,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.status import Status
 from rich.table import Table
 
 from data.workspace import Workspace, write_csv_atomic, write_parquet_atomic
@@ -31,6 +33,7 @@ app = typer.Typer(
 )
 console = Console()
 err = Console(stderr=True)
+log = logging.getLogger("tdr")
 
 WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="workspace folder")]
 
@@ -38,7 +41,8 @@ WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="workspace
 @app.callback()
 def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
     logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
 
 
@@ -80,6 +84,14 @@ def ingest(
     console.print(report.to_rich_table())
 
 
+def _step_reporter(status: Status) -> Callable[[str], None]:
+    def report(step: str) -> None:
+        status.update(f"训练中：{step}")
+        log.info("train step: %s", step)
+
+    return report
+
+
 def _settings(policy: str | None = None) -> Settings:
     s = Settings()
     return replace(s, policy=policy) if policy else s
@@ -97,7 +109,9 @@ def train(
 
     with console.status("训练中 training…") as status:
         bundle = run(
-            Workspace.open(workspace), _settings(policy), step=lambda s: status.update(f"训练中：{s}")
+            Workspace.open(workspace),
+            _settings(policy),
+            step=_step_reporter(status),
         )
     console.print(f"bundle [bold]{bundle.name}[/bold] → {bundle}")
 
@@ -165,27 +179,37 @@ def cohort(
 
 
 @app.command()
-def recommend(teacher_id: Annotated[str, typer.Argument()], workspace: WorkspaceOpt) -> None:
+def recommend(
+    teacher_id: Annotated[str, typer.Argument()],
+    workspace: WorkspaceOpt,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
     """One teacher's portrait summary and menu, human-readable."""
+    from recommender.explain import FORMAT_ZH
     from recommender.service import Engine
 
     engine = Engine.load(Workspace.open(workspace))
-    try:
-        view = engine.portrait(teacher_id)
-        plan = engine.menu(teacher_id)
-    except KeyError as e:
-        err.print(f"[red]未找到教师 {teacher_id}[/red]")
-        raise typer.Exit(1) from e
-    console.print(f"[bold]教师 {teacher_id}[/bold]  {view.summary}")
-    console.print(view.need_statement)
-    table = Table("课程", "学时", "形式", "推荐理由")
-    for item in plan.items:
-        table.add_row(f"{item.course_id} {item.title}", f"{item.hours:g}", item.format_zh, item.reason)
-    console.print(table)
+    view, plan = engine.portrait(teacher_id), engine.menu(teacher_id)
+    if view is None or plan is None:
+        err.print(f"[red]未找到教师 {teacher_id}[/red]（工作区 {workspace}）")
+        raise typer.Exit(1)
+    if as_json:
+        typer.echo(json.dumps({"portrait": view, "menu": plan}, ensure_ascii=False, default=str))
+        return
     console.print(
-        f"合计 {plan.total_hours:g} 学时，实践类 {plan.practical_share:.0%}"
-        + (f"；{plan.message}" if plan.message else "")
+        f"[bold]教师 {teacher_id}[/bold]  {view['county']} · {view['stage']} · {view['subject']} · "
+        f"本周期已修 {view['hours_done'] or 0:g} / {view['hours_required'] or 0:g} 学时"
     )
+    console.print(view["need_statement"])
+    table = Table("课程", "学时", "形式", "推荐理由")
+    for item in plan["items"]:
+        table.add_row(
+            f"{item['course_id']} {item['title']}", f"{item['hours']:g}", FORMAT_ZH.get(item["format"], ""),
+            item["reason"],
+        )  # fmt: skip
+    console.print(table)
+    total = sum(i["hours"] for i in plan["items"])
+    console.print(f"合计 {total:g} 学时" + "".join(f"；{n}" for n in plan["notes"]))
 
 
 @app.command("search")
@@ -210,6 +234,85 @@ def search_cmd(
             typer.echo(json.dumps({**rec, "score": round(float(rec["score"]), 6)}, ensure_ascii=False))
         return
     table = Table("课程编号", "课程名称", "得分")
-    for rec in hits.itertuples():
-        table.add_row(str(rec.course_id), str(rec.title), f"{rec.score:.3f}")
+    for cid, title, score in zip(hits["course_id"], hits["title"], hits["score"], strict=True):
+        table.add_row(str(cid), str(title), f"{score:.3f}")
     console.print(table)
+
+
+@app.command()
+def serve(
+    workspace: WorkspaceOpt,
+    port: Annotated[int, typer.Option("--port")] = 8000,
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+) -> None:
+    """The service and web pages of the workspace's current bundle."""
+    import uvicorn
+
+    from api.app import create_app
+
+    uvicorn.run(create_app(Workspace.open(workspace).root), host=host, port=port, log_level="info")
+
+
+token_app = typer.Typer(help="access tokens for the service", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("create")
+def token_create(
+    workspace: WorkspaceOpt,
+    role: Annotated[str, typer.Option("--role", help="teacher | trainer | admin")],
+    teacher: Annotated[
+        str | None, typer.Option("--teacher", help="the teacher a teacher token is for")
+    ] = None,
+    scope: Annotated[
+        str | None, typer.Option("--scope", help="county:<名称> | city:<名称> | province:<名称>")
+    ] = None,
+) -> None:
+    """Create a bearer token (printed once; only its hash is stored)."""
+    from api.auth import create_token
+
+    try:
+        typer.echo(create_token(Workspace.open(workspace).root, role, teacher, scope))
+    except ValueError as e:
+        err.print(f"[red]{e}[/red]")
+        raise typer.Exit(2) from e
+
+
+@app.command()
+def demo(
+    teachers: Annotated[int, typer.Option("--teachers")] = 5000,
+    workspace: Annotated[Path, typer.Option("--workspace", "-w")] = Path("workspace/demo"),
+    seed: Annotated[int, typer.Option("--seed")] = 7,
+    port: Annotated[int, typer.Option("--port")] = 8000,
+    serve_after: Annotated[bool, typer.Option("--serve/--no-serve")] = True,
+) -> None:
+    """Synthetic province → ingest → train → score → serve, in a local workspace."""
+    from api.auth import create_token
+    from data.ingest import ingest as run_ingest
+    from data.synthetic import generate as run_generate
+    from recommender.batch import score_local
+    from recommender.train import train as run_train
+
+    ws = Workspace.open(workspace)
+    src = ws.root / "input"
+    with console.status("生成合成省份 generating…"):
+        run_generate(src, n_teachers=teachers, seed=seed)
+    console.print(run_ingest(src, ws).to_rich_table())
+    with console.status("训练中 training…") as status:
+        run_train(ws, _settings(None), step=_step_reporter(status))
+    with console.status("评分 scoring…"):
+        score_local(ws, ws.root / "scores", 20, 2000)
+    rows = pd.read_parquet(ws.portraits_dir / "teachers.parquet", columns=["teacher_id", "county"])
+    first = rows.iloc[0]
+    teacher_token = create_token(ws.root, "teacher", str(first["teacher_id"]))
+    trainer_token = create_token(ws.root, "trainer", scope=f"county:{first['county']}")
+    admin_token = create_token(ws.root, "admin")
+    console.print(
+        f"工作区 workspace: {ws.root}\n"
+        f"教师 teacher token ({first['teacher_id']}): {teacher_token}\n"
+        f"培训者 trainer token (county:{first['county']}): {trainer_token}\n"
+        f"管理员 admin token: {admin_token}\n"
+        f"打开 open http://127.0.0.1:{port}/ 并粘贴令牌 and paste a token"
+    )
+    if serve_after:
+        serve(ws.root, port)

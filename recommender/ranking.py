@@ -8,16 +8,16 @@ the latest one, so it is judged on choices it never saw.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from models.index import VectorIndex
 
 from features.history import CAREER_STAGES, FORMATS
 from features.pairs import FEATURES, CourseAttrs, CourseStats, TeacherContext, course_stats, pair_features
 from models.collab import Interactions, ItemKNN, Transition
+from models.index import VectorIndex
 from models.ranker import Ranker
 from recommender.retrieval import (
     LEXICAL_WEIGHT,
@@ -37,6 +37,7 @@ GOOD_SCORE = 85.0
 GOOD_SATISFACTION = 4.0
 CANDIDATES_PER_TEACHER = 100
 TRAIN_TEACHERS = 6000
+NEGATIVES_PER_TEACHER = 40
 
 
 @dataclass(frozen=True)
@@ -250,17 +251,33 @@ def ranking_data(
     index: VectorIndex,
     attrs: CourseAttrs,
     cut: pd.Timestamp,
+    seed: int = 0,
 ) -> RankingData:
     """Features as of `cut`, labels from the year after; only teachers who chose something are kept."""
     signals = fit_signals(records, teachers, cat, cut)
     block, ctx = teacher_inputs(rows, competencies, records, cat, signals.stats, attrs.topics, cut)
     cands = retrieve(block, cat, index, CANDIDATES_PER_TEACHER)
     labelled, y = labelled_pairs(block, cands, records, cat, cut, cut + pd.DateOffset(years=1))
+    keep = training_rows(labelled.row, y, seed)
+    labelled = Candidates(*(np.asarray(getattr(labelled, f.name))[keep] for f in fields(Candidates)))
     X = features_for(labelled, ctx, cat, attrs, signals)
-    has_pos = pd.Series(y > 0).groupby(labelled.row).transform("any").to_numpy()
-    X, y, row = X[has_pos].reset_index(drop=True), y[has_pos], labelled.row[has_pos]
+    y, row = y[keep], labelled.row
     group = np.bincount(row)[np.unique(row)]
     return RankingData(X, y, group)
+
+
+def training_rows(row: np.ndarray, y: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Pairs worth training on: teachers who chose something; all their chosen courses and a seeded random
+    NEGATIVES_PER_TEACHER of the rest (LambdaRank's cost grows with the square of a query's size, and beyond a
+    few dozen negatives the gradient barely changes)."""
+    has_pos = pd.Series(y > 0).groupby(row).transform("any").to_numpy()
+    noise = np.random.default_rng(seed).random(len(row))
+    neg = (y == 0) & has_pos
+    order = np.lexsort((noise, ~neg, row))
+    ranked = np.empty(len(row), dtype=np.int64)
+    ranked[order] = np.arange(len(row)) - np.searchsorted(row[order], row[order], side="left")
+    keep = has_pos & ((y > 0) | (ranked < NEGATIVES_PER_TEACHER))
+    return np.flatnonzero(keep)
 
 
 def fit_ranker(train: RankingData, valid: RankingData, seed: int = 0) -> Ranker:

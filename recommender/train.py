@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -176,7 +176,7 @@ def rows_asof(tables: Tables, portrait_rows: pd.DataFrame, policy: Policy, cut: 
     hist = history_features(
         portrait_rows, tables.records, tables.courses, tables.taxonomy, cut, windows=years
     )
-    owed = hours_owed(hist, policy, cut)
+    owed = hours_owed(hist, policy, cut, stages=portrait_rows["stage"])
     static = [
         "teacher_id",
         "stage",
@@ -203,14 +203,16 @@ def train(ws: Workspace, settings: Settings, step: Callable[[str], None] = log.i
         tables = load_tables(ws)
         policy = load_policy(settings.policy)
         asof = as_of(tables)
-        step("画像 portraits")
-        portraits, _irt = build_portraits(tables, policy, asof, settings.target_level, seed)
-        save_portraits(ws, portraits)
         step("课程编码与标注 course encoding and tagging")
         encoder = Encoder(settings.encoder_model, cache_dir=settings.model_cache)
         subjects = sorted(tables.teachers["subject"].dropna().astype(str).unique())
         side = build_course_side(tables.courses, tables.taxonomy, encoder, policy, subjects)
         index = VectorIndex.build(side.catalogue.vectors, side.catalogue.course_ids)
+        step("画像 portraits")
+        # history counts hours by competency domain: inferred tags count like given ones
+        tables = replace(tables, courses=side.courses.assign(competencies=side.courses["competencies_used"]))
+        portraits, _irt = build_portraits(tables, policy, asof, settings.target_level, seed)
+        save_portraits(ws, portraits)
         step("排序模型 ranker")
         rng = np.random.default_rng(seed)
         ids = portraits.teachers["teacher_id"].to_numpy()
@@ -228,6 +230,7 @@ def train(ws: Workspace, settings: Settings, step: Callable[[str], None] = log.i
                 index,
                 side.attrs,
                 cut,
+                seed,
             )
         ranker = fit_ranker(data["train"], data["valid"], seed)
         signals = fit_signals(tables.records, tables.teachers, side.catalogue, asof)
