@@ -129,9 +129,9 @@ def course_stats(
     `course_pos` maps course_id -> catalogue position; `teacher_group` maps teacher_id -> peer group position.
     """
     r = records[(records["start_date"] < asof) & records["course_id"].notna()]
-    pos = r["course_id"].map(course_pos)
-    r = r[pos.notna()]
-    pos = pos[pos.notna()].astype(np.int64).to_numpy()
+    mapped = r["course_id"].map(course_pos)
+    r = r[mapped.notna()]
+    pos = mapped[mapped.notna()].astype(np.int64).to_numpy()
     completed = (r["status"] == "completed").to_numpy()
     recent = (r["start_date"] >= asof - pd.DateOffset(years=3)).to_numpy()
     enrol = np.bincount(pos, minlength=n_courses).astype(np.float64)

@@ -57,7 +57,7 @@ def _save_arrays(path: Path, obj: Any) -> None:
             meta[f.name] = "dict"
         else:
             meta[f.name] = list(v) if isinstance(v, tuple) else v
-    np.savez(path / "arrays.npz", **dense)
+    np.savez(path / "arrays.npz", **dense)  # type: ignore[arg-type]
     (path / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
 
 

@@ -65,7 +65,9 @@ def _facts(
     taste = c.taste[row, np.maximum(fmt, 0)]
     return pd.DataFrame(
         {
-            "comp_name": np.where(has, np.asarray([names.get(x, x) for x in codes], dtype=object), None),
+            "comp_name": pd.Series([names.get(x, x) for x in codes], dtype=object)
+            .where(has, None)
+            .to_numpy(),
             "estimate": np.where(has, est[np.arange(len(row)), k], np.nan),
             "peer_mean": np.where(has, peer[np.arange(len(row)), k], np.nan),
             "is_prior": is_prior,

@@ -167,7 +167,8 @@ def cohort(
     ws = Workspace.open(workspace)
     rows = pd.read_parquet(ws.portraits_dir / "teachers.parquet")
     comp = pd.read_parquet(ws.portraits_dir / "competencies.parquet")
-    keys = [k.strip() for k in by.split(",")]
+    aliases = {"school": "school_id"}
+    keys = [aliases.get(k.strip(), k.strip()) for k in by.split(",")]
     missing = [k for k in keys if k not in rows.columns]
     if missing:
         err.print(f"[red]cannot group by {missing}[/red]; columns: {', '.join(rows.columns[:12])}…")

@@ -107,7 +107,7 @@ def teacher_inputs(
     estimate = _wide(comp, ids, cat.comp_codes, "estimate", 50.0)
     gaps = _wide(comp, ids, cat.comp_codes, "gap", 0.0)
     r = _course_records(records[records["teacher_id"].isin(ids)], cat, asof)
-    row_of = ids.get_indexer(r["teacher_id"].astype(str))
+    row_of = ids.get_indexer(pd.Index(r["teacher_id"].astype(str)))
     weight = r["status"].map(HISTORY_WEIGHT).fillna(0.0).to_numpy()
     history = sp.csr_matrix((weight, (row_of, r["course"])), shape=(n, c))
     history.sum_duplicates()
@@ -156,7 +156,9 @@ def teacher_inputs(
         career_stage=rows["career_stage"].map(career).fillna(1).to_numpy(dtype=np.int64),
         assessed=rows.get("assessed", pd.Series(False, index=rows.index)).to_numpy(dtype=np.float64),
         n_records=rows.get("n_records", pd.Series(0, index=rows.index)).fillna(0).to_numpy(dtype=np.float64),
-        years_teaching=pd.to_numeric(rows.get("years_teaching"), errors="coerce").to_numpy(dtype=np.float64),
+        years_teaching=pd.to_numeric(
+            rows.get("years_teaching", pd.Series(np.nan, index=rows.index)), errors="coerce"
+        ).to_numpy(dtype=np.float64),
         rural=rows["school_type"].map({"rural": 1.0, "town": 0.0, "urban": 0.0}).to_numpy(dtype=np.float64),
     )
     return block, ctx
@@ -203,14 +205,14 @@ def labelled_pairs(
         (records["start_date"] >= start) & (records["start_date"] < end) & records["course_id"].notna()
     ]
     r = r[r["teacher_id"].isin(ids)]
-    chosen = pd.DataFrame(
+    found = pd.DataFrame(
         {
-            "row": ids.get_indexer(r["teacher_id"]),
+            "row": ids.get_indexer(pd.Index(r["teacher_id"])),
             "course": r["course_id"].map(pos),
             "label": grade(r).to_numpy(),
         }
     ).dropna()
-    chosen = chosen.astype(np.int64).groupby(["row", "course"], as_index=False)["label"].max()
+    chosen = found.astype(np.int64).groupby(["row", "course"], as_index=False)["label"].max()
     cand = pd.DataFrame(
         {"row": cands.row, "course": cands.course, "dense": cands.dense, "lexical": cands.lexical}
     )

@@ -106,13 +106,15 @@ def build_course_side(
         proba[~tagged] = np.maximum(vectors[~tagged] @ comp_vectors.T, 0.0)
     tags, confidence = top_tags(proba)
     inferred = np.zeros_like(labels)
-    for r in np.flatnonzero(~tagged):
-        inferred[r, tags[r]] = proba[r, tags[r]]
+    for c in np.flatnonzero(~tagged):
+        inferred[c, tags[c]] = proba[c, tags[c]]
     weights = np.where(tagged[:, None], labels, inferred)
     course_comp = weights / np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
     code_arr = np.asarray(codes)
     courses = courses.assign(
-        competencies_used=[list(code_arr[np.flatnonzero(w)]) for w in weights],
+        competencies_used=pd.Series(
+            [list(code_arr[np.flatnonzero(w)]) for w in weights], index=courses.index
+        ),
         competencies_inferred=~tagged,
         tag_confidence=np.where(tagged, 1.0, confidence),
     )
@@ -123,7 +125,8 @@ def build_course_side(
     stages = courses["stages"].apply(lambda v: set(v))
     stage_ok = np.array([[not st or s in st for s in STAGES] for st in stages], dtype=bool)
     subj_pos = {s: i for i, s in enumerate(subjects)}
-    rows, cols = [], []
+    rows: list[int] = []
+    cols: list[int] = []
     for r, subj in enumerate(courses["subjects"]):
         for s in subj:
             rows.append(r)
@@ -132,7 +135,8 @@ def build_course_side(
         (np.ones(len(rows), dtype=bool), (rows, cols)), shape=(len(courses), len(subjects))
     )
     cpos = {c: i for i, c in enumerate(courses["course_id"])}
-    pr, pc = [], []
+    pr: list[int] = []
+    pc: list[int] = []
     for r, pre in enumerate(courses["prerequisites"]):
         for p in pre:
             if p in cpos:
