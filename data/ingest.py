@@ -48,6 +48,7 @@ __all__ = ["IngestReport", "TableCounts", "SkippedFile", "UnreadableFileError", 
 log = logging.getLogger(__name__)
 
 FROM_XLSX = "_from_xlsx"
+# the first columns of WS/rejects/<table>.csv; the row's raw cells follow
 REJECT_COLUMNS = ("source_file", "row_number", "column", "reason")
 TAXONOMY_COLUMNS = ("code", "name", "domain", "description", "environment", "dimension")
 DATE_HINT = "可写作 2023-09-01、2023/9/1、2023年9月1日 或 20230901"
@@ -184,7 +185,7 @@ def ingest(
         if name == "taxonomy" or name not in files:
             continue
         results[name] = _validate(spec, files[name], ctx)
-        ctx.add_table(name, results[name].table)
+        ctx.add_table(name, results[name].table, results[name].rejected_keys)
 
     _write_table(ws, TAXONOMY, taxonomy)
     for name, result in results.items():
@@ -276,6 +277,7 @@ class _Context:
 
     ws: Workspace
     keys: dict[str, pd.Index] = field(default_factory=dict)
+    rejected_keys: dict[str, pd.Index] = field(default_factory=dict)
     max_scores: pd.Series | None = None
     codes: dict[str, str] = field(default_factory=dict)
 
@@ -290,10 +292,11 @@ class _Context:
         lookup.update({c: c for c in codes})
         self.codes = lookup
 
-    def add_table(self, name: str, table: pd.DataFrame) -> None:
+    def add_table(self, name: str, table: pd.DataFrame, rejected_keys: pd.Index) -> None:
         spec = TABLES[name]
         if len(spec.key) == 1:
             self.keys[name] = pd.Index(table[spec.key[0]].dropna().unique())
+            self.rejected_keys[name] = rejected_keys
         if name == "items":
             self.max_scores = table.set_index("item_id")["max_score"]
 
@@ -363,6 +366,7 @@ class _Validated:
     rows_in: int
     table: pd.DataFrame
     rejects: pd.DataFrame
+    rejected_keys: pd.Index  # single-column keys seen only on rejected rows (so a reference can say why)
 
 
 def _validate(spec: TableSpec, raws: list[RawFile], ctx: _Context) -> _Validated:
@@ -387,12 +391,18 @@ def _validate(spec: TableSpec, raws: list[RawFile], ctx: _Context) -> _Validated
     rejected = np.flatnonzero(problems.rejected)
     reasons = problems.collect()
     rejects = pd.DataFrame(
-        {
-            "source_file": frame[SOURCE_FILE].iloc[rejected].to_numpy(),
-            "row_number": frame[ROW_NUMBER].iloc[rejected].to_numpy(),
-            "column": reasons["column"].reindex(rejected).to_numpy(),
-            "reason": reasons["reason"].reindex(rejected).to_numpy(),
-        }
+        dict(
+            zip(
+                REJECT_COLUMNS,
+                (
+                    frame[SOURCE_FILE].iloc[rejected].to_numpy(),
+                    frame[ROW_NUMBER].iloc[rejected].to_numpy(),
+                    reasons["column"].reindex(rejected).to_numpy(),
+                    reasons["reason"].reindex(rejected).to_numpy(),
+                ),
+                strict=True,
+            )
+        )
     )
     raw_columns = [c.name for c in spec.columns if frame[c.name].notna().any()] + extras
     for name in raw_columns:
@@ -400,7 +410,13 @@ def _validate(spec: TableSpec, raws: list[RawFile], ctx: _Context) -> _Validated
     if (frame[RAW_LINE] != "").any():
         rejects["raw_line"] = frame[RAW_LINE].iloc[rejected].to_numpy()
     assert len(table) + len(rejects) == n, f"{spec.name}: rows in != accepted + rejected"
-    return _Validated(n, table, rejects)
+    rejected_keys = pd.Index([], dtype=object)
+    if len(spec.key) == 1:
+        key = values[spec.key[0]]
+        rejected_keys = pd.Index(key.iloc[rejected].dropna().unique()).difference(
+            pd.Index(table[spec.key[0]].dropna().unique())
+        )
+    return _Validated(n, table, rejects, rejected_keys)
 
 
 def _combine(spec: TableSpec, raws: list[RawFile]) -> tuple[pd.DataFrame, list[str]]:
@@ -663,14 +679,38 @@ def _check_references(
         target = TABLES[col.references].label
         if known is None:
             missing = present
-            suffix = f"在{target}中不存在（本次未导入{target}）"
-        else:
-            found = pc.is_in(
-                pa.array(ids.array), value_set=pa.array(known.to_numpy(dtype=object), pa.string())
+            problems.add(
+                missing,
+                col.name,
+                f"{col.label} "
+                + ids[missing]
+                + f" 无法核对：本次未导入{target}，请把{target}文件放入同一文件夹后重新导入",
             )
-            missing = present & ~found.to_numpy(zero_copy_only=False).astype(bool)
-            suffix = f"在{target}中不存在"
-        problems.add(missing, col.name, f"{col.label} " + ids[missing] + f" {suffix}")
+            continue
+        missing = present & ~_isin(ids, known)
+        if not missing.any():
+            continue
+        bad_row = missing & _isin(ids, ctx.rejected_keys.get(col.references, pd.Index([], dtype=object)))
+        problems.add(
+            bad_row,
+            col.name,
+            f"{col.label} "
+            + ids[bad_row]
+            + f" 在{target}中的行未通过校验（见 rejects/{col.references}.csv），"
+            "请先更正该行",
+        )
+        absent = missing & ~bad_row
+        problems.add(
+            absent,
+            col.name,
+            f"{col.label} " + ids[absent] + f" 在{target}中不存在，请核对编号，或先在{target}中补录",
+        )
+
+
+def _isin(ids: pd.Series, keys: pd.Index) -> np.ndarray:
+    """Whether each id is one of keys (Arrow's hash lookup: millions of ids against millions of keys)."""
+    found = pc.is_in(pa.array(ids.array), value_set=pa.array(keys.to_numpy(dtype=object), pa.string()))
+    return np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def _check_duplicates(

@@ -15,6 +15,7 @@ import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
+
+from data.schema import table_for_header
 
 # Metadata columns every reader adds; their names cannot clash with contract columns.
 SOURCE_FILE = "_source_file"
@@ -47,6 +50,8 @@ _MAX_JUNK_SHARE = 0.02
 # encoding, not a file of another one.
 _MAX_BAD_SHARE = 0.02
 _FEW_BAD_BYTES = 16
+# an XLSX sheet's header is looked for in its first rows (a title row or two may sit above it)
+_HEADER_SEARCH_ROWS = 5
 
 
 class UnreadableFileError(Exception):
@@ -287,7 +292,7 @@ def _flagged_rows(names: list[str], rows: list[tuple[int, str]], delimiter: str)
 
 
 def _field_count_problem(width: int, found: int) -> str:
-    return f"字段数与表头不符（表头 {width} 列，该行 {found} 列）"
+    return f"字段数与表头不符（表头 {width} 列，该行 {found} 列），请检查该行是否缺项、多出分隔符或引号未闭合"
 
 
 def _first_record(data: bytes, delimiter: str) -> list[str] | None:
@@ -388,10 +393,13 @@ def _read_xlsx(path: Path) -> RawFile:
     try:
         if not book.worksheets:
             raise UnreadableFileError(path, "XLSX 文件中没有工作表")
-        rows = [[_cell_text(v) for v in row] for row in book.worksheets[0].iter_rows(values_only=True)]
+        sheet = _data_sheet(book.worksheets)
+        rows = [[_cell_text(v) for v in row] for row in sheet.iter_rows(values_only=True)]
     finally:
         book.close()
-    first = next((i for i, row in enumerate(rows) if any(rows[i])), None)
+    first = _table_header(rows)
+    if first is None:
+        first = next((i for i, row in enumerate(rows) if any(row)), None)
     if first is None:
         frame = _empty_frame(())
         frame[SOURCE_FILE] = pd.array([], dtype="str")
@@ -431,6 +439,26 @@ def _read_xlsx(path: Path) -> RawFile:
     return RawFile(path, "xlsx", None, tuple(header), frame)
 
 
+def _data_sheet(sheets: list[Any]) -> Any:
+    """The sheet holding the table: the first whose header names a contract table's required columns, else
+    the first with any content (exports often put a 填表说明 sheet before the data)."""
+    first_filled = None
+    for sheet in sheets:
+        head = [[_cell_text(v) for v in row] for row in sheet.iter_rows(max_row=10, values_only=True)]
+        if _table_header(head) is not None:
+            return sheet
+        if first_filled is None and any(any(row) for row in head):
+            first_filled = sheet
+    return first_filled or sheets[0]
+
+
+def _table_header(rows: list[list[str]]) -> int | None:
+    """Index of the row among the first filled ones that names a contract table's required columns (a title
+    row such as 「2024年教师名单」 may sit above the header); None when none does."""
+    filled = [i for i, row in enumerate(rows) if any(row)][:_HEADER_SEARCH_ROWS]
+    return next((i for i in filled if table_for_header(rows[i]) is not None), None)
+
+
 def _cell_text(value: object) -> str:
     """A cell as the text a clerk sees; whole floats lose their ``.0`` so that ids and counts read back."""
     if value is None:
@@ -455,7 +483,9 @@ def _read_parquet(path: Path) -> RawFile:
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as e:
-        raise UnreadableFileError(path, f"不是有效的 Parquet 文件（{e}）") from e
+        raise UnreadableFileError(
+            path, "不是有效的 Parquet 文件（文件可能已损坏或并非 Parquet 格式），请重新导出"
+        ) from e
     header = _unique_names(table.column_names)
     frame = pd.DataFrame(
         {name: _arrow_text(table.column(i)).to_pandas() for i, name in enumerate(header)},

@@ -15,7 +15,7 @@ ColumnKind = Literal["str", "int", "float", "bool", "date", "list"]
 
 # List cells may separate their elements with any of these (half-width, full-width semicolon, 顿号).
 LIST_SEPARATORS = (";", "；", "、")
-LIST_SPLIT_PATTERN = "[;；、]"
+LIST_SPLIT_PATTERN = "[" + "".join(map(re.escape, LIST_SEPARATORS)) + "]"
 
 # Spellings of "no value" that exports write into empty cells; "none" is absent on purpose: it is a title.
 NULL_TOKENS = frozenset({"", "nan", "null", "na", "n/a", "#n/a", "<na>", "nat"})

@@ -1,6 +1,6 @@
 """Synthetic province (合成省份): a realistic 江西省 export in the input data contract, with its ground truth.
 
-`tdr generate`, the demo and every evaluation with known answers use it; DIR/_truth/ is never read by training.
+`tdr generate`, the demo and every evaluation with known answers use it; training never reads DIR/_truth/.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ HISTORY_YEARS = 5
 # Jiangxi has roughly this many kindergarten-to-senior teachers; project quotas are scaled by N / this
 PROVINCE_TEACHERS = 550_000
 MAX_COURSES = 20_000
+# true utilities are computed for at most this many teacher × course cells (a sample beyond it)
 UTILITY_CELLS_MAX = 30_000_000
 UTILITY_TOP_PER_TEACHER = 200
 
@@ -77,6 +78,8 @@ STAGE_BONUS = 0.10
 PRACTICAL_BONUS = 0.10
 MAX_CODES = 3
 LOAD_G, LOAD_D = 0.60, 0.50
+# self-ratings (自评) sit this many display points above the truth on average, with this much noise
+SELF_RATING_BIAS, SELF_RATING_SD = 8.0, 12.0
 
 MANDATORY_TOPICS: dict[str, tuple[float, tuple[str, ...], tuple[str, ...]]] = {
     # topic (seed 003's list): (share of mandatory courses, competency codes, stages it is for; empty = all)
@@ -472,48 +475,83 @@ FILLERS = (
 )
 
 
+# What DIR/_truth/ holds, for whoever evaluates against it (written into meta.json as "files").
+TRUTH_FILES: dict[str, str] = {
+    "latent.parquet": (
+        "true competencies, one row per teacher × taxonomy code: teacher_id, competency, theta (the "
+        "latent ability on the logit scale of the item model, P(correct) = sigmoid(Σ a·theta − b)), "
+        "score_0_100 (the same on the 0–100 display scale of competency_scores and portraits: "
+        f"clip({DISPLAY_CENTRE:g} + {DISPLAY_SCALE:g}·theta, 0, 100)). "
+        "Compare portrait estimates with score_0_100, IRT abilities with theta."
+    ),
+    "courses.parquet": (
+        "true description of every course, tagged in courses.csv or not: course_id, competencies (true "
+        "codes, main first), weights, quality, level, popularity, tagged (whether courses.csv shows the "
+        "codes), stages, subjects, practical, active, prerequisites, launch_year"
+    ),
+    "items.parquet": (
+        "true item parameters: item_id, competencies (Q-matrix row), discrimination (one per code), "
+        "difficulty (b in sigmoid(Σ a·theta − b)), max_score (binomial trials)"
+    ),
+    "utility.parquet": (
+        "true utility of courses for teachers at as_of (see true_utility): teacher_id, course_id, utility; "
+        "the top_per_teacher highest positive values of each covered teacher (utility_teachers: all "
+        "teachers, or the lowest ids, a random sample, when teachers × courses is large); absent pairs are "
+        "worth less"
+    ),
+}
+
+
 # ---------------------------------------------------------------------------------------------------------
 # records crossing the module boundary
 
 
 @dataclass(frozen=True)
 class GenerationSummary:
-    """What `generate` wrote: rows per contract table and whether the ground truth (and utilities) exist."""
+    """What `generate` wrote: rows per contract file and how many teachers the true utilities cover."""
 
     out_dir: Path
     seed: int
     n_teachers: int
     rows: dict[str, int]
-    truth_written: bool
-    utility_written: bool
+    utility_teachers: int  # teachers whose true utilities are in _truth/utility.parquet (all, or a sample)
     note: str
+
+    def __rich__(self) -> Any:
+        """What `tdr generate` prints: rows per file and where the ground truth is."""
+        from rich.console import Group
+        from rich.table import Table
+
+        table = Table(title=f"合成省份已写入 {self.out_dir}（种子 {self.seed}）", title_justify="left")
+        table.add_column("文件 file")
+        table.add_column("行数 rows", justify="right")
+        for name, count in self.rows.items():
+            table.add_row(f"{name}.csv", f"{count:,}")
+        return Group(table, f"真实值（训练不读取）：{self.out_dir / '_truth'}", self.note)
 
 
 @dataclass(frozen=True)
 class Truth:
     """Ground truth of a synthetic province (never read by training code).
 
-    latent: teacher_id, competency, theta, score_0_100 (long). courses: course_id, competencies (true codes),
-    weights, quality, level, popularity and the eligibility columns true_utility needs. items: the true item
-    parameters. utility: teacher_id, course_id, utility (top positive per teacher) or None when skipped.
+    The files and their columns are described in TRUTH_FILES (also written into meta.json under "files").
     """
 
     latent: pd.DataFrame
     courses: pd.DataFrame
     items: pd.DataFrame
-    utility: pd.DataFrame | None
+    utility: pd.DataFrame
     meta: dict[str, Any]
 
 
 def load_truth(directory: str | Path) -> Truth:
     """Read DIR/_truth/ written by `generate`."""
     root = Path(directory) / "_truth"
-    util_path = root / "utility.parquet"
     return Truth(
         latent=pd.read_parquet(root / "latent.parquet"),
         courses=pd.read_parquet(root / "courses.parquet"),
         items=pd.read_parquet(root / "items.parquet"),
-        utility=pd.read_parquet(util_path) if util_path.exists() else None,
+        utility=pd.read_parquet(root / "utility.parquet"),
         meta=json.loads((root / "meta.json").read_text(encoding="utf-8")),
     )
 
@@ -532,7 +570,8 @@ def relevance(
 ) -> np.ndarray:
     """How much each competency matters to each teacher's job (teachers × codes, in (0, 1]).
 
-    stage and school_type are indices into STAGES / SCHOOL_TYPES, roles a teachers × 5 bool matrix (ROLES order).
+    stage and school_type are indices into STAGES / SCHOOL_TYPES, roles a teachers × 5 bool matrix (ROLES
+    order).
     Leadership matters to principals and party secretaries, class management to head teachers, mentoring to
     experienced teachers and trainers, early-years care to kindergarten staff, smart-classroom skills where
     such classrooms exist.
@@ -571,9 +610,9 @@ def utility_core(
     """Utility of courses for teachers from the course's codes (last axis: up to MAX_CODES codes).
 
     u = multiplier × Σ_j w_j · relevance_j · gap_j · fit_j with gap_j = max(0, TARGET_THETA − θ_j) and
-    fit_j = exp(−(level − (2 + θ_j))² / (2·LEVEL_SD²)): a course helps where the teacher is short of the target,
-    on competencies that matter to the job, at a level matching where the teacher stands. Padded codes carry
-    weight 0. `multiplier` holds the course's quality and context bonuses (broadcast over the leading axes).
+    fit_j = exp(−(level − (2 + θ_j))² / (2·LEVEL_SD²)): a course helps where the teacher is short of the
+    target, on competencies that matter to the job, at a level matching where the teacher stands. Padded codes
+    carry weight 0. `multiplier` holds the course's quality and context bonuses (broadcast over leading axes).
     """
     gap = np.maximum(TARGET_THETA - theta_sel, 0.0)
     fit = np.exp(-((level[..., None] - (2.0 + theta_sel)) ** 2) / (2.0 * LEVEL_SD**2))
@@ -695,7 +734,7 @@ class _Teachers:
 
 
 def _geography() -> pd.DataFrame:
-    """Counties of seed 004 (demonstration, project, revitalisation-support and the other counties it names)."""
+    """Counties of seed 004 (demonstration, project, revitalisation-support and others it names)."""
     geo = load_counties()[["county", "city", "category"]].drop_duplicates("county").reset_index(drop=True)
     suffix = geo["county"].str[-1]
     geo["kind"] = np.where(suffix == "区", "district", np.where(suffix == "市", "city", "county"))
@@ -708,36 +747,47 @@ def _choice(rng: np.random.Generator, weights: np.ndarray, size: int | tuple[int
     return np.asarray(np.searchsorted(cdf, rng.random(size) * cdf[-1], side="right").clip(0, len(cdf) - 1))
 
 
+def _apportion(n: int, shares: np.ndarray) -> np.ndarray:
+    """n split in proportion to shares, in whole numbers that add up to n (largest remainders)."""
+    exact = n * np.asarray(shares, dtype=np.float64) / float(np.sum(shares))
+    counts = np.floor(exact).astype(np.int64)
+    counts[np.argsort(counts - exact, kind="stable")[: n - int(counts.sum())]] += 1
+    return counts
+
+
 def _make_teachers(n: int, geo: pd.DataFrame, rng: np.random.Generator, as_of: date) -> _Teachers:
     kind = geo["kind"].to_numpy()
     county_w = np.select([kind == "district", kind == "city"], [0.8, 1.1], 1.3) * rng.uniform(
         0.6, 1.4, len(geo)
     )
-    # schools: stage, urban/rural, size; drawn until they hold n teachers. A (stage, type) cell is drawn with
-    # odds = its target share of teachers / its typical school size, so small rural schools are many.
-    n_schools = int(n / 12) + 20
-    s_county = _choice(rng, county_w, n_schools)
+    # Teachers per stage are fixed to the province's shares first (a few big senior schools drawn or not would
+    # otherwise swing a small province's stage mix by ten points); then each stage's schools are drawn until
+    # they hold its teachers. Within a stage, a school type is drawn with odds = its share of teachers / its
+    # typical school size, so small rural schools are many.
     median = np.array([[6, 14, 25], [12, 45, 85], [30, 60, 110], [60, 120, 200]], dtype=np.float64)
-    cell_odds = {
-        kd: (STAGE_TEACHER_SHARE[:, None] * np.array(shares) / median).ravel()
-        for kd, shares in SCHOOL_TYPE_SHARE.items()
-    }
-    s_kind = kind[s_county]
-    cell = np.zeros(n_schools, dtype=np.int64)
-    for kd, odds in cell_odds.items():
-        m = np.flatnonzero(s_kind == kd)
-        cell[m] = _choice(rng, odds, len(m))
-    s_stage, s_type = np.divmod(cell, len(SCHOOL_TYPES))
-    size = np.maximum(2, np.round(median[s_stage, s_type] * rng.lognormal(0.0, 0.5, n_schools))).astype(
-        np.int64
-    )
-    while size.sum() < n:  # only for tiny n where the first draw falls short
-        size = size * 2
-    ends = np.cumsum(size)
-    keep = int(np.searchsorted(ends, n) + 1)
-    size = size[:keep]
-    size[-1] -= int(ends[keep - 1] - n)
-    school = np.repeat(np.arange(keep), size)
+    per_stage = _apportion(n, STAGE_TEACHER_SHARE)
+    blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # stage, type, county, size
+    for si, n_stage in enumerate(per_stage):
+        if n_stage == 0:
+            continue
+        n_schools = int(n_stage / median[si].min()) + 5
+        s_county = _choice(rng, county_w, n_schools)
+        s_type = np.zeros(n_schools, dtype=np.int64)
+        for kd, type_shares in SCHOOL_TYPE_SHARE.items():
+            m = np.flatnonzero(kind[s_county] == kd)
+            s_type[m] = _choice(rng, np.array(type_shares[si]) / median[si], len(m))
+        size = np.maximum(2, np.round(median[si, s_type] * rng.lognormal(0.0, 0.5, n_schools))).astype(
+            np.int64
+        )
+        while size.sum() < n_stage:  # a draw of only tiny schools: rare, but never short of teachers
+            size = size * 2
+        ends = np.cumsum(size)
+        keep = int(np.searchsorted(ends, n_stage) + 1)
+        size = size[:keep]
+        size[-1] -= int(ends[keep - 1] - n_stage)
+        blocks.append((np.full(keep, si), s_type[:keep], s_county[:keep], size))
+    s_stage, s_type, s_county, size = (np.concatenate(parts) for parts in zip(*blocks, strict=True))
+    school = np.repeat(np.arange(len(size)), size)
     stage = s_stage[school]
     stype = s_type[school]
     county = s_county[school]
@@ -932,7 +982,7 @@ def _course_text(
         f"{topic_phrase}（{level_word}）",
         f"{ctx}{topic_phrase}专题研修",
         f"{topic_phrase}：{c1}与{c2}",
-        f"{topic_phrase}实务",
+        topic_phrase if topic_phrase.endswith("实务") else f"{topic_phrase}实务",
         f"例说{topic_phrase}",
         f"{topic_phrase}——{ctx or '中小学'}教师{level_word}课程",
     )
@@ -1288,7 +1338,8 @@ def _make_responses(
     loadings[bank.comp_idx[:, 0], cols] += bank.a[:, 0]
     loadings[bank.comp_idx[:, 1], cols] += bank.a[:, 1]
     loadings = loadings[:k]
-    out_t, out_i, out_s = [], [], []
+    # an empty block first, so that a province where nobody is assessed still concatenates
+    out_t, out_i, out_s = [np.empty(0, np.int64)], [np.empty(0, np.int64)], [np.empty(0, np.int64)]
     for f in range(N_FORMS):
         who = np.flatnonzero(assessed & (form == f))
         items = bank.forms[f]
@@ -1318,12 +1369,15 @@ def _make_scale_scores(
     stage: np.ndarray,
     rng: np.random.Generator,
 ) -> dict[str, np.ndarray]:
-    """Self-ratings (inflated by about 8 points, noisy), classroom observations and scale-level tests."""
+    """Self-ratings (inflated by SELF_RATING_BIAS points, noisy), classroom observations and tests."""
     n, k = theta.shape
     fam = code_family(codes)
     codes_arr = np.asarray(codes)
     display = _display(theta)
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]] = []
+    none = np.empty(0, np.int64)
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]] = [
+        (none, none, none * 1.0, none, 0)
+    ]
 
     def draw(
         who: np.ndarray, pool: np.ndarray, per: int, bias: float, sd: float, source: int, lag: int
@@ -1339,7 +1393,7 @@ def _make_scale_scores(
         parts.append((tt, cc, np.round(score, 1), when, source))
 
     self_who = np.flatnonzero(assessed & (rng.random(n) < 0.8))
-    draw(self_who, np.arange(k), 12, 8.0, 12.0, 0, 7)
+    draw(self_who, np.arange(k), 12, SELF_RATING_BIAS, SELF_RATING_SD, 0, 7)
     obs_pool = np.flatnonzero(np.isin(fam, ("DES", "EVA", "CLS", "A")))
     draw(np.flatnonzero(assessed & (rng.random(n) < 0.25)), obs_pool, 6, 0.0, 6.0, 1, -30)
     test_who = np.flatnonzero(assessed & (rng.random(n) < 0.3))
@@ -1555,7 +1609,11 @@ def _make_records(
     )
     engagement = 3.6 * rng.lognormal(0, 0.35, n)
     year_share = as_of.timetuple().tm_yday / 365.0
-    out: dict[str, list[np.ndarray]] = {}
+    empty_int, empty_float = np.empty(0, np.int64), np.empty(0, np.float64)
+    out: dict[str, list[np.ndarray]] = {
+        key: [empty_float if key in ("hours", "score", "satisfaction") else empty_int]
+        for key in ("teacher", "course", "start", "end", "status", "hours", "score", "satisfaction")
+    }
     for lo in range(0, n, RECORD_BLOCK):
         tb = np.arange(lo, min(n, lo + RECORD_BLOCK))
         done_keys = np.empty(0, dtype=np.int64)
@@ -1583,7 +1641,7 @@ def _make_records(
                 np.concatenate([done_keys, teacher[finished].astype(np.int64) * c + course[finished]])
             )
             for key, val in ({"teacher": teacher, "course": course} | res).items():
-                out.setdefault(key, []).append(val)
+                out[key].append(val)
     return {key: np.concatenate(v) for key, v in out.items()}
 
 
@@ -1952,31 +2010,54 @@ def generate(
         ),
         truth_dir / "items.parquet",
     )
-    cells = n * len(cat.ids)
-    utility_written = cells <= UTILITY_CELLS_MAX
-    if utility_written:
-        _write_parquet(
-            _utility_table(
-                truth_dir, teachers_tbl.to_pandas(), course_truth.to_pandas(), records_tbl.to_pandas()
-            ),
-            truth_dir / "utility.parquet",
+    # Teacher ids are numbered in a random order, so the first ones are a random sample of the province.
+    utility_teachers = min(n, max(1, UTILITY_CELLS_MAX // len(cat.ids)))
+    m = utility_teachers
+    sample_records = records_tbl.filter(
+        pc.and_(
+            pc.is_in(records_tbl["teacher_id"], value_set=pa.array(t.ids[:m])),
+            pc.equal(records_tbl["status"], "completed"),
         )
-        note = f"utility.parquet holds each teacher's top {UTILITY_TOP_PER_TEACHER} positive utilities"
+    )
+    sample_latent = pd.DataFrame(
+        {
+            "teacher_id": np.repeat(t.ids[:m], k),
+            "competency": np.tile(codes_arr, m),
+            "theta": theta[:m].ravel(),
+        }
+    )
+    _write_parquet(
+        _utility_table(
+            teachers_tbl.slice(0, m).to_pandas(),
+            sample_latent,
+            course_truth.to_pandas(),
+            sample_records.to_pandas(),
+        ),
+        truth_dir / "utility.parquet",
+    )
+    if utility_teachers == n:
+        note = f"utility.parquet：每位教师真实效用最高的 {UTILITY_TOP_PER_TEACHER} 门课程"
     else:
         note = (
-            f"utility.parquet skipped: {n} teachers × {len(cat.ids)} courses = {cells:,} cells > "
-            f"{UTILITY_CELLS_MAX:,}; compute blocks with true_utility()"
+            f"utility.parquet：随机抽样的 {utility_teachers:,} 位教师（编号最小者）各自真实效用最高的 "
+            f"{UTILITY_TOP_PER_TEACHER} 门课程；其余教师可用 true_utility() 分块计算"
         )
     rows = {name: tbl.num_rows for name, tbl in tables.items()}
     meta = {
         "seed": seed,
         "n_teachers": n_teachers,
+        "n_courses": len(cat.ids),
         "as_of": as_of.isoformat(),
         "rows": rows,
         "assessed_teachers": int(assessed.sum()),
-        "utility_written": utility_written,
+        "utility_teachers": utility_teachers,
         "note": note,
-        "display": {"centre": DISPLAY_CENTRE, "scale": DISPLAY_SCALE},
+        "files": TRUTH_FILES,
+        "display": {
+            "centre": DISPLAY_CENTRE,
+            "scale": DISPLAY_SCALE,
+            "formula": "score_0_100 = clip(centre + scale × theta, 0, 100)",
+        },
         "utility_model": {
             "target_theta": TARGET_THETA,
             "level_sd": LEVEL_SD,
@@ -1984,8 +2065,9 @@ def generate(
             "subject_bonus": SUBJECT_BONUS,
             "stage_bonus": STAGE_BONUS,
             "practical_bonus": PRACTICAL_BONUS,
+            "top_per_teacher": UTILITY_TOP_PER_TEACHER,
         },
-        "self_rating_bias": 8.0,
+        "self_rating": {"bias": SELF_RATING_BIAS, "sd": SELF_RATING_SD},
     }
     write_text_atomic(truth_dir / "meta.json", json.dumps(meta, ensure_ascii=False, indent=2, sort_keys=True))
     return GenerationSummary(
@@ -1993,8 +2075,7 @@ def generate(
         seed=seed,
         n_teachers=n_teachers,
         rows=rows,
-        truth_written=True,
-        utility_written=utility_written,
+        utility_teachers=utility_teachers,
         note=note,
     )
 
@@ -2009,10 +2090,10 @@ def _projects_table(projects: pd.DataFrame) -> pa.Table:
 
 
 def _utility_table(
-    truth_dir: Path, teachers: pd.DataFrame, course_truth: pd.DataFrame, records: pd.DataFrame
+    teachers: pd.DataFrame, latent: pd.DataFrame, course_truth: pd.DataFrame, records: pd.DataFrame
 ) -> pa.Table:
-    latent = pd.read_parquet(truth_dir / "latent.parquet")
-    k = int(latent["competency"].nunique())
+    """Each teacher's top true utilities; latent holds k rows per teacher in the order of ``teachers``."""
+    k = len(latent) // max(1, len(teachers))
     course_ids = course_truth["course_id"].to_numpy()
     rec_by_teacher = records[records["course_id"].notna()]
     parts_t, parts_c, parts_u = [], [], []

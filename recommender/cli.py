@@ -79,7 +79,7 @@ def ingest(
     try:
         report = run(src, Workspace.open(workspace))
     except UnreadableFileError as e:
-        err.print(f"[red]cannot read[/red] {e}")
+        err.print(f"[red]无法读取文件[/red] {e}")
         raise typer.Exit(2) from e
     console.print(report.to_rich_table())
 

@@ -1,4 +1,4 @@
-"""Ingestion: one test per rule, the quarantine, the workspace it writes and a foreign export end to end."""
+"""Ingestion: one test per rule, the quarantine, the workspace it writes and the `tdr ingest` command."""
 
 from __future__ import annotations
 
@@ -227,14 +227,28 @@ def test_competencies_may_be_written_as_their_taxonomy_names(tmp_path: Path) -> 
     assert [list(c) for c in ws.read_table("courses")["competencies"]] == [["A1"], ["A2"], []]
 
 
-@pytest.mark.parametrize(
-    "written",
-    ["2023-09-01", "2023/9/1", "2023年9月1日", "20230901", "2023.9.1", "2023-09-01 00:00:00", " 2023-9-1 "],
-)
-def test_accepted_date_spellings(tmp_path: Path, written: str) -> None:
-    records = RECORDS.assign(start_date=[written, "2023-10-01", "2024-03-01"], end_date="")
-    _, ws = run(tmp_path, {"training_records": records})
-    assert ws.read_table("training_records")["start_date"].iloc[0] == pd.Timestamp("2023-09-01")
+DATE_SPELLINGS = [
+    "2023-09-01",
+    "2023/9/1",
+    "2023年9月1日",
+    "20230901",
+    "2023.9.1",
+    "2023-09-01 00:00:00",
+    " 2023-9-1 ",
+]
+
+
+def test_common_date_spellings_are_accepted(tmp_path: Path) -> None:
+    records = pd.concat(
+        [
+            RECORDS.iloc[[0]].assign(record_id=f"R{i}", start_date=d, end_date="")
+            for i, d in enumerate(DATE_SPELLINGS)
+        ],
+        ignore_index=True,
+    )
+    report, ws = run(tmp_path, {"training_records": records})
+    assert report.counts("training_records").rejected == 0
+    assert (ws.read_table("training_records")["start_date"] == pd.Timestamp("2023-09-01")).all()
 
 
 # ---------------------------------------------------------------------------------------------- one rule each
@@ -330,13 +344,23 @@ def test_unreadable_boolean_is_rejected(tmp_path: Path) -> None:
     assert only_reason(ws, "courses") == "「实践性」的值「也许」应为 是 或 否"
 
 
-@pytest.mark.parametrize("written", ["2023-13-01", "2023-02-30", "昨天", "45170", "1800-01-01"])
-def test_unparseable_date_is_rejected(tmp_path: Path, written: str) -> None:
-    records = with_row(RECORDS, record_id="R9", start_date=written, end_date="")
-    _, ws = run(tmp_path, {"training_records": records})
-    assert only_reason(ws, "training_records").startswith(
-        f"「开始日期」的值「{written}」不是有效日期（可写作 "
+BAD_DATES = ["2023-13-01", "2023-02-30", "昨天", "45170", "1800-01-01"]
+
+
+def test_unparseable_dates_are_rejected_with_the_spellings_that_work(tmp_path: Path) -> None:
+    bad = pd.concat(
+        [
+            RECORDS.iloc[[0]].assign(record_id=f"R9{i}", start_date=d, end_date="")
+            for i, d in enumerate(BAD_DATES)
+        ],
+        ignore_index=True,
     )
+    _, ws = run(tmp_path, {"training_records": pd.concat([RECORDS, bad], ignore_index=True)})
+    reasons = rejects(ws, "training_records")["reason"].tolist()
+    assert reasons == [
+        f"「开始日期」的值「{d}」不是有效日期（可写作 2023-09-01、2023/9/1、2023年9月1日 或 20230901）"
+        for d in BAD_DATES
+    ]
 
 
 def test_record_ending_before_it_starts_is_rejected(tmp_path: Path) -> None:
@@ -373,29 +397,48 @@ def test_duplicate_in_a_second_file_names_the_file_of_the_first(tmp_path: Path) 
 def test_record_of_an_unknown_teacher_is_rejected(tmp_path: Path) -> None:
     records = with_row(RECORDS, record_id="R9", teacher_id="T000123")
     _, ws = run(tmp_path, {"training_records": records})
-    assert only_reason(ws, "training_records") == "教师编号 T000123 在教师表中不存在"
+    assert (
+        only_reason(ws, "training_records")
+        == "教师编号 T000123 在教师表中不存在，请核对编号，或先在教师表中补录"
+    )
 
 
 def test_record_of_an_unknown_course_is_rejected(tmp_path: Path) -> None:
     records = with_row(RECORDS, record_id="R9", course_id="C404")
     _, ws = run(tmp_path, {"training_records": records})
-    assert only_reason(ws, "training_records") == "课程编号 C404 在课程表中不存在"
+    assert (
+        only_reason(ws, "training_records")
+        == "课程编号 C404 在课程表中不存在，请核对编号，或先在课程表中补录"
+    )
 
 
-def test_record_of_a_rejected_teacher_is_rejected(tmp_path: Path) -> None:
+def test_record_of_a_rejected_teacher_is_rejected_pointing_at_the_teachers_rejects(tmp_path: Path) -> None:
     teachers = TEACHERS.assign(stage=["primary", "junior", "senior", "大学"])
     records = with_row(RECORDS, record_id="R9", teacher_id="T4")
     report, ws = run(tmp_path, {"teachers": teachers, "training_records": records})
     assert report.counts("training_records").rejected == 1
-    assert only_reason(ws, "training_records") == "教师编号 T4 在教师表中不存在"
+    assert (
+        only_reason(ws, "training_records")
+        == "教师编号 T4 在教师表中的行未通过校验（见 rejects/teachers.csv），请先更正该行"
+    )
+
+
+def test_reference_to_a_table_never_imported_asks_for_that_file(tmp_path: Path) -> None:
+    src = write_folder(tmp_path / "src", {"training_records": RECORDS})
+    report = ingest(src, tmp_path / "ws", builtin_taxonomy=TAXONOMY)
+    assert report.counts("training_records").accepted == 0
+    reasons = rejects(Workspace.open(tmp_path / "ws"), "training_records")["reason"]
+    assert reasons.iloc[0].startswith(
+        "教师编号 T1 无法核对：本次未导入教师表，请把教师表文件放入同一文件夹后重新导入"
+    )
 
 
 def test_response_to_an_unknown_item_or_teacher_is_rejected(tmp_path: Path) -> None:
     responses = with_row(with_row(RESPONSES, item_id="I404"), teacher_id="T404")
     _, ws = run(tmp_path, {"responses": responses})
     assert rejects(ws, "responses")["reason"].tolist() == [
-        "题目编号 I404 在题目表中不存在",
-        "教师编号 T404 在教师表中不存在",
+        "题目编号 I404 在题目表中不存在，请核对编号，或先在题目表中补录",
+        "教师编号 T404 在教师表中不存在，请核对编号，或先在教师表中补录",
     ]
 
 
@@ -408,7 +451,10 @@ def test_response_above_the_item_maximum_is_rejected(tmp_path: Path) -> None:
 def test_score_of_an_unknown_teacher_is_rejected(tmp_path: Path) -> None:
     scores = with_row(SCORES, teacher_id="T404")
     _, ws = run(tmp_path, {"competency_scores": scores})
-    assert only_reason(ws, "competency_scores") == "教师编号 T404 在教师表中不存在"
+    assert (
+        only_reason(ws, "competency_scores")
+        == "教师编号 T404 在教师表中不存在，请核对编号，或先在教师表中补录"
+    )
 
 
 def test_unknown_competency_codes_are_rejected_naming_the_code(tmp_path: Path) -> None:
@@ -443,7 +489,9 @@ def test_malformed_csv_row_is_rejected_with_its_raw_text(tmp_path: Path) -> None
     report = ingest(src, tmp_path / "ws", builtin_taxonomy=TAXONOMY)
     found = rejects(Workspace.open(tmp_path / "ws"), "teachers")
     assert report.counts("teachers").rows_in == len(TEACHERS) + 1
-    assert found["reason"].tolist() == ["字段数与表头不符（表头 8 列，该行 2 列）"]
+    assert found["reason"].tolist() == [
+        "字段数与表头不符（表头 8 列，该行 2 列），请检查该行是否缺项、多出分隔符或引号未闭合"
+    ]
     assert found["raw_line"].tolist() == ["T9,primary"]
 
 
@@ -570,113 +618,7 @@ def test_report_is_written_as_json_and_renders_as_a_table(tmp_path: Path) -> Non
     assert "教师表" in text and "teachers" in text
 
 
-# ------------------------------------------------------------------------------------------- a foreign export
-
-
-def _foreign_folder(src: Path) -> None:
-    """Another vendor's export: GBK teachers with Chinese headers and values, XLSX courses, BOM records,
-    Parquet responses, CSV items and its own taxonomy — each table with bad rows of every kind."""
-    src.mkdir()
-    pd.DataFrame(
-        {
-            "code": ["M1", "M2", "M3", ""],
-            "name": ["教学设计", "作业设计", "家校沟通", "无编码"],
-            "domain": ["教学", "教学", "育人", "育人"],
-        }
-    ).to_csv(src / "taxonomy.csv", index=False)
-    teachers = [
-        ["教师编号", "学段", "任教学科", "县区", "城乡类型", "职称", "教龄", "岗位", "姓名"],
-        ["J001", "小学", "语文", "南昌县", "乡村", "一级", "12", "班主任", "甲"],
-        ["J002", "初中", "数学", "进贤县", "镇区", "二级", "5", "", "乙"],
-        ["J003", "高中", "英语", "南昌县", "城区", "高级", "20", "校长、教研员", "丙"],
-        ["J004", "幼儿园", "学前教育", "安义县", "乡村", "未定级", "1", "", "丁"],
-        ["J005", "大学", "物理", "南昌县", "城区", "一级", "8", "", "戊"],  # unknown enum
-        ["J006", "小学", "", "南昌县", "城区", "一级", "8", "", "己"],  # missing required
-        ["J007", "小学", "数学", "南昌县", "城区", "一级", "-3", "", "庚"],  # negative years
-        ["J001", "小学", "语文", "南昌县", "乡村", "一级", "12", "", "辛"],  # duplicate id
-        ["J008", "小学", "数学"],  # too few fields
-    ]
-    text = "\n".join(",".join(r) for r in teachers) + "\n"
-    (src / "教师.csv").write_bytes(text.encode("gbk"))
-
-    book = openpyxl.Workbook()
-    sheet = book.active
-    sheet.append(["课程编号", "课程名称", "学时", "形式", "能力点", "层级"])
-    sheet.append(["K01", "教学设计入门", 10, "线上", "M1", "入门"])
-    sheet.append(["K02", "作业设计", 8.5, "混合", "M2；M1", "进阶"])
-    sheet.append(["K03", "家校沟通艺术", 6, "工作坊", "", 3])
-    sheet.append(["K04", "坏学时", -4, "线上", "M1", 1])  # out of range
-    sheet.append(["K05", "未知能力", 4, "线上", "M9", 1])  # unknown code
-    sheet.append(["K06", "未知形式", 4, "函授", "M1", 1])  # unknown enum
-    sheet.append(["K01", "重复", 4, "线上", "M1", 1])  # duplicate id
-    book.save(src / "courses.xlsx")
-
-    records = pd.DataFrame(
-        {
-            "记录编号": ["R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8", "R9", "R1"],
-            "教师编号": ["J001", "J002", "J003", "J004", "J999", "J001", "J001", "J002", "J002", "J003"],
-            "课程编号": ["K01", "K02", "", "K03", "K01", "K404", "K01", "K01", "K02", "K01"],
-            "开始日期": [
-                "2023/9/1",
-                "2023年10月8日",
-                "20231101",
-                "2024-01-05",
-                "2024-01-05",
-                "2024-01-05",
-                "2024-13-40",
-                "2024-02-01",
-                "2024-02-01",
-                "2024-02-01",
-            ],
-            "学时": ["10", "8", "", "6", "6", "6", "6", "-1", "6", "6"],
-            "状态": ["结业", "退出", "未参训", "在训", "结业", "结业", "结业", "结业", "结业", "结业"],
-            "成绩": ["91", "", "", "", "", "", "", "", "130", ""],
-        }
-    )
-    # bad: R5 unknown teacher, R6 unknown course, R7 bad date, R8 negative hours, R9 score > 100, R1 duplicate
-    records.to_csv(src / "培训记录.csv", index=False, encoding="utf-8-sig")
-
-    pd.DataFrame(
-        {"item_id": ["Q1", "Q2", "Q3"], "competencies": ["M1", "M2;M3", "M7"], "max_score": [1, 2, 1]}
-    ).to_csv(src / "items.csv", index=False)  # Q3: unknown code
-    pd.DataFrame(
-        {
-            "teacher_id": ["J001", "J001", "J002", "J003", "J404", "J002", "J004", "J001"],
-            "item_id": ["Q1", "Q2", "Q1", "Q2", "Q1", "Q3", "Q1", "Q1"],
-            "score": [1.0, 2.0, 0.0, 1.5, 1.0, 1.0, None, 1.0],
-            "taken_at": pd.to_datetime(["2024-05-01"] * 8),
-        }
-    ).to_parquet(src / "responses.parquet", index=False)
-    # bad: J404 unknown teacher, Q3 item rejected, J004 missing score, last row duplicates the first
-
-
-def test_a_foreign_export_ingests_with_exact_counts_and_a_reason_on_every_reject(tmp_path: Path) -> None:
-    _foreign_folder(tmp_path / "src")
-    report = ingest(tmp_path / "src", tmp_path / "ws", builtin_taxonomy=TAXONOMY)
-    ws = Workspace.open(tmp_path / "ws")
-    expected = {
-        "taxonomy": (3, 1),
-        "teachers": (4, 5),
-        "courses": (3, 4),
-        "training_records": (4, 6),
-        "items": (2, 1),
-        "responses": (4, 4),
-    }
-    assert {t.table: (t.accepted, t.rejected) for t in report.tables} == expected
-    assert report.taxonomy_source == "taxonomy.csv"
-    for table in expected:
-        found = rejects(ws, table)
-        assert (found["reason"].str.len() > 0).all()
-        assert found["source_file"].notna().all() and found["row_number"].str.isdigit().all()
-    assert ws.read_table("teachers")["stage"].tolist() == ["primary", "junior", "senior", "kindergarten"]
-    assert [list(c) for c in ws.read_table("courses")["competencies"]] == [["M1"], ["M2", "M1"], []]
-    assert ws.read_table("training_records")["start_date"].tolist() == [
-        pd.Timestamp(d) for d in ("2023-09-01", "2023-10-08", "2023-11-01", "2024-01-05")
-    ]
-    assert (
-        rejects(ws, "courses").set_index("row_number").loc["5", "reason"]
-        == "「学时」的值「-4」超出允许范围（应 > 0）"
-    )
+# ---------------------------------------------------------------------------------------------- other sources
 
 
 def test_excel_serial_dates_are_accepted_from_xlsx(tmp_path: Path) -> None:
@@ -705,3 +647,34 @@ def test_a_generated_province_ingests_without_a_reject(tmp_path: Path) -> None:
         "items",
         "responses",
     }
+
+
+# ------------------------------------------------------------------------------------------------------ CLI
+
+
+def test_cli_ingest_prints_the_counts_and_exits_zero_even_with_rejects(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from recommender.cli import app
+
+    src = write_folder(
+        tmp_path / "src", {**VALID, "teachers": with_row(TEACHERS, teacher_id="T9", stage="大学")}
+    )
+    result = CliRunner().invoke(app, ["ingest", str(src), "--workspace", str(tmp_path / "ws")])
+    assert result.exit_code == 0, result.output
+    assert "教师表" in result.output and "被拒绝的行及原因见" in result.output
+    saved = json.loads((tmp_path / "ws" / "ingest_report.json").read_text(encoding="utf-8"))
+    assert saved["tables"]["teachers"]["rejected"] == 1
+
+
+def test_cli_ingest_exits_non_zero_naming_the_unreadable_file_and_why(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from recommender.cli import app
+
+    src = write_folder(tmp_path / "src", VALID)
+    (src / "courses.parquet").write_bytes(b"PAR1 but then nothing")
+    result = CliRunner().invoke(app, ["ingest", str(src), "--workspace", str(tmp_path / "ws")])
+    assert result.exit_code != 0
+    said = result.output.replace("\n", "")  # the console wraps long lines
+    assert "courses.parquet" in said and "不是有效的 Parquet 文件" in said

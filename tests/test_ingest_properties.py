@@ -186,7 +186,7 @@ def _xlsx_safe(value: object) -> object:
 
 
 @settings(
-    max_examples=40,
+    max_examples=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

@@ -80,8 +80,8 @@ def test_rows_with_too_many_or_too_few_fields_are_kept_and_flagged(tmp_path: Pat
     assert frame[ROW_NUMBER].tolist() == [2, 3, 4, 5]
     assert frame[READ_PROBLEM].tolist() == [
         "",
-        "字段数与表头不符（表头 3 列，该行 2 列）",
-        "字段数与表头不符（表头 3 列，该行 4 列）",
+        "字段数与表头不符（表头 3 列，该行 2 列），请检查该行是否缺项、多出分隔符或引号未闭合",
+        "字段数与表头不符（表头 3 列，该行 4 列），请检查该行是否缺项、多出分隔符或引号未闭合",
         "",
     ]
     assert frame[RAW_LINE].tolist()[1:3] == ["T2,junior", "T3,senior,数学,多余"]
@@ -149,6 +149,21 @@ def test_xlsx_first_sheet_is_read_as_the_text_a_clerk_sees(tmp_path: Path) -> No
     ]
 
 
+def test_xlsx_data_sheet_is_found_behind_an_instructions_sheet_and_below_a_title_row(tmp_path: Path) -> None:
+    path = tmp_path / "教师名单.xlsx"
+    book = openpyxl.Workbook()
+    book.active.title = "填表说明"
+    book.active.append(["学段请填写：幼儿园/小学/初中/高中"])
+    data = book.create_sheet("教师")
+    data.append(["2024年南昌县教师名单"])
+    data.append(["教师编号", "学段", "任教学科"])
+    data.append(["T1", "小学", "语文"])
+    book.save(path)
+    raw = read_file(path)
+    assert raw.header == ("教师编号", "学段", "任教学科")
+    assert _rows(raw.frame) == [{"教师编号": "T1", "学段": "小学", "任教学科": "语文", ROW_NUMBER: 3}]
+
+
 def test_xlsx_cells_beyond_the_header_flag_the_row(tmp_path: Path) -> None:
     path = tmp_path / "teachers.xlsx"
     book = openpyxl.Workbook()
@@ -156,7 +171,9 @@ def test_xlsx_cells_beyond_the_header_flag_the_row(tmp_path: Path) -> None:
     book.active.append(["T1", "primary", "stray"])
     book.save(path)
     frame = read_file(path).frame
-    assert frame[READ_PROBLEM].tolist() == ["字段数与表头不符（表头 2 列，该行 3 列）"]
+    assert frame[READ_PROBLEM].tolist() == [
+        "字段数与表头不符（表头 2 列，该行 3 列），请检查该行是否缺项、多出分隔符或引号未闭合"
+    ]
 
 
 def test_parquet_columns_of_any_type_are_read_as_strings(tmp_path: Path) -> None:

@@ -93,8 +93,13 @@ def test_teachers_look_like_a_province(tables: dict[str, pd.DataFrame]) -> None:
     teachers = tables["teachers"]
     assert (teachers["province"] == "江西省").all()
     stage_share = teachers["stage"].value_counts(normalize=True)
-    assert stage_share.idxmax() == "primary"
-    assert set(stage_share.index) == {"kindergarten", "primary", "junior", "senior"}
+    expected = {
+        "kindergarten": 0.20,
+        "primary": 0.41,
+        "junior": 0.25,
+        "senior": 0.14,
+    }  # even for a small province
+    assert stage_share.round(2).to_dict() == expected
     assert (teachers.loc[teachers["stage"] == "kindergarten", "subject"] == "学前教育").all()
     assert 0.3 < (teachers["school_type"] == "rural").mean() < 0.6
     roles = teachers["roles"].fillna("").str.split(";").explode()
@@ -287,3 +292,45 @@ def test_taxonomy_has_the_2_0_micro_abilities_and_every_domain() -> None:
     }  # fmt: skip
     assert tax["name"].notna().all() and tax["description"].notna().all() and tax["description"].is_unique
     assert tax.loc[tax["environment"].isna(), "dimension"].isna().all()
+
+
+def test_truth_meta_says_which_scale_the_latent_competencies_are_on(truth: Truth) -> None:
+    files = truth.meta["files"]
+    assert {"latent.parquet", "courses.parquet", "items.parquet", "utility.parquet"} == set(files)
+    assert "theta" in files["latent.parquet"] and "score_0_100" in files["latent.parquet"]
+    centre, scale = truth.meta["display"]["centre"], truth.meta["display"]["scale"]
+    expected = np.clip(centre + scale * truth.latent["theta"], 0, 100)
+    np.testing.assert_allclose(truth.latent["score_0_100"], expected, rtol=1e-5)
+    assert truth.meta["utility_teachers"] == N_TEACHERS
+
+
+def test_a_large_province_gets_true_utilities_for_a_random_sample_of_teachers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import data.synthetic
+
+    monkeypatch.setattr(data.synthetic, "UTILITY_CELLS_MAX", 600 * 40)
+    summary = generate(tmp_path, n_teachers=200, seed=4, n_courses=600)
+    truth = load_truth(tmp_path)
+    assert summary.utility_teachers == truth.meta["utility_teachers"] == 40
+    sample = [f"T{i:07d}" for i in range(1, 41)]
+    assert set(truth.utility["teacher_id"]) <= set(sample)
+    teachers = pd.read_csv(tmp_path / "teachers.csv")
+    assert (
+        teachers.head(40)["stage"].nunique() >= 3
+    )  # ids are numbered in random order: a spread, not one school
+    records = pd.read_csv(tmp_path / "training_records.csv", dtype={"course_id": str})
+    u = true_utility(truth.latent, truth.courses, teachers.head(40), records)
+    best = truth.utility.groupby("teacher_id")["utility"].max()
+    np.testing.assert_allclose(best.to_numpy(), u.max(axis=1)[best.index.str[1:].astype(int) - 1], rtol=1e-5)
+
+
+def test_course_titles_do_not_stutter(tables: dict[str, pd.DataFrame]) -> None:
+    titles = tables["courses"]["title"]
+    assert not titles.str.contains("实务实务|专题专题|研修专题研修").any()
+
+
+def test_a_province_of_one_unassessed_teacher_is_still_written(tmp_path: Path) -> None:
+    summary = generate(tmp_path, n_teachers=1, seed=9)  # seed 9: the one teacher is never assessed
+    assert summary.rows["teachers"] == 1 and summary.rows["responses"] == 0
+    assert list(pd.read_csv(tmp_path / "responses.csv").columns) == CONTRACT_COLUMNS["responses"]
