@@ -65,8 +65,8 @@ class Ranker:
         if eval_set is not None:
             Xv, yv, gv = eval_set
             kwargs = {
-                "eval_X": [Xv],
-                "eval_y": [yv],
+                "eval_X": (Xv,),
+                "eval_y": (yv,),
                 "eval_group": [gv],
                 "eval_at": [10],
                 "callbacks": [lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
