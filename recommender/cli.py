@@ -317,3 +317,35 @@ def demo(
     )
     if serve_after:
         serve(ws.root, port)
+
+
+@app.command()
+def evaluate(
+    workspace: WorkspaceOpt,
+    truth: Annotated[
+        Path | None,
+        typer.Option("--truth", help="ground truth folder of a synthetic province (DIR or DIR/_truth)"),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="JSON report (default WS/evaluation.json)")
+    ] = None,
+    k: Annotated[int, typer.Option("--k")] = 10,
+) -> None:
+    """Offline metrics of the current bundle beside baselines computed in the same run; printed and written as JSON."""
+    from recommender.evaluate import evaluate as run
+    from recommender.evaluate import write_report
+
+    ws = Workspace.open(workspace)
+    with console.status("评估中 evaluating…"):
+        result = run(ws, truth, k=k)
+    path = write_report(result, out or ws.root / "evaluation.json")
+    ranking = result.get("ranking") or {}
+    table = Table("方法 method", f"NDCG@{k}")
+    for name, figures in (ranking.get("methods") or {}).items():
+        table.add_row(name, f"{figures.get('mean', float('nan')):.4f}")
+    if ranking.get("methods"):
+        console.print(table)
+    console.print_json(
+        json.dumps({key: result[key] for key in result if key != "ranking"}, default=str)[:4000]
+    )
+    console.print(f"report → {path}")
