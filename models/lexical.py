@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from functools import cache
 
 import jieba
 import numpy as np
@@ -23,11 +24,31 @@ _STOPWORDS = (
 )
 STOPWORDS = frozenset(_STOPWORDS.split())
 
+# Teacher-training terms that jieba's general dictionary cuts wrongly (师德师风 → 师德师/风, 新入职 → 新入/职) or
+# only into parts: kept whole, a policy term matches as one rare token, and search mode still adds its parts.
+_DOMAIN_TERMS = (
+    "师德师风 师德 师风 立德树人 课程思政 四史 依法执教 有偿补课 十项准则 国家安全 总体国家安全观 核心素养 "
+    "新课标 大单元 大概念 学习任务群 教学评一致性 跨学科 项目式 探究式 分层教学 作业设计 学情 学情分析 "
+    "听评课 校本研修 校本教研 集体备课 磨课 课例研究 家校共育 家校社 幼小衔接 少先队 校园欺凌 表现性评价 "
+    "过程性评价 综合素质评价 档案袋评价 评价量规 学业质量 新入职 跟岗 送教下乡 名师工作室 学科带头人 "
+    "信息素养 数字素养 能力提升工程"
+)
+DOMAIN_TERMS = tuple(_DOMAIN_TERMS.split())
+
+
+@cache
+def _segmenter() -> jieba.Tokenizer:
+    # a private jieba instance: the domain terms never change how other code in the process segments text
+    segmenter = jieba.Tokenizer()
+    for term in DOMAIN_TERMS:
+        segmenter.add_word(term)
+    return segmenter
+
 
 def tokenize(text: str) -> list[str]:
     """jieba search-mode tokens (words plus their in-dictionary parts), lower-cased, without punctuation,
     whitespace or stopwords."""
-    tokens = (t.strip().lower() for t in jieba.lcut_for_search(str(text)))
+    tokens = (t.strip().lower() for t in _segmenter().lcut_for_search(str(text)))
     return [t for t in tokens if t and t not in STOPWORDS and any(ch.isalnum() for ch in t)]
 
 

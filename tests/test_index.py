@@ -10,6 +10,7 @@ import pytest
 from models.index import IndexConfig, VectorIndex
 
 DIM = 384
+Large = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -35,14 +36,14 @@ def _catalogue(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def large() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def large() -> Large:
     courses, queries = _catalogue(24_000, seed=7)
     ids = np.array([f"KC{i:06d}" for i in range(len(courses))])
     return courses, queries, ids
 
 
 @pytest.fixture(scope="module")
-def approx(large) -> VectorIndex:
+def approx(large: Large) -> VectorIndex:
     courses, _, ids = large
     return VectorIndex.build(courses, ids)
 
@@ -57,7 +58,9 @@ def test_small_catalogue_is_searched_exactly() -> None:
     assert np.allclose(scores, np.take_along_axis(queries[:3] @ courses.T, expected, axis=1), atol=1e-5)
 
 
-def test_large_catalogue_is_approximate_with_recall_at_100_of_at_least_098(large, approx) -> None:
+def test_large_catalogue_is_approximate_with_recall_at_100_of_at_least_098(
+    large: Large, approx: VectorIndex
+) -> None:
     courses, queries, ids = large
     exact = VectorIndex.build(courses, ids, IndexConfig(kind="flat"))
     assert approx.kind == "hnsw"
@@ -67,14 +70,14 @@ def test_large_catalogue_is_approximate_with_recall_at_100_of_at_least_098(large
     assert recall >= 0.98
 
 
-def test_deep_search_never_comes_back_short(large, approx) -> None:
+def test_deep_search_never_comes_back_short(large: Large, approx: VectorIndex) -> None:
     _, queries, _ = large
     _, found = approx.search(queries[:20], 2_000)
     assert found.shape == (20, 2_000)
     assert (found != "").all()
 
 
-def test_saved_index_loads_with_the_same_results(tmp_path: Path, large, approx) -> None:
+def test_saved_index_loads_with_the_same_results(tmp_path: Path, large: Large, approx: VectorIndex) -> None:
     _, queries, _ = large
     approx.save(tmp_path / "index")
     approx.save(tmp_path / "index")  # replacing an existing folder
@@ -98,3 +101,61 @@ def test_duplicate_course_ids_are_refused() -> None:
     courses, _ = _catalogue(3, seed=3)
     with pytest.raises(ValueError, match="unique"):
         VectorIndex.build(courses, ["a", "b", "a"])
+
+
+def _exact_allowed(courses: np.ndarray, queries: np.ndarray, allowed: np.ndarray, k: int) -> list[set[int]]:
+    scores = np.where(allowed, queries @ courses.T, -np.inf)
+    return [set(np.argsort(-row)[: min(k, int(ok.sum()))]) for row, ok in zip(scores, allowed, strict=True)]
+
+
+def test_filtered_search_returns_the_best_allowed_courses_in_order() -> None:
+    courses, queries = _catalogue(400, seed=4)
+    index = VectorIndex.build(courses, [f"c{i}" for i in range(400)])
+    allowed = np.random.default_rng(0).random((10, 400)) < 0.1
+    scores, positions = index.search_positions(queries[:10], 20, allowed=allowed)
+    assert [set(row) for row in positions] == _exact_allowed(courses, queries[:10], allowed, 20)
+    assert allowed[np.arange(10)[:, None], positions].all()
+    assert (np.diff(scores, axis=1) <= 1e-6).all()
+
+
+def test_filtering_never_leaves_a_query_short_on_the_approximate_index(
+    large: Large, approx: VectorIndex
+) -> None:
+    courses, queries, _ = large
+    allowed = np.random.default_rng(1).random((30, len(courses))) < 0.01  # about 240 of 24,000 per query
+    _, positions = approx.search_positions(queries[:30], 100, allowed=allowed)
+    assert (positions >= 0).all()
+    assert allowed[np.arange(30)[:, None], positions].all()
+    truth = _exact_allowed(courses, queries[:30], allowed, 100)
+    recall = np.mean([len(set(row) & t) / 100 for row, t in zip(positions, truth, strict=True)])
+    assert recall >= 0.98
+
+
+def test_a_query_allowed_fewer_courses_than_asked_gets_all_of_them() -> None:
+    courses, queries = _catalogue(50, seed=5)
+    index = VectorIndex.build(courses, [f"c{i}" for i in range(50)])
+    allowed = np.zeros((2, 50), dtype=bool)
+    allowed[0, [3, 7, 11]] = True
+    allowed[1] = True
+    scores, ids = index.search(queries[:2], 10, allowed=allowed)
+    assert sorted(ids[0][:3]) == ["c11", "c3", "c7"]
+    assert list(ids[0][3:]) == [""] * 7
+    assert np.isneginf(scores[0][3:]).all()
+    assert (ids[1] != "").all()
+
+
+def test_one_mask_filters_every_query_alike() -> None:
+    courses, queries = _catalogue(200, seed=6)
+    index = VectorIndex.build(courses, [f"c{i}" for i in range(200)])
+    active = np.arange(200) % 3 == 0
+    one = index.search_positions(queries[:5], 10, allowed=active)[1]
+    each = index.search_positions(queries[:5], 10, allowed=np.tile(active, (5, 1)))[1]
+    assert (one == each).all()
+    assert active[one].all()
+
+
+def test_a_mask_of_the_wrong_shape_is_refused() -> None:
+    courses, queries = _catalogue(20, seed=8)
+    index = VectorIndex.build(courses, [f"c{i}" for i in range(20)])
+    with pytest.raises(ValueError, match="allowed"):
+        index.search_positions(queries[:2], 5, allowed=np.ones(19, dtype=bool))

@@ -51,6 +51,30 @@ def test_punctuation_whitespace_and_stopwords_are_not_tokens() -> None:
     assert {"根本任务", "ai", "赋能"} <= set(tokens)
 
 
+def test_teacher_training_terms_stay_whole_and_keep_their_parts() -> None:
+    assert {"师德师风", "师德", "师风", "建设"} <= set(tokenize("师德师风建设"))
+    assert {"新入职", "跟岗", "研修"} <= set(tokenize("新入职教师跟岗研修"))
+    assert {"大单元", "单元", "核心素养", "素养"} <= set(tokenize("核心素养导向的大单元教学"))
+
+
+def test_a_query_naming_part_of_a_compound_term_finds_the_course(bm25: BM25) -> None:
+    scores = bm25.score(["师德", "安全观"]).toarray()
+    assert list(scores.argmax(axis=1)) == [3, 2]
+
+
+def test_a_rare_term_outweighs_a_common_one() -> None:
+    docs = ["课堂教学评价", "课堂教学设计", "课堂教学反思", "课堂管理"]
+    scores = BM25().fit(docs).score(["课堂 反思"]).toarray()[0]
+    assert scores.argmax() == 2
+    assert scores[2] > 2 * scores[0] > 0
+
+
+def test_a_longer_course_text_scores_lower_for_the_same_term() -> None:
+    docs = ["作业设计", "作业设计与课堂观察、教研组活动和家校沟通的综合实践", "教研活动"]
+    scores = BM25().fit(docs).score(["作业设计"]).toarray()[0]
+    assert scores[0] > scores[1] > scores[2] == 0
+
+
 def test_a_pickled_model_scores_the_same(bm25: BM25) -> None:
     restored = pickle.loads(pickle.dumps(bm25))
     queries = ["国家安全教育", "精准教学"]
