@@ -17,7 +17,6 @@ import scipy.sparse as sp
 from features.history import CAREER_STAGES, FORMATS
 from features.pairs import FEATURES, CourseAttrs, CourseStats, TeacherContext, course_stats, pair_features
 from models.collab import Interactions, ItemKNN, Transition
-from models.index import VectorIndex
 from models.ranker import Ranker
 from recommender.retrieval import (
     LEXICAL_WEIGHT,
@@ -25,19 +24,19 @@ from recommender.retrieval import (
     Candidates,
     Catalogue,
     TeacherBlock,
+    eligibility_matrix,
     lexical_scores,
     query_vectors,
-    retrieve,
 )
 
 # interaction strength of a record in a teacher's history, by status
 HISTORY_WEIGHT = {"completed": 1.0, "enrolled": 0.5, "dropped": 0.5, "no_show": 0.25}
 # graded labels: what the teacher did with a course in the year after the cut
-GOOD_SCORE = 85.0
+GOOD_SCORE = 90.0
 GOOD_SATISFACTION = 4.0
-CANDIDATES_PER_TEACHER = 100
+GREAT_SATISFACTION = 5.0
 TRAIN_TEACHERS = 6000
-NEGATIVES_PER_TEACHER = 40
+NEGATIVES_PER_TEACHER = 5
 
 
 @dataclass(frozen=True)
@@ -182,12 +181,16 @@ def features_for(
 
 
 def grade(records: pd.DataFrame) -> pd.Series:
-    """Graded label of a chosen course: 3 completed well, 2 completed, 1 enrolled / dropped / no-show."""
+    """Graded label of a chosen course: 1 enrolled / dropped / no-show; a completion 2, plus one each for
+    satisfaction ≥ 4, satisfaction ≥ 5 and a score ≥ 90 — how well it went is what a menu should predict."""
     completed = records["status"] == "completed"
-    good = (records["score"].fillna(0) >= GOOD_SCORE) | (
-        records["satisfaction"].fillna(0) >= GOOD_SATISFACTION
+    sat = records["satisfaction"].fillna(0).to_numpy()
+    how_well = (
+        (sat >= GOOD_SATISFACTION).astype(np.int64)
+        + (sat >= GREAT_SATISFACTION)
+        + (records["score"].fillna(0).to_numpy() >= GOOD_SCORE)
     )
-    return pd.Series(np.where(completed & good, 3, np.where(completed, 2, 1)), index=records.index)
+    return pd.Series(np.where(completed, 2 + how_well, 1), index=records.index)
 
 
 def labelled_pairs(
@@ -250,7 +253,6 @@ def ranking_data(
     records: pd.DataFrame,
     teachers: pd.DataFrame,
     cat: Catalogue,
-    index: VectorIndex,
     attrs: CourseAttrs,
     cut: pd.Timestamp,
     seed: int = 0,
@@ -258,7 +260,7 @@ def ranking_data(
     """Features as of `cut`, labels from the year after; only teachers who chose something are kept."""
     signals = fit_signals(records, teachers, cat, cut)
     block, ctx = teacher_inputs(rows, competencies, records, cat, signals.stats, attrs.topics, cut)
-    cands = retrieve(block, cat, index, CANDIDATES_PER_TEACHER)
+    cands = eligible_negatives(block, cat, seed)
     labelled, y = labelled_pairs(block, cands, records, cat, cut, cut + pd.DateOffset(years=1))
     keep = training_rows(labelled.row, y, seed)
     labelled = Candidates(*(np.asarray(getattr(labelled, f.name))[keep] for f in fields(Candidates)))
@@ -268,10 +270,25 @@ def ranking_data(
     return RankingData(X, y, group)
 
 
+def eligible_negatives(block: TeacherBlock, cat: Catalogue, seed: int = 0) -> Candidates:
+    """NEGATIVES_PER_TEACHER courses drawn uniformly from those open to each teacher (scores left to compute).
+
+    Negatives from retrieval would make similarity separate chosen from not chosen by construction (every
+    chosen course joins the pairs, retrieved or not), and the ranker would learn the retrieval back."""
+    eligible = eligibility_matrix(block, cat)
+    keys = np.where(eligible, np.random.default_rng(seed).random(eligible.shape), -1.0)
+    n = min(NEGATIVES_PER_TEACHER, cat.n_courses)
+    top = np.argpartition(-keys, n - 1, axis=1)[:, :n]
+    ok = np.take_along_axis(keys, top, axis=1) >= 0
+    row = np.repeat(np.arange(len(block)), n).reshape(-1, n)[ok]
+    course = top[ok]
+    nan = np.full(len(row), np.nan)
+    return Candidates(row.astype(np.int64), course.astype(np.int64), nan, nan, nan)
+
+
 def training_rows(row: np.ndarray, y: np.ndarray, seed: int = 0) -> np.ndarray:
     """Pairs worth training on: teachers who chose something; all their chosen courses and a seeded random
-    NEGATIVES_PER_TEACHER of the rest (LambdaRank's cost grows with the square of a query's size, and beyond a
-    few dozen negatives the gradient barely changes)."""
+    NEGATIVES_PER_TEACHER of the rest (LambdaRank's cost grows with the square of a query's size)."""
     has_pos = pd.Series(y > 0).groupby(row).transform("any").to_numpy()
     noise = np.random.default_rng(seed).random(len(row))
     neg = (y == 0) & has_pos

@@ -231,7 +231,6 @@ def train(ws: Workspace, settings: Settings, step: Callable[[str], None] = log.i
                 tables.records,
                 tables.teachers,
                 side.catalogue,
-                index,
                 side.attrs,
                 cut,
                 seed,
