@@ -107,7 +107,9 @@ def top_k_per_row(m: sp.spmatrix, k: int) -> sp.csr_matrix:
     m = sp.csr_matrix(m)
     m.sum_duplicates()
     rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
-    order = np.lexsort((m.indices, -m.data, rows))
+    # columns ascend within each row, so two stable sorts (by value, then by row) leave ties in column order
+    by_value = np.argsort(-m.data, kind="stable")
+    order = by_value[np.argsort(rows[by_value], kind="stable")]
     rank = np.arange(order.size) - m.indptr[rows[order]]
     keep = order[rank < k]
     return sp.csr_matrix((m.data[keep], (rows[keep], m.indices[keep])), shape=m.shape)
@@ -116,6 +118,8 @@ def top_k_per_row(m: sp.spmatrix, k: int) -> sp.csr_matrix:
 def top_n(scores: FloatArray, n: int) -> IntArray:
     """Column indices of the ``n`` best scores of each row, best first (vectorised over the block)."""
     n = min(n, scores.shape[1])
+    if n <= 0:
+        return np.zeros((scores.shape[0], 0), dtype=np.int64)
     part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
     best = np.take_along_axis(scores, part, axis=1)
     return np.take_along_axis(part, np.argsort(-best, axis=1, kind="stable"), axis=1).astype(np.int64)
@@ -151,6 +155,8 @@ class ItemKNN:
     """
 
     def __init__(self, k: int = 100, shrink: float = 0.0, alpha: float = 0.5) -> None:
+        if k < 1:
+            raise ValueError("k must be at least 1")
         self.k = k
         self.shrink = shrink
         self.alpha = alpha
@@ -181,6 +187,8 @@ class Transition:
     """
 
     def __init__(self, window: int = 1, decay: float = 0.5, shrink: float = 0.0) -> None:
+        if window < 1:
+            raise ValueError("window must be at least 1")
         self.window = window
         self.decay = decay
         self.shrink = shrink

@@ -10,10 +10,15 @@ import pytest
 import scipy.sparse as sp
 
 from bench.mooccubex import (
-    RankerConfig,
+    BenchConfig,
     evaluate_mooccubex,
+    fit_scorers,
+    fuse,
     hit_ndcg,
+    item_statistics,
+    markdown_table,
     parse_mooccubex,
+    score_block,
     target_rank,
 )
 from models.collab import (
@@ -68,10 +73,18 @@ def test_recency_matrix_keeps_only_the_latest_items() -> None:
     np.testing.assert_allclose(log.recency_matrix(0.5, last=2).toarray(), [[0.0, 0.0, 0.5, 1.0]])
 
 
+def test_interactions_reject_indices_outside_the_declared_sizes() -> None:
+    with pytest.raises(ValueError):
+        Interactions.from_arrays([0, 1], [0, 5], [0, 0], n_items=3)
+    with pytest.raises(ValueError):
+        Interactions.from_arrays([0, -1], [0, 1], [0, 0])
+
+
 def test_popularity_orders_items_by_number_of_users() -> None:
+    # user 3 took course 2 twice: it still counts once
     log = _log([[0, 1], [1, 2], [1], [2, 2]], n_items=4)
     pop = Popularity().fit(log)
-    assert pop.counts_.tolist() == [1.0, 3.0, 1.0 + 0.0 + 1.0, 0.0]
+    assert pop.counts_.tolist() == [1.0, 3.0, 2.0, 0.0]
     assert top_n(pop.score(2), 2).tolist() == [[1, 2], [1, 2]]
 
 
@@ -117,6 +130,26 @@ def test_top_k_per_row_keeps_the_largest_entries() -> None:
     np.testing.assert_allclose(top_k_per_row(m, 1).toarray(), [[0, 0.5, 0, 0], [0, 0, 0, 0.9]])
 
 
+def test_top_k_per_row_breaks_ties_by_column() -> None:
+    m = sp.csr_matrix(np.array([[0.0, 0.5, 0.5, 0.5], [0.7, 0.5, 0.0, 0.5]], dtype=np.float32))
+    np.testing.assert_allclose(top_k_per_row(m, 2).toarray(), [[0, 0.5, 0.5, 0], [0.7, 0.5, 0, 0]])
+
+
+def test_top_n_returns_every_column_when_asked_for_more() -> None:
+    scores = np.array([[0.2, 0.9, 0.5]], dtype=np.float32)
+    assert top_n(scores, 10).tolist() == [[1, 2, 0]]
+
+
+def test_top_n_after_mask_seen_never_returns_a_seen_item() -> None:
+    rng = np.random.default_rng(7)
+    seen = sp.random(300, 40, density=0.3, format="csr", random_state=11)
+    scores = mask_seen(rng.random((300, 40)).astype(np.float32), seen)
+    # ask for as many items as the user with the longest history has left unseen
+    best = top_n(scores, 40 - int(seen.getnnz(axis=1).max()))
+    taken = seen.toarray() != 0
+    assert not taken[np.arange(300)[:, None], best].any()
+
+
 def test_mask_seen_removes_taken_items_from_the_ranking() -> None:
     scores = np.ones((2, 3), dtype=np.float32)
     mask_seen(scores, sp.csr_matrix(np.array([[1, 0, 0], [0, 0, 1]])))
@@ -127,7 +160,7 @@ def test_transition_follows_enrolment_order() -> None:
     log = _log([[0, 1, 2], [0, 1], [0, 2]], n_items=3)
     t = Transition(window=1).fit(log).transitions_.toarray()
     # after 0: 1 twice, 2 once; after 1: 2 once; nothing ever goes back
-    np.testing.assert_allclose(t, [[0, 2 / 3, 1 / 3], [0, 0, 1], [0, 0, 0]])
+    np.testing.assert_allclose(t, [[0.0, 2 / 3, 1 / 3], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
 
 
 def test_transition_window_counts_later_followers_with_decay() -> None:
@@ -136,11 +169,26 @@ def test_transition_window_counts_later_followers_with_decay() -> None:
     np.testing.assert_allclose(counts_from_0, [0, 1 / 1.5, 0.5 / 1.5])
 
 
+def test_transition_shrink_pulls_rarely_seen_sources_toward_zero() -> None:
+    log = _log([[0, 1], [2, 1], [2, 1], [2, 1]], n_items=3)
+    t = Transition(window=1, shrink=1.0).fit(log).transitions_.toarray()
+    assert t[0, 1] == pytest.approx(1 / 2) and t[2, 1] == pytest.approx(3 / 4)
+
+
 def test_transition_scores_the_next_course_of_the_latest_one() -> None:
     log = _log([[0, 1, 2], [3, 4, 5], [0, 1, 2], [3, 4]], n_items=6)
     trans = Transition(window=1).fit(log)
     recent = log.recency_matrix(0.5, last=1)
     assert trans.score(recent[3]).argmax() == 5
+
+
+def test_als_factors_have_one_row_per_user_and_item() -> None:
+    x = _two_blocks().matrix()
+    als = ImplicitALS(factors=4, iterations=3).fit(x)
+    assert als.item_factors_.shape == (10, 4)
+    assert als.user_factors_.shape == (60, 4)
+    assert als.user_factors(x[:5]).shape == (5, 4)
+    assert als.score(x[:5]).shape == (5, 10)
 
 
 def test_als_is_deterministic_for_a_seed() -> None:
@@ -178,12 +226,48 @@ def test_target_rank_and_metrics_by_hand() -> None:
 
 def test_parse_drops_a_trailing_token_that_is_the_truncated_test_course() -> None:
     data = parse_mooccubex("0 5 7 12\n1 7 5 20\n", "0 123\n1 201\n")
-    assert data.dropped_truncated_tail
+    assert data.dropped_label_tail
     assert sorted(data.item_ids.tolist()) == [5, 7]
+    assert data.log.items.tolist() == [0, 1, 1, 0]
     assert data.test.tolist() == [-1, -1]
     clean = parse_mooccubex("0 5 7 12\n1 7 5 20\n", "0 5\n1 12\n")
-    assert not clean.dropped_truncated_tail
+    assert not clean.dropped_label_tail
     assert clean.item_ids[clean.test].tolist() == [5, 12]
+
+
+def test_parse_reads_the_file_literally_when_asked() -> None:
+    data = parse_mooccubex("0 5 7 12\n1 7 5 20\n", "0 123\n1 201\n", drop_label_tail=False)
+    assert not data.dropped_label_tail
+    assert data.item_ids.tolist() == [5, 7, 12, 20]
+    assert len(data.log) == 6
+
+
+def test_parse_links_courses_to_their_knowledge_graph_concepts() -> None:
+    data = parse_mooccubex("0 5 7\n", "0 9\n", kg_txt="5 1 900\n7 1 900\n7 2 901\n99 1 902\n")
+    assert data.concepts.toarray().tolist() == [[1.0, 0.0], [1.0, 1.0]]
+
+
+def test_item_statistics_place_courses_in_their_sequences() -> None:
+    stats = item_statistics(_log([[0, 1, 2], [0, 2], [1]], n_items=4))
+    taken, latest, share, position = stats.T
+    np.testing.assert_allclose(np.expm1(taken), [2, 2, 2, 0], rtol=1e-6)
+    np.testing.assert_allclose(np.expm1(latest), [0, 1, 2, 0], rtol=1e-6)
+    np.testing.assert_allclose(share, [0, 0.5, 1, 0])
+    # course 1 sits mid-sequence once; the single-course user says nothing about position
+    np.testing.assert_allclose(position, [0, 0.5, 1, 0.5])
+
+
+def test_candidates_never_include_a_course_already_taken() -> None:
+    log = _two_blocks(n_users=80, seed=3)
+    cfg = BenchConfig(knn_k=5, als_factors=4, als_iterations=3)
+    s = fit_scorers(log, sp.csr_matrix((10, 0), dtype=np.float32), cfg, seed=0)
+    users = np.arange(80)
+    fused = fuse(score_block(s, users))
+    best = top_n(fused, 7)
+    taken = log.matrix().toarray() != 0
+    assert not taken[users[:, None], best].any()
+    # the first two recommendations stay inside the user's own block of courses
+    assert ((best[:, :2] < 5) == (users % 2 == 0)[:, None]).all()
 
 
 def _mini_zip(path: Path) -> Path:
@@ -204,10 +288,10 @@ def _mini_zip(path: Path) -> Path:
 
 
 def test_mooccubex_protocol_on_a_miniature(tmp_path: Path) -> None:
-    cfg = RankerConfig(als_factors=4, als_iterations=3, candidates=15, rank_cap=15, n_estimators=5, block=7)
+    cfg = BenchConfig(als_factors=4, als_iterations=3, candidates=15, n_estimators=5, block=7)
     report = evaluate_mooccubex(_mini_zip(tmp_path / "mini.zip"), config=cfg)
     assert report["all_users"] and report["users_evaluated"] == 20
-    assert report["dropped_truncated_tail"] is False
+    assert report["dropped_label_tail"] is False
     assert report["test_course_unseen_in_train"] == 1
     results = report["results"]
     assert isinstance(results, dict)
@@ -219,3 +303,8 @@ def test_mooccubex_protocol_on_a_miniature(tmp_path: Path) -> None:
     assert results["popularity"]["ndcg_at_10"] == pytest.approx(expected_ndcg, rel=1e-6)
     for method in ("item_knn", "implicit_als", "tdr_ranker"):
         assert 0.0 <= results[method]["ndcg_at_10"] <= results[method]["hr_at_10"] <= 1.0
+    # with 15 candidates out of 15 courses every known test course is a candidate
+    assert results["tdr_ranker"]["candidate_recall"] == pytest.approx(19 / 20)
+    published = report["as_published"]
+    assert isinstance(published, dict) and published["results"]["popularity"] == results["popularity"]
+    assert "| tdr_ranker |" in markdown_table(report)
