@@ -20,7 +20,7 @@ from api.auth import TokenStore
 from api.deps import EngineFactory, EngineHolder, default_engine_factory
 from api.errors import install_problem_details
 from api.events import EventStore
-from api.routes import cohorts, courses, events, health, me, pages, teachers
+from api.routes import cohorts, courses, events, health, me, pages, projects, teachers
 from api.settings import ServiceSettings
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -88,10 +88,18 @@ def create_app(
     app.state.events = EventStore(ws)
 
     install_problem_details(app)
-    for router in (me.router, teachers.router, courses.router, cohorts.router, events.router):
+    for router in (
+        me.router,
+        teachers.router,
+        courses.router,
+        cohorts.router,
+        events.router,
+        projects.router,
+    ):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(health.router)
     app.include_router(pages.router)
+    app.include_router(projects.page_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(GZipMiddleware, minimum_size=2048)
     app.add_middleware(SecurityHeaders)

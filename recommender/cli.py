@@ -349,3 +349,30 @@ def evaluate(
         json.dumps({key: result[key] for key in result if key != "ranking"}, default=str)[:4000]
     )
     console.print(f"report → {path}")
+
+
+@app.command()
+def select(
+    project_id: Annotated[str, typer.Argument(help="项目编号，如 JX2022-006")],
+    workspace: WorkspaceOpt,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="导出名单与分班 .xlsx")] = None,
+    mix_counties: Annotated[bool, typer.Option("--mix-counties", help="各班混合不同县区")] = False,
+    allocations: Annotated[Path | None, typer.Option("--allocations", help="各县名额 CSV/XLSX")] = None,
+) -> None:
+    """Precise trainee selection (精准选人) for a project, split into classes (50人编班), with reasons and cost."""
+    from recommender.selection import SelectionError, read_allocations, run_selection, summary_text
+
+    try:
+        chosen = run_selection(
+            Workspace.open(workspace),
+            project_id,
+            out,
+            mix_counties=mix_counties,
+            allocations=read_allocations(allocations) if allocations else None,
+        )
+    except SelectionError as e:
+        err.print(f"[red]{e}[/red]")
+        raise typer.Exit(2) from e
+    console.print(summary_text(chosen))
+    if out:
+        console.print(f"已导出：{out}")
