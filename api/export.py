@@ -19,6 +19,7 @@ from api.schemas import Cohort
 
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 _BOLD = Font(bold=True)
+_LEVEL_ZH = {"province": "省", "city": "市", "county": "县区", "school": "学校"}
 _SPILL_BYTES = 8 << 20
 
 
@@ -90,7 +91,11 @@ def cohort_workbook(cohort: Cohort) -> IO[bytes]:
         _sheet(
             wb,
             "热力图",
-            [hm.row_level, "人数", *(names.get(code, code) for code in hm.columns)],
+            [
+                _LEVEL_ZH.get(hm.row_level, hm.row_level),
+                "人数",
+                *(names.get(code, code) for code in hm.columns),
+            ],
             (
                 (row, size, *values)
                 for row, size, values in zip(hm.rows, hm.row_sizes, hm.values, strict=True)

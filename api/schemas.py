@@ -206,7 +206,6 @@ class MenuItem(Record):
     competencies: list[str] = Field(default_factory=list)
     mandatory_topic: str | None = None
     practical: bool | None = None
-    score: float | None = Field(None, description="排序得分")
     reason: str = Field(description="推荐理由（中文）")
 
 
@@ -242,7 +241,6 @@ class Menu(Record):
                             "competencies": ["IT-A3"],
                             "mandatory_topic": None,
                             "practical": True,
-                            "score": 0.83,
                             "reason": "针对您在「数据支持的学情分析」上的差距（估计 42 分，低于同学段教师平均 18 分）。",
                         }
                     ],
@@ -550,6 +548,22 @@ class EventOut(Record):
     ts: datetime
     stored: bool = Field(True, description="本次请求是否新写入（重复提交为 false）")
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "event_id": "3f0c9a6e2b1d4c58",
+                    "teacher_id": "T000123",
+                    "course_id": "C0417",
+                    "type": "enrolled",
+                    "value": None,
+                    "ts": "2024-09-01T00:30:00Z",
+                    "stored": True,
+                }
+            ]
+        }
+    )
+
 
 class Me(BaseModel):
     role: Literal["teacher", "trainer", "admin"]
@@ -561,6 +575,8 @@ class Me(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}]})
 
 
 class Readiness(BaseModel):

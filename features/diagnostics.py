@@ -1,8 +1,9 @@
 """Diagnostics → competencies (能力诊断): per teacher and competency, an estimate with its standard error.
 
-Item responses go through the multidimensional IRT model; scale-level scores (test, observation, self) are
-fused with them by precision, with self-ratings corrected for their typical bias; teachers never assessed get
-the estimate of their peers, flagged as a prior with a wide standard error.
+Item responses go through the multidimensional IRT model; its scale is linked to the 0–100 scale of the
+scale-level scores (test, observation, self), which are then fused with it by precision and recency, with
+self-ratings corrected for their typical bias; teachers never assessed get the estimate of their peers,
+flagged as a prior with a wide standard error.
 """
 
 from __future__ import annotations
@@ -11,149 +12,302 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike, NDArray
 
 from models.irt import MIRT
+
+FloatArray = NDArray[np.float64]
 
 # display scale: estimate = CENTRE + SCALE * theta, clipped to [0, 100]
 CENTRE = 50.0
 SCALE = 15.0
 # measurement error (display points) of one scale-level score, by source: a self-rating counts least
 SOURCE_SD = {"test": 8.0, "observation": 11.0, "self": 18.0}
-# an old score counts less: its variance grows by this share per year of age
+# an older measurement counts less than a newer one of the same teacher and competency: its variance grows by
+# this share per year it predates the newest; capped so that even an old test outweighs a fresh self-rating
 AGE_VARIANCE_PER_YEAR = 0.5
+MAX_AGE_YEARS = 3.0
+# scale linking: prior spread of a competency's intercept (display points) and slope around (CENTRE, 1), and
+# of the self-rating bias around 0; the data dominate once a competency has a few dozen linked scores
+LINK_INTERCEPT_SD = 10.0
+LINK_SLOPE_SD = 0.25
+SELF_BIAS_SD = 15.0
 # peers used for the cold-start prior must number at least this; otherwise a broader group is used
 MIN_PEERS = 5
 PEER_KEYS = (("stage", "subject", "career_stage"), ("stage", "subject"), ("stage",), ())
 
+_FUSED_COLUMNS = ["teacher_id", "competency", "estimate", "std_error", "source"]
+_YEAR_DAYS = 365.25
+
 
 @dataclass(frozen=True)
 class ItemEstimates:
-    """Item-based estimates on the display scale: (teacher_id, competency, estimate, std_error)."""
+    """Item-based estimates on the display scale: (teacher_id, competency, estimate, std_error), the date of
+    each teacher's latest response (`taken_at`, indexed by teacher_id; empty when undated) and the model."""
 
     table: pd.DataFrame
     model: MIRT | None
+    taken_at: pd.Series
 
 
-def to_display(theta: np.ndarray) -> np.ndarray:
+@dataclass(frozen=True)
+class ScaleLink:
+    """From the IRT display scale to the scale the scores are on, per competency:
+    linked = intercept + slope * (estimate − CENTRE); and the typical inflation of self-ratings."""
+
+    intercept: pd.Series
+    slope: pd.Series
+    self_bias: float
+
+    def apply(self, table: pd.DataFrame) -> pd.DataFrame:
+        b0 = table["competency"].map(self.intercept).fillna(CENTRE).to_numpy(dtype=np.float64)
+        b1 = table["competency"].map(self.slope).fillna(1.0).to_numpy(dtype=np.float64)
+        x = table["estimate"].to_numpy(dtype=np.float64)
+        return table.assign(
+            estimate=np.clip(b0 + b1 * (x - CENTRE), 0.0, 100.0),
+            std_error=b1 * table["std_error"].to_numpy(dtype=np.float64),
+        )
+
+
+def to_display(theta: ArrayLike) -> FloatArray:
     return np.clip(CENTRE + SCALE * np.asarray(theta, dtype=np.float64), 0.0, 100.0)
 
 
 def item_estimates(
     items: pd.DataFrame, responses: pd.DataFrame, codes: list[str], seed: int = 0
 ) -> ItemEstimates:
-    """Fit the IRT model on all responses and return every responding teacher's estimates."""
+    """Fit the IRT model on all responses and return every responding teacher's estimates.
+
+    Only competencies some item measures get a dimension (the others would be pure prior and cost K² each);
+    items measuring none of `codes` are left out.
+    """
     empty = pd.DataFrame(columns=["teacher_id", "competency", "estimate", "std_error"])
+    no_dates = pd.Series(dtype="datetime64[ns]")
     if responses.empty or items.empty:
-        return ItemEstimates(empty, None)
+        return ItemEstimates(empty, None, no_dates)
     code_pos = {c: k for k, c in enumerate(codes)}
-    item_ids = items["item_id"].astype(str).to_numpy()
-    q = np.zeros((len(item_ids), len(codes)), dtype=bool)
-    for j, comps in enumerate(items["competencies"]):
+    q = np.zeros((len(items), len(codes)), dtype=bool)
+    for row, comps in enumerate(items["competencies"]):
         for c in comps:
             if c in code_pos:
-                q[j, code_pos[c]] = True
-    max_score = items["max_score"].fillna(1.0).to_numpy(dtype=np.float64)
-    item_pos = pd.Series(np.arange(len(item_ids)), index=item_ids)
+                q[row, code_pos[c]] = True
+    measured = np.flatnonzero(q.any(axis=0))
+    keep = q.any(axis=1)
+    if not keep.any():
+        return ItemEstimates(empty, None, no_dates)
+    items = items.iloc[np.flatnonzero(keep)].reset_index(drop=True)
+    q = q[keep][:, measured]
+    item_ids = items["item_id"].astype(str)
+    item_pos = pd.Series(np.arange(len(items)), index=item_ids.to_numpy())
     r = responses.dropna(subset=["score"])
+    r = r[r["item_id"].astype(str).isin(item_pos.index)]
+    if r.empty:
+        return ItemEstimates(empty, None, no_dates)
     # a teacher answering the same item twice: the latest answer counts
     if "taken_at" in r.columns:
         r = r.sort_values("taken_at", kind="stable")
     r = r.drop_duplicates(["teacher_id", "item_id"], keep="last")
     j = r["item_id"].astype(str).map(item_pos).to_numpy(dtype=np.int64)
-    teachers = pd.Index(np.sort(r["teacher_id"].astype(str).unique()))
-    person = teachers.get_indexer(r["teacher_id"].astype(str))
+    tid = r["teacher_id"].astype(str)
+    teachers = pd.Index(np.sort(tid.unique()))
+    person = teachers.get_indexer(tid)
+    max_score = items["max_score"].fillna(1.0).to_numpy(dtype=np.float64)
     score01 = np.clip(r["score"].to_numpy(dtype=np.float64) / max_score[j], 0.0, 1.0)
-    model = MIRT(random_state=seed).fit_long(person, j, score01, len(teachers), q)
-    measured = q.any(axis=0)
-    theta, se = model.theta_, model.se_
-    n, k = theta.shape
+    # partial-credit items: the model weighs their scores by how little they scatter (estimated dispersion)
+    model = MIRT(dispersion=True, random_state=seed).fit_long(person, j, score01, len(teachers), q)
+    n, k = model.theta_.shape
     table = pd.DataFrame(
         {
             "teacher_id": np.repeat(teachers.to_numpy(), k),
-            "competency": np.tile(np.asarray(codes), n),
-            "estimate": to_display(theta).ravel(),
-            "std_error": (SCALE * se).ravel(),
-            "measured": np.tile(measured, n),
+            "competency": np.tile(np.asarray(codes)[measured], n),
+            "estimate": to_display(model.theta_).ravel(),
+            "std_error": (SCALE * model.se_).ravel(),
         }
     )
-    return ItemEstimates(table[table["measured"]].drop(columns="measured").reset_index(drop=True), model)
+    taken_at = (
+        pd.to_datetime(r["taken_at"]).groupby(tid.to_numpy()).max() if "taken_at" in r.columns else no_dates
+    )
+    return ItemEstimates(table, model, taken_at)
+
+
+def latest_scores(scores: pd.DataFrame) -> pd.DataFrame:
+    """The latest score per teacher, competency and source, with teacher_id and competency as str."""
+    s = scores.dropna(subset=["score"])
+    s = s.assign(teacher_id=s["teacher_id"].astype(str), competency=s["competency"].astype(str))
+    s = s.sort_values("taken_at", kind="stable")
+    return s.drop_duplicates(["teacher_id", "competency", "source"], keep="last").reset_index(drop=True)
+
+
+def _source_sd(source: pd.Series) -> FloatArray:
+    return np.asarray(source.map(SOURCE_SD).fillna(SOURCE_SD["self"]), dtype=np.float64)
+
+
+def link_scales(item_table: pd.DataFrame, scores: pd.DataFrame) -> ScaleLink:
+    """Per competency, the linear map from the IRT scale to the 0–100 score scale, and the self-rating bias.
+
+    The IRT model fixes each competency's population mean at 0 and spread at 1: only the scores say where on
+    0–100 a competency's teachers stand. Regressing each score on the item-based estimate of the same teacher
+    and competency (a posterior mean, so the regression is unbiased) gives the intercept and slope; a shared
+    offset on self-ratings, identified where tests or observations are there too, is their bias. Weighted
+    least squares with weak priors at (CENTRE, 1, 0), so a competency with few scores keeps the plain scale.
+    """
+    competencies = pd.Index(np.sort(item_table["competency"].astype(str).unique()))
+    identity = ScaleLink(
+        pd.Series(CENTRE, index=competencies), pd.Series(1.0, index=competencies), _unanchored_bias(scores)
+    )
+    rows = scores.merge(item_table, on=["teacher_id", "competency"], how="inner", suffixes=("", "_item"))
+    if rows.empty:
+        return identity
+    k = len(competencies)
+    comp = competencies.get_indexer(rows["competency"])
+    x = rows["estimate"].to_numpy(dtype=np.float64) - CENTRE
+    se = rows["std_error"].to_numpy(dtype=np.float64)
+    y = rows["score"].to_numpy(dtype=np.float64)
+    own = np.asarray(rows["source"] == "self", dtype=np.float64)
+    sd = _source_sd(rows["source"])
+    # normal equations of weighted least squares in (intercepts, slopes, bias), built per competency
+    prior_mean = np.concatenate([np.full(k, CENTRE), np.ones(k), [0.0]])
+    prior_prec = np.concatenate(
+        [np.full(k, LINK_INTERCEPT_SD**-2), np.full(k, LINK_SLOPE_SD**-2), [SELF_BIAS_SD**-2]]
+    )
+    slope = np.ones(k)
+    beta = prior_mean
+    for _ in range(3):
+        # a score's residual around the line also carries the item estimate's own error, scaled by the slope
+        w = 1.0 / (sd**2 + (slope[comp] * se) ** 2)
+
+        def total(v: FloatArray, w: FloatArray = w) -> FloatArray:
+            return np.asarray(np.bincount(comp, w * v, minlength=k), dtype=np.float64)
+
+        one = np.ones_like(x)
+        lhs = np.diag(prior_prec)
+        lhs[:k, :k] += np.diag(total(one))
+        lhs[k : 2 * k, k : 2 * k] += np.diag(total(x * x))
+        lhs[:k, k : 2 * k] += np.diag(total(x))
+        lhs[k : 2 * k, :k] += np.diag(total(x))
+        lhs[:k, -1] = lhs[-1, :k] = total(own)
+        lhs[k : 2 * k, -1] = lhs[-1, k : 2 * k] = total(x * own)
+        lhs[-1, -1] += float(np.sum(w * own))
+        rhs = prior_prec * prior_mean + np.concatenate([total(y), total(x * y), [float(np.sum(w * own * y))]])
+        beta = np.linalg.solve(lhs, rhs)
+        slope = np.maximum(beta[k : 2 * k], 0.05)
+    return ScaleLink(
+        pd.Series(beta[:k], index=competencies), pd.Series(slope, index=competencies), float(beta[-1])
+    )
+
+
+def _unanchored_bias(scores: pd.DataFrame) -> float:
+    """Self-rating bias without item estimates: self minus test/observation for the same teacher and
+    competency, averaged; 0 when no teacher has both."""
+    own = scores[scores["source"] == "self"]
+    other = scores[scores["source"] != "self"].groupby(["teacher_id", "competency"])["score"].mean()
+    both = own.join(other.rename("other"), on=["teacher_id", "competency"], how="inner")
+    return float((both["score"] - both["other"]).mean()) if len(both) >= MIN_PEERS else 0.0
 
 
 def self_bias(scores: pd.DataFrame, anchor: pd.DataFrame) -> float:
-    """Typical inflation of self-ratings: mean (self − anchor) over teachers with both, else versus others."""
-    self_r = scores[scores["source"] == "self"]
-    if self_r.empty:
-        return 0.0
-    both = self_r.merge(anchor, on=["teacher_id", "competency"], how="inner")
-    if len(both) >= MIN_PEERS:
-        return float((both["score"] - both["estimate"]).mean())
-    others = scores[scores["source"] != "self"]
-    if len(others) >= MIN_PEERS:
-        return float(self_r["score"].mean() - others["score"].mean())
-    return 0.0
+    """Typical inflation of self-ratings (display points) against the item-based `anchor` estimates and the
+    other sources, as estimated by `link_scales`."""
+    return link_scales(anchor, latest_scores(scores)).self_bias
 
 
-def fuse(item_table: pd.DataFrame, scores: pd.DataFrame, asof: pd.Timestamp) -> pd.DataFrame:
+def _age_weight(age_years: pd.Series | FloatArray) -> FloatArray:
+    age = np.clip(np.nan_to_num(np.asarray(age_years, dtype=np.float64), nan=0.0), 0.0, MAX_AGE_YEARS)
+    return 1.0 + AGE_VARIANCE_PER_YEAR * age
+
+
+def fuse(
+    item_table: pd.DataFrame,
+    scores: pd.DataFrame,
+    asof: pd.Timestamp,
+    item_dates: pd.Series | None = None,
+) -> pd.DataFrame:
     """Precision-weighted fusion of item-based estimates with scale-level scores (latest score per source).
 
-    Returns (teacher_id, competency, estimate, std_error, source) with source items / scores / fused.
+    Item estimates are first linked to the score scale (`link_scales`) and self-ratings corrected for their
+    bias. Each measurement's variance grows with the years it predates the newest measurement of the same
+    teacher and competency (`item_dates`: each teacher's latest response; undated measurements count as
+    current). Returns (teacher_id, competency, estimate, std_error, source) with source items/scores/fused.
     """
-    cols = ["teacher_id", "competency", "estimate", "std_error", "source"]
-    s = scores.dropna(subset=["score"]).copy()
-    if s.empty:
-        return item_table.assign(source="items")[cols]
-    s = s.sort_values("taken_at", kind="stable").drop_duplicates(
-        ["teacher_id", "competency", "source"], keep="last"
+    items = item_table.assign(
+        teacher_id=item_table["teacher_id"].astype(str), competency=item_table["competency"].astype(str)
     )
-    bias = self_bias(s, item_table)
-    is_self = s["source"] == "self"
-    s.loc[is_self, "score"] = s.loc[is_self, "score"] - bias
-    age_years = ((asof - s["taken_at"]).dt.days.clip(lower=0) / 365.25).fillna(1.0)
-    var = s["source"].map(SOURCE_SD).fillna(SOURCE_SD["self"]) ** 2 * (1 + AGE_VARIANCE_PER_YEAR * age_years)
-    s = s.assign(w=1.0 / var, wx=s["score"] / var)
-    agg = s.groupby(["teacher_id", "competency"], sort=True)[["w", "wx"]].sum()
-    it = item_table.set_index(["teacher_id", "competency"])
-    w_it = 1.0 / it["std_error"].clip(lower=1e-6) ** 2
-    both = pd.concat({"w_it": w_it, "x_it": it["estimate"], "w_s": agg["w"], "wx_s": agg["wx"]}, axis=1)
-    has_it, has_s = both["w_it"].notna(), both["w_s"].notna()
-    w = both["w_it"].fillna(0) + both["w_s"].fillna(0)
-    x = (both["w_it"].fillna(0) * both["x_it"].fillna(0) + both["wx_s"].fillna(0)) / w
+    s = latest_scores(scores[scores["taken_at"].isna() | (scores["taken_at"] <= asof)])
+    if s.empty:
+        return items.assign(source="items")[_FUSED_COLUMNS]
+    link = link_scales(items, s)
+    items = link.apply(items)
+    s.loc[s["source"] == "self", "score"] -= link.self_bias
+
+    dates = item_dates if item_dates is not None else pd.Series(dtype="datetime64[ns]")
+    items["taken_at"] = pd.to_datetime(dates).reindex(items["teacher_id"]).to_numpy()
+    key = ["teacher_id", "competency"]
+    evidence = pd.concat(
+        [
+            items[[*key, "estimate", "taken_at"]].assign(
+                var=items["std_error"].clip(lower=1e-6) ** 2, kind=0
+            ),
+            s[key].assign(
+                estimate=s["score"], taken_at=s["taken_at"], var=_source_sd(s["source"]) ** 2, kind=1
+            ),
+        ],
+        ignore_index=True,
+    )
+    taken = pd.to_datetime(evidence["taken_at"])
+    newest = taken.groupby([evidence["teacher_id"], evidence["competency"]]).transform("max")
+    evidence["var"] *= _age_weight((newest - taken).dt.days / _YEAR_DAYS)
+    evidence["w"] = 1.0 / evidence["var"]
+    evidence["wx"] = evidence["w"] * evidence["estimate"]
+    evidence["from_items"] = evidence["kind"] == 0
+    evidence["from_scores"] = evidence["kind"] == 1
+    agg = evidence.groupby(key, sort=True).agg(
+        w=("w", "sum"), wx=("wx", "sum"), from_items=("from_items", "any"), from_scores=("from_scores", "any")
+    )
+    source = np.where(
+        agg["from_items"] & agg["from_scores"], "fused", np.where(agg["from_items"], "items", "scores")
+    )
     out = pd.DataFrame(
         {
-            "estimate": x.clip(0, 100),
-            "std_error": np.sqrt(1.0 / w),
-            "source": np.where(has_it & has_s, "fused", np.where(has_it, "items", "scores")),
+            "estimate": (agg["wx"] / agg["w"]).clip(0.0, 100.0),
+            "std_error": np.sqrt(1.0 / agg["w"]),
+            "source": source,
         },
-        index=both.index,
+        index=agg.index,
     ).reset_index()
-    return out[cols]
+    return out[_FUSED_COLUMNS]
 
 
 def peer_priors(measured: pd.DataFrame, teachers: pd.DataFrame, codes: list[str]) -> pd.DataFrame:
-    """Cold-start estimates: the mean of peers (same stage, subject, career stage; broader when few), with the
-    peers' spread as standard error. Rows for every (teacher, competency) not in `measured`."""
+    """Cold-start estimates: the mean of peers (same stage, subject, career stage; broader when fewer than
+    MIN_PEERS), with the peers' true spread as standard error. Rows for every (teacher, competency) not in
+    `measured`."""
     meta = teachers[["teacher_id", "stage", "subject", "career_stage"]].astype(str)
     m = measured.merge(meta, on="teacher_id", how="inner")
+    m = m.assign(se2=m["std_error"] ** 2)
     grid = meta.merge(pd.DataFrame({"competency": codes}), how="cross")
     have = measured[["teacher_id", "competency"]].assign(_have=True)
     grid = grid.merge(have, on=["teacher_id", "competency"], how="left")
-    grid = grid[grid["_have"].isna()].drop(columns="_have")
+    grid = grid[grid["_have"].isna()].drop(columns="_have").reset_index(drop=True)
     grid["estimate"] = np.nan
     grid["std_error"] = np.nan
-    overall_sd = float(m["estimate"].std()) if len(m) > 1 else SCALE
     for keys in PEER_KEYS:
         by = [*keys, "competency"]
-        stats = m.groupby(by)["estimate"].agg(["mean", "std", "count"]).reset_index()
-        stats = stats[stats["count"] >= MIN_PEERS]
         todo = grid["estimate"].isna()
         if not todo.any():
             break
+        stats = m.groupby(by).agg(
+            mean=("estimate", "mean"),
+            var=("estimate", "var"),
+            se2=("se2", "mean"),
+            count=("estimate", "size"),
+        )
+        stats = stats[stats["count"] >= MIN_PEERS].reset_index()
         filled = grid.loc[todo, by].merge(stats, on=by, how="left")
         grid.loc[todo, "estimate"] = filled["mean"].to_numpy()
-        # the prior's standard error: the peers' spread (never narrower than the overall spread)
-        grid.loc[todo, "std_error"] = np.maximum(filled["std"].fillna(overall_sd).to_numpy(), overall_sd)
+        # estimates are shrunk posterior means: the peers' true spread adds back their own uncertainty
+        grid.loc[todo, "std_error"] = np.sqrt((filled["var"] + filled["se2"]).to_numpy(dtype=np.float64))
     grid["estimate"] = grid["estimate"].fillna(CENTRE)
-    grid["std_error"] = grid["std_error"].fillna(max(overall_sd, SCALE))
+    grid["std_error"] = grid["std_error"].fillna(2.0 * SCALE)
     return grid[["teacher_id", "competency", "estimate", "std_error"]].assign(source="prior")
 
 
@@ -169,7 +323,7 @@ def estimate_competencies(
     """All teachers × competencies: estimate (0–100), std_error, source, is_prior. `teachers` must carry
     career_stage."""
     items_est = item_estimates(items, responses, codes, seed)
-    measured = fuse(items_est.table, scores, asof)
+    measured = fuse(items_est.table, scores, asof, items_est.taken_at)
     priors = peer_priors(measured, teachers, codes)
     out = pd.concat([measured, priors], ignore_index=True)
     out["is_prior"] = out["source"] == "prior"

@@ -5,17 +5,30 @@ one teacher) and every engine call, so all paths give the same answer.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
+from bisect import bisect_right
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, replace
+from functools import partial
+from itertools import islice
+from multiprocessing import get_context
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from threadpoolctl import threadpool_limits
 
-from data.workspace import Workspace, write_parquet_atomic, write_text_atomic
+from data.workspace import Workspace, atomic_write, write_parquet_atomic, write_text_atomic
 from features.pairs import FEATURES, TeacherContext
-from recommender.artifacts import Artifacts, load_current
+from models.bundle import current_bundle_dir, read_manifest
+from recommender.artifacts import Artifacts, load
 from recommender.explain import FORMAT_ZH, reasons
 from recommender.menu import plan_menus
 from recommender.ranking import features_for, teacher_inputs
@@ -186,61 +199,378 @@ def score_batch(block: PortraitBlock, art: Artifacts, top_k: int = 20) -> tuple[
     return ranked.recs, menus[MENU_COLUMNS]
 
 
-def _portraits(ws: Workspace) -> tuple[pd.DataFrame, pd.DataFrame]:
-    rows = pd.read_parquet(ws.portraits_dir / "teachers.parquet")
-    comp = pd.read_parquet(ws.portraits_dir / "competencies.parquet")
-    return rows.sort_values("teacher_id", kind="stable").reset_index(drop=True), comp
+# --------------------------------------------------------------------------------------------------------------
+# Blocks: the teachers in deterministic blocks (sorted by teacher_id), each a self-contained partition, one row per
+# teacher with its competencies and training records nested, so that every engine (this process, worker
+# processes, Ray actors) reads the same blocks and memory is bounded by one block, not the province.
+
+RECORD_COLUMNS = ["teacher_id", "course_id", "start_date", "end_date", "status", "hours", "format"]
+_NO_RECORDS = pa.schema(
+    [
+        ("teacher_id", pa.string()),
+        ("course_id", pa.string()),
+        ("start_date", pa.timestamp("ns")),
+        ("end_date", pa.timestamp("ns")),
+        ("status", pa.string()),
+        ("hours", pa.float64()),
+        ("format", pa.string()),
+    ]
+)
+NESTED = ("_competencies", "_records")
+INTERNAL = (*NESTED, "_block", "_block_rows")
+# rows per streamed read; memory grows with this times the widest table, not with the province
+READ_ROWS = 65_536
+# an unsorted source (training records come in file order) is sorted out of core within this much memory
+SORT_MEMORY = "1GB"
 
 
-def _records(ws: Workspace) -> pd.DataFrame:
-    cols = ["teacher_id", "course_id", "start_date", "end_date", "status", "hours", "format"]
-    if not ws.has_table("training_records"):
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
-    return ws.read_table("training_records")[cols]
+def _part(i: int) -> str:
+    return f"part-{i:05d}.parquet"
+
+
+def _files(path: Path) -> list[Path]:
+    """A Parquet source: one file, or a folder of part files read in name order."""
+    return [path] if path.is_file() else sorted(path.rglob("*.parquet"))
+
+
+def _sources(ws: Workspace) -> tuple[list[Path], list[Path], list[Path]]:
+    records = ws.table_path("training_records")
+    return (
+        _files(ws.portraits_dir / "teachers.parquet"),
+        _files(ws.portraits_dir / "competencies.parquet"),
+        _files(records) if records.exists() else [],
+    )
+
+
+def _schema(files: list[Path], columns: list[str] | None = None) -> pa.Schema:
+    """The source's Arrow schema with its pandas metadata, so that reading a block gives the same dtypes as
+    pd.read_parquet on the source."""
+    schema = pq.read_schema(files[0]) if files else _NO_RECORDS
+    if columns is None:
+        return schema
+    return pa.schema([schema.field(c) for c in columns], metadata=schema.metadata)
+
+
+def _is_sorted(files: list[Path]) -> bool:
+    last: str | None = None
+    for f in files:
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=READ_ROWS, columns=["teacher_id"]):
+            ids = batch.column(0)
+            if not len(ids):
+                continue
+            if last is not None and ids[0].as_py() < last:
+                return False
+            if len(ids) > 1 and not pc.all(pc.greater_equal(ids[1:], ids[:-1])).as_py():
+                return False
+            last = ids[-1].as_py()
+    return True
+
+
+def _sorted_batches(files: list[Path], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """The source's rows in teacher_id order (the source's own order within a teacher), without metadata."""
+    bare = schema.remove_metadata()
+    if _is_sorted(files):
+        for f in files:
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=READ_ROWS, columns=bare.names):
+                yield batch.cast(bare)
+        return
+    with tempfile.TemporaryDirectory(prefix="tdr-sort-") as spill:
+        con = duckdb.connect(config={"memory_limit": SORT_MEMORY, "temp_directory": spill})
+        con.execute("SET enable_progress_bar = false")
+        cols = ", ".join(f'"{c}"' for c in bare.names)
+        # the file name and row number keep a teacher's rows in source order, as pandas' filter would
+        query = con.sql(
+            f"SELECT {cols} FROM read_parquet($files, filename = true, file_row_number = true) "
+            "ORDER BY teacher_id, filename, file_row_number",
+            params={"files": [str(f) for f in files]},
+        )
+        assert query is not None
+        reader = query.to_arrow_reader(READ_ROWS)
+        for batch in reader:
+            yield batch.cast(bare)
+        con.close()
+
+
+def _count_upto(ids: pa.Array, last: str) -> int:
+    """How many of the sorted ids are <= last (a binary search: blocks may be far smaller than a read)."""
+    return bisect_right(range(len(ids)), last, key=lambda j: ids[j].as_py())
+
+
+class _Cursor:
+    """A stream sorted by teacher_id, handed out up to a given teacher at a time."""
+
+    def __init__(self, files: list[Path], schema: pa.Schema) -> None:
+        self.schema = schema.remove_metadata()
+        self._batches = _sorted_batches(files, schema) if files else iter(())
+        self._pending: list[pa.RecordBatch] = []
+        self._exhausted = False
+
+    def upto(self, last: str) -> pa.Table:
+        """Every remaining row whose teacher_id is <= last."""
+        while not self._exhausted and (
+            not self._pending or self._pending[-1].column("teacher_id")[-1].as_py() <= last
+        ):
+            batch = next(self._batches, None)
+            if batch is None:
+                self._exhausted = True
+            elif len(batch):
+                self._pending.append(batch)
+        taken: list[pa.RecordBatch] = []
+        while self._pending:
+            batch = self._pending[0]
+            n = _count_upto(batch.column("teacher_id"), last)
+            if n < len(batch):
+                taken.append(batch.slice(0, n))
+                self._pending[0] = batch.slice(n)
+                break
+            taken.append(self._pending.pop(0))
+        return pa.Table.from_batches(taken, schema=self.schema)
+
+
+def _teacher_slices(files: list[Path], schema: pa.Schema, block_size: int) -> Iterator[pa.Table]:
+    bare = schema.remove_metadata()
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    for batch in _sorted_batches(files, schema):
+        pending.append(batch)
+        count += len(batch)
+        while count >= block_size:
+            table = pa.Table.from_batches(pending, schema=bare)
+            yield table.slice(0, block_size)
+            rest = table.slice(block_size)
+            pending, count = rest.to_batches(), rest.num_rows
+    if count:
+        yield pa.Table.from_batches(pending, schema=bare)
+
+
+def _nest(ids: pa.ChunkedArray, child: pa.Table) -> pa.ListArray:
+    """The child rows of each teacher of `ids` as one list cell (rows of other teachers are dropped)."""
+    child = child.filter(pc.is_in(child.column("teacher_id"), value_set=ids.combine_chunks()))
+    pos = pd.Index(ids.to_numpy()).get_indexer(child.column("teacher_id").to_numpy())
+    if len(pos) > 1 and (np.diff(pos) < 0).any():
+        child = child.take(np.argsort(pos, kind="stable"))
+        pos = np.sort(pos, kind="stable")
+    offsets = np.zeros(len(ids) + 1, dtype=np.int32)
+    offsets[1:] = np.cumsum(np.bincount(pos, minlength=len(ids)))
+    names = [c for c in child.column_names if c != "teacher_id"]
+    struct = pa.StructArray.from_arrays([child.column(c).combine_chunks() for c in names], names=names)
+    return pa.ListArray.from_arrays(pa.array(offsets, type=pa.int32()), struct)
+
+
+def _child_meta(name: str, schema: pa.Schema) -> dict[bytes, bytes]:
+    """What turns a nested column back into the source's DataFrame: its column order and pandas metadata."""
+    pandas_meta = (schema.metadata or {}).get(b"pandas", b"{}").decode()
+    return {f"tdr.{name}".encode(): json.dumps({"columns": schema.names, "pandas": pandas_meta}).encode()}
+
+
+def block_tables(ws: Workspace, block_size: int) -> Iterator[pa.Table]:
+    """The workspace's teachers as block partitions (sorted by teacher_id, `block_size` per block), read in one
+    streaming pass: at most a block of each source is in memory at a time."""
+    if block_size < 1:
+        raise ValueError(f"block_size must be >= 1, got {block_size}")
+    teacher_files, comp_files, record_files = _sources(ws)
+    t_schema, c_schema = _schema(teacher_files), _schema(comp_files)
+    r_schema = _schema(record_files, RECORD_COLUMNS)
+    comps, records = _Cursor(comp_files, c_schema), _Cursor(record_files, r_schema)
+    metadata = {
+        **(t_schema.metadata or {}),
+        **_child_meta("_competencies", c_schema),
+        **_child_meta("_records", r_schema),
+    }
+    for i, rows in enumerate(_teacher_slices(teacher_files, t_schema, block_size)):
+        ids = rows.column("teacher_id")
+        last = ids[-1].as_py()
+        n = rows.num_rows
+        table = (
+            rows.append_column("_competencies", _nest(ids, comps.upto(last)))
+            .append_column("_records", _nest(ids, records.upto(last)))
+            .append_column("_block", pa.array(np.full(n, i, dtype=np.int32)))
+            .append_column("_block_rows", pa.array(np.full(n, n, dtype=np.int32)))
+        )
+        yield table.replace_schema_metadata(metadata)
+
+
+def _unnest(table: pa.Table, name: str) -> pd.DataFrame:
+    cell = table.column(name).combine_chunks()
+    flat = cell.flatten()
+    columns = {
+        "teacher_id": table.column("teacher_id").combine_chunks().take(pc.list_parent_indices(cell)),
+        **{f.name: arr for f, arr in zip(flat.type, flat.flatten(), strict=True)},
+    }
+    meta = json.loads((table.schema.metadata or {}).get(f"tdr.{name}".encode(), b"{}"))
+    child = pa.table(columns)
+    if meta:
+        child = child.select(meta["columns"]).replace_schema_metadata({b"pandas": meta["pandas"].encode()})
+    return child.to_pandas()
+
+
+def read_block(table: pa.Table) -> PortraitBlock:
+    """A block partition (see block_tables) as the PortraitBlock score_batch takes."""
+    rows = table.drop_columns([c for c in INTERNAL if c in table.column_names]).to_pandas()
+    return PortraitBlock(rows, _unnest(table, "_competencies"), _unnest(table, "_records"))
 
 
 def blocks_of(ws: Workspace, block_size: int) -> Iterator[tuple[int, PortraitBlock]]:
-    """The workspace's teachers in deterministic blocks (sorted by teacher_id)."""
-    rows, comp = _portraits(ws)
-    records = _records(ws)
-    for i, start in enumerate(range(0, len(rows), block_size)):
-        r = rows.iloc[start : start + block_size]
-        ids = set(r["teacher_id"])
-        yield (
-            i,
-            PortraitBlock(
-                r.reset_index(drop=True),
-                comp[comp["teacher_id"].isin(ids)],
-                records[records["teacher_id"].isin(ids)],
-            ),
-        )
+    """The workspace's teachers in deterministic blocks (sorted by teacher_id), memory bounded by a block."""
+    for i, table in enumerate(block_tables(ws, block_size)):
+        yield i, read_block(table)
+
+
+def write_blocks(ws: Workspace, folder: Path, block_size: int) -> list[int]:
+    """Write the block partitions as FOLDER/part-XXXXX.parquet (each atomically) and FOLDER/_manifest.json last;
+    returns the number of teachers in each block."""
+    rows: list[int] = []
+    for i, table in enumerate(block_tables(ws, block_size)):
+        # one row group: Ray Data then reads a block as one unit, never split between actors
+        atomic_write(folder / _part(i), partial(pq.write_table, table, row_group_size=max(table.num_rows, 1)))
+        rows.append(table.num_rows)
+    write_text_atomic(folder / "_manifest.json", json.dumps({"rows": rows}))
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Runs: one output folder per run, resumable because every block's outputs are written atomically and a re-run
+# skips the blocks whose outputs exist (the stamp wipes them when the bundle, the inputs or the settings change).
+
+
+@dataclass(frozen=True)
+class Run:
+    """A scoring run: its input block partitions, its two output folders and the bundle it scores with."""
+
+    bundle_dir: Path
+    blocks_dir: Path
+    rec_dir: Path
+    menu_dir: Path
+    block_rows: tuple[int, ...]
+    top_k: int
+
+    def block_path(self, i: int) -> Path:
+        return self.blocks_dir / _part(i)
+
+    def finished(self, i: int) -> bool:
+        return (self.rec_dir / _part(i)).exists() and (self.menu_dir / _part(i)).exists()
+
+    def todo(self) -> list[int]:
+        return [i for i in range(len(self.block_rows)) if not self.finished(i)]
+
+
+def _fingerprint(ws: Workspace) -> list[list[object]]:
+    return [
+        [str(f.relative_to(ws.root)), f.stat().st_size, f.stat().st_mtime_ns]
+        for files in _sources(ws)
+        for f in files
+    ]
+
+
+def prepare_run(ws: Workspace, out: Path, top_k: int, block_size: int) -> Run:
+    """Stamp OUT for this bundle, inputs and settings (wiping outputs of a different run), and write the block
+    partitions under OUT/_blocks/ unless a previous attempt of the same run finished them."""
+    bundle_dir = current_bundle_dir(ws.bundles_dir)
+    run = Run(
+        bundle_dir=bundle_dir,
+        blocks_dir=out / "_blocks",
+        rec_dir=out / "recommendations.parquet",
+        menu_dir=out / "menus.parquet",
+        block_rows=(),
+        top_k=top_k,
+    )
+    stamp = json.dumps(
+        {
+            "bundle": read_manifest(bundle_dir).version,
+            "block_size": block_size,
+            "top_k": top_k,
+            "inputs": _fingerprint(ws),
+        },
+        sort_keys=True,
+        ensure_ascii=False,
+    )
+    stamp_path = out / "_run.json"
+    if stamp_path.exists() and stamp_path.read_text(encoding="utf-8") != stamp:
+        for folder in (run.rec_dir, run.menu_dir, run.blocks_dir):
+            shutil.rmtree(folder, ignore_errors=True)
+    for folder in (run.rec_dir, run.menu_dir, run.blocks_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(stamp_path, stamp)
+    manifest = run.blocks_dir / "_manifest.json"
+    rows = (
+        json.loads(manifest.read_text(encoding="utf-8"))["rows"]
+        if manifest.exists()
+        else write_blocks(ws, run.blocks_dir, block_size)
+    )
+    return replace(run, block_rows=tuple(rows))
+
+
+def score_block(art: Artifacts, run: Run, i: int, table: pa.Table | None = None) -> int:
+    """Score block i of the run (read from its partition unless given) and write its two part files; returns
+    the number of teachers scored."""
+    table = pq.read_table(run.block_path(i)) if table is None else table
+    recs, menus = score_batch(read_block(table), art, run.top_k)
+    write_parquet_atomic(menus, run.menu_dir / _part(i))
+    write_parquet_atomic(recs, run.rec_dir / _part(i))
+    return table.num_rows
+
+
+# the worker process's bundle, loaded once by _start_worker
+_worker_art: list[Artifacts] = []
+
+
+def _start_worker(bundle_dir: Path) -> None:
+    # one thread per worker: the workers share the cores, BLAS and OpenMP pools inside them would fight
+    threadpool_limits(1)
+    _worker_art.append(load(bundle_dir))
+
+
+def _score_in_worker(run: Run, i: int) -> int:
+    return score_block(_worker_art[0], run, i)
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def score_local(
-    ws: Workspace, out: Path, top_k: int, block_size: int, progress: Callable[[int, int], None] | None = None
+    ws: Workspace,
+    out: Path,
+    top_k: int,
+    block_size: int,
+    progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
 ) -> tuple[Path, Path]:
     """Score every teacher of the workspace block by block into OUT/recommendations.parquet/ and
     OUT/menus.parquet/ (one part file per block, each written atomically). A re-run skips finished blocks, so a
-    killed run resumes where it stopped and ends with the same files."""
-    art = load_current(ws.bundles_dir)
-    rec_dir, menu_dir = out / "recommendations.parquet", out / "menus.parquet"
-    stamp = json.dumps({"bundle": art.version, "block_size": block_size, "top_k": top_k}, sort_keys=True)
-    stamp_path = out / "_run.json"
-    if stamp_path.exists() and stamp_path.read_text(encoding="utf-8") != stamp:
-        shutil.rmtree(rec_dir, ignore_errors=True)
-        shutil.rmtree(menu_dir, ignore_errors=True)
-    rec_dir.mkdir(parents=True, exist_ok=True)
-    menu_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(stamp_path, stamp)
-    n_teachers = len(pd.read_parquet(ws.portraits_dir / "teachers.parquet", columns=["teacher_id"]))
-    done = 0
-    for i, block in blocks_of(ws, block_size):
-        name = f"part-{i:05d}.parquet"
-        if not (rec_dir / name).exists() or not (menu_dir / name).exists():
-            recs, menus = score_batch(block, art, top_k)
-            write_parquet_atomic(menus, menu_dir / name)
-            write_parquet_atomic(recs, rec_dir / name)
-        done += len(block.rows)
-        if progress:
-            progress(done, n_teachers)
-    return rec_dir, menu_dir
+    killed run resumes where it stopped and ends with the same files.
+
+    `workers` processes (default: one per available core) each load the bundle once and score whole blocks;
+    with one worker the blocks are scored in this process."""
+    run = prepare_run(ws, out, top_k, block_size)
+    todo = run.todo()
+    total = sum(run.block_rows)
+    done = total - sum(run.block_rows[i] for i in todo)
+    if progress:
+        progress(done, total)
+    n_workers = max(1, min(workers or available_cores(), len(todo)))
+    if n_workers == 1:
+        art = load(run.bundle_dir) if todo else None
+        for i in todo:
+            assert art is not None
+            done += score_block(art, run, i)
+            if progress:
+                progress(done, total)
+        return run.rec_dir, run.menu_dir
+    pool = ProcessPoolExecutor(n_workers, get_context("spawn"), _start_worker, (run.bundle_dir,))
+    queue = iter(todo)
+    try:
+        # a block is handed out only when a worker is free: an interrupted run leaves at most the blocks then
+        # being scored to finish, and none waits in a queue
+        running = {pool.submit(_score_in_worker, run, i) for i in islice(queue, n_workers)}
+        while running:
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                done += future.result()
+                if progress:
+                    progress(done, total)
+            running |= {pool.submit(_score_in_worker, run, i) for i in islice(queue, len(finished))}
+    finally:
+        # on an error or an interrupt the blocks being scored finish their atomic writes, nothing else starts
+        pool.shutdown(wait=True, cancel_futures=True)
+    return run.rec_dir, run.menu_dir

@@ -1,31 +1,104 @@
 """The recommender as the service sees it: one teacher's portrait, menu and recommendations, course search and
-cohort portraits, answered from the workspace's current bundle and portraits (loaded once per process).
+cohort portraits, answered from the workspace's current bundle and portraits (loaded once per engine).
+
+Default menus come from the `tdr score` output of the same bundle when there is one (WS/scores), else are
+computed on first request and kept; a re-plan with the teacher's own constraints is always solved live.
 """
 
 from __future__ import annotations
 
+import json
 import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from data.workspace import Workspace
-from features.cohort import MIN_SIZE, cohort_portrait
+from features.cohort import MIN_SIZE, behind_on_hours, cohort_portrait
 from models.encoder import Encoder
 from recommender.artifacts import Artifacts, load_current
-from recommender.batch import PortraitBlock, menu_teachers, rank_block
+from recommender.batch import PortraitBlock, Ranked, menu_teachers, rank_block
 from recommender.config import settings
 from recommender.menu import MenuRequest, TeacherMenuContext, plan_menu
 from recommender.search import search
 
+# `tdr demo` scores into WS/scores; `tdr score --workspace WS --out WS/scores` does the same for any workspace.
+SCORES_DIR = "scores"
+# Sizes of the in-memory caches: entries are small records, so thousands cost a few MB.
+MENU_CACHE = 20_000
+RANKED_CACHE = 256
+PORTRAIT_CACHE = 4_096
+COHORT_CACHE = 256
+SCORE_PARTS_CACHE = 16
+# How often a lookup that finds no scored menu may list WS/scores again (a `tdr score` run may be under way).
+RESCAN_S = 30.0
 # a cohort named by one of these keys shows its sub-groups one level down in the heatmap
 HEATMAP_ROWS = {"province": "city", "city": "county", "county": "school_id"}
 COHORT_KEYS = {"school": "school_id"}
+API_KEYS = {column: key for key, column in COHORT_KEYS.items()}
 BEHIND_LISTED = 50
-HISTORY_COLUMNS = ["record_id", "course_id", "project_name", "start_date", "end_date", "hours", "format"]
+BEHIND_COLUMNS = [
+    "teacher_id",
+    "school_id",
+    "county",
+    "hours_required",
+    "hours_done_cycle",
+    "hours_owed",
+    "missing_mandatory",
+]
+COURSE_FIELDS = ["title", "format", "competencies_used", "mandatory_topic", "practical"]
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class MenuWishes(Protocol):
+    """A teacher's own constraints for a re-plan (the API's `MenuConstraints`)."""
+
+    @property
+    def hours(self) -> float | None: ...
+
+    @property
+    def formats(self) -> Sequence[str] | None: ...
+
+    @property
+    def exclude(self) -> Sequence[str]: ...
+
+
+class Lru(Generic[K, V]):
+    """A small thread-safe LRU map; `get_or_make` computes outside the lock, so a slow miss blocks no one
+    (two threads missing the same key both compute it, and the answers are equal)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            if key not in self._items:
+                return None
+            self._items.move_to_end(key)
+            return self._items[key]
+
+    def put(self, key: K, value: V) -> V:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
+    def get_or_make(self, key: K, make: Callable[[], V]) -> V:
+        found = self.get(key)
+        return found if found is not None else self.put(key, make())
 
 
 def _listed(value: object) -> list[Any]:
@@ -44,28 +117,174 @@ def _plain(value: object) -> object:
     return value
 
 
-def _row(values: pd.Series) -> dict[str, Any]:
-    return {str(k): _plain(v) for k, v in values.items()}
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _teacher_ids(frame: pd.DataFrame) -> np.ndarray:
+    if "teacher_id" not in frame:
+        return np.empty(0, dtype=object)
+    return frame["teacher_id"].astype(str).to_numpy(dtype=object)
+
+
+def _rows_of(frame: pd.DataFrame, ids: np.ndarray, teacher_id: str) -> pd.DataFrame:
+    """The rows of one teacher in a frame sorted by teacher_id (`ids` is that column as an array)."""
+    lo, hi = np.searchsorted(ids, teacher_id, "left"), np.searchsorted(ids, teacher_id, "right")
+    return frame.iloc[lo:hi]
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return [_row(row) for _, row in frame.iterrows()]
+    return [{str(k): _plain(v) for k, v in rec.items()} for rec in frame.to_dict("records")]
+
+
+class ScoredMenus:
+    """The menus a `tdr score` run wrote for one bundle (OUT/menus.parquet/part-*.parquet, stamped in
+    OUT/_run.json), found by teacher_id through each part's min/max statistics.
+
+    Parts are read on demand and a few are kept. A part is trusted only while the stamp still names this
+    bundle after it was read: a later run for another bundle rewrites the stamp before its first part.
+    """
+
+    def __init__(self, out: Path, version: str) -> None:
+        self.out = Path(out)
+        self.version = version
+        self._bounds: dict[Path, tuple[str, str]] = {}
+        self._parts: Lru[Path, tuple[np.ndarray, pd.DataFrame]] = Lru(SCORE_PARTS_CACHE)
+        self._lock = threading.Lock()
+        self._scanned_at = -np.inf
+        self.scan()
+
+    def _stamped(self) -> bool:
+        try:
+            stamp = json.loads((self.out / "_run.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(stamp, dict) and stamp.get("bundle") == self.version
+
+    def scan(self) -> None:
+        """Index the parts written so far (each part file appears whole: it is written atomically)."""
+        with self._lock:
+            self._scanned_at = time.monotonic()
+            if not self._stamped():
+                self._bounds = {}
+                return
+            for path in sorted((self.out / "menus.parquet").glob("part-*.parquet")):
+                if path in self._bounds:
+                    continue
+                try:
+                    meta = pq.ParquetFile(path).metadata
+                    col = meta.schema.to_arrow_schema().get_field_index("teacher_id")
+                    stats = [meta.row_group(i).column(col).statistics for i in range(meta.num_row_groups)]
+                except (OSError, ValueError):
+                    continue
+                if stats and all(s is not None and s.has_min_max for s in stats):
+                    self._bounds[path] = (min(s.min for s in stats), max(s.max for s in stats))
+
+    def __len__(self) -> int:
+        return len(self._bounds)
+
+    def _read(self, path: Path) -> tuple[np.ndarray, pd.DataFrame] | None:
+        """A part sorted by teacher, with its teacher ids as an array to bisect."""
+        try:
+            part = pd.read_parquet(path)
+        except (OSError, ValueError):
+            return None
+        if not self._stamped():
+            return None
+        part = part.sort_values(["teacher_id", "position"], kind="stable").reset_index(drop=True)
+        return _teacher_ids(part), part
+
+    def rows(self, teacher_id: str) -> pd.DataFrame | None:
+        """The teacher's menu rows (position, course_id, hours, reason, status, message), or None when no
+        scored part covers the teacher."""
+        for attempt in range(2):
+            with self._lock:
+                paths = [p for p, (lo, hi) in self._bounds.items() if lo <= teacher_id <= hi]
+                due = time.monotonic() - self._scanned_at > RESCAN_S
+            for path in paths:
+                part = self._parts.get(path)
+                if part is None:
+                    part = self._read(path)
+                    if part is None:
+                        continue
+                    self._parts.put(path, part)
+                found = _rows_of(part[1], part[0], teacher_id)
+                if len(found):
+                    return found
+            if attempt or not due:
+                return None
+            self.scan()
+        return None
+
+
+_encoders: dict[tuple[str, Path], Encoder] = {}
+_encoders_lock = threading.Lock()
+
+
+def shared_encoder(model: str, cache_dir: Path) -> Encoder:
+    """One encoder per process, its model loaded: it does not depend on the bundle, so a reloaded engine keeps
+    it, and the lock makes concurrent first searches wait for one load instead of each loading the model."""
+    with _encoders_lock:
+        if (model, cache_dir) not in _encoders:
+            # one short query at a time: intra-op threads would only contend with the request threads
+            encoder = Encoder(model, cache_dir=cache_dir, num_threads=1)
+            _ = encoder.model  # loaded here, under the lock
+            _encoders[(model, cache_dir)] = encoder
+        return _encoders[(model, cache_dir)]
 
 
 @dataclass
 class Engine:
-    """Answers for one workspace; thread-safe for reads (the encoder loads on the first search)."""
+    """Answers for one workspace and bundle; safe to share between the server's threads."""
 
     workspace: Workspace
     art: Artifacts
     rows: pd.DataFrame  # portrait rows indexed by teacher_id
     competencies: pd.DataFrame  # long, sorted by teacher_id
     records: pd.DataFrame  # training records sorted by teacher_id
-    _encoder: Encoder | None = field(default=None, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    scored: ScoredMenus | None = None
+    _courses: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    _names: dict[str, tuple[str | None, str | None]] = field(default_factory=dict, repr=False)
+    # teacher ids of `competencies` and `records` as plain arrays: a teacher's rows are found by bisection
+    _comp_ids: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object), repr=False)
+    _record_ids: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object), repr=False)
+    _course_details: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+    _menus: Lru[str, dict[str, Any]] = field(default_factory=lambda: Lru(MENU_CACHE), repr=False)
+    _ranked: Lru[str, tuple[Ranked, TeacherMenuContext]] = field(
+        default_factory=lambda: Lru(RANKED_CACHE), repr=False
+    )
+    _portraits: Lru[str, dict[str, Any]] = field(default_factory=lambda: Lru(PORTRAIT_CACHE), repr=False)
+    _cohorts: Lru[tuple[str, str, tuple[str, str] | None], dict[str, Any]] = field(
+        default_factory=lambda: Lru(COHORT_CACHE), repr=False
+    )
+
+    def __post_init__(self) -> None:
+        self._comp_ids = _teacher_ids(self.competencies)
+        self._record_ids = _teacher_ids(self.records)
+        tax = self.art.taxonomy.drop_duplicates("code")
+        self._names = {
+            str(c): (_text(n), _text(d))
+            for c, n, d in zip(tax["code"], tax["name"], tax["domain"], strict=True)
+        }
+        courses = self.art.courses.drop_duplicates("course_id").set_index("course_id", drop=False)
+        self._course_details = courses
+        self._courses = {
+            str(cid): {
+                "title": str(title),
+                "format": _plain(fmt),
+                "competencies": [str(c) for c in _listed(comps)],
+                "mandatory_topic": _plain(topic),
+                "practical": _plain(practical),
+            }
+            for cid, title, fmt, comps, topic, practical in zip(
+                courses["course_id"], *(courses[c] for c in COURSE_FIELDS), strict=True
+            )
+        }
 
     @classmethod
-    def load(cls, workspace: Path | Workspace) -> Engine:
+    def load(cls, workspace: Path | Workspace, scores: Path | None = None) -> Engine:
+        """The engine of the workspace's current bundle; default menus from `scores` (WS/scores by default)
+        when a `tdr score` run there was made with this bundle."""
         ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
         art = load_current(ws.bundles_dir)
         rows = pd.read_parquet(ws.portraits_dir / "teachers.parquet")
@@ -79,6 +298,7 @@ class Engine:
             rows.set_index("teacher_id", drop=False),
             comp.sort_values(["teacher_id", "competency"], kind="stable").reset_index(drop=True),
             records,
+            ScoredMenus(scores or ws.root / SCORES_DIR, art.version),
         )
 
     @property
@@ -87,110 +307,162 @@ class Engine:
 
     # ------------------------------------------------------------------------------------------ teacher
 
-    def _slice(self, frame: pd.DataFrame, teacher_id: str) -> pd.DataFrame:
-        if frame.empty:
-            return frame
-        ids = frame["teacher_id"].to_numpy()
-        lo, hi = np.searchsorted(ids, teacher_id, "left"), np.searchsorted(ids, teacher_id, "right")
-        return frame.iloc[lo:hi]
+    def _competencies_of(self, teacher_id: str) -> pd.DataFrame:
+        return _rows_of(self.competencies, self._comp_ids, teacher_id)
+
+    def _records_of(self, teacher_id: str) -> pd.DataFrame:
+        return _rows_of(self.records, self._record_ids, teacher_id)
 
     def block(self, teacher_id: str) -> PortraitBlock | None:
         if teacher_id not in self.rows.index:
             return None
         return PortraitBlock(
             self.rows.loc[[teacher_id]].reset_index(drop=True),
-            self._slice(self.competencies, teacher_id),
-            self._slice(self.records, teacher_id),
+            self._competencies_of(teacher_id),
+            self._records_of(teacher_id),
         )
 
     def portrait(self, teacher_id: str) -> dict[str, Any] | None:
+        """The teacher's portrait row with named competencies (largest gap first) and training history."""
         if teacher_id not in self.rows.index:
             return None
-        row = _row(self.rows.loc[[teacher_id]].iloc[0])
-        tax = self.art.taxonomy.set_index("code")
-        comp = self._slice(self.competencies, teacher_id)
-        comp = comp.assign(
-            name=comp["competency"].map(tax["name"]), domain=comp["competency"].map(tax["domain"])
+        return self._portraits.get_or_make(teacher_id, lambda: self._portrait(teacher_id))
+
+    def _portrait(self, teacher_id: str) -> dict[str, Any]:
+        row = {str(k): _plain(v) for k, v in self.rows.loc[teacher_id].items()}
+        comp = self._competencies_of(teacher_id)
+        named = pd.DataFrame(
+            [self._names.get(str(c), (None, None)) for c in comp["competency"]],
+            columns=["name", "domain"],
+            index=comp.index,
+            dtype=object,
         )
-        history = self._slice(self.records, teacher_id)
-        titles = self.art.courses.set_index("course_id")["title"]
+        comp = pd.concat([comp, named], axis=1).sort_values("gap", ascending=False, kind="stable")
+        history = self._records_of(teacher_id)
         if len(history):
-            named = history["course_id"].map(titles)
-            history = history.assign(title=named.fillna(history.get("project_name")))
+            titles = history["course_id"].map(lambda c: self._courses.get(c, {}).get("title"))
+            history = history.assign(title=titles.fillna(history.get("project_name")))
         return {
             **row,
             "hours_done": row.get("hours_done_cycle"),
             "roles": _listed(self.rows.at[teacher_id, "roles"]),
-            "competencies": _records(comp.sort_values("gap", ascending=False, kind="stable")),
+            "competencies": _records(comp),
             "history": _records(history),
         }
+
+    def _ranked_for(self, teacher_id: str) -> tuple[Ranked, TeacherMenuContext] | None:
+        """The teacher's ranked pool and menu context, kept for a few hundred teachers (re-plans repeat)."""
+        found = self._ranked.get(teacher_id)
+        if found is not None:
+            return found
+        block = self.block(teacher_id)
+        if block is None:
+            return None
+        t = menu_teachers(block.rows).iloc[0]
+        teacher = TeacherMenuContext(
+            teacher_id,
+            str(t["stage"]),
+            tuple(str(x) for x in _listed(t["missing_mandatory"])),
+            frozenset(str(x) for x in _listed(t["completed"])),
+        )
+        return self._ranked.put(teacher_id, (rank_block(block, self.art, settings().top_k), teacher))
 
     def recommendations(self, teacher_id: str, top_k: int = 20) -> pd.DataFrame | None:
         block = self.block(teacher_id)
         return None if block is None else rank_block(block, self.art, top_k).recs
 
-    def menu(self, teacher_id: str, constraints: Any = None) -> dict[str, Any] | None:
-        """The teacher's menu; `constraints` (hours, formats, exclude) re-plan it under their own wishes."""
-        block = self.block(teacher_id)
-        if block is None:
-            return None
-        ranked = rank_block(block, self.art, settings().top_k)
-        t = menu_teachers(block.rows).iloc[0]
-        teacher = TeacherMenuContext(
-            teacher_id,
-            str(t["stage"]),
-            tuple(_listed(t["missing_mandatory"])),
-            frozenset(_listed(t["completed"])),
-        )
-        request = None
-        if constraints is not None:
-            request = MenuRequest(
-                hours_target=constraints.hours,
-                formats=tuple(constraints.formats) if constraints.formats else None,
-                exclude=frozenset(constraints.exclude),
-            )
-        plan = plan_menu(ranked.pool.drop(columns="teacher_id"), teacher, self.art.policy, request)
-        pool = ranked.pool.drop_duplicates("course_id").set_index("course_id")
-        courses = self.art.courses.set_index("course_id")
+    def _menu_record(
+        self,
+        teacher_id: str,
+        rows: pd.DataFrame,
+        hours_target: float,
+        status: str,
+        message: str | None,
+    ) -> dict[str, Any]:
+        """The `Menu` record from chosen rows (course_id, hours, reason), the same for both sources."""
         items = [
             {
                 "course_id": cid,
-                "title": courses.at[cid, "title"],
+                **self._courses[cid],
                 "hours": float(hours),
-                "format": courses.at[cid, "format"],
-                "competencies": _listed(courses.at[cid, "competencies_used"]),
-                "mandatory_topic": _plain(courses.at[cid, "mandatory_topic"]),
-                "practical": _plain(courses.at[cid, "practical"]),
-                "score": _plain(pool.at[cid, "score"]),
-                "reason": pool.at[cid, "reason"],
+                "reason": reason if isinstance(reason, str) else "",
             }
-            for cid, hours in zip(plan.items, plan.hours, strict=True)
+            for cid, hours, reason in zip(rows["course_id"], rows["hours"], rows["reason"], strict=True)
+            if isinstance(cid, str) and cid in self._courses
         ]
-        target = (
-            request.hours_target if request and request.hours_target else self.art.policy.menu_hours_target
-        )
         return {
             "teacher_id": teacher_id,
             "items": items,
-            "hours_target": target,
-            "notes": [plan.message] if plan.message else [],
+            "hours_target": float(hours_target),
+            "notes": [message] if message else [],
             "model_version": self.version,
-            "status": plan.status,
+            "status": "empty" if not items else status,
         }
+
+    def menu(self, teacher_id: str, constraints: MenuWishes | None = None) -> dict[str, Any] | None:
+        """The teacher's menu; `constraints` (hours, formats, exclude) re-plan it under their own wishes."""
+        if teacher_id not in self.rows.index:
+            return None
+        if constraints is None:
+            return self._menus.get_or_make(teacher_id, lambda: self._default_menu(teacher_id))
+        request = MenuRequest(
+            hours_target=constraints.hours,
+            formats=tuple(constraints.formats) if constraints.formats else None,
+            exclude=frozenset(constraints.exclude),
+        )
+        return self._planned(teacher_id, request)
+
+    def _default_menu(self, teacher_id: str) -> dict[str, Any]:
+        # a scoring run may finish while this engine serves: the store looks for new parts now and then
+        rows = self.scored.rows(teacher_id) if self.scored is not None else None
+        if rows is None:
+            planned = self._planned(teacher_id, None)
+            assert planned is not None
+            return planned
+        status, message = rows["status"].iloc[0], rows["message"].iloc[0]
+        return self._menu_record(
+            teacher_id,
+            rows,
+            self.art.policy.menu_hours_target,
+            str(status),
+            str(message) if isinstance(message, str) and message else None,
+        )
+
+    def _planned(self, teacher_id: str, request: MenuRequest | None) -> dict[str, Any] | None:
+        found = self._ranked_for(teacher_id)
+        if found is None:
+            return None
+        ranked, teacher = found
+        pool = ranked.pool.drop(columns="teacher_id")
+        plan = plan_menu(pool, teacher, self.art.policy, request)
+        reasons = pool.drop_duplicates("course_id").set_index("course_id")["reason"]
+        chosen = pd.DataFrame(
+            {
+                "course_id": list(plan.items),
+                "hours": list(plan.hours),
+                "reason": reasons.reindex(list(plan.items)).to_numpy(),
+            }
+        )
+        target = (
+            request.hours_target if request and request.hours_target else self.art.policy.menu_hours_target
+        )
+        return self._menu_record(teacher_id, chosen, target, plan.status, plan.message)
 
     # ------------------------------------------------------------------------------------------ courses
 
-    def _encoder_loaded(self) -> Encoder:
-        with self._lock:
-            if self._encoder is None:
-                s = settings()
-                self._encoder = Encoder(s.encoder_model, cache_dir=s.model_cache)
-            return self._encoder
+    def _encoder(self) -> Encoder:
+        s = settings()
+        return shared_encoder(s.encoder_model, s.model_cache)
+
+    def warm(self) -> None:
+        """Load the query model and the word segmenter and run a search, so the first one asked for does not
+        wait for them."""
+        self._encoder().model.encode(["教师专业发展"], show_progress_bar=False)
+        self.search("教师专业发展", 1)
 
     def search(self, q: str, top_k: int = 10) -> list[dict[str, Any]]:
-        hits = search(self.art, self._encoder_loaded(), q, top_k)
-        courses = self.art.courses.set_index("course_id")
-        extra = courses.loc[hits["course_id"], ["hours", "format", "competencies_used", "level"]]
+        hits = search(self.art, self._encoder(), q, top_k)
+        extra = self._course_details.loc[hits["course_id"], ["hours", "format", "competencies_used", "level"]]
         hits = hits.assign(
             hours=extra["hours"].to_numpy(),
             format=extra["format"].to_numpy(),
@@ -200,14 +472,13 @@ class Engine:
         return _records(hits)
 
     def course(self, course_id: str) -> dict[str, Any] | None:
-        courses = self.art.courses
-        hit = courses[courses["course_id"] == course_id]
-        if hit.empty:
+        if course_id not in self._courses:
             return None
-        row = _row(hit.iloc[0])
-        row["competencies"] = _listed(hit.iloc[0]["competencies_used"])
+        hit = self._course_details.loc[course_id]
+        row = {str(k): _plain(v) for k, v in hit.items()}
+        row["competencies"] = _listed(hit["competencies_used"])
         for key in ("stages", "subjects", "prerequisites"):
-            row[key] = _listed(hit.iloc[0][key])
+            row[key] = _listed(hit.get(key))
         return row
 
     # ------------------------------------------------------------------------------------------ cohorts
@@ -224,10 +495,12 @@ class Engine:
         return rows.reset_index(drop=True)
 
     def cohort(self, by: str, value: str, scope: tuple[str, str] | None) -> dict[str, Any] | None:
-        rows = self.cohort_rows(by, value, scope)
-        if rows.empty:
-            return None
-        return cohort_view(rows, self.competencies, self.art.taxonomy, by, value, scope)
+        def make() -> dict[str, Any]:
+            rows = self.cohort_rows(by, value, scope)
+            return cohort_view(rows, self.competencies, self.art.taxonomy, by, value, scope)
+
+        view = self._cohorts.get_or_make((by, value, scope), make)
+        return view if view["n_teachers"] else None
 
 
 def cohort_view(
@@ -253,22 +526,21 @@ def cohort_view(
         return view
     comp = competencies[competencies["teacher_id"].isin(rows["teacher_id"])]
     whole = cohort_portrait(rows.assign(_cohort=value), comp, "_cohort", taxonomy=taxonomy)
-    domains = taxonomy.drop_duplicates("code").set_index("code")["domain"]
-    figures = whole.competencies.assign(domain=lambda f: f["competency"].map(domains))
+    codes = taxonomy.drop_duplicates("code").set_index("code")
+    figures = whole.competencies.assign(domain=lambda f: f["competency"].map(codes["domain"]))
     group = whole.groups.iloc[0]
-    names = taxonomy.drop_duplicates("code").set_index("code")["name"]
     row_level = HEATMAP_ROWS.get(COHORT_KEYS.get(by, by), "county")
     sub = cohort_portrait(rows, comp, row_level)
     shown = sub.groups[~sub.groups["suppressed"]]
     columns = sorted(figures["competency"].unique().tolist())
     grid = sub.competencies.pivot_table(index=row_level, columns="competency", values="mean", dropna=False)
     grid = grid.reindex(index=shown[row_level], columns=columns)
-    behind = rows[(rows["hours_owed"].fillna(0) > 0)].sort_values("hours_owed", ascending=False)
+    behind = rows.set_index("teacher_id", drop=False).loc[behind_on_hours(rows)[:BEHIND_LISTED]]
     view.update(
         {
             "competencies": _records(figures),
             "heatmap": {
-                "row_level": row_level,
+                "row_level": API_KEYS.get(row_level, row_level),
                 "rows": shown[row_level].astype(str).tolist(),
                 "row_sizes": shown["n_teachers"].astype(int).tolist(),
                 "columns": columns,
@@ -276,7 +548,7 @@ def cohort_view(
             },
             "hidden_rows": int(sub.groups["suppressed"].sum()),
             "common_gaps": _records(
-                whole.common_gaps.assign(name=lambda f: f["competency"].map(names))[
+                whole.common_gaps.assign(name=lambda f: f["competency"].map(codes["name"]))[
                     ["competency", "name", "share"]
                 ]
             ),
@@ -287,20 +559,10 @@ def cohort_view(
                 "share_behind": _plain(group.get("share_owing_hours")),
             },
             "behind_on_hours": _records(
-                behind.head(BEHIND_LISTED)[
-                    [
-                        "teacher_id",
-                        "school_id",
-                        "county",
-                        "hours_required",
-                        "hours_done_cycle",
-                        "hours_owed",
-                        "missing_mandatory",
-                    ]
-                ].rename(columns={"hours_done_cycle": "hours_done"})
-            )
-            if "hours_required" in rows
-            else [],
+                behind[[c for c in BEHIND_COLUMNS if c in behind]].rename(
+                    columns={"hours_done_cycle": "hours_done"}
+                )
+            ),
             "completion_rate": _plain(group.get("completion_rate")),
             "no_show_rate": _plain(group.get("no_show_rate")),
         }

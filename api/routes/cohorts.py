@@ -56,9 +56,9 @@ def visible_cohort(
         raise ApiError(403, f"该群体人数少于 {settings.min_cohort_size} 人，为保护隐私不予显示。")
     update: dict[str, object] = {"scope": principal.scope_text}
     if cohort.heatmap is not None:
-        update["heatmap"], update["hidden_rows"] = _without_small_rows(
-            cohort.heatmap, settings.min_cohort_size
-        )
+        # the engine may have hidden rows already; the floor here may be stricter than the engine's
+        update["heatmap"], removed = _without_small_rows(cohort.heatmap, settings.min_cohort_size)
+        update["hidden_rows"] = cohort.hidden_rows + removed
     return cohort.model_copy(update=update)
 
 

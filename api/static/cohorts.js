@@ -25,6 +25,9 @@
         stat(pct(c.no_show_rate), "未参训率")));
   }
 
+  /* Competencies run down the page (a cohort has dozens; their names stay readable on a phone), groups across. */
+  const ROW_PX = 22;
+
   function drawHeatmap(c) {
     const hm = c.heatmap;
     const note = document.getElementById("heatmap-note");
@@ -34,43 +37,47 @@
       return;
     }
     const named = names(c);
-    note.textContent = "行：" + label("by", hm.row_level) + "（括号内为人数）；颜色为平均能力估计。" +
+    note.textContent = "列：" + label("by", hm.row_level) + "（括号内为人数）；行：能力点；颜色为平均能力估计。" +
       (c.hidden_rows ? "另有 " + c.hidden_rows + " 个分组人数过少，为保护隐私未显示。" : "");
     const data = [];
-    hm.values.forEach((row, i) => row.forEach((v, j) => { if (v !== null) data.push([j, i, +v.toFixed(1)]); }));
+    hm.values.forEach((row, i) => row.forEach((v, j) => { if (v !== null) data.push([i, j, +v.toFixed(1)]); }));
     // colours span the cohort's own range (in steps of 5), so differences between groups stand out
     const shown = data.map((d) => d[2]);
     const low = Math.floor(Math.min(...shown, 100) / 5) * 5, high = Math.max(low + 5, Math.ceil(Math.max(...shown, 0) / 5) * 5);
-    const node = document.getElementById("heatmap");
-    node.style.height = Math.max(320, 200 + 26 * hm.rows.length) + "px";
+    document.getElementById("heatmap").style.height = Math.max(320, 160 + ROW_PX * hm.columns.length) + "px";
     const chart = TDR.chart("heatmap");
     chart.resize();
     chart.setOption({
       animation: false,
       tooltip: {
         position: "top",
-        formatter: (p) => TDR.escapeHtml(hm.rows[p.value[1]] + " · " + named.get(hm.columns[p.value[0]]) + "：" + p.value[2]),
+        formatter: (p) => TDR.escapeHtml(hm.rows[p.value[0]] + " · " + named.get(hm.columns[p.value[1]]) + "：" + p.value[2]),
       },
-      grid: { left: 8, right: 8, top: 10, bottom: 60, containLabel: true },
-      xAxis: { type: "category", data: hm.columns.map((code) => named.get(code) || code), axisLabel: { rotate: 50, fontSize: 10, interval: 0 } },
-      yAxis: { type: "category", inverse: true, data: hm.rows.map((r, i) => r + "（" + hm.row_sizes[i] + "）"), axisLabel: { fontSize: 11 } },
+      grid: { left: 8, right: 8, top: 10, bottom: 70, containLabel: true },
+      xAxis: {
+        type: "category", data: hm.rows.map((r, i) => r + "（" + hm.row_sizes[i] + "）"),
+        axisLabel: { rotate: hm.rows.length > 3 ? 45 : 0, fontSize: 10, interval: hm.rows.length > 20 ? "auto" : 0 },
+      },
+      yAxis: { type: "category", inverse: true, data: hm.columns.map((code) => named.get(code) || code), axisLabel: { fontSize: 10, interval: 0 } },
       visualMap: { min: low, max: high, calculable: true, orient: "horizontal", left: "center", bottom: 0, itemHeight: 120, inRange: { color: ["#c53030", "#f6e05e", "#2f855a"] } },
-      series: [{ type: "heatmap", data, label: { show: hm.columns.length <= 12, fontSize: 10 } }],
+      series: [{ type: "heatmap", data, label: { show: hm.rows.length <= 6, fontSize: 9 } }],
     }, true);
   }
 
   function drawDistribution(c) {
     const rows = c.competencies.filter((x) => x.p10 !== null && x.p90 !== null);
+    document.getElementById("distribution").style.height = Math.max(320, 80 + ROW_PX * rows.length) + "px";
     const chart = TDR.chart("distribution");
+    chart.resize();
     chart.setOption({
       animation: false,
       tooltip: { trigger: "item" },
-      grid: { left: 8, right: 8, top: 10, bottom: 10, containLabel: true },
-      xAxis: { type: "category", data: rows.map((x) => x.name || x.competency), axisLabel: { rotate: 50, fontSize: 10, interval: 0 } },
-      yAxis: { type: "value", min: 0, max: 100 },
+      grid: { left: 8, right: 16, top: 10, bottom: 10, containLabel: true },
+      yAxis: { type: "category", inverse: true, data: rows.map((x) => x.name || x.competency), axisLabel: { fontSize: 10, interval: 0 } },
+      xAxis: { type: "value", min: 0, max: 100 },
       series: [
-        { name: "分布", type: "boxplot", data: rows.map((x) => [x.p10, x.p25, x.p50, x.p75, x.p90].map((v) => +v.toFixed(1))) },
-        { name: "平均", type: "scatter", symbolSize: 6, data: rows.map((x) => (x.mean === null ? null : +x.mean.toFixed(1))) },
+        { name: "分布", type: "boxplot", layout: "horizontal", data: rows.map((x) => [x.p10, x.p25, x.p50, x.p75, x.p90].map((v) => +v.toFixed(1))) },
+        { name: "平均", type: "scatter", symbolSize: 6, data: rows.map((x, i) => (x.mean === null ? null : [+x.mean.toFixed(1), i])) },
       ],
     }, true);
   }

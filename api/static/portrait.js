@@ -29,8 +29,8 @@
     });
   }
 
-  /* Long Chinese names break into lines of six characters so the radar keeps its size on a phone. */
-  const wrap = (text) => text.replace(/(.{6})(?=.)/g, "$1\n");
+  /* Long Chinese names break into lines of four characters so the radar keeps its size on a phone. */
+  const wrap = (text) => text.replace(/(.{4})(?=.)/g, "$1\n");
 
   function drawRadar(competencies) {
     const axes = radarAxes(competencies);

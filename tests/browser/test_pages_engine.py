@@ -1,0 +1,84 @@
+"""The pages in headless Chromium on the real engine (the trained province): a teacher signs in, sees the radar
+drawn and accepts a course from the menu (the event is stored); a trainer of the county sees its heatmap.
+Screenshots land in tests/artifacts/browser/.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from api.app import create_app
+from api.auth import create_token
+from api.settings import ServiceSettings
+from recommender.service import Engine
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def service(
+    province: Path, tmp_path_factory: pytest.TempPathFactory, serve: Any
+) -> Iterator[tuple[str, Path, Any]]:
+    ws = tmp_path_factory.mktemp("pages") / "ws"
+    shutil.copytree(province / "ws", ws)
+    # no search on these pages: the engine is loaded without warming the search model
+    app = create_app(ws, engine_factory=Engine.load, settings=ServiceSettings(reload_interval_s=3600))
+    with serve(app) as url:
+        yield url, ws, app
+
+
+@pytest.fixture(scope="module")
+def teacher(service: tuple[str, Path, Any]) -> pd.Series:
+    """An assessed teacher of the largest county."""
+    rows = pd.read_parquet(service[1] / "portraits" / "teachers.parquet")
+    county = rows["county"].value_counts().index[0]
+    return rows[(rows["county"] == county) & rows["assessed"]].sort_values("teacher_id").iloc[0]
+
+
+def _sign_in(page: Any, url: str, token: str) -> None:
+    page.goto(f"{url}/login")
+    page.fill("#token", token)
+    page.click("button[type=submit]")
+
+
+def test_teacher_sees_the_radar_and_accepts_a_course_of_the_real_menu(
+    page: Any, service: tuple[str, Path, Any], teacher: pd.Series, drawn: Any
+) -> None:
+    url, ws, app = service
+    teacher_id = str(teacher["teacher_id"])
+    _sign_in(page, url, create_token(ws, "teacher", teacher_id=teacher_id))
+    page.wait_for_url(f"{url}/me/portrait")
+    page.wait_for_selector("#radar canvas")
+    page.wait_for_selector("#competencies tbody tr")
+    assert drawn(page, "#radar") and drawn(page, "#hours")
+    page.snap("portrait")
+
+    page.click("#nav >> text=我的选学菜单")
+    page.wait_for_selector("#menu-items li.item")
+    first = page.locator("#menu-items li.item").first
+    course_id = first.get_attribute("data-course")
+    first.locator("button.accept").click()
+    page.wait_for_selector("#menu-items li.item.accepted")
+    page.snap("menu")
+    stored = app.state.events.list_events(teacher_id)
+    assert [(e.course_id, e.type.value) for e in stored] == [(course_id, "enrolled")]
+    assert page.js_errors == []
+
+
+def test_county_trainer_sees_the_heatmap_of_the_county(
+    page: Any, service: tuple[str, Path, Any], teacher: pd.Series, drawn: Any
+) -> None:
+    url, ws, _ = service
+    _sign_in(page, url, create_token(ws, "trainer", scope=f"county:{teacher['county']}"))
+    page.wait_for_url(f"{url}/trainer/cohorts")
+    page.wait_for_selector("#heatmap canvas")
+    page.wait_for_selector("#behind tbody tr")
+    assert drawn(page, "#heatmap") and drawn(page, "#distribution")
+    assert page.input_value("#cohort-value") == teacher["county"]
+    assert page.js_errors == []

@@ -1,0 +1,157 @@
+"""The diagnostic IRT model (models/irt.py): parameter recovery, honest intervals, partial credit, the API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+from sklearn.base import clone
+
+from models.irt import MIRT
+
+FloatArray = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Simulated:
+    theta: FloatArray
+    a: FloatArray
+    d: FloatArray
+    sigma: FloatArray
+    q: NDArray[np.bool_]
+    X: FloatArray
+
+
+def simulate(n: int = 1200, seed: int = 0, points: int = 1, missing: float = 0.25) -> Simulated:
+    """Three correlated competencies, 24 items loading on one or two of them, a quarter of cells not taken.
+    Items score 0..points (binomial), scaled to [0, 1]."""
+    rng = np.random.default_rng(seed)
+    sigma = np.array([[1.0, 0.5, 0.3], [0.5, 1.0, 0.4], [0.3, 0.4, 1.0]])
+    theta = rng.multivariate_normal(np.zeros(3), sigma, n)
+    n_items = 24
+    q = np.zeros((n_items, 3), dtype=bool)
+    q[np.arange(n_items), np.arange(n_items) % 3] = True
+    q[np.arange(0, n_items, 4), (np.arange(0, n_items, 4) + 1) % 3] = True
+    a = np.where(q, rng.uniform(0.8, 2.0, q.shape), 0.0)
+    d = rng.normal(0.0, 1.0, n_items)
+    p = 1.0 / (1.0 + np.exp(-(theta @ a.T + d)))
+    X = rng.binomial(points, p) / points
+    X[rng.random(X.shape) < missing] = np.nan
+    return Simulated(theta, a, d, sigma, q, X)
+
+
+@pytest.fixture(scope="module")
+def binary() -> tuple[Simulated, MIRT]:
+    sim = simulate()
+    return sim, MIRT(random_state=0).fit(sim.X, sim.q)
+
+
+def test_fit_recovers_loadings_intercepts_and_correlations(binary: tuple[Simulated, MIRT]) -> None:
+    sim, model = binary
+    assert np.corrcoef(model.a_[sim.q], sim.a[sim.q])[0, 1] > 0.8
+    assert np.corrcoef(model.d_, sim.d)[0, 1] > 0.95
+    assert np.all(model.a_[~sim.q] == 0.0)
+    off = ~np.eye(3, dtype=bool)
+    assert np.max(np.abs(model.sigma_[off] - sim.sigma[off])) < 0.2
+
+
+def test_person_estimates_track_the_true_competencies(binary: tuple[Simulated, MIRT]) -> None:
+    sim, model = binary
+    for k in range(3):
+        assert np.corrcoef(model.theta_[:, k], sim.theta[:, k])[0, 1] > 0.75
+
+
+def test_95_percent_intervals_cover_between_90_and_98_percent(binary: tuple[Simulated, MIRT]) -> None:
+    sim, model = binary
+    covered = np.abs(model.theta_ - sim.theta) <= 1.96 * model.se_
+    assert 0.90 <= covered.mean() <= 0.98
+
+
+def test_transform_of_training_persons_matches_their_fitted_estimates(binary: tuple[Simulated, MIRT]) -> None:
+    sim, model = binary
+    theta, se = model.transform(sim.X[:200])
+    assert np.max(np.abs(theta - model.theta_[:200])) < 0.05
+    assert np.max(np.abs(se - model.se_[:200])) < 0.05
+
+
+def test_a_person_without_responses_gets_the_prior(binary: tuple[Simulated, MIRT]) -> None:
+    _, model = binary
+    theta, se = model.transform_long([0], [3], [1.0], n_persons=2)
+    assert np.allclose(theta[1], 0.0)
+    assert np.allclose(se[1], 1.0)
+    assert theta[0, 0] > 0.0
+
+
+def test_predicted_probabilities_follow_the_scores(binary: tuple[Simulated, MIRT]) -> None:
+    sim, model = binary
+    person, item = np.nonzero(~np.isnan(sim.X))
+    proba = model.predict_proba(person, item)
+    assert np.all((proba > 0.0) & (proba < 1.0))
+    right = sim.X[person, item] == 1.0
+    assert proba[right].mean() > proba[~right].mean() + 0.2
+
+
+def test_partial_credit_items_get_weight_from_their_dispersion() -> None:
+    sim = simulate(n=800, seed=1, points=4)
+    plain = MIRT(random_state=0).fit(sim.X, sim.q)
+    weighted = MIRT(dispersion=True, random_state=0).fit(sim.X, sim.q)
+    # four binomial points scatter like a quarter of a 0/1 answer: the weights land near 4
+    assert 2.5 < np.median(weighted.weights_) < 5.5
+    assert np.all(plain.weights_ == 1.0)
+    assert weighted.se_.mean() < plain.se_.mean()
+    covered = np.abs(weighted.theta_ - sim.theta) <= 1.96 * weighted.se_
+    assert 0.90 <= covered.mean() <= 0.98
+
+
+def test_dispersion_leaves_right_wrong_items_at_weight_one() -> None:
+    sim = simulate(n=400, seed=2)
+    model = MIRT(dispersion=True, random_state=0).fit(sim.X, sim.q)
+    assert np.all(model.weights_ == 1.0)
+
+
+def test_general_factor_adds_an_uncorrelated_last_dimension() -> None:
+    sim = simulate(n=400, seed=3)
+    model = MIRT(general_factor=True, random_state=0).fit(sim.X, sim.q)
+    assert model.a_.shape == (24, 4)
+    assert np.all(model.a_[:, 3] != 0.0)
+    assert np.allclose(model.sigma_[3, :3], 0.0)
+
+
+def test_estimator_clones_and_refits_identically() -> None:
+    sim = simulate(n=300, seed=4)
+    model = MIRT(item_l2=2.0, random_state=5)
+    twin = clone(model)
+    assert twin.get_params() == model.get_params()
+    assert np.allclose(model.fit(sim.X, sim.q).theta_, twin.fit(sim.X, sim.q).theta_)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"max_iter": 0}, {"tol": 0.0}, {"item_l2": 0.0}, {"corr_shrinkage": 1.5}, {"covariance": "free"}],
+)
+def test_invalid_settings_are_refused_at_fit(params: dict[str, Any]) -> None:
+    sim = simulate(n=50)
+    with pytest.raises(ValueError):
+        MIRT(**params).fit(sim.X, sim.q)
+
+
+def test_bad_inputs_are_refused() -> None:
+    sim = simulate(n=50)
+    with pytest.raises(ValueError, match="score01"):
+        MIRT().fit(sim.X * 2.0, sim.q)
+    with pytest.raises(ValueError, match="Q-matrix rows"):
+        MIRT().fit_long([0], [24], [1.0], 1, sim.q)
+    with pytest.raises(ValueError, match="at least one competency"):
+        MIRT().fit(sim.X, np.zeros_like(sim.q))
+    with pytest.raises(ValueError, match="same length"):
+        MIRT().fit_long([0, 1], [0], [1.0], 2, sim.q)
+
+
+def test_scoring_before_fitting_is_refused() -> None:
+    with pytest.raises(ValueError, match="not fitted"):
+        MIRT().transform(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="not fitted"):
+        MIRT().predict_proba([0], [0])
