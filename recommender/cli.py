@@ -123,25 +123,33 @@ def score(
     engine: Annotated[str, typer.Option(help="local | ray")] = "local",
     top_k: Annotated[int, typer.Option("--top-k")] = 20,
     block_size: Annotated[int, typer.Option("--block-size")] = 2000,
+    address: Annotated[
+        str | None, typer.Option("--address", help="Ray cluster address (e.g. auto); default a local Ray")
+    ] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="worker processes / Ray actors")] = None,
 ) -> None:
     """Score every teacher: OUT/recommendations.parquet and OUT/menus.parquet."""
     from recommender.batch import score_local
 
-    if engine != "local":
-        err.print(f"[red]unknown engine {engine!r}[/red]; available: local")
+    if engine not in ("local", "ray"):
+        err.print(f"[red]unknown engine {engine!r}[/red]; available: local, ray")
         raise typer.Exit(2)
     with Progress(
         TextColumn("评分 scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
         console=console,
     ) as bar:  # fmt: skip
         task = bar.add_task("score", total=None)
-        rec, menus = score_local(
-            Workspace.open(workspace),
-            out,
-            top_k,
-            block_size,
-            lambda d, n: bar.update(task, completed=d, total=n),
-        )
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        ws = Workspace.open(workspace)
+        if engine == "ray":
+            from recommender.ray_engine import score_ray
+
+            rec, menus = score_ray(ws, out, top_k, block_size, address, workers or 2, progress)
+        else:
+            rec, menus = score_local(ws, out, top_k, block_size, progress, workers)
     console.print(f"recommendations → {rec}\nmenus → {menus}")
 
 

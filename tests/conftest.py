@@ -7,6 +7,7 @@ workspace and the others reuse it, so the whole pipeline runs once per `make tes
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,10 @@ def _build(root: Path) -> None:
 def province(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Folder with input/ (the generated contract files, truth under input/_truth) and ws/ (a trained
     workspace). Read-only for tests: copy it before changing anything."""
-    shared = tmp_path_factory.getbasetemp().parent / "tdr-province"
+    # xdist workers of one run share a run id; without xdist the session's own temp folder is the place
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent / f"tdr-province-{run_id}" if run_id else base / "tdr-province"
     shared.mkdir(parents=True, exist_ok=True)
     with FileLock(str(shared) + ".lock"):
         if not (shared / "ready.json").exists():
