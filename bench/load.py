@@ -214,6 +214,9 @@ def main() -> None:
         proc.terminate()
         proc.wait(timeout=30)
     menu = _summary(latency, status, wall)
+    # the worst latency of each second of the run, to tell a steady tail from a stall (a load, a neighbour)
+    per_second = pd.Series(latency).groupby(np.arange(len(latency)) // max(int(args.rate), 1)).max()
+    menu["max_ms_per_second"] = [round(float(v), 1) for v in per_second]
     # the server's own CPU per answer does not depend on what else the machine runs, unlike the latencies
     cpu_s = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
     menu["server_cpu_ms_per_request"] = round(1000 * cpu_s / max(len(status), 1), 2)
