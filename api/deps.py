@@ -38,6 +38,9 @@ class EngineProtocol(Protocol):
 
     Records may be dataclasses, objects or mappings with (at least) the schema's required fields; a method
     returns None when the teacher / course / cohort is unknown.
+
+    An engine may also offer `ready_menu(teacher_id) -> object | None`: the default menu when it is at hand
+    without computing (else None), which the menu route then answers without a worker thread.
     """
 
     @property

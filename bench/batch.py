@@ -12,6 +12,8 @@ Run ``.venv/bin/python -m bench.batch`` from the repository root; it prints JSON
 - Rates: each engine run scores blocks until ``--budget-s`` seconds have passed, then is interrupted the way a
   killed job would be; the steady rate (teachers between the first and the last finished block over the time
   between them) projects the full run. ``--full`` scores everything instead.
+- Every engine run and the block preparation run in a fresh process (memory and CPU are those of that process
+  and its children: worker processes, Ray's daemons and actors).
 - The machine may be shared: every rate is also given relative to a single-core matrix product measured in
   the same process just before it (``gemm_gflops``), and the engines are compared by ratios.
 """
@@ -28,9 +30,10 @@ import pstats
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -242,6 +245,27 @@ class Progress:
         }
 
 
+def _child(queue: Any, fn: Callable[..., dict[str, Any]], args: tuple[Any, ...]) -> None:
+    try:
+        queue.put(fn(*args))
+    except BaseException as e:
+        queue.put(RuntimeError(f"{type(e).__name__}: {e}"))
+        raise
+
+
+def isolated(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """fn(*args) in a fresh process, so that its memory and CPU start from nothing, whatever ran before."""
+    ctx = get_context("spawn")
+    queue = ctx.SimpleQueue()
+    proc = ctx.Process(target=_child, args=(queue, fn, args))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    if isinstance(result, BaseException):
+        raise result
+    return dict(result)
+
+
 def _link_blocks(prepared: Path, out: Path) -> None:
     """A fresh run folder that reuses already written block partitions (hard links; same stamp inputs)."""
     shutil.rmtree(out, ignore_errors=True)
@@ -428,9 +452,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ws = synthetic_workspace(source, args.workdir / f"ws-{n}", n)
         entry: dict[str, Any] = {"teachers": n, "generate_seconds": round(time.perf_counter() - start, 1)}
         prepared = args.workdir / f"out-{n}-prepared"
-        entry["prepare"] = prepare(ws, prepared, args.block_size)
+        entry["prepare"] = isolated(prepare, ws, prepared, args.block_size)
         runs = [
-            run_engine(
+            isolated(
+                run_engine,
                 e,
                 ws,
                 prepared,

@@ -218,10 +218,11 @@ _NO_RECORDS = pa.schema(
 )
 NESTED = ("_competencies", "_records")
 INTERNAL = (*NESTED, "_block", "_block_rows")
-# rows per streamed read; memory grows with this times the widest table, not with the province
+# rows per streamed read; memory grows with this times the widest table, not with the province (files are read
+# without pyarrow's pre-buffering, which would load a whole file's column chunks at once)
 READ_ROWS = 65_536
 # an unsorted source (training records come in file order) is sorted out of core within this much memory
-SORT_MEMORY = "1GB"
+SORT_MEMORY = "512MB"
 
 
 def _part(i: int) -> str:
@@ -254,7 +255,9 @@ def _schema(files: list[Path], columns: list[str] | None = None) -> pa.Schema:
 def _is_sorted(files: list[Path]) -> bool:
     last: str | None = None
     for f in files:
-        for batch in pq.ParquetFile(f).iter_batches(batch_size=READ_ROWS, columns=["teacher_id"]):
+        for batch in pq.ParquetFile(f, pre_buffer=False).iter_batches(
+            batch_size=READ_ROWS, columns=["teacher_id"]
+        ):
             ids = batch.column(0)
             if not len(ids):
                 continue
@@ -271,7 +274,9 @@ def _sorted_batches(files: list[Path], schema: pa.Schema) -> Iterator[pa.RecordB
     bare = schema.remove_metadata()
     if _is_sorted(files):
         for f in files:
-            for batch in pq.ParquetFile(f).iter_batches(batch_size=READ_ROWS, columns=bare.names):
+            for batch in pq.ParquetFile(f, pre_buffer=False).iter_batches(
+                batch_size=READ_ROWS, columns=bare.names
+            ):
                 yield batch.cast(bare)
         return
     with tempfile.TemporaryDirectory(prefix="tdr-sort-") as spill:

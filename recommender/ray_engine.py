@@ -81,6 +81,8 @@ def _connect(address: str | None, num_workers: int) -> bool:
     if address is not None:
         ray.init(address=address, log_to_driver=False)
         return True
+    # a local Ray for one job: no usage report to send (CI machines have no network)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     ray.init(
         # one CPU per actor plus one for Ray Data's file listing, which would otherwise wait for a free CPU
         num_cpus=num_workers + 1,

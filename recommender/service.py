@@ -194,6 +194,17 @@ class ScoredMenus:
         part = part.sort_values(["teacher_id", "position"], kind="stable").reset_index(drop=True)
         return _teacher_ids(part), part
 
+    def rows_in_memory(self, teacher_id: str) -> pd.DataFrame | None:
+        """The teacher's menu rows if a part holding them is in memory (no file is read), else None."""
+        with self._lock:
+            paths = [p for p, (lo, hi) in self._bounds.items() if lo <= teacher_id <= hi]
+        for path in paths:
+            part = self._parts.get(path)
+            found = None if part is None else _rows_of(part[1], part[0], teacher_id)
+            if found is not None and len(found):
+                return found
+        return None
+
     def rows(self, teacher_id: str) -> pd.DataFrame | None:
         """The teacher's menu rows (position, course_id, hours, reason, status, message), or None when no
         scored part covers the teacher."""
@@ -412,6 +423,15 @@ class Engine:
         )
         return self._planned(teacher_id, request)
 
+    def ready_menu(self, teacher_id: str) -> dict[str, Any] | None:
+        """The default menu when it is at hand without computing or reading a file: made before, or in a scored
+        part already in memory; else None."""
+        found = self._menus.get(teacher_id)
+        if found is not None or self.scored is None or teacher_id not in self.rows.index:
+            return found
+        rows = self.scored.rows_in_memory(teacher_id)
+        return None if rows is None else self._menus.put(teacher_id, self._scored_menu(teacher_id, rows))
+
     def _default_menu(self, teacher_id: str) -> dict[str, Any]:
         # a scoring run may finish while this engine serves: the store looks for new parts now and then
         rows = self.scored.rows(teacher_id) if self.scored is not None else None
@@ -419,6 +439,9 @@ class Engine:
             planned = self._planned(teacher_id, None)
             assert planned is not None
             return planned
+        return self._scored_menu(teacher_id, rows)
+
+    def _scored_menu(self, teacher_id: str, rows: pd.DataFrame) -> dict[str, Any]:
         status, message = rows["status"].iloc[0], rows["message"].iloc[0]
         return self._menu_record(
             teacher_id,

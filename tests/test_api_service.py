@@ -309,8 +309,12 @@ def test_scored_menus_are_the_menus_the_engine_plans_live(ws: Path, tmp_path: Pa
     scored, live = Engine.load(copy), Engine.load(copy, scores=tmp_path / "no-scores")
     assert scored.scored is not None and len(scored.scored) == 2
     assert live.scored is not None and len(live.scored) == 0
+    assert scored.ready_menu(few[1]) is None, "nothing is at hand before its part is read"
     for teacher_id in few:
         assert scored.menu(teacher_id) == live.menu(teacher_id)
+    fresh = Engine.load(copy)
+    fresh.menu(few[0])  # reads the part that holds few[1] too
+    assert fresh.ready_menu(few[1]) == live.menu(few[1])
 
 
 def test_a_scored_run_of_another_bundle_is_not_used(tmp_path: Path, engine: Engine) -> None:

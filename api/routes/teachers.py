@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Path
+from starlette.concurrency import run_in_threadpool
 
 from api.auth import Principal, Role, can_see_teacher
 from api.deps import EngineProtocol, get_engine, get_events, get_principal
@@ -60,6 +61,10 @@ def get_portrait(
     return portrait
 
 
+def _as_menu(engine: EngineProtocol, raw: object) -> Menu:
+    return Menu.model_validate(raw).model_copy(update={"model_version": engine.version})
+
+
 def _menu(
     engine: EngineProtocol, principal: Principal, teacher_id: str, constraints: MenuConstraints | None
 ) -> Menu:
@@ -67,17 +72,26 @@ def _menu(
     raw = engine.menu(teacher_id, constraints)
     if raw is None:
         raise _not_found(principal)
-    return Menu.model_validate(raw).model_copy(update={"model_version": engine.version})
+    return _as_menu(engine, raw)
 
 
 @router.get("/{teacher_id}/menu", response_model=Menu, responses=problems(401, 403, 404, 422, 503))
-def get_menu(
+async def get_menu(
     teacher_id: TeacherId,
     principal: Principal = Depends(get_principal),
     engine: EngineProtocol = Depends(get_engine),
 ) -> Menu:
     """按本省政策为教师生成的选学菜单，每门课附推荐理由。"""
-    return _menu(engine, principal, teacher_id, None)
+    # The busiest route. A menu the engine has ready (see `EngineProtocol`) is answered on the event loop;
+    # whatever may compute (a menu not yet made, a trainer's check of the teacher's area) runs in a worker
+    # thread. Under a burst, a thread per cached answer would only queue the threads for the GIL.
+    if principal.role is not Role.TRAINER:
+        authorise_teacher(principal, teacher_id, engine)
+        ready = getattr(engine, "ready_menu", None)
+        raw = ready(teacher_id) if ready is not None else None
+        if raw is not None:
+            return _as_menu(engine, raw)
+    return await run_in_threadpool(_menu, engine, principal, teacher_id, None)
 
 
 @router.post("/{teacher_id}/menu", response_model=Menu, responses=problems(400, 401, 403, 404, 422, 503))
