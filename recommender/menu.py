@@ -1,5 +1,7 @@
-"""Study menu (选学菜单): the courses a teacher is offered, chosen from the ranked candidates by a mixed-integer
-programme (scipy.optimize.milp / HiGHS) under the province's policy, naming the rule when it cannot be met.
+"""Study menu (选学菜单): the courses a teacher is offered, chosen from the ranked candidates under the province's
+policy, naming the rule when it cannot be met. The menu keeping every rule is found by an exact branch and bound
+(recommender.knapsack); relaxing a rule, or a search too long, goes to a mixed-integer programme
+(scipy.optimize.milp / HiGHS).
 
 Rules (codes, Chinese labels) are defined once in RULES; the programme and check_menu() both read their numbers
 from MenuLimits, which combines the policy, the teacher and the teacher's own request in one place.
@@ -17,6 +19,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 
 from data.policy import FORMATS, MandatoryTopic, Policy
 from recommender.explain import FORMAT_ZH
+from recommender.knapsack import FEASIBILITY, Programme, SearchLimit, best_subset
 
 # Candidates the programme sees: the best TOP_CANDIDATES in allowed formats, the best TOP_OTHER_FORMATS in
 # other formats (only used when the formats rule has to be relaxed), every course covering a topic still owed,
@@ -590,6 +593,64 @@ def _menu(
     )
 
 
+def _programme(sl: _Slice, keep: np.ndarray, limits: MenuLimits) -> Programme:
+    """The kept candidates' programme with every rule hard, for the branch and bound. A topic no kept course
+    covers is left out, as in _rows."""
+    h = sl.hours[keep]
+    # a course in a format not allowed breaks the formats rule by its hours: it may not be taken
+    other = ~_format_allowed(sl.fmt[keep], limits.formats) & (h > FEASIBILITY)
+    covers = np.zeros(len(h), dtype=np.int64)
+    need = 0
+    for bit, topic in enumerate(limits.topics):
+        hit = _covers(topic, sl.topic[keep], sl.fmt[keep])
+        if hit.any():
+            covers[hit] |= 1 << bit
+            need |= 1 << bit
+    local = np.full(len(sl.ids), -1)
+    local[keep] = np.arange(len(h))
+    caps: list[list[int]] = [[] for _ in range(len(h))]
+    if limits.max_per_competency is not None and len(sl.comp_code):
+        inside = keep[sl.comp_of]
+        rows, codes = local[sl.comp_of[inside]], sl.comp_code[inside]
+        # only competencies with more candidates than the cap can bind
+        crowded = np.flatnonzero(np.bincount(codes) > limits.max_per_competency)
+        slot = np.full(int(codes.max(initial=-1)) + 1, -1)
+        slot[crowded] = np.arange(len(crowded))
+        for r, k in zip(rows.tolist(), slot[codes].tolist(), strict=True):
+            if k >= 0:
+                caps[r].append(k)
+    pres: list[list[int]] = [[] for _ in range(len(h))]
+    edge = keep[sl.dep]
+    for d, q in zip(local[sl.dep[edge]].tolist(), local[sl.pre[edge]].tolist(), strict=True):
+        pres[d].append(q)
+    return Programme(
+        utility=sl.utility[keep],
+        hours=h,
+        hours_min=limits.hours_min,
+        hours_max=limits.hours_max,
+        gain=(sl.practical[keep] - limits.practical_share) * h
+        if limits.practical_share > 0
+        else np.zeros(len(h)),
+        covers=covers.tolist(),
+        need=need,
+        cost=sl.cost[keep],
+        budget=limits.budget_yuan if limits.budget_yuan is not None else np.inf,
+        caps=[tuple(k) for k in caps],
+        cap=limits.max_per_competency if limits.max_per_competency is not None else len(h),
+        prerequisites=[tuple(q) for q in pres],
+        allowed=~other,
+    )
+
+
+def _exact(sl: _Slice, keep: np.ndarray, limits: MenuLimits) -> np.ndarray | None:
+    """The best menu over the kept candidates with every rule hard (bool over them), or None when none: by
+    branch and bound, or by the MILP when the search is too long."""
+    try:
+        return best_subset(_programme(sl, keep, limits))
+    except SearchLimit:
+        return _solve(_rows(sl, keep, limits), sl.utility[keep], None)
+
+
 def _plan(teacher_id: str, sl: _Slice, limits: MenuLimits) -> Menu:
     keep = _keep(sl, limits)
     idx = np.flatnonzero(keep)
@@ -600,29 +661,28 @@ def _plan(teacher_id: str, sl: _Slice, limits: MenuLimits) -> Menu:
         if not limits.topics:
             return _menu(teacher_id, sl, none, "empty", "hours", _why("hours", sl, none, limits) + "。")
         return _menu(teacher_id, sl, none, "empty", None, NO_CANDIDATES_ZH)
-    rows = _rows(sl, keep, limits)
-    util = sl.utility[keep]
     # Owing a topic that no kept course covers rules out every menu unless the mandatory rule is relaxed; the
-    # rows of the coverable topics then first stay hard (the fewest topics lost), else become elastic.
+    # coverable topics then first stay hard (the fewest topics lost), else become elastic.
     hopeless = any(not (keep & _covers(t, sl.topic, sl.fmt)).any() for t in limits.topics)
-    for relax in (None, *RELAXATION_ORDER):
-        elastic = any(r.code == relax and r.slack_sign != 0 for r in rows)
-        if hopeless:
-            if relax != "mandatory_topic":
-                continue
-            picked = _solve(rows, util, None)
-            if picked is None and elastic:
-                picked = _solve(rows, util, relax)
-        elif relax is None or elastic:
-            picked = _solve(rows, util, relax)
-        else:
+    picked = _exact(sl, keep, limits)
+    if picked is not None:
+        chosen = none.copy()
+        chosen[idx[picked]] = True
+        if not hopeless:
+            return _menu(teacher_id, sl, chosen, "ok", None, None)
+        message = _why("mandatory_topic", sl, chosen, limits) + RELAXED_SUFFIX_ZH
+        return _menu(teacher_id, sl, chosen, "relaxed", "mandatory_topic", message)
+    rows = _rows(sl, keep, limits)
+    for relax in RELAXATION_ORDER:
+        if hopeless and relax != "mandatory_topic":
+            continue
+        if not any(r.code == relax and r.slack_sign != 0 for r in rows):
             continue  # a rule with nothing to relax cannot help
+        picked = _solve(rows, sl.utility[keep], relax)
         if picked is None:
             continue
         chosen = none.copy()
         chosen[idx[picked]] = True
-        if relax is None:
-            return _menu(teacher_id, sl, chosen, "ok", None, None)
         message = _why(relax, sl, chosen, limits) + RELAXED_SUFFIX_ZH
         return _menu(teacher_id, sl, chosen, "relaxed", relax, message)
     return _menu(teacher_id, sl, none, "empty", None, NO_RELAXATION_ZH)

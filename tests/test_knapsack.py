@@ -1,0 +1,147 @@
+"""The menu's branch and bound: the best subset over thousands of random programmes, judged against brute force
+over every subset; a search cut short falls back to the MILP, which finds a menu as good."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import recommender.menu as menu_module
+from data.reference import load_policy
+from recommender.knapsack import FEASIBILITY, Programme, SearchLimit, best_subset
+from recommender.menu import TeacherMenuContext, check_menu, plan_menu, utility
+
+MAX_ITEMS = 10
+
+
+@st.composite
+def programmes(draw: Any) -> Programme:
+    n = draw(st.integers(0, MAX_ITEMS))
+    hours = np.array(
+        draw(st.lists(st.sampled_from([0.0, 1.5, 2.0, 4.0, 6.0, 10.0, 16.0]), min_size=n, max_size=n))
+    )
+    # utility per hour falls with the rank, as in the menu, or is drawn freely
+    if draw(st.booleans()):
+        value = utility(np.arange(n), hours)
+    else:
+        value = np.array(draw(st.lists(st.floats(0, 20), min_size=n, max_size=n)))
+    share = draw(st.sampled_from([0.0, 0.3, 0.5]))
+    practical = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool)
+    n_caps = draw(st.integers(0, 3))
+    return Programme(
+        utility=value,
+        hours=hours,
+        hours_min=float(draw(st.sampled_from([0, 10, 20, 30]))),
+        hours_max=float(draw(st.sampled_from([10, 24, 34, 40]))),
+        gain=(practical - share) * hours,
+        covers=draw(st.lists(st.integers(0, 3), min_size=n, max_size=n)),
+        need=draw(st.integers(0, 3)),
+        cost=np.array(draw(st.lists(st.sampled_from([0.0, 50.0, 100.0]), min_size=n, max_size=n))),
+        budget=draw(st.sampled_from([np.inf, 100.0, 200.0])),
+        caps=[
+            tuple(draw(st.lists(st.integers(0, n_caps - 1), max_size=2, unique=True))) if n_caps else ()
+            for _ in range(n)
+        ],
+        cap=draw(st.integers(1, 3)),
+        # prerequisites in either direction of the search order, never a cycle (always an earlier item)
+        prerequisites=[
+            tuple(draw(st.lists(st.integers(0, i - 1), max_size=2, unique=True))) if i else ()
+            for i in range(n)
+        ],
+        allowed=np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool)
+        | draw(st.booleans()),
+    )
+
+
+def feasible(p: Programme, chosen: np.ndarray) -> bool:
+    """Every rule of the programme, checked one by one for a subset."""
+    hours = float(p.hours[chosen].sum())
+    counts = np.bincount([k for i in np.flatnonzero(chosen) for k in p.caps[i]], minlength=1)
+    covered = 0
+    for i in np.flatnonzero(chosen):
+        covered |= p.covers[i]
+    return bool(
+        p.allowed[chosen].all()
+        and p.hours_min - FEASIBILITY <= hours <= p.hours_max + FEASIBILITY
+        and p.gain[chosen].sum() >= -FEASIBILITY
+        and p.cost[chosen].sum() <= p.budget + FEASIBILITY
+        and counts.max() <= p.cap
+        and covered & p.need == p.need
+        and all(chosen[j] for i in np.flatnonzero(chosen) for j in p.prerequisites[i])
+    )
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(programmes())
+def test_the_search_finds_the_best_subset_or_proves_there_is_none(p: Programme) -> None:
+    n = len(p.utility)
+    subsets = [np.array(s, dtype=bool) for s in itertools.product([False, True], repeat=n)]
+    values = [float(p.utility[s].sum()) for s in subsets if feasible(p, s)]
+    chosen = best_subset(p)
+    if not values:
+        assert chosen is None
+        return
+    assert chosen is not None and feasible(p, chosen)
+    assert float(p.utility[chosen].sum()) == pytest.approx(max(values), rel=1e-9, abs=1e-9)
+
+
+def test_a_search_past_its_node_limit_says_so() -> None:
+    n = 12
+    hours = np.arange(1.0, n + 1)
+    p = Programme(
+        utility=utility(np.arange(n), hours),
+        hours=hours,
+        hours_min=20.0,
+        hours_max=25.0,
+        gain=np.zeros(n),
+        covers=[0] * n,
+        need=0,
+        cost=np.zeros(n),
+        budget=np.inf,
+        caps=[()] * n,
+        cap=n,
+        prerequisites=[()] * n,
+        allowed=np.ones(n, dtype=bool),
+    )
+    assert best_subset(p) is not None
+    with pytest.raises(SearchLimit):
+        best_subset(p, node_limit=3)
+
+
+def test_a_search_cut_short_falls_back_to_the_milp(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(3)
+    n = 30
+    frame = pd.DataFrame(
+        {
+            "course_id": [f"C{i:02d}" for i in range(n)],
+            "score": -np.arange(n, dtype=float),
+            "hours": rng.choice([4.0, 6.0, 8.0, 10.0, 12.0, 16.0], n),
+            "format": "workshop",
+            "practical": rng.random(n) < 0.4,
+            "mandatory_topic": ["师德师风" if i % 7 == 3 else None for i in range(n)],
+            "competencies": [[f"K{i % 5}"] for i in range(n)],
+            "prerequisites": [[f"C{i - 4:02d}"] if i % 9 == 8 else [] for i in range(n)],
+            "cost_yuan": 0.0,
+        }
+    )
+    teacher = TeacherMenuContext("T1", "primary", ("师德师风",))
+    policy = load_policy("default")
+    searched = plan_menu(frame, teacher, policy)
+
+    def cut_short(p: Programme, node_limit: int = 0) -> np.ndarray | None:
+        raise SearchLimit
+
+    monkeypatch.setattr(menu_module, "best_subset", cut_short)
+    solved = plan_menu(frame, teacher, policy)
+    assert searched.status == solved.status == "ok"
+    assert check_menu(solved, frame, teacher, policy) == []
+    value = dict(zip(frame["course_id"], utility(np.arange(n), frame["hours"].to_numpy()), strict=True))
+    assert sum(value[c] for c in solved.items) == pytest.approx(
+        sum(value[c] for c in searched.items), rel=1e-4
+    )
