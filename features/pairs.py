@@ -179,6 +179,17 @@ def _gather_sparse(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.n
     return np.asarray(m[rows, cols]).ravel().astype(np.float64)
 
 
+def _comp_entries(course_comp: np.ndarray, course: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pair, competency, weight) for every competency a pair's course works on, grouped by pair in order:
+    the few nonzero weights of each course, not the whole row of the taxonomy."""
+    m = sp.csr_matrix(course_comp)
+    start = m.indptr[course]
+    count = m.indptr[course + 1] - start
+    pair = np.repeat(np.arange(len(course)), count)
+    at = np.arange(len(pair)) - np.repeat(np.cumsum(count) - count, count) + np.repeat(start, count)
+    return pair, m.indices[at].astype(np.int64), m.data[at].astype(np.float64)
+
+
 def pair_features(
     row: np.ndarray,
     course: np.ndarray,
@@ -192,16 +203,27 @@ def pair_features(
     transition: sp.csr_matrix,
 ) -> pd.DataFrame:
     """Features of the pairs (ctx row, course position), in FEATURES order, one row per pair."""
-    comp = course_comp[course]  # (m, K)
-    covers = comp > 0
-    gaps = ctx.gaps[row]
-    est = ctx.estimate[row]
-    est_on = np.where(covers.any(1), (comp * est).sum(1), np.nan)
+    m = len(row)
+    pair, code, weight = _comp_entries(course_comp, course)
+    at_row = row[pair]
+    covered = np.bincount(pair, minlength=m) > 0
+
+    def weighted(values: np.ndarray) -> np.ndarray:
+        """Σ over the course's competencies of weight × the teacher's value there, per pair."""
+        return np.bincount(pair, weights=weight * values[at_row, code], minlength=m)
+
+    gap_at = ctx.gaps[at_row, code]
+    gap_max = np.zeros(m)
+    if len(pair):
+        first = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]])
+        gap_max[pair[first]] = np.maximum.reduceat(gap_at, first)
+    est_on = np.where(covered, weighted(ctx.estimate), np.nan)
     level = attrs.level[course]
     level_gap = level - ideal_level(np.nan_to_num(est_on, nan=50.0))
     fmt = attrs.format_idx[course]
     taste = np.where(fmt >= 0, ctx.taste[row, np.maximum(fmt, 0)], np.nan)
-    collab = np.asarray((ctx.history[row].multiply(item_sim[:, course].T.tocsr())).sum(axis=1)).ravel()
+    # Σ_j history[teacher, j] × similarity[j, course]: one sparse product for the block, then the pairs
+    collab = _gather_sparse(sp.csr_matrix(ctx.history @ item_sim), row, course)
     last = ctx.last_course[row]
     trans = np.zeros(len(row))
     has_last = last >= 0
@@ -219,11 +241,11 @@ def pair_features(
     missing[has_t] = ctx.missing_mandatory[row[has_t], topic[has_t]]
     return pd.DataFrame(
         {
-            "gap_cov": (comp * gaps).sum(1),
-            "gap_max": np.where(covers, gaps, 0.0).max(1),
+            "gap_cov": np.bincount(pair, weights=weight * gap_at, minlength=m),
+            "gap_max": gap_max,
             "est_on_course": est_on,
-            "se_on_course": np.where(covers.any(1), (comp * ctx.std_error[row]).sum(1), np.nan),
-            "peer_gap": np.where(covers.any(1), (comp * (ctx.peer_mean[row] - est)).sum(1), np.nan),
+            "se_on_course": np.where(covered, weighted(ctx.std_error), np.nan),
+            "peer_gap": np.where(covered, weighted(ctx.peer_mean) - est_on, np.nan),
             "level_gap": level_gap,
             "abs_level_gap": np.abs(level_gap),
             "dense": dense,
@@ -243,7 +265,7 @@ def pair_features(
             "practical": attrs.practical[course],
             "mandatory_missing": missing.astype(np.float64),
             "course_age_days": stats.age_days[course],
-            "comp_hours_3y": (comp * ctx.comp_hours_3y[row]).sum(1),
+            "comp_hours_3y": weighted(ctx.comp_hours_3y),
             "tagged": attrs.tagged[course],
             "career_stage": ctx.career_stage[row].astype(np.float64),
             "assessed": ctx.assessed[row],
