@@ -12,7 +12,7 @@ found; the search tries taking an item before leaving it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, NamedTuple
+from typing import Final
 
 import numpy as np
 from numba import njit
@@ -58,27 +58,40 @@ class Programme:
 MULTIPLIERS: Final = np.concatenate([[0.0], np.geomspace(1e-3, 20.0, 40)])
 
 
-class _Greedy(NamedTuple):
-    """The greedy (LP) fill by value per hour of the items searched at depth i or later, for every depth i:
-    row i of ``cum_h`` / ``cum_v`` holds prefix sums over one order of the items (0 for an item searched
-    earlier), ``density`` the value per hour along that order."""
-
-    cum_h: np.ndarray  # (n + 1, n + 1)
-    cum_v: np.ndarray
-    density: np.ndarray  # (n,)
-
-
-def _greedy(depth: np.ndarray, value: np.ndarray, hours: np.ndarray) -> _Greedy:
+@njit(cache=True)
+def _by_density(value: np.ndarray, hours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Items by value per hour, highest first (an item without hours first; ties by position), and the value
+    per hour along that order (0 for an item without hours)."""
     n = len(value)
-    density = np.divide(value, hours, out=np.full(n, np.inf), where=hours > 0)
-    order = np.lexsort((np.arange(n), -density))
-    take = (depth[order][None, :] >= np.arange(n + 1)[:, None]) & (value[order] > 0)[None, :]
-    zero = np.zeros((n + 1, 1))
-    return _Greedy(
-        cum_h=np.hstack([zero, np.cumsum(hours[order] * take, axis=1)]),
-        cum_v=np.hstack([zero, np.cumsum(value[order] * take, axis=1)]),
-        density=np.where(np.isfinite(density[order]), density[order], 0.0),
-    )
+    key = np.empty(n)
+    for j in range(n):
+        key[j] = -value[j] / hours[j] if hours[j] > 0 else -np.inf
+    order = np.argsort(key, kind="mergesort")
+    density = np.zeros(n)
+    for k in range(n):
+        j = order[k]
+        density[k] = value[j] / hours[j] if hours[j] > 0 else 0.0
+    return order, density
+
+
+@njit(cache=True)
+def _greedy(
+    depth: np.ndarray, value: np.ndarray, hours: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The greedy (LP) fill by value per hour of the items searched at depth i or later, for every depth i: row
+    i of ``cum_h`` / ``cum_v`` holds prefix sums along one order of the items (an item searched earlier, or of
+    no value, adds 0), and ``density`` the value per hour along that order."""
+    n = len(value)
+    order, density = _by_density(value, hours)
+    cum_h = np.zeros((n + 1, n + 1))
+    cum_v = np.zeros((n + 1, n + 1))
+    for i in range(n + 1):
+        for k in range(n):
+            j = order[k]
+            take = depth[j] >= i and value[j] > 0
+            cum_h[i, k + 1] = cum_h[i, k] + (hours[j] if take else 0.0)
+            cum_v[i, k + 1] = cum_v[i, k] + (value[j] if take else 0.0)
+    return cum_h, cum_v, density
 
 
 @njit(cache=True)
@@ -97,38 +110,112 @@ def _bound(cum_h: np.ndarray, cum_v: np.ndarray, density: np.ndarray, i: int, ro
     return float(cum_v[i, lo] + extra)
 
 
-def _multiplier(u: np.ndarray, h: np.ndarray, g: np.ndarray, room: float) -> float:
+@njit(cache=True)
+def _multiplier(u: np.ndarray, h: np.ndarray, g: np.ndarray, room: float, multipliers: np.ndarray) -> float:
     """The multiplier of the practical rule (sum of gain >= 0) whose Lagrangian LP bound on the whole
-    programme is least, among MULTIPLIERS; 0 when no item can lose the rule."""
-    if not (g < 0).any() or not len(u):
+    programme is least, among ``multipliers`` (in units of the largest utility per hour); 0 when no item can
+    lose the rule."""
+    n = len(u)
+    if n == 0 or g.min() >= 0:
         return 0.0
-    scale = float(np.max(np.divide(u, h, out=np.zeros(len(u)), where=h > 0), initial=0.0))
-    lam = MULTIPLIERS * max(scale, 1e-12)
-    v = u[None, :] + lam[:, None] * g[None, :]
-    density = np.divide(v, h[None, :], out=np.full(v.shape, np.inf), where=h[None, :] > 0)
-    order = np.argsort(-density, axis=1, kind="stable")
-    vs = np.take_along_axis(v, order, axis=1)
-    hs = np.take_along_axis(np.broadcast_to(h, v.shape), order, axis=1) * (vs > 0)
-    vs = np.maximum(vs, 0.0)
-    cum_h, cum_v = np.cumsum(hs, axis=1), np.cumsum(vs, axis=1)
-    fits = cum_h <= room
-    whole = np.where(fits, cum_v, 0.0).max(axis=1, initial=0.0)
-    m = fits.sum(axis=1)  # the first item that does not fit whole
-    inside = m < len(u)
-    at = np.minimum(m, len(u) - 1)
-    used = np.where(m > 0, np.take_along_axis(cum_h, np.maximum(m - 1, 0)[:, None], axis=1)[:, 0], 0.0)
-    part = np.take_along_axis(np.where(np.isfinite(density), density, 0.0), order, axis=1)
-    extra = np.where(inside, (room - used) * np.take_along_axis(part, at[:, None], axis=1)[:, 0], 0.0)
-    return float(lam[np.argmin(whole + np.maximum(extra, 0.0))])
+    scale = 1e-12
+    for j in range(n):
+        if h[j] > 0:
+            scale = max(scale, u[j] / h[j])
+    everything = np.zeros(n, dtype=np.int64)
+    best, best_lam = np.inf, 0.0
+    for m in multipliers:
+        lam = m * scale
+        cum_h, cum_v, density = _greedy(everything, u + lam * g, h)
+        bound = _bound(cum_h, cum_v, density, 0, room)
+        if bound < best:
+            best, best_lam = bound, lam
+    return best_lam
 
 
-def _csr(
-    lists: list[tuple[int, ...]], order: np.ndarray, remap: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-item integer lists, in search order, as (pointers, values); values mapped through ``remap``."""
-    sizes = np.array([len(lists[j]) for j in order], dtype=np.int64)
-    flat = np.array([k for j in order for k in lists[j]], dtype=np.int64)
-    return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64), flat if remap is None else remap[flat]
+@njit(cache=True)
+def _run(
+    h: np.ndarray,
+    u: np.ndarray,
+    g: np.ndarray,
+    c: np.ndarray,
+    cover: np.ndarray,
+    ok: np.ndarray,
+    cap_ptr: np.ndarray,
+    cap_idx: np.ndarray,
+    pre_ptr: np.ndarray,
+    pre_idx: np.ndarray,
+    hmin: float,
+    hmax: float,
+    budget: float,
+    cap: float,
+    need: int,
+    node_limit: int,
+    multipliers: np.ndarray,
+) -> tuple[int, np.ndarray]:
+    """best_subset on arrays in item order (lists as CSR): the search set up in search order, the answer back
+    in item order."""
+    n = len(h)
+    h = np.where(ok, h, 0.0)
+    u = np.where(ok, u, 0.0)
+    g = np.where(ok, g, 0.0)
+    lam = _multiplier(u, h, g, hmax, multipliers)
+    lagrangian = u + lam * g
+    order, _ = _by_density(lagrangian, h)
+    at = np.empty(n, dtype=np.int64)
+    at[order] = np.arange(n)
+    plain_h, plain_v, plain_d = _greedy(at, u, h)
+    moved_h, moved_v, moved_d = _greedy(at, lagrangian, h)
+    o_cap_ptr = np.zeros(n + 1, dtype=np.int64)
+    o_pre_ptr = np.zeros(n + 1, dtype=np.int64)
+    for k in range(n):
+        j = order[k]
+        o_cap_ptr[k + 1] = o_cap_ptr[k] + cap_ptr[j + 1] - cap_ptr[j]
+        o_pre_ptr[k + 1] = o_pre_ptr[k] + pre_ptr[j + 1] - pre_ptr[j]
+    o_cap_idx = np.empty(len(cap_idx), dtype=np.int64)
+    o_pre_at = np.empty(len(pre_idx), dtype=np.int64)
+    for k in range(n):
+        j = order[k]
+        for e in range(cap_ptr[j + 1] - cap_ptr[j]):
+            o_cap_idx[o_cap_ptr[k] + e] = cap_idx[cap_ptr[j] + e]
+        for e in range(pre_ptr[j + 1] - pre_ptr[j]):
+            o_pre_at[o_pre_ptr[k] + e] = at[pre_idx[pre_ptr[j] + e]]
+    status, taken = _dfs(
+        h[order],
+        u[order],
+        g[order],
+        c[order],
+        np.where(ok, cover, 0)[order],
+        ok[order],
+        o_cap_ptr,
+        o_cap_idx,
+        o_pre_ptr,
+        o_pre_at,
+        plain_h,
+        plain_v,
+        plain_d,
+        moved_h,
+        moved_v,
+        moved_d,
+        lam,
+        hmin,
+        hmax,
+        budget,
+        cap,
+        need,
+        node_limit,
+    )
+    chosen = np.zeros(n, dtype=np.bool_)
+    for k in range(n):
+        chosen[order[k]] = taken[k]
+    return status, chosen
+
+
+def _csr(lists: list[tuple[int, ...]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-item integer lists as (pointers, values)."""
+    ptr = np.zeros(len(lists) + 1, dtype=np.int64)
+    ptr[1:] = np.cumsum([len(x) for x in lists])
+    return ptr, np.fromiter((k for x in lists for k in x), dtype=np.int64, count=int(ptr[-1]))
 
 
 def best_subset(p: Programme, node_limit: int = NODE_LIMIT) -> np.ndarray | None:
@@ -137,48 +224,33 @@ def best_subset(p: Programme, node_limit: int = NODE_LIMIT) -> np.ndarray | None
 
     Two bounds prune the search: the greedy fill of the remaining hours by utility per hour, and the same with
     the practical rule moved into the objective (utility + λ × gain, λ ≥ 0 chosen at the root), which holds
-    for any menu that keeps the rule. Items are searched in the order of the second."""
-    n = len(p.utility)
-    # an item that may not be taken counts for nothing in the bounds
-    allowed = np.asarray(p.allowed, dtype=bool)
-    h = np.where(allowed, np.asarray(p.hours, dtype=np.float64), 0.0)
-    u = np.where(allowed, np.asarray(p.utility, dtype=np.float64), 0.0)
-    g = np.where(allowed, np.asarray(p.gain, dtype=np.float64), 0.0)
-    lam = _multiplier(u, h, g, p.hours_max)
-    lagrangian = u + lam * g
-    density = np.divide(lagrangian, h, out=np.full(n, np.inf), where=h > 0)
-    order = np.lexsort((np.arange(n), -density))
-    at = np.empty(n, dtype=np.int64)
-    at[order] = np.arange(n)
-    plain, moved = _greedy(at, u, h), _greedy(at, lagrangian, h)
-    cover = np.where(allowed, np.asarray(p.covers, dtype=np.int64), 0)[order]
-    cap_ptr, cap_idx = _csr(p.caps, order, None)
-    pre_ptr, pre_at = _csr(p.prerequisites, order, at)
-    status, taken = _search(
-        h[order],
-        u[order],
-        g[order],
-        np.asarray(p.cost, dtype=np.float64)[order],
-        cover,
-        allowed[order],
+    for any menu that keeps the rule; an item that may not be taken counts for nothing in either. Items are
+    searched in the order of the second."""
+    f64 = np.float64
+    cap_ptr, cap_idx = _csr(p.caps)
+    pre_ptr, pre_idx = _csr(p.prerequisites)
+    status, chosen = _run(
+        np.asarray(p.hours, dtype=f64),
+        np.asarray(p.utility, dtype=f64),
+        np.asarray(p.gain, dtype=f64),
+        np.asarray(p.cost, dtype=f64),
+        np.asarray(p.covers, dtype=np.int64),
+        np.asarray(p.allowed, dtype=bool),
         cap_ptr,
         cap_idx,
         pre_ptr,
-        pre_at,
-        plain,
-        moved,
-        lam,
-        (p.hours_min, p.hours_max, p.budget, float(p.cap)),
-        p.need,
-        node_limit,
+        pre_idx,
+        float(p.hours_min),
+        float(p.hours_max),
+        float(p.budget),
+        float(p.cap),
+        int(p.need),
+        int(node_limit),
+        MULTIPLIERS,
     )
     if status == _LIMIT:
         raise SearchLimit
-    if status == _NONE:
-        return None
-    chosen = np.zeros(n, dtype=bool)
-    chosen[order[taken]] = True
-    return chosen
+    return None if status == _NONE else np.asarray(chosen, dtype=bool)
 
 
 @njit(cache=True)
@@ -224,7 +296,7 @@ def _dfs(
     taken = np.zeros(n, dtype=np.bool_)
     best = np.zeros(n, dtype=np.bool_)
     forced = np.zeros(n, dtype=np.int64)
-    count = np.zeros(max(len(cap_idx), 1), dtype=np.int64)
+    count = np.zeros(cap_idx.max() + 1 if len(cap_idx) else 1, dtype=np.int64)
     best_value, found, nodes, i = -np.inf, False, 0, 0
     while i >= 0:
         if stage[i] == 0:
@@ -289,42 +361,3 @@ def _dfs(
         stage[i] = 0
         i -= 1
     return (_FOUND if found else _NONE), best
-
-
-def _search(
-    h: np.ndarray,
-    u: np.ndarray,
-    g: np.ndarray,
-    c: np.ndarray,
-    cover: np.ndarray,
-    ok: np.ndarray,
-    cap_ptr: np.ndarray,
-    cap_idx: np.ndarray,
-    pre_ptr: np.ndarray,
-    pre_at: np.ndarray,
-    plain: _Greedy,
-    moved: _Greedy,
-    lam: float,
-    limits: tuple[float, float, float, float],
-    need: int,
-    node_limit: int,
-) -> tuple[int, np.ndarray]:
-    status, taken = _dfs(
-        h,
-        u,
-        g,
-        c,
-        cover,
-        ok,
-        cap_ptr,
-        cap_idx,
-        pre_ptr,
-        pre_at,
-        *plain,
-        *moved,
-        lam,
-        *limits,
-        need,
-        node_limit,
-    )
-    return int(status), np.asarray(taken, dtype=bool)
