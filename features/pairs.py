@@ -179,7 +179,7 @@ def _gather_sparse(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.n
     return np.asarray(m[rows, cols]).ravel().astype(np.float64)
 
 
-def _comp_entries(course_comp: np.ndarray, course: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def comp_entries(course_comp: np.ndarray, course: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(pair, competency, weight) for every competency a pair's course works on, grouped by pair in order:
     the few nonzero weights of each course, not the whole row of the taxonomy."""
     m = sp.csr_matrix(course_comp)
@@ -188,6 +188,11 @@ def _comp_entries(course_comp: np.ndarray, course: np.ndarray) -> tuple[np.ndarr
     pair = np.repeat(np.arange(len(course)), count)
     at = np.arange(len(pair)) - np.repeat(np.cumsum(count) - count, count) + np.repeat(start, count)
     return pair, m.indices[at].astype(np.int64), m.data[at].astype(np.float64)
+
+
+def group_starts(pair: np.ndarray) -> np.ndarray:
+    """Where each run of equal values starts in a grouped, non-empty array."""
+    return np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]])
 
 
 def pair_features(
@@ -204,7 +209,7 @@ def pair_features(
 ) -> pd.DataFrame:
     """Features of the pairs (ctx row, course position), in FEATURES order, one row per pair."""
     m = len(row)
-    pair, code, weight = _comp_entries(course_comp, course)
+    pair, code, weight = comp_entries(course_comp, course)
     at_row = row[pair]
     covered = np.bincount(pair, minlength=m) > 0
 
@@ -215,7 +220,7 @@ def pair_features(
     gap_at = ctx.gaps[at_row, code]
     gap_max = np.zeros(m)
     if len(pair):
-        first = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]])
+        first = group_starts(pair)
         gap_max[pair[first]] = np.maximum.reduceat(gap_at, first)
     est_on = np.where(covered, weighted(ctx.estimate), np.nan)
     level = attrs.level[course]

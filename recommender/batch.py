@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from threadpoolctl import threadpool_limits
 
 from data.workspace import Workspace, atomic_write, write_parquet_atomic, write_text_atomic
-from features.pairs import FEATURES, TeacherContext
+from features.pairs import FEATURES, TeacherContext, comp_entries, group_starts
 from models.bundle import current_bundle_dir, read_manifest
 from recommender.artifacts import Artifacts, load
 from recommender.explain import FORMAT_ZH, reasons
@@ -55,17 +55,28 @@ def _facts(
     """The numbers a reason may cite, for (row, course) pairs: the course competency where the teacher's need is
     largest, peer uptake, satisfaction, mandatory topic owed, format and level."""
     cat, attrs, stats, c = art.catalogue, art.attrs, art.signals.stats, ctx
-    comp = cat.course_comp[course]
-    est = c.estimate[row]
-    peer = c.peer_mean[row]
-    need = np.where(comp > 0, c.gaps[row] + np.maximum(peer - est, 0), -np.inf)
-    k = np.argmax(need, axis=1)
-    has = np.isfinite(need[np.arange(len(row)), k])
+    # the course's competency (lowest code position on a tie) where gap + shortfall from peers is largest
+    pair, code, _ = comp_entries(cat.course_comp, course)
+    at = row[pair]
+    need = c.gaps[at, code] + np.maximum(c.peer_mean[at, code] - c.estimate[at, code], 0)
+    k = np.zeros(len(row), dtype=np.int64)
+    has = np.zeros(len(row), dtype=bool)
+    if len(pair):
+        first = group_starts(pair)
+        top = np.repeat(np.maximum.reduceat(need, first), np.diff(np.r_[first, len(pair)]))
+        hit = np.flatnonzero(need == top)
+        hit = hit[group_starts(pair[hit])]
+        k[pair[hit]] = code[hit]
+        has[pair[hit]] = np.isfinite(need[hit])
     names = dict(zip(art.taxonomy["code"], art.taxonomy["name"], strict=True))
-    codes = cat.comp_codes[k]
-    ids = block.rows["teacher_id"].to_numpy()[row]
-    prior = block.competencies.set_index(["teacher_id", "competency"])["is_prior"]
-    is_prior = prior.reindex(pd.MultiIndex.from_arrays([ids, codes])).fillna(True).to_numpy(dtype=bool)
+    comp_names = np.array([names.get(x, x) for x in cat.comp_codes], dtype=object)
+    rows, comps = block.rows, block.competencies
+    # is_prior per (teacher, competency) of the block; a competency without an estimate reads as a prior
+    prior = np.ones((len(rows), len(cat.comp_codes)), dtype=bool)
+    t = pd.Index(rows["teacher_id"]).get_indexer(comps["teacher_id"])
+    code = pd.Index(cat.comp_codes).get_indexer(comps["competency"])
+    known = (t >= 0) & (code >= 0)
+    prior[t[known], code[known]] = comps["is_prior"].astype(object).fillna(True).to_numpy(dtype=bool)[known]
     g = c.group_idx[row]
     gg = np.maximum(g, 0)
     enrol = np.where(g >= 0, np.asarray(stats.group_enrol[gg, course]).ravel(), 0.0)
@@ -78,18 +89,18 @@ def _facts(
     taste = c.taste[row, np.maximum(fmt, 0)]
     return pd.DataFrame(
         {
-            "comp_name": pd.Series([names.get(x, x) for x in codes], dtype=object)
-            .where(has, None)
-            .to_numpy(),
-            "estimate": np.where(has, est[np.arange(len(row)), k], np.nan),
-            "peer_mean": np.where(has, peer[np.arange(len(row)), k], np.nan),
-            "is_prior": is_prior,
+            "comp_name": np.where(has, comp_names[k], np.array(None, dtype=object)),
+            "estimate": np.where(has, c.estimate[row, k], np.nan),
+            "peer_mean": np.where(has, c.peer_mean[row, k], np.nan),
+            "is_prior": prior[row, k],
             "mandatory_missing": np.where(owed, topics[topic], None),
             "peer_completions": done.astype(np.int64),
             "peer_completion_rate": np.where(enrol >= 5, done / np.maximum(enrol, 1), np.nan),
             "satisfaction": stats.satisfaction[course],
             "n_ratings": stats.n_rated[course].astype(np.int64),
-            "format_zh": [FORMAT_ZH.get(f, "") for f in np.asarray(art.courses["format"])[course]],
+            "format_zh": np.array([FORMAT_ZH.get(f, "") for f in art.courses["format"]], dtype=object)[
+                course
+            ],
             "format_share": np.where(fmt >= 0, taste, np.nan),
             "level": attrs.level[course],
             "similar_course_title": None,

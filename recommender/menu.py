@@ -225,8 +225,17 @@ def _cell_list(cell: object) -> list[str]:
 
 
 def _list_entries(cells: Sequence[object] | pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(row, value) for every element of a column of list cells."""
-    lists = [_cell_list(cell) for cell in cells]
+    """(row, value) for every element of a column of list cells.
+
+    A block repeats each course's list cell, the same object, for every teacher it is a candidate of: each
+    object is read once."""
+    seen: dict[int, list[str]] = {}
+    lists = []
+    for cell in cells:
+        found = seen.get(id(cell))
+        if found is None:
+            found = seen[id(cell)] = _cell_list(cell)
+        lists.append(found)
     rows = np.repeat(np.arange(len(lists)), [len(x) for x in lists]).astype(np.int64)
     return rows, np.array([v for x in lists for v in x], dtype=object)
 

@@ -202,7 +202,9 @@ def retrieve(
     must = np.zeros_like(eligible) if include is None else include & eligible
     i_row, i_course = np.nonzero(must)
     c = cat.n_courses
-    key = np.unique(np.concatenate([d_row, l_row, i_row]) * c + np.concatenate([d_course, l_course, i_course]))
+    key = np.unique(
+        np.concatenate([d_row, l_row, i_row]) * c + np.concatenate([d_course, l_course, i_course])
+    )
     row, course = key // c, key % c
     dense = pair_dots(queries, cat.vectors, row, course)
     lexical = lex[row, course]
