@@ -65,7 +65,7 @@ STAGES = {
     "ranker.predict": "predict",
     "_facts": "_facts",
     "reasons": "reasons",
-    "plan_menus (MILP)": "plan_menus",
+    "plan_menus (branch and bound)": "plan_menus",
 }
 
 
@@ -398,7 +398,7 @@ def physical(art: Artifacts, gflops: float, measured_ms: float) -> dict[str, Any
         "measured_cpu_ms_per_teacher": measured_ms,
         "measured_over_bound": round(measured_ms / (1000 * seconds), 0),
         "note": "tree comparisons counted as one operation each at the GEMM rate: a lower bound, the menu "
-        "programme (MILP) has no FLOP bound and is left out",
+        "programme (branch and bound) has no FLOP bound and is left out",
     }
 
 

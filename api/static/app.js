@@ -144,7 +144,7 @@ const TDR = (() => {
     const here = location.pathname;
     const links = who.role === "teacher"
       ? [["/me/portrait", "我的画像"], ["/me/menu", "我的选学菜单"]]
-      : [["/trainer/cohorts", "群体画像"]];
+      : [["/trainer/cohorts", "群体画像"], ["/trainer/projects", "培训项目选人"]];
     fill("nav",
       links.map(([href, text]) => el("a", { href, "aria-current": href === here ? "page" : null }, text)),
       el("span", { class: "small" }, label("role", who.role) + (who.scope ? "（" + who.scope.split(":")[1] + "）" : "")),

@@ -1,5 +1,6 @@
 """The pages in headless Chromium on the real engine (the trained province): a teacher signs in, sees the radar
-drawn and accepts a course from the menu (the event is stored); a trainer of the county sees its heatmap.
+drawn and accepts a course from the menu (the event is stored); a trainer of the county sees its heatmap; a
+trainer of the province picks the trainees of a project.
 Screenshots land in tests/artifacts/browser/.
 """
 
@@ -71,14 +72,36 @@ def test_teacher_sees_the_radar_and_accepts_a_course_of_the_real_menu(
     assert page.js_errors == []
 
 
+def _trainer_signs_in(page: Any, service: tuple[str, Path, Any], scope: str) -> str:
+    """Sign in as a trainer of the scope; trainers land on the cohort page. Returns the service URL."""
+    url, ws, _ = service
+    _sign_in(page, url, create_token(ws, "trainer", scope=scope))
+    page.wait_for_url(f"{url}/trainer/cohorts")
+    return str(url)
+
+
 def test_county_trainer_sees_the_heatmap_of_the_county(
     page: Any, service: tuple[str, Path, Any], teacher: pd.Series, drawn: Any
 ) -> None:
-    url, ws, _ = service
-    _sign_in(page, url, create_token(ws, "trainer", scope=f"county:{teacher['county']}"))
-    page.wait_for_url(f"{url}/trainer/cohorts")
+    _trainer_signs_in(page, service, f"county:{teacher['county']}")
     page.wait_for_selector("#heatmap canvas")
     page.wait_for_selector("#behind tbody tr")
     assert drawn(page, "#heatmap") and drawn(page, "#distribution")
     assert page.input_value("#cohort-value") == teacher["county"]
+    assert page.js_errors == []
+
+
+def test_province_trainer_picks_trainees_for_a_project(
+    page: Any, service: tuple[str, Path, Any], teacher: pd.Series, drawn: Any
+) -> None:
+    url = _trainer_signs_in(page, service, f"province:{teacher['province']}")
+    page.click("#nav >> text=培训项目选人")
+    page.wait_for_url(f"{url}/trainer/projects")
+    page.wait_for_selector("#project-id option", state="attached")
+    page.click("#project-form button[type=submit]")
+    page.wait_for_selector("#roster tbody tr")
+    page.wait_for_selector("#class-heatmap canvas")
+    assert page.locator("#roster tbody tr").count() > 0
+    assert drawn(page, "#class-heatmap")
+    page.snap("projects")
     assert page.js_errors == []
