@@ -85,9 +85,20 @@ def fit_signals(records: pd.DataFrame, teachers: pd.DataFrame, cat: Catalogue, a
     return Signals(stats, item_sim, transition)
 
 
-def _wide(long: pd.DataFrame, ids: pd.Index, codes: np.ndarray, col: str, fill: float) -> np.ndarray:
-    w = long.pivot_table(index="teacher_id", columns="competency", values=col, aggfunc="first")
-    return w.reindex(index=ids, columns=codes).fillna(fill).to_numpy(dtype=np.float64)
+def _wide(long: pd.DataFrame, ids: pd.Index, codes: np.ndarray, fills: dict[str, float]) -> list[np.ndarray]:
+    """(teachers × competencies) arrays of the long table's columns, in ``fills`` order: the first non-null
+    value of each (teacher, competency), ``fills[col]`` where there is none."""
+    t = ids.get_indexer(pd.Index(long["teacher_id"].astype(str)))
+    k = pd.Index(codes).get_indexer(pd.Index(long["competency"]))
+    out = []
+    for col, fill in fills.items():
+        wide = np.full((len(ids), len(codes)), fill, dtype=np.float64)
+        v = pd.to_numeric(long[col], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        at = np.flatnonzero((t >= 0) & (k >= 0) & ~np.isnan(v))
+        at = at[np.unique(t[at] * len(codes) + k[at], return_index=True)[1]]
+        wide[t[at], k[at]] = v[at]
+        out.append(wide)
+    return out
 
 
 def teacher_inputs(
@@ -103,8 +114,8 @@ def teacher_inputs(
     ids = pd.Index(rows["teacher_id"].astype(str))
     n, c = len(ids), cat.n_courses
     comp = competencies[competencies["teacher_id"].isin(ids)]
-    estimate = _wide(comp, ids, cat.comp_codes, "estimate", 50.0)
-    gaps = _wide(comp, ids, cat.comp_codes, "gap", 0.0)
+    fills = {"estimate": 50.0, "gap": 0.0, "std_error": 15.0, "peer_mean": 50.0}
+    estimate, gaps, std_error, peer_mean = _wide(comp, ids, cat.comp_codes, fills)
     r = _course_records(records[records["teacher_id"].isin(ids)], cat, asof)
     row_of = ids.get_indexer(pd.Index(r["teacher_id"].astype(str)))
     weight = r["status"].map(HISTORY_WEIGHT).fillna(0.0).to_numpy()
@@ -143,8 +154,8 @@ def teacher_inputs(
     )
     ctx = TeacherContext(
         estimate=estimate,
-        std_error=_wide(comp, ids, cat.comp_codes, "std_error", 15.0),
-        peer_mean=_wide(comp, ids, cat.comp_codes, "peer_mean", 50.0),
+        std_error=std_error,
+        peer_mean=peer_mean,
         gaps=gaps,
         taste=taste,
         history=history.tocsr(),
