@@ -6,37 +6,17 @@ Text is always written as text: a school name beginning with '=' must not become
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import IO, Any
+from typing import IO
 
 from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.styles import Font
-from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 from api.schemas import Cohort
+from recommender.workbook import append_sheet
 
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-_BOLD = Font(bold=True)
 _LEVEL_ZH = {"province": "省", "city": "市", "county": "县区", "school": "学校"}
 _SPILL_BYTES = 8 << 20
-
-
-def _cell(ws: WriteOnlyWorksheet, value: Any, bold: bool = False) -> WriteOnlyCell:
-    cell = WriteOnlyCell(ws, value=value)
-    if isinstance(value, str):
-        cell.data_type = "s"
-    if bold:
-        cell.font = _BOLD
-    return cell
-
-
-def _sheet(wb: Workbook, title: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    ws = wb.create_sheet(title)
-    ws.append([_cell(ws, h, bold=True) for h in header])
-    for row in rows:
-        ws.append([_cell(ws, v) for v in row])
 
 
 def _share(x: float | None) -> float | None:
@@ -47,7 +27,7 @@ def cohort_workbook(cohort: Cohort) -> IO[bytes]:
     """The cohort as a workbook in a temporary file (in memory while small), positioned at its start."""
     wb = Workbook(write_only=True)
     hours = cohort.hours
-    _sheet(
+    append_sheet(
         wb,
         "概览",
         ["项目", "值"],
@@ -65,7 +45,7 @@ def cohort_workbook(cohort: Cohort) -> IO[bytes]:
             ("导出时间", datetime.now().strftime("%Y-%m-%d %H:%M")),
         ],
     )
-    _sheet(
+    append_sheet(
         wb,
         "能力点分布",
         ["能力点编码", "能力点", "维度", "平均", "P10", "P25", "中位数", "P75", "P90", "低于目标比例（%）"],
@@ -88,7 +68,7 @@ def cohort_workbook(cohort: Cohort) -> IO[bytes]:
     if cohort.heatmap is not None:
         hm = cohort.heatmap
         names = {c.competency: c.name or c.competency for c in cohort.competencies}
-        _sheet(
+        append_sheet(
             wb,
             "热力图",
             [
@@ -101,13 +81,13 @@ def cohort_workbook(cohort: Cohort) -> IO[bytes]:
                 for row, size, values in zip(hm.rows, hm.row_sizes, hm.values, strict=True)
             ),
         )
-    _sheet(
+    append_sheet(
         wb,
         "常见差距",
         ["能力点编码", "能力点", "教师比例（%）"],
         ((g.competency, g.name, _share(g.share)) for g in cohort.common_gaps),
     )
-    _sheet(
+    append_sheet(
         wb,
         "学时落后教师",
         ["教师编号", "学校", "县区", "应修学时", "已修学时", "尚欠学时", "未完成必修专题"],

@@ -20,8 +20,6 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.styles import Font
 from scipy.optimize import linear_sum_assignment
 
 from data.policy import Policy
@@ -36,6 +34,7 @@ from models.tagger import CompetencyTagger, top_tags
 from recommender.artifacts import Artifacts, load_current
 from recommender.config import Settings, settings
 from recommender.train import competency_texts, course_texts
+from recommender.workbook import append_sheet
 
 # How far back a completed run of the same project counts as "trained on this content" (杜绝无效的重复培训).
 REPEAT_YEARS: Final = 3
@@ -1151,8 +1150,6 @@ def select_trainees(
 # the workbook
 
 
-_BOLD = Font(bold=True)
-
 ROSTER_HEADER: Final = (
     "序号", "教师编号", "县区", "学校", "城乡类型", "学段", "学科", "职称", "教龄", "需求得分", "乡村优先加分",
     "综合得分", "班级", "入选理由",
@@ -1277,38 +1274,21 @@ def portrait_rows(selection: Selection, names: Mapping[str, str]) -> list[tuple[
     ]  # fmt: skip
 
 
-def _cell(sheet: Any, value: Any, bold: bool = False) -> WriteOnlyCell:
-    cell = WriteOnlyCell(sheet, value=value)
-    if isinstance(value, str):
-        # text stays text: a school named "=HYPERLINK(…)" must not become a formula in a clerk's Excel
-        cell.data_type = "s"
-    if bold:
-        cell.font = _BOLD
-    return cell
-
-
-def _sheet(wb: Workbook, title: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    sheet = wb.create_sheet(title)
-    sheet.append([_cell(sheet, h, bold=True) for h in header])
-    for row in rows:
-        sheet.append([_cell(sheet, v) for v in row])
-
-
 def selection_workbook(selection: Selection, names: Mapping[str, str]) -> bytes:
     """The selection as an XLSX workbook: 概览, 名单, 分班, 班级画像, 不符合条件统计 and, with allocations,
     各县名额 — the same rows the trainer page shows."""
     wb = Workbook(write_only=True)
-    _sheet(wb, "概览", ("项目", "值"), overview_rows(selection))
-    _sheet(wb, "名单", ROSTER_HEADER, roster_rows(selection))
-    _sheet(wb, "分班", CLASS_HEADER, class_rows(selection))
-    _sheet(
+    append_sheet(wb, "概览", ("项目", "值"), overview_rows(selection))
+    append_sheet(wb, "名单", ROSTER_HEADER, roster_rows(selection))
+    append_sheet(wb, "分班", CLASS_HEADER, class_rows(selection))
+    append_sheet(
         wb,
         "班级画像",
         ("班级", "能力点编码", "能力点", "人数", "平均", "P25", "中位数", "P75", "低于 60 分比例（%）"),
         portrait_rows(selection, names),
     )
     counts = selection.exclusion_counts()
-    _sheet(
+    append_sheet(
         wb,
         "不符合条件统计",
         ("规则", "人数"),
@@ -1316,7 +1296,7 @@ def selection_workbook(selection: Selection, names: Mapping[str, str]) -> bytes:
     )
     if len(selection.allocations):
         a = selection.allocations
-        _sheet(
+        append_sheet(
             wb,
             "各县名额",
             ("县区", "分配名额", "符合条件", "入选", "缺额"),
