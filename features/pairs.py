@@ -173,10 +173,26 @@ def course_stats(
     )
 
 
-def _gather_sparse(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    if len(rows) == 0:
-        return np.zeros(0)
-    return np.asarray(m[rows, cols]).ravel().astype(np.float64)
+# cells of one dense slice of a sparse matrix in sparse_at (float64): 32 MB
+DENSE_CELLS = 1 << 22
+
+
+def sparse_at(m: sp.spmatrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """m[rows[i], cols[i]] for every i, as float64: the rows asked for, a slice at a time made dense, then
+    gathered. Scipy's own pair indexing scans a row's entries for each pair, slow on rows with hundreds."""
+    m = sp.csr_matrix(m)
+    out = np.zeros(len(rows))
+    present = np.zeros(m.shape[0], dtype=bool)
+    present[rows] = True
+    wanted = np.flatnonzero(present)
+    slot = np.cumsum(present) - 1  # row → position among the wanted rows
+    at = slot[rows]
+    step = max(1, DENSE_CELLS // max(m.shape[1], 1))
+    for lo in range(0, len(wanted), step):
+        sel = np.flatnonzero((at >= lo) & (at < lo + step)) if len(wanted) > step else np.arange(len(rows))
+        dense = m[wanted[lo : lo + step]].toarray()
+        out[sel] = dense[at[sel] - lo, cols[sel]]
+    return out
 
 
 def comp_entries(course_comp: np.ndarray, course: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -228,17 +244,17 @@ def pair_features(
     fmt = attrs.format_idx[course]
     taste = np.where(fmt >= 0, ctx.taste[row, np.maximum(fmt, 0)], np.nan)
     # Σ_j history[teacher, j] × similarity[j, course]: one sparse product for the block, then the pairs
-    collab = _gather_sparse(sp.csr_matrix(ctx.history @ item_sim), row, course)
+    collab = sparse_at(ctx.history @ item_sim, row, course)
     last = ctx.last_course[row]
     trans = np.zeros(len(row))
     has_last = last >= 0
-    trans[has_last] = _gather_sparse(transition, last[has_last], course[has_last])
+    trans[has_last] = sparse_at(transition, last[has_last], course[has_last])
     g = ctx.group_idx[row]
     has_g = g >= 0
     peer_enrol = np.zeros(len(row))
     peer_done = np.zeros(len(row))
-    peer_enrol[has_g] = _gather_sparse(stats.group_enrol, g[has_g], course[has_g])
-    peer_done[has_g] = _gather_sparse(stats.group_complete, g[has_g], course[has_g])
+    peer_enrol[has_g] = sparse_at(stats.group_enrol, g[has_g], course[has_g])
+    peer_done[has_g] = sparse_at(stats.group_complete, g[has_g], course[has_g])
     group_size = np.where(has_g, stats.group_size[np.maximum(g, 0)], np.nan)
     topic = attrs.mandatory_idx[course]
     missing = np.zeros(len(row), dtype=bool)

@@ -34,7 +34,7 @@ class Artifacts:
     signals: Signals
     ranker: Ranker
     bm25: BM25
-    courses: pd.DataFrame  # the catalogue's courses, with inferred competencies filled in
+    courses: pd.DataFrame  # the catalogue's courses in its order, with inferred competencies filled in
     taxonomy: pd.DataFrame
     policy: Policy
     asof: pd.Timestamp
@@ -107,6 +107,11 @@ def save(
 
 def load(bundle_dir: Path) -> Artifacts:
     manifest = read_manifest(bundle_dir)
+    catalogue = _load_arrays(bundle_dir / "catalogue", Catalogue)
+    courses = pd.read_parquet(bundle_dir / "courses.parquet")
+    if not np.array_equal(courses["course_id"].to_numpy(dtype=str), catalogue.course_ids):
+        # scoring reads a course's attributes by its catalogue position
+        raise ValueError(f"{bundle_dir / 'courses.parquet'}: courses are not in the catalogue's order")
     signals = Signals(
         stats=_load_arrays(bundle_dir / "stats", CourseStats),
         item_sim=sp.load_npz(bundle_dir / "item_sim.npz").tocsr(),
@@ -114,13 +119,13 @@ def load(bundle_dir: Path) -> Artifacts:
     )
     return Artifacts(
         version=manifest.version,
-        catalogue=_load_arrays(bundle_dir / "catalogue", Catalogue),
+        catalogue=catalogue,
         index=VectorIndex.load(bundle_dir / "index"),
         attrs=_load_arrays(bundle_dir / "attrs", CourseAttrs),
         signals=signals,
         ranker=Ranker.load(bundle_dir / "ranker"),
         bm25=pickle.loads((bundle_dir / "bm25.pkl").read_bytes()),
-        courses=pd.read_parquet(bundle_dir / "courses.parquet"),
+        courses=courses,
         taxonomy=pd.read_parquet(bundle_dir / "taxonomy.parquet"),
         policy=load_policy(manifest.info["policy"]),
         asof=pd.Timestamp(manifest.info["asof"]),

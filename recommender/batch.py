@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from threadpoolctl import threadpool_limits
 
 from data.workspace import Workspace, atomic_write, write_parquet_atomic, write_text_atomic
-from features.pairs import FEATURES, TeacherContext, comp_entries, group_starts
+from features.pairs import FEATURES, TeacherContext, comp_entries, group_starts, sparse_at
 from models.bundle import current_bundle_dir, read_manifest
 from recommender.artifacts import Artifacts, load
 from recommender.explain import FORMAT_ZH, reasons
@@ -79,8 +79,8 @@ def _facts(
     prior[t[known], code[known]] = comps["is_prior"].astype(object).fillna(True).to_numpy(dtype=bool)[known]
     g = c.group_idx[row]
     gg = np.maximum(g, 0)
-    enrol = np.where(g >= 0, np.asarray(stats.group_enrol[gg, course]).ravel(), 0.0)
-    done = np.where(g >= 0, np.asarray(stats.group_complete[gg, course]).ravel(), 0.0)
+    enrol = np.where(g >= 0, sparse_at(stats.group_enrol, gg, course), 0.0)
+    done = np.where(g >= 0, sparse_at(stats.group_complete, gg, course), 0.0)
     topic = attrs.mandatory_idx[course]
     topics = np.asarray([*attrs.topics, ""], dtype=object)
     owed = np.zeros(len(row), dtype=bool)
@@ -106,6 +106,12 @@ def _facts(
             "similar_course_title": None,
         }
     )
+
+
+def _objects(values: np.ndarray) -> pd.Series:
+    """A column of Python objects kept as such: pandas would otherwise convert text to its string dtype, a
+    copy per column that a block of 100 000 rows pays for nothing."""
+    return pd.Series(values, dtype=object)
 
 
 @dataclass(frozen=True)
@@ -141,28 +147,28 @@ def rank_block(block: PortraitBlock, art: Artifacts, top_k: int = 20) -> Ranked:
     ids = tb.teacher_ids
     recs = pd.DataFrame(
         {
-            "teacher_id": ids[row[top]],
+            "teacher_id": _objects(ids[row[top]]),
             "rank": rank[top].astype(np.int64),
-            "course_id": cat.course_ids[course[top]],
+            "course_id": _objects(cat.course_ids[course[top]]),
             "score": score[top],
-            "reason": why.reindex(np.flatnonzero(top)).to_numpy(),
+            "reason": _objects(why.reindex(np.flatnonzero(top)).to_numpy()),
         }
     )
-    courses = art.courses.set_index("course_id")
-    pool = courses.loc[cat.course_ids[course[in_pool]]].reset_index()
+    # the bundle's courses are the catalogue's, in its order: a pool row's course is a row position
+    courses, at = art.courses, course[in_pool]
     pool_cands = pd.DataFrame(
         {
-            "teacher_id": ids[row[in_pool]],
-            "course_id": pool["course_id"].to_numpy(),
+            "teacher_id": _objects(ids[row[in_pool]]),
+            "course_id": _objects(cat.course_ids[at]),
             "score": score[in_pool],
-            "hours": pool["hours"].to_numpy(),
-            "format": pool["format"].to_numpy(),
-            "practical": pool["practical"].fillna(False).to_numpy(dtype=bool),
-            "mandatory_topic": pool["mandatory_topic"].to_numpy(),
-            "competencies": pool["competencies_used"].to_numpy(),
-            "prerequisites": pool["prerequisites"].to_numpy(),
-            "cost_yuan": pool["cost_yuan"].fillna(0.0).to_numpy(),
-            "reason": why.reindex(np.flatnonzero(in_pool)).to_numpy(),
+            "hours": courses["hours"].to_numpy(dtype=np.float64)[at],
+            "format": _objects(courses["format"].to_numpy(dtype=object)[at]),
+            "practical": courses["practical"].fillna(False).to_numpy(dtype=bool)[at],
+            "mandatory_topic": _objects(courses["mandatory_topic"].to_numpy(dtype=object)[at]),
+            "competencies": _objects(courses["competencies_used"].to_numpy(dtype=object)[at]),
+            "prerequisites": _objects(courses["prerequisites"].to_numpy(dtype=object)[at]),
+            "cost_yuan": courses["cost_yuan"].fillna(0.0).to_numpy(dtype=np.float64)[at],
+            "reason": _objects(why.reindex(np.flatnonzero(in_pool)).to_numpy()),
         }
     )
     return Ranked(recs[REC_COLUMNS], pool_cands)

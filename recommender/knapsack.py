@@ -111,6 +111,23 @@ def _bound(cum_h: np.ndarray, cum_v: np.ndarray, density: np.ndarray, i: int, ro
 
 
 @njit(cache=True)
+def _root_bound(value: np.ndarray, hours: np.ndarray, room: float) -> float:
+    """``_bound`` at depth 0 (every item, the greedy fill of ``room`` hours), without the per-depth tables."""
+    order, density = _by_density(value, hours)
+    room = max(room, 0.0)
+    filled, total = 0.0, 0.0
+    for k in range(len(order)):
+        j = order[k]
+        if value[j] <= 0:
+            continue
+        if filled + hours[j] > room:
+            return total + (room - filled) * density[k]
+        filled += hours[j]
+        total += value[j]
+    return total
+
+
+@njit(cache=True)
 def _multiplier(u: np.ndarray, h: np.ndarray, g: np.ndarray, room: float, multipliers: np.ndarray) -> float:
     """The multiplier of the practical rule (sum of gain >= 0) whose Lagrangian LP bound on the whole
     programme is least, among ``multipliers`` (in units of the largest utility per hour); 0 when no item can
@@ -122,12 +139,10 @@ def _multiplier(u: np.ndarray, h: np.ndarray, g: np.ndarray, room: float, multip
     for j in range(n):
         if h[j] > 0:
             scale = max(scale, u[j] / h[j])
-    everything = np.zeros(n, dtype=np.int64)
     best, best_lam = np.inf, 0.0
     for m in multipliers:
         lam = m * scale
-        cum_h, cum_v, density = _greedy(everything, u + lam * g, h)
-        bound = _bound(cum_h, cum_v, density, 0, room)
+        bound = _root_bound(u + lam * g, h, room)
         if bound < best:
             best, best_lam = bound, lam
     return best_lam

@@ -200,12 +200,10 @@ def retrieve(
     d_row, d_course = _dense_candidates(queries, index, eligible, k)
     l_row, l_course = _top_per_row(np.where(eligible, lex, -np.inf), max(k // 2, 1))
     must = np.zeros_like(eligible) if include is None else include & eligible
-    i_row, i_course = np.nonzero(must)
-    c = cat.n_courses
-    key = np.unique(
-        np.concatenate([d_row, l_row, i_row]) * c + np.concatenate([d_course, l_course, i_course])
-    )
-    row, course = key // c, key % c
+    picked = must.copy()
+    picked[d_row, d_course] = True
+    picked[l_row, l_course] = True
+    row, course = np.nonzero(picked)  # each pair once, by teacher then course
     dense = pair_dots(queries, cat.vectors, row, course)
     lexical = lex[row, course]
     hybrid = dense + LEXICAL_WEIGHT * lexical
