@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from threadpoolctl import threadpool_limits
 
 from data.workspace import Workspace, atomic_write, write_parquet_atomic, write_text_atomic
-from features.pairs import FEATURES, TeacherContext, comp_entries, group_starts, sparse_at
+from features.pairs import TeacherContext, comp_entries, group_starts, sparse_at
 from models.bundle import current_bundle_dir, read_manifest
 from recommender.artifacts import Artifacts, load
 from recommender.explain import FORMAT_ZH, reasons
@@ -135,7 +135,7 @@ def rank_block(block: PortraitBlock, art: Artifacts, top_k: int = 20) -> Ranked:
     must = (ctx.missing_mandatory.astype(np.float32) @ topic_courses.astype(np.float32)) > 0
     cands = retrieve(tb, cat, art.index, CANDIDATES, include=must)
     X = features_for(cands, ctx, cat, art.attrs, art.signals)
-    score = art.ranker.predict(X[list(FEATURES)])
+    score = art.ranker.predict(X)
     order = np.lexsort((cands.course, -score, cands.row))
     row, course, score = cands.row[order], cands.course[order], score[order]
     rank = np.arange(len(row)) - np.searchsorted(row, row, side="left") + 1

@@ -184,3 +184,70 @@ def test_every_number_in_a_reason_is_its_fact_rounded(block: list[dict[str, Any]
         if r["mandatory_missing"] is not None:
             assert text.startswith("涵盖您尚未完成的必修专题")
         assert not np.any([s in text for s in ("nan", "None", "<NA>")])
+
+
+@pytest.mark.parametrize(
+    ("score", "shown"), [(4.25, "4.3"), (4.35, "4.4"), (4.45, "4.5"), (4.95, "5.0"), (0.05, "0.1")]
+)
+def test_a_satisfaction_score_is_rounded_half_up_to_tenths(score: float, shown: str) -> None:
+    assert f"学员满意度 {shown} 分（满分 5 分，5 人评价）" in reason(satisfaction=score, n_ratings=5)
+
+
+def test_thresholds_are_inclusive_and_a_fractional_level_is_cut_to_its_integer() -> None:
+    text = reason(estimate=80.0, level=1.5, peer_completions=5, peer_completion_rate=None, format_share=0.5)
+    assert text == (
+        "入门线上课程，培养「数据支持的学情分析」能力；同学段同学科 5 位教师已完成；线上形式占您已学学时的 50%。"
+    )
+
+
+def reference(r: dict[str, Any]) -> str:
+    """The sentence for one row, written out plainly from the rules in reasons()' docstring."""
+
+    def text(v: Any) -> str | None:
+        return v if isinstance(v, str) and v.strip() else None
+
+    def num(v: Any) -> float:
+        return math.nan if v is None else float(v)
+
+    comp, topic, fmt = text(r["comp_name"]), text(r["mandatory_missing"]), text(r["format_zh"])
+    est, peer, rate, sat = (
+        num(r[c]) for c in ("estimate", "peer_mean", "peer_completion_rate", "satisfaction")
+    )
+    parts = [f"涵盖您尚未完成的必修专题「{topic}」"] if topic else []
+    if comp and not math.isnan(est):
+        head = f"针对您在「{comp}」上的差距（{'参照同类教师估计' if r['is_prior'] else '估计'} {half_up(est)} 分，"
+        if not math.isnan(peer) and est <= peer - 3:
+            parts.append(f"{head}低于同学段同学科教师平均 {half_up(peer - est)} 分）")
+        elif est < 60:
+            parts.append(f"{head}未达 60 分）")
+    if not parts:
+        kind = f"{({1: '入门', 2: '进阶', 3: '高级'}).get(r['level'], '')}{fmt or ''}课程"
+        kind = kind if kind != "课程" else ""
+        parts.append(
+            f"{kind + '，' if kind else ''}培养「{comp}」能力"
+            if comp
+            else kind or "根据您的能力画像与学习记录综合排序推荐"
+        )
+    if r["peer_completions"] >= 5:
+        done = f"同学段同学科 {r['peer_completions']} 位教师已完成"
+        parts.append(done if math.isnan(rate) else f"{done}，结业率 {half_up(rate * 100)}%")
+    if not math.isnan(sat) and r["n_ratings"] >= 5:
+        parts.append(f"学员满意度 {half_up(sat * 10) / 10:.1f} 分（满分 5 分，{r['n_ratings']} 人评价）")
+    if text(r["similar_course_title"]):
+        parts.append(f"常与您已完成的《{r['similar_course_title']}》一起选学")
+    if fmt and r["format_share"] is not None and r["format_share"] >= 0.5:
+        parts.append(f"{fmt}形式占您已学学时的 {half_up(r['format_share'] * 100)}%")
+    return "；".join(parts[:3]) + "。"
+
+
+# Blocks that repeat rows, as a teacher's block repeats a course's facts: each row still gets its own sentence.
+blocks = st.lists(rows, min_size=1, max_size=6).flatmap(
+    lambda distinct: st.lists(st.sampled_from(distinct), min_size=1, max_size=30)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(blocks)
+def test_each_sentence_is_the_one_its_row_alone_would_get(block: list[dict[str, Any]]) -> None:
+    frame = pd.DataFrame(block, columns=list(FACT_COLUMNS))
+    assert reasons(frame).tolist() == [reference(r) for r in block]
