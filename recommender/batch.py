@@ -367,8 +367,10 @@ def _teacher_slices(files: list[Path], schema: pa.Schema, block_size: int) -> It
 
 def _nest(ids: pa.ChunkedArray, child: pa.Table) -> pa.ListArray:
     """The child rows of each teacher of `ids` as one list cell (rows of other teachers are dropped)."""
-    child = child.filter(pc.is_in(child.column("teacher_id"), value_set=ids.combine_chunks()))
-    pos = pd.Index(ids.to_numpy()).get_indexer(child.column("teacher_id").to_numpy())
+    at = pc.index_in(child.column("teacher_id"), value_set=ids.combine_chunks())
+    found = pc.is_valid(at)
+    child = child.filter(found)
+    pos = at.filter(found).to_numpy().astype(np.int64)
     if len(pos) > 1 and (np.diff(pos) < 0).any():
         child = child.take(np.argsort(pos, kind="stable"))
         pos = np.sort(pos, kind="stable")
@@ -443,8 +445,10 @@ def write_blocks(ws: Workspace, folder: Path, block_size: int) -> list[int]:
     returns the number of teachers in each block."""
     rows: list[int] = []
     for i, table in enumerate(block_tables(ws, block_size)):
-        # one row group: Ray Data then reads a block as one unit, never split between actors
-        atomic_write(folder / _part(i), partial(pq.write_table, table, row_group_size=max(table.num_rows, 1)))
+        # one row group: Ray Data then reads a block as one unit, never split between actors; no dictionary
+        # encoding: it triples the time to write and read a block of mostly distinct ids for 10 % less disk
+        write = partial(pq.write_table, table, row_group_size=max(table.num_rows, 1), use_dictionary=False)
+        atomic_write(folder / _part(i), write)
         rows.append(table.num_rows)
     write_text_atomic(folder / "_manifest.json", json.dumps({"rows": rows}))
     return rows
