@@ -198,9 +198,11 @@ class _Block:
     cost: np.ndarray  # NaN read as 0
     done: np.ndarray  # bool: the teacher completed this course
     comp_ptr: np.ndarray  # (N + 1,) CSR over comp_code
+    comp_row: np.ndarray  # (E,) row of each competency entry
     comp_code: np.ndarray  # (E,) int, position in a vocabulary
     comp_names: np.ndarray  # vocabulary, object
-    pre_ptr: np.ndarray  # (N + 1,) CSR over the next two
+    pre_ptr: np.ndarray  # (N + 1,) CSR over the next three
+    pre_row: np.ndarray  # (P,) row of the course that needs the prerequisite
     pre_at: np.ndarray  # (P,) row of the prerequisite among the same teacher's candidates, -1 absent
     pre_done: np.ndarray  # (P,) bool: the teacher completed the prerequisite
 
@@ -306,9 +308,11 @@ def _block(
         cost=np.nan_to_num(cands["cost_yuan"].to_numpy(dtype=np.float64, na_value=np.nan)[order], nan=0.0),
         done=np.isin(key, done_key),
         comp_ptr=_ptr(comp_rows, len(ids)),
+        comp_row=comp_rows,
         comp_code=np.asarray(comp_code, dtype=np.int64),
         comp_names=np.asarray(comp_names, dtype=object),
         pre_ptr=_ptr(pre_rows, len(ids)),
+        pre_row=pre_rows,
         pre_at=_find(key, pre_key),
         pre_done=np.isin(pre_key, done_key),
     )
@@ -361,7 +365,7 @@ def _slice(block: _Block, t: int, limits: MenuLimits) -> _Slice:
     cs, ce = block.comp_ptr[s], block.comp_ptr[e]
     ps, pe = block.pre_ptr[s], block.pre_ptr[e]
     owed = ~block.pre_done[ps:pe]
-    pre_rows = np.repeat(np.arange(e - s), np.diff(block.pre_ptr[s : e + 1]))[owed]
+    pre_rows = block.pre_row[ps:pe][owed] - s
     pre_at = block.pre_at[ps:pe][owed]
     pre = np.where(pre_at >= 0, pre_at - s, -1)
     return _Slice(
@@ -372,7 +376,7 @@ def _slice(block: _Block, t: int, limits: MenuLimits) -> _Slice:
         practical=block.practical[s:e],
         topic=block.topic[s:e],
         cost=block.cost[s:e],
-        comp_of=np.repeat(np.arange(e - s), np.diff(block.comp_ptr[s : e + 1])),
+        comp_of=block.comp_row[cs:ce] - s,
         comp_code=block.comp_code[cs:ce],
         comp_names=block.comp_names,
         dep=pre_rows,
