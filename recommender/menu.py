@@ -247,6 +247,9 @@ def _ptr(rows: np.ndarray, n: int) -> np.ndarray:
 
 
 def _bools(col: pd.Series) -> np.ndarray:
+    """Truth of each cell, NA read as False."""
+    if pd.api.types.is_bool_dtype(col.dtype) and not col.hasnans:
+        return col.to_numpy(dtype=bool)
     values = col.to_numpy(dtype=object)
     return np.array([bool(v) if not pd.isna(v) else False for v in values], dtype=bool)
 
