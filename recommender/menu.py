@@ -584,10 +584,14 @@ def _why(code: str, sl: _Slice, chosen: np.ndarray, limits: MenuLimits) -> str:
         other = float(sl.hours[chosen & ~_format_allowed(sl.fmt, limits.formats)].sum())
         return label + f"允许形式的课程不足，菜单含 {other:g} 学时其他形式的课程"
     codes, counts = np.unique(sl.comp_code[chosen[sl.comp_of]], return_counts=True)
+    # by name: codes are numbered per block, and a teacher's message must not depend on the others in it
     crowded = "、".join(
-        f"「{sl.comp_names[c]}」{k} 门"
-        for c, k in zip(codes, counts, strict=True)
-        if k > (limits.max_per_competency or 0)
+        f"「{name}」{k} 门"
+        for name, k in sorted(
+            (str(sl.comp_names[c]), int(k))
+            for c, k in zip(codes, counts, strict=True)
+            if k > (limits.max_per_competency or 0)
+        )
     )
     return label + f"可选课程集中在少数能力点，菜单中{crowded}"
 
