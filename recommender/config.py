@@ -20,9 +20,7 @@ class Settings:
     )
     policy: str = field(default_factory=lambda: _env("TDR_POLICY", "default"))
     top_k: int = field(default_factory=lambda: int(_env("TDR_TOP_K", "20")))
-    candidates: int = field(default_factory=lambda: int(_env("TDR_CANDIDATES", "200")))
     target_level: float = field(default_factory=lambda: float(_env("TDR_TARGET_LEVEL", "70")))
-    block_size: int = field(default_factory=lambda: int(_env("TDR_BLOCK_SIZE", "20000")))
     model_cache: Path = field(
         default_factory=lambda: Path(_env("TDR_MODEL_CACHE", str(Path.home() / ".cache" / "tdr" / "models")))
     )

@@ -35,8 +35,9 @@ class Programme:
     """One teacher's menu programme over n items (courses), every rule hard.
 
     ``gain``: (practical − share) × hours, which must sum to ≥ 0; ``covers``: per item, a bit per owed
-    topic it covers, ``need`` the bits that must be covered; ``caps``: per item, the capped competencies it
-    uses (indices into a count of at most ``cap`` each); ``prerequisites``: per item, the items it needs;
+    topic it covers, ``need`` the bits that must be covered; ``cap_ptr``/``cap_idx``: per item (as CSR), the
+    capped competencies it uses (indices into a count of at most ``cap`` each); ``pre_ptr``/``pre_idx``: per
+    item (as CSR), the items it needs;
     ``allowed``: the items that may be taken at all."""
 
     utility: np.ndarray
@@ -44,13 +45,15 @@ class Programme:
     hours_min: float
     hours_max: float
     gain: np.ndarray
-    covers: list[int]
+    covers: np.ndarray
     need: int
     cost: np.ndarray
     budget: float
-    caps: list[tuple[int, ...]]
+    cap_ptr: np.ndarray
+    cap_idx: np.ndarray
     cap: int
-    prerequisites: list[tuple[int, ...]]
+    pre_ptr: np.ndarray
+    pre_idx: np.ndarray
     allowed: np.ndarray
 
 
@@ -226,13 +229,6 @@ def _run(
     return status, chosen
 
 
-def _csr(lists: list[tuple[int, ...]]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-item integer lists as (pointers, values)."""
-    ptr = np.zeros(len(lists) + 1, dtype=np.int64)
-    ptr[1:] = np.cumsum([len(x) for x in lists])
-    return ptr, np.fromiter((k for x in lists for k in x), dtype=np.int64, count=int(ptr[-1]))
-
-
 def best_subset(p: Programme, node_limit: int = NODE_LIMIT) -> np.ndarray | None:
     """The items of the most useful menu keeping every rule (bool over the items), or None when none exists.
     Raises SearchLimit past ``node_limit`` nodes.
@@ -242,8 +238,6 @@ def best_subset(p: Programme, node_limit: int = NODE_LIMIT) -> np.ndarray | None
     for any menu that keeps the rule; an item that may not be taken counts for nothing in either. Items are
     searched in the order of the second."""
     f64 = np.float64
-    cap_ptr, cap_idx = _csr(p.caps)
-    pre_ptr, pre_idx = _csr(p.prerequisites)
     status, chosen = _run(
         np.asarray(p.hours, dtype=f64),
         np.asarray(p.utility, dtype=f64),
@@ -251,10 +245,10 @@ def best_subset(p: Programme, node_limit: int = NODE_LIMIT) -> np.ndarray | None
         np.asarray(p.cost, dtype=f64),
         np.asarray(p.covers, dtype=np.int64),
         np.asarray(p.allowed, dtype=bool),
-        cap_ptr,
-        cap_idx,
-        pre_ptr,
-        pre_idx,
+        np.asarray(p.cap_ptr, dtype=np.int64),
+        np.asarray(p.cap_idx, dtype=np.int64),
+        np.asarray(p.pre_ptr, dtype=np.int64),
+        np.asarray(p.pre_idx, dtype=np.int64),
         float(p.hours_min),
         float(p.hours_max),
         float(p.budget),

@@ -617,9 +617,10 @@ def _programme(sl: _Slice, keep: np.ndarray, limits: MenuLimits) -> Programme:
     """The kept candidates' programme with every rule hard, for the branch and bound. A topic no kept course
     covers is left out, as in _rows."""
     h = sl.hours[keep]
+    n = len(h)
     # a course in a format not allowed breaks the formats rule by its hours: it may not be taken
     other = ~_format_allowed(sl.fmt[keep], limits.formats) & (h > FEASIBILITY)
-    covers = np.zeros(len(h), dtype=np.int64)
+    covers = np.zeros(n, dtype=np.int64)
     need = 0
     for bit, topic in enumerate(limits.topics):
         hit = _covers(topic, sl.topic[keep], sl.fmt[keep])
@@ -627,37 +628,38 @@ def _programme(sl: _Slice, keep: np.ndarray, limits: MenuLimits) -> Programme:
             covers[hit] |= 1 << bit
             need |= 1 << bit
     local = np.full(len(sl.ids), -1)
-    local[keep] = np.arange(len(h))
-    caps: list[list[int]] = [[] for _ in range(len(h))]
+    local[keep] = np.arange(n)
+    # per kept course, in order: the capped competencies it uses, then the kept courses it needs
+    cap_rows, cap_idx = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     if limits.max_per_competency is not None and len(sl.comp_code):
         inside = keep[sl.comp_of]
         rows, codes = local[sl.comp_of[inside]], sl.comp_code[inside]
         # only competencies with more candidates than the cap can bind
-        crowded = np.flatnonzero(np.bincount(codes) > limits.max_per_competency)
-        slot = np.full(int(codes.max(initial=-1)) + 1, -1)
+        counts = np.bincount(codes)
+        crowded = np.flatnonzero(counts > limits.max_per_competency)
+        slot = np.full(len(counts), -1)
         slot[crowded] = np.arange(len(crowded))
-        for r, k in zip(rows.tolist(), slot[codes].tolist(), strict=True):
-            if k >= 0:
-                caps[r].append(k)
-    pres: list[list[int]] = [[] for _ in range(len(h))]
+        binds = slot[codes] >= 0
+        cap_rows, cap_idx = rows[binds], slot[codes[binds]]
+    by_course = np.argsort(cap_rows, kind="stable")
     edge = keep[sl.dep]
-    for d, q in zip(local[sl.dep[edge]].tolist(), local[sl.pre[edge]].tolist(), strict=True):
-        pres[d].append(q)
+    pre_rows, pre_idx = local[sl.dep[edge]], local[sl.pre[edge]]
+    by_row = np.argsort(pre_rows, kind="stable")
     return Programme(
         utility=sl.utility[keep],
         hours=h,
         hours_min=limits.hours_min,
         hours_max=limits.hours_max,
-        gain=(sl.practical[keep] - limits.practical_share) * h
-        if limits.practical_share > 0
-        else np.zeros(len(h)),
-        covers=covers.tolist(),
+        gain=(sl.practical[keep] - limits.practical_share) * h if limits.practical_share > 0 else np.zeros(n),
+        covers=covers,
         need=need,
         cost=sl.cost[keep],
         budget=limits.budget_yuan if limits.budget_yuan is not None else np.inf,
-        caps=[tuple(k) for k in caps],
-        cap=limits.max_per_competency if limits.max_per_competency is not None else len(h),
-        prerequisites=[tuple(q) for q in pres],
+        cap_ptr=_ptr(cap_rows, n),
+        cap_idx=cap_idx[by_course],
+        cap=limits.max_per_competency if limits.max_per_competency is not None else n,
+        pre_ptr=_ptr(pre_rows, n),
+        pre_idx=pre_idx[by_row],
         allowed=~other,
     )
 

@@ -20,6 +20,17 @@ from recommender.menu import TeacherMenuContext, check_menu, plan_menu, utility
 MAX_ITEMS = 10
 
 
+def csr(lists: list[tuple[int, ...]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-item integer lists as (pointers, values), as Programme takes them."""
+    ptr = np.zeros(len(lists) + 1, dtype=np.int64)
+    ptr[1:] = np.cumsum([len(x) for x in lists])
+    return ptr, np.array([k for x in lists for k in x], dtype=np.int64)
+
+
+def items(ptr: np.ndarray, idx: np.ndarray, i: int | np.integer) -> list[int]:
+    return [int(k) for k in idx[ptr[i] : ptr[i + 1]]]
+
+
 @st.composite
 def programmes(draw: Any) -> Programme:
     n = draw(st.integers(0, MAX_ITEMS))
@@ -34,26 +45,30 @@ def programmes(draw: Any) -> Programme:
     share = draw(st.sampled_from([0.0, 0.3, 0.5]))
     practical = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool)
     n_caps = draw(st.integers(0, 3))
+    caps = [
+        tuple(draw(st.lists(st.integers(0, n_caps - 1), max_size=2, unique=True))) if n_caps else ()
+        for _ in range(n)
+    ]
+    # prerequisites in either direction of the search order, never a cycle (always an earlier item)
+    prerequisites = [
+        tuple(draw(st.lists(st.integers(0, i - 1), max_size=2, unique=True))) if i else () for i in range(n)
+    ]
+    (cap_ptr, cap_idx), (pre_ptr, pre_idx) = csr(caps), csr(prerequisites)
     return Programme(
         utility=value,
         hours=hours,
         hours_min=float(draw(st.sampled_from([0, 10, 20, 30]))),
         hours_max=float(draw(st.sampled_from([10, 24, 34, 40]))),
         gain=(practical - share) * hours,
-        covers=draw(st.lists(st.integers(0, 3), min_size=n, max_size=n)),
+        covers=np.array(draw(st.lists(st.integers(0, 3), min_size=n, max_size=n)), dtype=np.int64),
         need=draw(st.integers(0, 3)),
         cost=np.array(draw(st.lists(st.sampled_from([0.0, 50.0, 100.0]), min_size=n, max_size=n))),
         budget=draw(st.sampled_from([np.inf, 100.0, 200.0])),
-        caps=[
-            tuple(draw(st.lists(st.integers(0, n_caps - 1), max_size=2, unique=True))) if n_caps else ()
-            for _ in range(n)
-        ],
+        cap_ptr=cap_ptr,
+        cap_idx=cap_idx,
         cap=draw(st.integers(1, 3)),
-        # prerequisites in either direction of the search order, never a cycle (always an earlier item)
-        prerequisites=[
-            tuple(draw(st.lists(st.integers(0, i - 1), max_size=2, unique=True))) if i else ()
-            for i in range(n)
-        ],
+        pre_ptr=pre_ptr,
+        pre_idx=pre_idx,
         allowed=np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool)
         | draw(st.booleans()),
     )
@@ -62,7 +77,9 @@ def programmes(draw: Any) -> Programme:
 def feasible(p: Programme, chosen: np.ndarray) -> bool:
     """Every rule of the programme, checked one by one for a subset."""
     hours = float(p.hours[chosen].sum())
-    counts = np.bincount([k for i in np.flatnonzero(chosen) for k in p.caps[i]], minlength=1)
+    counts = np.bincount(
+        [k for i in np.flatnonzero(chosen) for k in items(p.cap_ptr, p.cap_idx, i)], minlength=1
+    )
     covered = 0
     for i in np.flatnonzero(chosen):
         covered |= p.covers[i]
@@ -73,7 +90,7 @@ def feasible(p: Programme, chosen: np.ndarray) -> bool:
         and p.cost[chosen].sum() <= p.budget + FEASIBILITY
         and counts.max() <= p.cap
         and covered & p.need == p.need
-        and all(chosen[j] for i in np.flatnonzero(chosen) for j in p.prerequisites[i])
+        and all(chosen[j] for i in np.flatnonzero(chosen) for j in items(p.pre_ptr, p.pre_idx, i))
     )
 
 
@@ -100,13 +117,15 @@ def test_a_search_past_its_node_limit_says_so() -> None:
         hours_min=20.0,
         hours_max=25.0,
         gain=np.zeros(n),
-        covers=[0] * n,
+        covers=np.zeros(n, dtype=np.int64),
         need=0,
         cost=np.zeros(n),
         budget=np.inf,
-        caps=[()] * n,
+        cap_ptr=np.zeros(n + 1, dtype=np.int64),
+        cap_idx=np.zeros(0, dtype=np.int64),
         cap=n,
-        prerequisites=[()] * n,
+        pre_ptr=np.zeros(n + 1, dtype=np.int64),
+        pre_idx=np.zeros(0, dtype=np.int64),
         allowed=np.ones(n, dtype=bool),
     )
     assert best_subset(p) is not None
