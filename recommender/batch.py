@@ -9,11 +9,10 @@ import os
 import shutil
 import tempfile
 from bisect import bisect_right
-from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from functools import partial
-from itertools import islice
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -440,9 +439,9 @@ def blocks_of(ws: Workspace, block_size: int) -> Iterator[tuple[int, PortraitBlo
         yield i, read_block(table)
 
 
-def write_blocks(ws: Workspace, folder: Path, block_size: int) -> list[int]:
-    """Write the block partitions as FOLDER/part-XXXXX.parquet (each atomically) and FOLDER/_manifest.json last;
-    returns the number of teachers in each block."""
+def write_blocks(ws: Workspace, folder: Path, block_size: int) -> Iterator[int]:
+    """Write the block partitions as FOLDER/part-XXXXX.parquet (each atomically, yielding its number of teachers
+    once written) and FOLDER/_manifest.json after the last."""
     rows: list[int] = []
     for i, table in enumerate(block_tables(ws, block_size)):
         # one row group: Ray Data then reads a block as one unit, never split between actors; no dictionary
@@ -450,8 +449,8 @@ def write_blocks(ws: Workspace, folder: Path, block_size: int) -> list[int]:
         write = partial(pq.write_table, table, row_group_size=max(table.num_rows, 1), use_dictionary=False)
         atomic_write(folder / _part(i), write)
         rows.append(table.num_rows)
+        yield table.num_rows
     write_text_atomic(folder / "_manifest.json", json.dumps({"rows": rows}))
-    return rows
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -488,9 +487,8 @@ def _fingerprint(ws: Workspace) -> list[list[object]]:
     ]
 
 
-def prepare_run(ws: Workspace, out: Path, top_k: int, block_size: int) -> Run:
-    """Stamp OUT for this bundle, inputs and settings (wiping outputs of a different run), and write the block
-    partitions under OUT/_blocks/ unless a previous attempt of the same run finished them."""
+def start_run(ws: Workspace, out: Path, top_k: int, block_size: int) -> Run:
+    """Stamp OUT for this bundle, inputs and settings, wiping the outputs and partitions of a different run."""
     bundle_dir = current_bundle_dir(ws.bundles_dir)
     run = Run(
         bundle_dir=bundle_dir,
@@ -517,13 +515,24 @@ def prepare_run(ws: Workspace, out: Path, top_k: int, block_size: int) -> Run:
     for folder in (run.rec_dir, run.menu_dir, run.blocks_dir):
         folder.mkdir(parents=True, exist_ok=True)
     write_text_atomic(stamp_path, stamp)
+    return run
+
+
+def run_blocks(ws: Workspace, run: Run, block_size: int) -> Iterator[tuple[int, int]]:
+    """(block, teachers) for every block partition of the run, each as soon as it is on disk: from the
+    manifest when a previous attempt finished them, else written now (the same files: blocks are
+    deterministic)."""
     manifest = run.blocks_dir / "_manifest.json"
-    rows = (
-        json.loads(manifest.read_text(encoding="utf-8"))["rows"]
-        if manifest.exists()
-        else write_blocks(ws, run.blocks_dir, block_size)
-    )
-    return replace(run, block_rows=tuple(rows))
+    if manifest.exists():
+        yield from enumerate(json.loads(manifest.read_text(encoding="utf-8"))["rows"])
+    else:
+        yield from enumerate(write_blocks(ws, run.blocks_dir, block_size))
+
+
+def prepare_run(ws: Workspace, out: Path, top_k: int, block_size: int) -> Run:
+    """start_run, then every block partition written before returning (for engines that read them all)."""
+    run = start_run(ws, out, top_k, block_size)
+    return replace(run, block_rows=tuple(rows for _, rows in run_blocks(ws, run, block_size)))
 
 
 def score_block(art: Artifacts, run: Run, i: int, table: pa.Table | None = None) -> int:
@@ -554,6 +563,11 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def teacher_count(ws: Workspace) -> int:
+    """Teachers in the workspace's portraits, from the Parquet footers."""
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in _sources(ws)[0])
+
+
 def score_local(
     ws: Workspace,
     out: Path,
@@ -566,37 +580,53 @@ def score_local(
     OUT/menus.parquet/ (one part file per block, each written atomically). A re-run skips finished blocks, so a
     killed run resumes where it stopped and ends with the same files.
 
-    `workers` processes (default: one per available core) each load the bundle once and score whole blocks;
-    with one worker the blocks are scored in this process."""
-    run = prepare_run(ws, out, top_k, block_size)
-    todo = run.todo()
-    total = sum(run.block_rows)
-    done = total - sum(run.block_rows[i] for i in todo)
-    if progress:
-        progress(done, total)
-    n_workers = max(1, min(workers or available_cores(), len(todo)))
-    if n_workers == 1:
-        art = load(run.bundle_dir) if todo else None
-        for i in todo:
-            assert art is not None
-            done += score_block(art, run, i)
-            if progress:
-                progress(done, total)
-        return run.rec_dir, run.menu_dir
-    pool = ProcessPoolExecutor(n_workers, get_context("spawn"), _start_worker, (run.bundle_dir,))
-    queue = iter(todo)
+    `workers` processes (default: one per available core) each load the bundle once and score whole blocks,
+    while this process writes the next block partitions; with one worker the blocks are scored in this
+    process. `progress(done, total)` follows the finished blocks."""
+    run = start_run(ws, out, top_k, block_size)
+    total, done = teacher_count(ws), 0
+    n_workers = max(1, workers or available_cores())
+    art: Artifacts | None = None
+    pool: ProcessPoolExecutor | None = None
+    running: set[Future[int]] = set()
+
+    def report() -> None:
+        if progress:
+            progress(done, total)
+
+    def count(teachers: Iterable[int]) -> None:
+        nonlocal done
+        for n in teachers:
+            done += n
+            report()
+
+    started = False
     try:
-        # a block is handed out only when a worker is free: an interrupted run leaves at most the blocks then
-        # being scored to finish, and none waits in a queue
-        running = {pool.submit(_score_in_worker, run, i) for i in islice(queue, n_workers)}
-        while running:
-            finished, running = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                done += future.result()
-                if progress:
-                    progress(done, total)
-            running |= {pool.submit(_score_in_worker, run, i) for i in islice(queue, len(finished))}
+        for i, rows in run_blocks(ws, run, block_size):
+            if run.finished(i):
+                done += rows
+                continue
+            if not started:
+                started = True
+                report()  # the blocks a previous attempt finished
+            if n_workers == 1:
+                art = art or load(run.bundle_dir)
+                count([score_block(art, run, i)])
+            else:
+                # a block is handed out only when a worker is free: an interrupted run leaves at most the blocks
+                # then being scored to finish, and none waits in a queue
+                pool = pool or ProcessPoolExecutor(
+                    n_workers, get_context("spawn"), _start_worker, (run.bundle_dir,)
+                )
+                while len(running) >= n_workers:
+                    finished, running = wait(running, return_when=FIRST_COMPLETED)
+                    count(f.result() for f in finished)
+                running.add(pool.submit(_score_in_worker, run, i))
+        count(f.result() for f in wait(running).done)
+        if not started:
+            report()
     finally:
         # on an error or an interrupt the blocks being scored finish their atomic writes, nothing else starts
-        pool.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     return run.rec_dir, run.menu_dir
