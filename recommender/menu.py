@@ -528,6 +528,8 @@ def _keep(sl: _Slice, limits: MenuLimits) -> np.ndarray:
 
 def _ordered(sl: _Slice, chosen: np.ndarray) -> list[int]:
     """Chosen local rows in rank order, each preceded by its chosen prerequisites."""
+    if not chosen[sl.dep].any():  # no chosen course waits for another: rank order
+        return np.flatnonzero(chosen).tolist()
     placed: list[int] = []
     seen: set[int] = set()
 
