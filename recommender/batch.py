@@ -4,7 +4,6 @@ one teacher) and every engine call, so all paths give the same answer.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import shutil
@@ -550,26 +549,9 @@ def score_block(art: Artifacts, run: Run, i: int, table: pa.Table | None = None)
 _worker_art: list[Artifacts] = []
 
 
-# glibc's malloc options (malloc.h): M_TRIM_THRESHOLD, M_MMAP_THRESHOLD and the latter's ceiling on 64-bit
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _MMAP_CEILING = -1, -3, 32 << 20
-
-
-def become_scorer() -> None:
-    """Set up a process that only scores blocks: one thread (the scorers share the cores; BLAS and OpenMP pools
-    inside them would fight), and freed memory kept for the next block. glibc would hand every large array back
-    to the kernel and fault it in again, page by page, for the next block (16 faults a teacher, a tenth of the
-    CPU time spent in the kernel); with glibc's heap kept, 4."""
-    threadpool_limits(1)
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc: nothing to tune
-        return
-    libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_CEILING)
-    libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
-
-
 def _start_worker(bundle_dir: Path) -> None:
-    become_scorer()
+    # one thread per worker: the workers share the cores, BLAS and OpenMP pools inside them would fight
+    threadpool_limits(1)
     _worker_art.append(load(bundle_dir))
 
 

@@ -16,10 +16,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from threadpoolctl import threadpool_limits
 
 from data.workspace import Workspace
 from recommender.artifacts import load
-from recommender.batch import Run, available_cores, become_scorer, prepare_run, score_block
+from recommender.batch import Run, available_cores, prepare_run, score_block
 
 # A local Ray instance only carries block summaries and small read buffers through its object store; Ray's
 # default (30 % of memory) would take gigabytes from a 2-core CI machine.
@@ -32,7 +33,8 @@ class BlockScorer:
     """A Ray actor: loads the run's bundle once, then scores whole blocks and writes their part files."""
 
     def __init__(self, run: Run) -> None:
-        become_scorer()
+        # one thread per actor: the actors share the node's cores
+        threadpool_limits(1)
         self.run = run
         self.art = load(run.bundle_dir)
 
