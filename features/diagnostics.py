@@ -17,6 +17,8 @@ from numpy.typing import ArrayLike, NDArray
 from models.irt import MIRT
 
 FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+BoolArray = NDArray[np.bool_]
 
 # display scale: estimate = CENTRE + SCALE * theta, clipped to [0, 100]
 CENTRE = 50.0
@@ -34,7 +36,12 @@ LINK_SLOPE_SD = 0.25
 SELF_BIAS_SD = 15.0
 # peers used for the cold-start prior must number at least this; otherwise a broader group is used
 MIN_PEERS = 5
-PEER_KEYS = (("stage", "subject", "career_stage"), ("stage", "subject"), ("stage",), ())
+PEER_GROUP = ("stage", "subject", "career_stage")
+PEER_KEYS = (PEER_GROUP, ("stage", "subject"), ("stage",), ())
+_SUMS = ("n", "total", "squares", "se2")
+
+# teachers whose responses and scores calibrate the items and the scale link (all of them in a smaller province)
+CALIBRATION_TEACHERS = 20_000
 
 _FUSED_COLUMNS = ["teacher_id", "competency", "estimate", "std_error", "source"]
 _YEAR_DAYS = 365.25
@@ -42,11 +49,10 @@ _YEAR_DAYS = 365.25
 
 @dataclass(frozen=True)
 class ItemEstimates:
-    """Item-based estimates on the display scale: (teacher_id, competency, estimate, std_error), the date of
-    each teacher's latest response (`taken_at`, indexed by teacher_id; empty when undated) and the model."""
+    """Item-based estimates on the display scale: (teacher_id, competency, estimate, std_error) and the date of
+    each teacher's latest response (`taken_at`, indexed by teacher_id; empty when undated)."""
 
     table: pd.DataFrame
-    model: MIRT | None
     taken_at: pd.Series
 
 
@@ -69,22 +75,48 @@ class ScaleLink:
         )
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """What the diagnostics fit once per province (`calibrate`) and apply to every teacher alike: the IRT model
+    (None without usable responses), the row of each item it kept and its maximum score, the competency of each
+    of its dimensions, and the link from its scale to the scores' (None without scores to link to)."""
+
+    model: MIRT | None
+    item_pos: pd.Series
+    max_score: FloatArray
+    dims: NDArray[np.str_]
+    link: ScaleLink | None
+
+
+_EMPTY_ITEMS = pd.DataFrame(
+    {
+        "teacher_id": pd.Series(dtype=str),
+        "competency": pd.Series(dtype=str),
+        "estimate": pd.Series(dtype=np.float64),
+        "std_error": pd.Series(dtype=np.float64),
+    }
+)
+
+
 def to_display(theta: ArrayLike) -> FloatArray:
     return np.clip(CENTRE + SCALE * np.asarray(theta, dtype=np.float64), 0.0, 100.0)
 
 
-def item_estimates(
-    items: pd.DataFrame, responses: pd.DataFrame, codes: list[str], seed: int = 0
-) -> ItemEstimates:
-    """Fit the IRT model on all responses and return every responding teacher's estimates.
+def calibration_sample(
+    teacher_ids: ArrayLike, seed: int = 0, size: int = CALIBRATION_TEACHERS
+) -> NDArray[np.str_]:
+    """The teachers (sorted ids) whose data calibrate the province: all of them up to `size`, else a seeded
+    sample of `size` (item parameters and the scale link are population quantities: a large sample pins them
+    down, and every teacher is then measured with the same instrument)."""
+    ids = np.sort(np.unique(np.asarray(teacher_ids).astype(str)))
+    if len(ids) <= size:
+        return ids
+    return np.sort(np.random.default_rng(seed).choice(ids, size=size, replace=False))
 
-    Only competencies some item measures get a dimension (the others would be pure prior and cost K² each);
-    items measuring none of `codes` are left out.
-    """
-    empty = pd.DataFrame(columns=["teacher_id", "competency", "estimate", "std_error"])
-    no_dates = pd.Series(dtype="datetime64[ns]")
-    if responses.empty or items.empty:
-        return ItemEstimates(empty, None, no_dates)
+
+def _design(items: pd.DataFrame, codes: list[str]) -> tuple[pd.DataFrame, BoolArray, NDArray[np.str_]]:
+    """The items measuring some of `codes`, their Q-matrix over the competencies some item measures (the others
+    would be pure prior and cost K² each), and those competencies."""
     code_pos = {c: k for k, c in enumerate(codes)}
     q = np.zeros((len(items), len(codes)), dtype=bool)
     for row, comps in enumerate(items["competencies"]):
@@ -93,16 +125,27 @@ def item_estimates(
                 q[row, code_pos[c]] = True
     measured = np.flatnonzero(q.any(axis=0))
     keep = q.any(axis=1)
-    if not keep.any():
-        return ItemEstimates(empty, None, no_dates)
-    items = items.iloc[np.flatnonzero(keep)].reset_index(drop=True)
-    q = q[keep][:, measured]
-    item_ids = items["item_id"].astype(str)
-    item_pos = pd.Series(np.arange(len(items)), index=item_ids.to_numpy())
+    return (
+        items.iloc[np.flatnonzero(keep)].reset_index(drop=True),
+        q[keep][:, measured],
+        np.asarray(codes)[measured],
+    )
+
+
+@dataclass(frozen=True)
+class _Answers:
+    """Responses to the calibrated items, the latest per teacher and item, as model inputs."""
+
+    teachers: pd.Index
+    person: IntArray
+    item: IntArray
+    score01: FloatArray
+    taken_at: pd.Series
+
+
+def _answers(item_pos: pd.Series, max_score: FloatArray, responses: pd.DataFrame) -> _Answers:
     r = responses.dropna(subset=["score"])
     r = r[r["item_id"].astype(str).isin(item_pos.index)]
-    if r.empty:
-        return ItemEstimates(empty, None, no_dates)
     # a teacher answering the same item twice: the latest answer counts
     if "taken_at" in r.columns:
         r = r.sort_values("taken_at", kind="stable")
@@ -110,24 +153,67 @@ def item_estimates(
     j = r["item_id"].astype(str).map(item_pos).to_numpy(dtype=np.int64)
     tid = r["teacher_id"].astype(str)
     teachers = pd.Index(np.sort(tid.unique()))
-    person = teachers.get_indexer(tid)
-    max_score = items["max_score"].fillna(1.0).to_numpy(dtype=np.float64)
+    taken_at = (
+        pd.to_datetime(r["taken_at"]).groupby(tid.to_numpy()).max()
+        if "taken_at" in r.columns
+        else pd.Series(dtype="datetime64[ns]")
+    )
     score01 = np.clip(r["score"].to_numpy(dtype=np.float64) / max_score[j], 0.0, 1.0)
-    # partial-credit items: the model weighs their scores by how little they scatter (estimated dispersion)
-    model = MIRT(dispersion=True, random_state=seed).fit_long(person, j, score01, len(teachers), q)
-    n, k = model.theta_.shape
-    table = pd.DataFrame(
+    return _Answers(teachers, teachers.get_indexer(tid), j, score01, taken_at)
+
+
+def _table(teachers: pd.Index, dims: NDArray[np.str_], theta: FloatArray, se: FloatArray) -> pd.DataFrame:
+    n, k = theta.shape
+    return pd.DataFrame(
         {
             "teacher_id": np.repeat(teachers.to_numpy(), k),
-            "competency": np.tile(np.asarray(codes)[measured], n),
-            "estimate": to_display(model.theta_).ravel(),
-            "std_error": (SCALE * model.se_).ravel(),
+            "competency": np.tile(dims, n),
+            "estimate": to_display(theta).ravel(),
+            "std_error": (SCALE * se).ravel(),
         }
     )
-    taken_at = (
-        pd.to_datetime(r["taken_at"]).groupby(tid.to_numpy()).max() if "taken_at" in r.columns else no_dates
-    )
-    return ItemEstimates(table, model, taken_at)
+
+
+def calibrate(
+    items: pd.DataFrame,
+    responses: pd.DataFrame,
+    scores: pd.DataFrame,
+    codes: list[str],
+    asof: pd.Timestamp,
+    seed: int = 0,
+) -> Calibration:
+    """Fit the IRT model on the calibration sample's responses and link its scale to their scores (dated up to
+    `asof`); items measuring none of `codes` are left out."""
+    s = latest_scores(scores[scores["taken_at"].isna() | (scores["taken_at"] <= asof)])
+    link = link_scales(_EMPTY_ITEMS, s) if len(s) else None
+    none = Calibration(None, pd.Series(dtype=np.int64), np.zeros(0), np.asarray([], dtype=str), link)
+    if responses.empty or items.empty:
+        return none
+    kept, q, dims = _design(items, codes)
+    if kept.empty:
+        return none
+    item_pos = pd.Series(np.arange(len(kept)), index=kept["item_id"].astype(str).to_numpy())
+    max_score = kept["max_score"].fillna(1.0).to_numpy(dtype=np.float64)
+    a = _answers(item_pos, max_score, responses)
+    if not len(a.teachers):
+        return none
+    # partial-credit items: the model weighs their scores by how little they scatter (estimated dispersion)
+    model = MIRT(dispersion=True, random_state=seed).fit_long(a.person, a.item, a.score01, len(a.teachers), q)
+    table = _table(a.teachers, dims, model.theta_, model.se_)
+    link = link_scales(table, s) if len(s) else None
+    return Calibration(model.items_only(), item_pos, max_score, dims, link)
+
+
+def item_estimates(cal: Calibration, responses: pd.DataFrame) -> ItemEstimates:
+    """Every responding teacher's item-based estimates under the calibrated items (posterior mode and
+    standard error, the items held fixed)."""
+    if cal.model is None or responses.empty:
+        return ItemEstimates(_EMPTY_ITEMS, pd.Series(dtype="datetime64[ns]"))
+    a = _answers(cal.item_pos, cal.max_score, responses)
+    if not len(a.teachers):
+        return ItemEstimates(_EMPTY_ITEMS, a.taken_at)
+    theta, se = cal.model.transform_long(a.person, a.item, a.score01, len(a.teachers))
+    return ItemEstimates(_table(a.teachers, cal.dims, theta, se), a.taken_at)
 
 
 def latest_scores(scores: pd.DataFrame) -> pd.DataFrame:
@@ -221,11 +307,12 @@ def fuse(
     scores: pd.DataFrame,
     asof: pd.Timestamp,
     item_dates: pd.Series | None = None,
+    link: ScaleLink | None = None,
 ) -> pd.DataFrame:
     """Precision-weighted fusion of item-based estimates with scale-level scores (latest score per source).
 
-    Item estimates are first linked to the score scale (`link_scales`) and self-ratings corrected for their
-    bias. Each measurement's variance grows with the years it predates the newest measurement of the same
+    Item estimates are first linked to the score scale and self-ratings corrected for their bias, by `link`
+    (the province's, from `calibrate`) or else by `link_scales` on these data. Each measurement's variance grows with the years it predates the newest measurement of the same
     teacher and competency (`item_dates`: each teacher's latest response; undated measurements count as
     current). Returns (teacher_id, competency, estimate, std_error, source) with source items/scores/fused.
     """
@@ -233,9 +320,10 @@ def fuse(
         teacher_id=item_table["teacher_id"].astype(str), competency=item_table["competency"].astype(str)
     )
     s = latest_scores(scores[scores["taken_at"].isna() | (scores["taken_at"] <= asof)])
-    if s.empty:
-        return items.assign(source="items")[_FUSED_COLUMNS]
-    link = link_scales(items, s)
+    if link is None:
+        if s.empty:
+            return items.assign(source="items")[_FUSED_COLUMNS]
+        link = link_scales(items, s)
     items = link.apply(items)
     s.loc[s["source"] == "self", "score"] -= link.self_bias
 
@@ -277,17 +365,33 @@ def fuse(
     return out[_FUSED_COLUMNS]
 
 
-def peer_priors(measured: pd.DataFrame, teachers: pd.DataFrame, codes: list[str]) -> pd.DataFrame:
-    """Cold-start estimates: the mean of peers (same stage, subject, career stage; broader when fewer than
-    MIN_PEERS), with the peers' true spread as standard error. Rows for every (teacher, competency) not in
-    `measured`."""
-    meta = teachers[["teacher_id", "stage", "subject", "career_stage"]].astype(str)
-    m = measured.merge(meta, on="teacher_id", how="inner")
-    m = m.assign(se2=m["std_error"] ** 2)
-    grid = meta.merge(pd.DataFrame({"competency": codes}), how="cross")
-    have = measured[["teacher_id", "competency"]].assign(_have=True)
-    grid = grid.merge(have, on=["teacher_id", "competency"], how="left")
-    grid = grid[grid["_have"].isna()].drop(columns="_have").reset_index(drop=True)
+def peer_groups(teachers: pd.DataFrame) -> pd.DataFrame:
+    """teacher_id and the finest peer group (stage, subject, career stage) as text, blanks as "nan"."""
+    return teachers[["teacher_id", *PEER_GROUP]].astype(str)
+
+
+def peer_sums(measured: pd.DataFrame, groups: pd.DataFrame) -> pd.DataFrame:
+    """Per peer group and competency: how many measured estimates, their sum and sum of squares, and the sum of
+    their squared standard errors. Sums add up over blocks of teachers (`add_peer_sums`)."""
+    m = measured.merge(groups, on="teacher_id", how="inner")
+    x = m["estimate"].to_numpy(dtype=np.float64)
+    m = m.assign(n=1, total=x, squares=x * x, se2=m["std_error"].to_numpy(dtype=np.float64) ** 2)
+    return m.groupby([*PEER_GROUP, "competency"], as_index=False)[list(_SUMS)].sum()
+
+
+def add_peer_sums(*parts: pd.DataFrame) -> pd.DataFrame:
+    return (
+        pd.concat(parts, ignore_index=True)
+        .groupby([*PEER_GROUP, "competency"], as_index=False)[list(_SUMS)]
+        .sum()
+    )
+
+
+def prior_table(sums: pd.DataFrame, groups: pd.DataFrame, codes: list[str]) -> pd.DataFrame:
+    """Cold-start estimate of every (peer group of `groups`, competency of `codes`): the mean of peers (same
+    stage, subject, career stage; broader when fewer than MIN_PEERS), with the peers' true spread as standard
+    error (estimates are shrunk posterior means: the spread adds back their own uncertainty)."""
+    grid = groups[list(PEER_GROUP)].drop_duplicates().merge(pd.DataFrame({"competency": codes}), how="cross")
     grid["estimate"] = np.nan
     grid["std_error"] = np.nan
     for keys in PEER_KEYS:
@@ -295,20 +399,52 @@ def peer_priors(measured: pd.DataFrame, teachers: pd.DataFrame, codes: list[str]
         todo = grid["estimate"].isna()
         if not todo.any():
             break
-        stats = m.groupby(by).agg(
-            mean=("estimate", "mean"),
-            var=("estimate", "var"),
-            se2=("se2", "mean"),
-            count=("estimate", "size"),
+        stats = sums.groupby(by, as_index=False)[list(_SUMS)].sum()
+        stats = stats[stats["n"] >= MIN_PEERS]
+        n = stats["n"].to_numpy(dtype=np.float64)
+        total = stats["total"].to_numpy(dtype=np.float64)
+        var = np.maximum(stats["squares"].to_numpy(dtype=np.float64) - total * total / n, 0.0) / (n - 1.0)
+        stats = stats[by].assign(
+            mean=total / n, sd=np.sqrt(var + stats["se2"].to_numpy(dtype=np.float64) / n)
         )
-        stats = stats[stats["count"] >= MIN_PEERS].reset_index()
         filled = grid.loc[todo, by].merge(stats, on=by, how="left")
         grid.loc[todo, "estimate"] = filled["mean"].to_numpy()
-        # estimates are shrunk posterior means: the peers' true spread adds back their own uncertainty
-        grid.loc[todo, "std_error"] = np.sqrt((filled["var"] + filled["se2"]).to_numpy(dtype=np.float64))
+        grid.loc[todo, "std_error"] = filled["sd"].to_numpy()
     grid["estimate"] = grid["estimate"].fillna(CENTRE)
     grid["std_error"] = grid["std_error"].fillna(2.0 * SCALE)
-    return grid[["teacher_id", "competency", "estimate", "std_error"]].assign(source="prior")
+    return grid
+
+
+def fill_priors(
+    measured: pd.DataFrame, groups: pd.DataFrame, table: pd.DataFrame, codes: list[str]
+) -> pd.DataFrame:
+    """Prior rows (from `prior_table`) for every teacher of `groups` × competency of `codes` not in `measured`."""
+    grid = groups.merge(pd.DataFrame({"competency": codes}), how="cross")
+    have = measured[["teacher_id", "competency"]].assign(_have=True)
+    grid = grid.merge(have, on=["teacher_id", "competency"], how="left")
+    grid = grid[grid["_have"].isna()].drop(columns="_have")
+    grid = grid.merge(table, on=[*PEER_GROUP, "competency"], how="left")
+    return (
+        grid[["teacher_id", "competency", "estimate", "std_error"]]
+        .assign(source="prior")
+        .reset_index(drop=True)
+    )
+
+
+def peer_priors(measured: pd.DataFrame, teachers: pd.DataFrame, codes: list[str]) -> pd.DataFrame:
+    """Cold-start estimates of `teachers` (carrying career_stage) from the `measured` among them (see
+    `prior_table`): rows for every (teacher, competency) not in `measured`."""
+    groups = peer_groups(teachers)
+    table = prior_table(peer_sums(measured, groups), groups, codes)
+    return fill_priors(measured, groups, table, codes)
+
+
+def with_priors(measured: pd.DataFrame, priors: pd.DataFrame, teacher_ids: pd.Series) -> pd.DataFrame:
+    """Measured and prior rows of the given teachers, sorted: estimate (0–100), std_error, source, is_prior."""
+    out = pd.concat([measured, priors], ignore_index=True)
+    out["is_prior"] = out["source"] == "prior"
+    out = out[out["teacher_id"].isin(teacher_ids.astype(str))]
+    return out.sort_values(["teacher_id", "competency"], kind="stable").reset_index(drop=True)
 
 
 def estimate_competencies(
@@ -320,14 +456,17 @@ def estimate_competencies(
     asof: pd.Timestamp,
     seed: int = 0,
 ) -> tuple[pd.DataFrame, MIRT | None]:
-    """All teachers × competencies: estimate (0–100), std_error, source, is_prior. `teachers` must carry
-    career_stage."""
-    items_est = item_estimates(items, responses, codes, seed)
-    measured = fuse(items_est.table, scores, asof, items_est.taken_at)
-    priors = peer_priors(measured, teachers, codes)
-    out = pd.concat([measured, priors], ignore_index=True)
-    out["is_prior"] = out["source"] == "prior"
-    out = out[out["teacher_id"].isin(teachers["teacher_id"].astype(str))]
-    return out.sort_values(["teacher_id", "competency"], kind="stable").reset_index(
-        drop=True
-    ), items_est.model
+    """All teachers × competencies, every teacher calibrating (in memory; `features.portrait` streams a
+    province): estimate (0–100), std_error, source, is_prior. `teachers` must carry career_stage."""
+    cal = calibrate(items, responses, scores, codes, asof, seed)
+    measured = measure(cal, responses, scores, asof)
+    return with_priors(measured, peer_priors(measured, teachers, codes), teachers["teacher_id"]), cal.model
+
+
+def measure(
+    cal: Calibration, responses: pd.DataFrame, scores: pd.DataFrame, asof: pd.Timestamp
+) -> pd.DataFrame:
+    """The measured competencies of the teachers in `responses` and `scores` (item estimates fused with
+    scores under the province's calibration)."""
+    est = item_estimates(cal, responses)
+    return fuse(est.table, scores, asof, est.taken_at, cal.link)

@@ -176,7 +176,7 @@ def history_features(
     columns.update(_outcomes(rec, n))
     columns["days_since_last_training"] = _days_since(_last_date(done, n), asof)
     columns["repeated_topics"] = _repeated_topics(done, n, asof)
-    columns.update(_format_shares(by_format[:, : len(FORMATS)]))
+    columns.update(format_shares(by_format[:, : len(FORMATS)]))
     columns["completed_course_ids"] = _completed_course_ids(done, catalogue, n)
     for j, topic in enumerate(catalogue.mandatory_topics):
         columns[mandatory_column(topic)] = _last_date(done[done["mandatory"] == j], n)
@@ -403,9 +403,16 @@ def _repeated_topics(done: pd.DataFrame, n: int, asof: pd.Timestamp) -> np.ndarr
     return np.bincount(keys[counts >= 2] // width, minlength=n).astype(np.int64)
 
 
-def _format_shares(hours: np.ndarray) -> dict[str, np.ndarray]:
-    """Smoothed format shares from an (n, len(FORMATS)) matrix of completed hours."""
-    population = hours.sum(axis=0)
+def format_hours(history: pd.DataFrame, years: int) -> np.ndarray:
+    """The (n, len(FORMATS)) completed hours by format over `years` of `history_features` output (its longest
+    window is the one format taste is taken over)."""
+    return history[[format_hours_column(f, years) for f in FORMATS]].to_numpy(dtype=np.float64)
+
+
+def format_shares(hours: np.ndarray, population: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Smoothed format shares from an (n, len(FORMATS)) matrix of completed hours, pulled toward the
+    population's shares (`population`: its hours by format; the rows of `hours` when not given)."""
+    population = hours.sum(axis=0) if population is None else population
     if population.sum() > 0:
         prior = population / population.sum()
     else:

@@ -22,6 +22,7 @@ estimated correlations and the interval coverage honest when a competency has on
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -344,9 +345,11 @@ def _posterior(
     max_steps: int = 20,
     tol: float = 1e-2,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Variational posteriors iterated until no mean or response spread moves by ``tol`` (in units of theta's
-    population spread, far below any standard error); the means, standard errors and covariances at ``pairs``
-    (row >= col entries), chunk by chunk so that no (persons x K x K) array outlives its chunk."""
+    """Variational posteriors iterated, person by person, until neither the person's mean nor the spread of any
+    of their responses moves by ``tol`` (in units of theta's population spread, far below any standard error);
+    the means, standard errors and covariances at ``pairs`` (row >= col entries), chunk by chunk so that no
+    (persons x K x K) array outlives its chunk. A person stops on their own: the result does not depend on
+    which other persons share the chunk (a province scored in blocks gives what it gives scored whole)."""
     n_persons, k = theta0.shape
     precision = np.asarray(np.linalg.inv(sigma), dtype=np.float64)
     theta = theta0.copy()
@@ -355,12 +358,18 @@ def _posterior(
     for c in chunks:
         a_o, d_o, w_o, th = a[c.item], d[c.item], w[c.item], theta[c.p0 : c.p1]
         s = _spread(a_o, c.prior_slot_cov(sigma) if slot_cov0 is None else slot_cov0[c.rows])
+        active = np.ones(c.n, dtype=bool)
+        cov = np.empty((c.n, k, k))
         for _ in range(max_steps):
-            new, cov = c.update(th, s, a_o, d_o, w_o, precision)[:2]
-            new_s = _spread(a_o, c.slot_cov(cov))
-            done = max(np.max(np.abs(new - th), initial=0.0), np.max(np.abs(new_s - s), initial=0.0)) < tol
-            th, s = new, new_s
-            if done:
+            new, new_cov = c.update(th, s, a_o, d_o, w_o, precision)[:2]
+            new_s = _spread(a_o, c.slot_cov(new_cov))
+            moved = np.abs(new - th).max(axis=1, initial=0.0)
+            np.maximum.at(moved, c.local, np.abs(new_s - s))
+            th = np.where(active[:, None], new, th)
+            s = np.where(active[c.local], new_s, s)
+            cov[active] = new_cov[active]
+            active &= moved >= tol
+            if not active.any():
                 break
         theta[c.p0 : c.p1] = th
         se[c.p0 : c.p1] = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
@@ -635,6 +644,14 @@ class MIRT(BaseEstimator):  # type: ignore[misc]
         np.fill_diagonal(sigma, 1.0)
         a_scaled = np.where(layout.free, a * scale[layout.dims], 0.0)
         return sigma, a_scaled, post.rescaled(scale, scale[layout.dims[resp.item]])
+
+    def items_only(self) -> MIRT:
+        """A copy with the item parameters only (all `transform` needs), without the training persons'
+        posteriors (``theta_``, ``se_``, ``pairs_``, ``pair_cov_``: persons x dims², large for a province)."""
+        slim = copy.copy(self)
+        for name in ("theta_", "se_", "pairs_", "pair_cov_"):
+            slim.__dict__.pop(name, None)
+        return slim
 
     # -------------------------------------------------------------------------------------------- scoring
 

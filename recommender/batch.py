@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
-from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
@@ -16,7 +14,6 @@ from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -24,6 +21,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from threadpoolctl import threadpool_limits
 
+from data.schema import TRAINING_RECORDS
+from data.stream import Cursor, contract_schema, parquet_files, source_schema, teacher_slices
 from data.workspace import Workspace, atomic_write, write_parquet_atomic, write_text_atomic
 from features.pairs import TeacherContext, comp_entries, group_starts, sparse_at
 from models.bundle import current_bundle_dir, read_manifest
@@ -221,147 +220,21 @@ def score_batch(block: PortraitBlock, art: Artifacts, top_k: int = 20) -> tuple[
 # processes, Ray actors) reads the same blocks and memory is bounded by one block, not the province.
 
 RECORD_COLUMNS = ["teacher_id", "course_id", "start_date", "end_date", "status", "hours", "format"]
-_NO_RECORDS = pa.schema(
-    [
-        ("teacher_id", pa.string()),
-        ("course_id", pa.string()),
-        ("start_date", pa.timestamp("ns")),
-        ("end_date", pa.timestamp("ns")),
-        ("status", pa.string()),
-        ("hours", pa.float64()),
-        ("format", pa.string()),
-    ]
-)
 NESTED = ("_competencies", "_records")
 INTERNAL = (*NESTED, "_block", "_block_rows")
-# rows per streamed read; memory grows with this times the widest table, not with the province (files are read
-# without pyarrow's pre-buffering, which would load a whole file's column chunks at once)
-READ_ROWS = 65_536
-# an unsorted source (training records come in file order) is sorted out of core within this much memory
-SORT_MEMORY = "512MB"
 
 
 def _part(i: int) -> str:
     return f"part-{i:05d}.parquet"
 
 
-def _files(path: Path) -> list[Path]:
-    """A Parquet source: one file, or a folder of part files read in name order."""
-    return [path] if path.is_file() else sorted(path.rglob("*.parquet"))
-
-
 def _sources(ws: Workspace) -> tuple[list[Path], list[Path], list[Path]]:
     records = ws.table_path("training_records")
     return (
-        _files(ws.portraits_dir / "teachers.parquet"),
-        _files(ws.portraits_dir / "competencies.parquet"),
-        _files(records) if records.exists() else [],
+        parquet_files(ws.portraits_dir / "teachers.parquet"),
+        parquet_files(ws.portraits_dir / "competencies.parquet"),
+        parquet_files(records) if records.exists() else [],
     )
-
-
-def _schema(files: list[Path], columns: list[str] | None = None) -> pa.Schema:
-    """The source's Arrow schema with its pandas metadata, so that reading a block gives the same dtypes as
-    pd.read_parquet on the source."""
-    schema = pq.read_schema(files[0]) if files else _NO_RECORDS
-    if columns is None:
-        return schema
-    return pa.schema([schema.field(c) for c in columns], metadata=schema.metadata)
-
-
-def _is_sorted(files: list[Path]) -> bool:
-    last: str | None = None
-    for f in files:
-        for batch in pq.ParquetFile(f, pre_buffer=False).iter_batches(
-            batch_size=READ_ROWS, columns=["teacher_id"]
-        ):
-            ids = batch.column(0)
-            if not len(ids):
-                continue
-            if last is not None and ids[0].as_py() < last:
-                return False
-            if len(ids) > 1 and not pc.all(pc.greater_equal(ids[1:], ids[:-1])).as_py():
-                return False
-            last = ids[-1].as_py()
-    return True
-
-
-def _sorted_batches(files: list[Path], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
-    """The source's rows in teacher_id order (the source's own order within a teacher), without metadata."""
-    bare = schema.remove_metadata()
-    if _is_sorted(files):
-        for f in files:
-            for batch in pq.ParquetFile(f, pre_buffer=False).iter_batches(
-                batch_size=READ_ROWS, columns=bare.names
-            ):
-                yield batch.cast(bare)
-        return
-    with tempfile.TemporaryDirectory(prefix="tdr-sort-") as spill:
-        con = duckdb.connect(config={"memory_limit": SORT_MEMORY, "temp_directory": spill})
-        con.execute("SET enable_progress_bar = false")
-        cols = ", ".join(f'"{c}"' for c in bare.names)
-        # the file name and row number keep a teacher's rows in source order, as pandas' filter would
-        query = con.sql(
-            f"SELECT {cols} FROM read_parquet($files, filename = true, file_row_number = true) "
-            "ORDER BY teacher_id, filename, file_row_number",
-            params={"files": [str(f) for f in files]},
-        )
-        assert query is not None
-        reader = query.to_arrow_reader(READ_ROWS)
-        for batch in reader:
-            yield batch.cast(bare)
-        con.close()
-
-
-def _count_upto(ids: pa.Array, last: str) -> int:
-    """How many of the sorted ids are <= last (a binary search: blocks may be far smaller than a read)."""
-    return bisect_right(range(len(ids)), last, key=lambda j: ids[j].as_py())
-
-
-class _Cursor:
-    """A stream sorted by teacher_id, handed out up to a given teacher at a time."""
-
-    def __init__(self, files: list[Path], schema: pa.Schema) -> None:
-        self.schema = schema.remove_metadata()
-        self._batches = _sorted_batches(files, schema) if files else iter(())
-        self._pending: list[pa.RecordBatch] = []
-        self._exhausted = False
-
-    def upto(self, last: str) -> pa.Table:
-        """Every remaining row whose teacher_id is <= last."""
-        while not self._exhausted and (
-            not self._pending or self._pending[-1].column("teacher_id")[-1].as_py() <= last
-        ):
-            batch = next(self._batches, None)
-            if batch is None:
-                self._exhausted = True
-            elif len(batch):
-                self._pending.append(batch)
-        taken: list[pa.RecordBatch] = []
-        while self._pending:
-            batch = self._pending[0]
-            n = _count_upto(batch.column("teacher_id"), last)
-            if n < len(batch):
-                taken.append(batch.slice(0, n))
-                self._pending[0] = batch.slice(n)
-                break
-            taken.append(self._pending.pop(0))
-        return pa.Table.from_batches(taken, schema=self.schema)
-
-
-def _teacher_slices(files: list[Path], schema: pa.Schema, block_size: int) -> Iterator[pa.Table]:
-    bare = schema.remove_metadata()
-    pending: list[pa.RecordBatch] = []
-    count = 0
-    for batch in _sorted_batches(files, schema):
-        pending.append(batch)
-        count += len(batch)
-        while count >= block_size:
-            table = pa.Table.from_batches(pending, schema=bare)
-            yield table.slice(0, block_size)
-            rest = table.slice(block_size)
-            pending, count = rest.to_batches(), rest.num_rows
-    if count:
-        yield pa.Table.from_batches(pending, schema=bare)
 
 
 def _nest(ids: pa.ChunkedArray, child: pa.Table) -> pa.ListArray:
@@ -392,15 +265,15 @@ def block_tables(ws: Workspace, block_size: int) -> Iterator[pa.Table]:
     if block_size < 1:
         raise ValueError(f"block_size must be >= 1, got {block_size}")
     teacher_files, comp_files, record_files = _sources(ws)
-    t_schema, c_schema = _schema(teacher_files), _schema(comp_files)
-    r_schema = _schema(record_files, RECORD_COLUMNS)
-    comps, records = _Cursor(comp_files, c_schema), _Cursor(record_files, r_schema)
+    t_schema, c_schema = source_schema(teacher_files), source_schema(comp_files)
+    r_schema = source_schema(record_files, RECORD_COLUMNS, contract_schema(TRAINING_RECORDS, RECORD_COLUMNS))
+    comps, records = Cursor(comp_files, c_schema), Cursor(record_files, r_schema)
     metadata = {
         **(t_schema.metadata or {}),
         **_child_meta("_competencies", c_schema),
         **_child_meta("_records", r_schema),
     }
-    for i, rows in enumerate(_teacher_slices(teacher_files, t_schema, block_size)):
+    for i, rows in enumerate(teacher_slices(teacher_files, t_schema, block_size)):
         ids = rows.column("teacher_id")
         last = ids[-1].as_py()
         n = rows.num_rows

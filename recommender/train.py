@@ -15,10 +15,10 @@ import scipy.sparse as sp
 
 from data.policy import Policy
 from data.reference import load_policy, load_taxonomy
-from data.workspace import Workspace, write_parquet_atomic
+from data.workspace import Workspace
 from features.history import FORMATS, history_features, hours_owed
 from features.pairs import CourseAttrs
-from features.portrait import Portraits, Tables, as_of, build_portraits
+from features.portrait import Tables, as_of, history_windows
 from models.bundle import BundleWriter, data_hash
 from models.encoder import Encoder
 from models.index import VectorIndex
@@ -26,6 +26,7 @@ from models.lexical import BM25
 from models.tagger import CompetencyTagger, top_tags
 from recommender import artifacts
 from recommender.config import Settings
+from recommender.portraits import build_workspace_portraits, latest_dates, read_portraits
 from recommender.ranking import TRAIN_TEACHERS, fit_ranker, fit_signals, ranking_data
 from recommender.retrieval import STAGES, Catalogue
 
@@ -36,6 +37,9 @@ TABLES = ("teachers", "courses", "training_records", "items", "responses", "comp
 
 
 def load_tables(ws: Workspace) -> Tables:
+    """The tables training reads whole; responses and scores are left empty (portrait building streams them,
+    `recommender.portraits`)."""
+
     def read(name: str) -> pd.DataFrame:
         return ws.read_table(name) if ws.has_table(name) else pd.DataFrame()
 
@@ -45,8 +49,8 @@ def load_tables(ws: Workspace) -> Tables:
         courses=ws.read_table("courses"),
         records=read("training_records"),
         items=read("items"),
-        responses=read("responses"),
-        scores=read("competency_scores"),
+        responses=pd.DataFrame(),
+        scores=pd.DataFrame(),
         taxonomy=taxonomy if len(taxonomy) else load_taxonomy(),
     )
 
@@ -176,9 +180,8 @@ def build_course_side(
 
 def rows_asof(tables: Tables, portrait_rows: pd.DataFrame, policy: Policy, cut: pd.Timestamp) -> pd.DataFrame:
     """Portrait rows with the history part recomputed as of an earlier date (for training on the past)."""
-    years = sorted({1, 3, 5, policy.cycle_years, policy.it_years})
     hist = history_features(
-        portrait_rows, tables.records, tables.courses, tables.taxonomy, cut, windows=years
+        portrait_rows, tables.records, tables.courses, tables.taxonomy, cut, windows=history_windows(policy)
     )
     owed = hours_owed(hist, policy, cut, stages=portrait_rows["stage"])
     static = [
@@ -194,11 +197,6 @@ def rows_asof(tables: Tables, portrait_rows: pd.DataFrame, policy: Policy, cut: 
     return portrait_rows[static].merge(hist, on="teacher_id").merge(owed, on="teacher_id")
 
 
-def save_portraits(ws: Workspace, portraits: Portraits) -> None:
-    write_parquet_atomic(portraits.teachers, ws.portraits_dir / "teachers.parquet")
-    write_parquet_atomic(portraits.competencies, ws.portraits_dir / "competencies.parquet")
-
-
 def train(ws: Workspace, settings: Settings, step: Callable[[str], None] = log.info, seed: int = 0) -> Path:
     """Build portraits and every model from the workspace's tables; returns the new bundle's folder."""
     inputs = [ws.table_path(t) for t in TABLES if ws.has_table(t)]
@@ -206,7 +204,7 @@ def train(ws: Workspace, settings: Settings, step: Callable[[str], None] = log.i
     try:
         tables = load_tables(ws)
         policy = load_policy(settings.policy)
-        asof = as_of(tables)
+        asof = as_of(latest_dates(ws))
         step("课程编码与标注 course encoding and tagging")
         encoder = Encoder(settings.encoder_model, cache_dir=settings.model_cache)
         subjects = sorted(tables.teachers["subject"].dropna().astype(str).unique())
@@ -215,13 +213,13 @@ def train(ws: Workspace, settings: Settings, step: Callable[[str], None] = log.i
         step("画像 portraits")
         # history counts hours by competency domain: inferred tags count like given ones
         tables = replace(tables, courses=side.courses.assign(competencies=side.courses["competencies_used"]))
-        portraits, _irt = build_portraits(tables, policy, asof, settings.target_level, seed)
-        save_portraits(ws, portraits)
+        build_workspace_portraits(ws, tables, policy, asof, settings.target_level, seed)
         step("排序模型 ranker")
         rng = np.random.default_rng(seed)
-        ids = portraits.teachers["teacher_id"].to_numpy()
+        ids = tables.teachers["teacher_id"].astype(str).to_numpy()
         sample = np.sort(rng.choice(ids, size=min(TRAIN_TEACHERS, len(ids)), replace=False))
-        sampled = portraits.teachers[portraits.teachers["teacher_id"].isin(sample)]
+        portraits = read_portraits(ws, sample)
+        sampled = portraits.teachers
         data = {}
         for name, cut in (("train", asof - pd.DateOffset(years=2)), ("valid", asof - pd.DateOffset(years=1))):
             rows = rows_asof(tables, sampled, policy, cut)

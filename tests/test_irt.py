@@ -77,6 +77,17 @@ def test_transform_of_training_persons_matches_their_fitted_estimates(binary: tu
     assert np.max(np.abs(se - model.se_[:200])) < 0.05
 
 
+def test_a_person_is_scored_the_same_whoever_else_is_scored_with_them(binary: tuple[Simulated, MIRT]) -> None:
+    sim, model = binary
+    slim = model.items_only()
+    assert not hasattr(slim, "theta_") and hasattr(model, "theta_")
+    together, se_together = slim.transform(sim.X[:120])
+    for lo, hi in ((0, 7), (7, 60), (60, 120)):
+        alone, se_alone = slim.transform(sim.X[lo:hi])
+        np.testing.assert_allclose(alone, together[lo:hi], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(se_alone, se_together[lo:hi], rtol=0, atol=1e-12)
+
+
 def test_a_person_without_responses_gets_the_prior(binary: tuple[Simulated, MIRT]) -> None:
     _, model = binary
     theta, se = model.transform_long([0], [3], [1.0], n_persons=2)
