@@ -23,7 +23,8 @@ NODE_LIMIT: Final = 200_000
 FEASIBILITY: Final = 1e-6
 
 
-_FOUND, _NONE, _LIMIT = 0, 1, 2
+# Outcome of one search: the best menu found, no menu keeps every rule, the search passed its node limit.
+FOUND, NO_MENU, CUT_SHORT = 0, 1, 2
 
 
 class SearchLimit(Exception):
@@ -229,6 +230,80 @@ def _run(
     return status, chosen
 
 
+@dataclass(frozen=True)
+class Programmes:
+    """Many programmes (a block's teachers) in flat arrays, searched in one compiled call.
+
+    Programme k owns items ``item_ptr[k]`` to ``item_ptr[k + 1]``; the per-item arrays are Programme's, laid
+    end to end. ``cap_ptr``/``pre_ptr`` (N + 1) index the capped competencies / prerequisites of every item,
+    ``pre_idx`` holding positions within the item's own programme; the limits are per programme."""
+
+    item_ptr: np.ndarray
+    utility: np.ndarray
+    hours: np.ndarray
+    gain: np.ndarray
+    covers: np.ndarray
+    cost: np.ndarray
+    allowed: np.ndarray
+    cap_ptr: np.ndarray
+    cap_idx: np.ndarray
+    pre_ptr: np.ndarray
+    pre_idx: np.ndarray
+    hours_min: np.ndarray
+    hours_max: np.ndarray
+    budget: np.ndarray
+    cap: np.ndarray
+    need: np.ndarray
+
+
+def programmes_of(p: Programme) -> Programmes:
+    """One programme as a batch of one."""
+    return Programmes(
+        item_ptr=np.array([0, len(p.hours)], dtype=np.int64),
+        utility=p.utility,
+        hours=p.hours,
+        gain=p.gain,
+        covers=p.covers,
+        cost=p.cost,
+        allowed=p.allowed,
+        cap_ptr=p.cap_ptr,
+        cap_idx=p.cap_idx,
+        pre_ptr=p.pre_ptr,
+        pre_idx=p.pre_idx,
+        hours_min=np.array([p.hours_min], dtype=np.float64),
+        hours_max=np.array([p.hours_max], dtype=np.float64),
+        budget=np.array([p.budget], dtype=np.float64),
+        cap=np.array([p.cap], dtype=np.float64),
+        need=np.array([p.need], dtype=np.int64),
+    )
+
+
+def best_subsets(p: Programmes, node_limit: int = NODE_LIMIT) -> tuple[np.ndarray, np.ndarray]:
+    """best_subset for every programme of the batch: each one's outcome (FOUND, NO_MENU or CUT_SHORT) and the
+    items chosen (bool over all items; set only where FOUND)."""
+    f64, i64 = np.float64, np.int64
+    return _run_all(
+        np.asarray(p.item_ptr, dtype=i64),
+        np.asarray(p.hours, dtype=f64),
+        np.asarray(p.utility, dtype=f64),
+        np.asarray(p.gain, dtype=f64),
+        np.asarray(p.cost, dtype=f64),
+        np.asarray(p.covers, dtype=i64),
+        np.asarray(p.allowed, dtype=bool),
+        np.asarray(p.cap_ptr, dtype=i64),
+        np.asarray(p.cap_idx, dtype=i64),
+        np.asarray(p.pre_ptr, dtype=i64),
+        np.asarray(p.pre_idx, dtype=i64),
+        np.asarray(p.hours_min, dtype=f64),
+        np.asarray(p.hours_max, dtype=f64),
+        np.asarray(p.budget, dtype=f64),
+        np.asarray(p.cap, dtype=f64),
+        np.asarray(p.need, dtype=i64),
+        int(node_limit),
+        MULTIPLIERS,
+    )
+
+
 def best_subset(p: Programme, node_limit: int = NODE_LIMIT) -> np.ndarray | None:
     """The items of the most useful menu keeping every rule (bool over the items), or None when none exists.
     Raises SearchLimit past ``node_limit`` nodes.
@@ -237,29 +312,60 @@ def best_subset(p: Programme, node_limit: int = NODE_LIMIT) -> np.ndarray | None
     the practical rule moved into the objective (utility + λ × gain, λ ≥ 0 chosen at the root), which holds
     for any menu that keeps the rule; an item that may not be taken counts for nothing in either. Items are
     searched in the order of the second."""
-    f64 = np.float64
-    status, chosen = _run(
-        np.asarray(p.hours, dtype=f64),
-        np.asarray(p.utility, dtype=f64),
-        np.asarray(p.gain, dtype=f64),
-        np.asarray(p.cost, dtype=f64),
-        np.asarray(p.covers, dtype=np.int64),
-        np.asarray(p.allowed, dtype=bool),
-        np.asarray(p.cap_ptr, dtype=np.int64),
-        np.asarray(p.cap_idx, dtype=np.int64),
-        np.asarray(p.pre_ptr, dtype=np.int64),
-        np.asarray(p.pre_idx, dtype=np.int64),
-        float(p.hours_min),
-        float(p.hours_max),
-        float(p.budget),
-        float(p.cap),
-        int(p.need),
-        int(node_limit),
-        MULTIPLIERS,
-    )
-    if status == _LIMIT:
+    status, chosen = best_subsets(programmes_of(p), node_limit)
+    if status[0] == CUT_SHORT:
         raise SearchLimit
-    return None if status == _NONE else np.asarray(chosen, dtype=bool)
+    return None if status[0] == NO_MENU else np.asarray(chosen, dtype=bool)
+
+
+@njit(cache=True)
+def _run_all(
+    item_ptr: np.ndarray,
+    h: np.ndarray,
+    u: np.ndarray,
+    g: np.ndarray,
+    c: np.ndarray,
+    cover: np.ndarray,
+    ok: np.ndarray,
+    cap_ptr: np.ndarray,
+    cap_idx: np.ndarray,
+    pre_ptr: np.ndarray,
+    pre_idx: np.ndarray,
+    hmin: np.ndarray,
+    hmax: np.ndarray,
+    budget: np.ndarray,
+    cap: np.ndarray,
+    need: np.ndarray,
+    node_limit: int,
+    multipliers: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """_run for every programme of a batch (see Programmes)."""
+    status = np.empty(len(item_ptr) - 1, dtype=np.int64)
+    chosen = np.zeros(len(h), dtype=np.bool_)
+    for k in range(len(item_ptr) - 1):
+        a, b = item_ptr[k], item_ptr[k + 1]
+        found, taken = _run(
+            h[a:b],
+            u[a:b],
+            g[a:b],
+            c[a:b],
+            cover[a:b],
+            ok[a:b],
+            cap_ptr[a : b + 1] - cap_ptr[a],
+            cap_idx[cap_ptr[a] : cap_ptr[b]],
+            pre_ptr[a : b + 1] - pre_ptr[a],
+            pre_idx[pre_ptr[a] : pre_ptr[b]],
+            hmin[k],
+            hmax[k],
+            budget[k],
+            cap[k],
+            need[k],
+            node_limit,
+            multipliers,
+        )
+        status[k] = found
+        chosen[a:b] = taken
+    return status, chosen
 
 
 @njit(cache=True)
@@ -311,7 +417,7 @@ def _dfs(
         if stage[i] == 0:
             nodes += 1
             if nodes > node_limit:
-                return _LIMIT, best
+                return CUT_SHORT, best
             stage[i] = 1
             if i == n:
                 if (
@@ -369,4 +475,4 @@ def _dfs(
             continue
         stage[i] = 0
         i -= 1
-    return (_FOUND if found else _NONE), best
+    return (FOUND if found else NO_MENU), best

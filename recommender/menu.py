@@ -1,7 +1,9 @@
 """Study menu (选学菜单): the courses a teacher is offered, chosen from the ranked candidates under the province's
 policy, naming the rule when it cannot be met. The menu keeping every rule is found by an exact branch and bound
 (recommender.knapsack); relaxing a rule, or a search too long, goes to a mixed-integer programme
-(scipy.optimize.milp / HiGHS).
+(scipy.optimize.milp / HiGHS). A block's teachers are planned together, in compiled steps over the whole block
+and one branch and bound call; only a teacher whose menu needs a relaxation or the MILP is settled in Python on
+its own (one teacher, plan_menu, is a block of one).
 
 Rules (codes, Chinese labels) are defined once in RULES; the programme and check_menu() both read their numbers
 from MenuLimits, which combines the policy, the teacher and the teacher's own request in one place.
@@ -15,11 +17,12 @@ from typing import Any, Final, Literal
 
 import numpy as np
 import pandas as pd
+from numba import njit
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from data.policy import FORMATS, MandatoryTopic, Policy
 from recommender.explain import FORMAT_ZH
-from recommender.knapsack import FEASIBILITY, Programme, SearchLimit, best_subset
+from recommender.knapsack import CUT_SHORT, FEASIBILITY, FOUND, NO_MENU, NODE_LIMIT, Programmes, best_subsets
 
 # Candidates the programme sees: the best TOP_CANDIDATES in allowed formats, the best TOP_OTHER_FORMATS in
 # other formats (only used when the formats rule has to be relaxed), every course covering a topic still owed,
@@ -195,6 +198,8 @@ class _Block:
     fmt: np.ndarray  # position in FORMATS, -1 unknown
     practical: np.ndarray  # bool
     topic: np.ndarray  # object, "" when none
+    topic_code: np.ndarray  # (N,) position of topic in topic_names
+    topic_names: np.ndarray  # vocabulary of topic, object
     cost: np.ndarray  # NaN read as 0
     done: np.ndarray  # bool: the teacher completed this course
     comp_ptr: np.ndarray  # (N + 1,) CSR over comp_code
@@ -226,20 +231,57 @@ def _cell_list(cell: object) -> list[str]:
     return []
 
 
+def _all_str(values: np.ndarray) -> bool:
+    """Whether every element of an object array is a str (not a subclass)."""
+    return set(map(type, values)) <= {str}
+
+
+def _distinct(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For an object array: each element's code among the distinct objects (by identity, not equality), and the
+    first position of each distinct object."""
+    codes, uniques = pd.factorize(np.fromiter(map(id, cells), dtype=np.uint64, count=len(cells)))
+    first = np.empty(len(uniques), dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(cells) - 1, -1, -1)
+    return np.asarray(codes, dtype=np.int64), first
+
+
+def _flat_cells(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The elements of list cells end to end, read as _cell_list reads them (object array of str), and how many
+    each cell has. A one-dimensional object array is read in one pass with the others; any other cell alone."""
+    parts = [
+        c
+        if isinstance(c, np.ndarray) and c.ndim == 1 and c.dtype == object
+        else np.array(_cell_list(c), dtype=object)
+        for c in cells
+    ]
+    flat = np.concatenate(parts) if parts else np.zeros(0, dtype=object)
+    if _all_str(flat):
+        valid = np.asarray(flat != "", dtype=bool)
+    else:
+        text = np.empty(len(flat), dtype=object)
+        text[:] = [None if v is None else str(v) for v in flat]
+        valid = np.array([v is not None and v != "" for v in text], dtype=bool)
+        flat = text
+    ends = np.cumsum(np.fromiter(map(len, parts), dtype=np.int64, count=len(parts)))
+    kept = np.concatenate([[0], np.cumsum(valid)]).astype(np.int64)
+    lengths = kept[ends] - kept[np.concatenate([[0], ends[:-1]]).astype(np.int64)]
+    return flat[valid], lengths
+
+
 def _list_entries(cells: Sequence[object] | pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(row, value) for every element of a column of list cells.
+    """(row, value) for every element of a column of list cells, in row order.
 
     A block repeats each course's list cell, the same object, for every teacher it is a candidate of: each
-    object is read once."""
-    seen: dict[int, list[str]] = {}
-    lists = []
-    for cell in cells:
-        found = seen.get(id(cell))
-        if found is None:
-            found = seen[id(cell)] = _cell_list(cell)
-        lists.append(found)
-    rows = np.repeat(np.arange(len(lists)), [len(x) for x in lists]).astype(np.int64)
-    return rows, np.array([v for x in lists for v in x], dtype=object)
+    object is read once, and its elements are spread over the rows that hold it by index arithmetic."""
+    objs = np.fromiter(cells, dtype=object, count=len(cells))
+    codes, first = _distinct(objs)
+    values, lengths = _flat_cells(objs[first])
+    counts = lengths[codes]
+    rows = np.repeat(np.arange(len(objs), dtype=np.int64), counts)
+    # entry k of row r is element (k - first entry of r) of r's cell, which starts at starts[codes[r]]
+    starts = np.cumsum(lengths) - lengths
+    at = np.repeat(starts[codes] - (np.cumsum(counts) - counts), counts) + np.arange(len(rows))
+    return rows, values[at]
 
 
 def _ptr(rows: np.ndarray, n: int) -> np.ndarray:
@@ -255,12 +297,54 @@ def _bools(col: pd.Series) -> np.ndarray:
 
 
 def _find(keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """Position of each query in ``keys`` (unique int64), -1 when absent."""
+    """Position of each query in ``keys`` (int64; with repeats, one of the positions), -1 when absent."""
     order = np.argsort(keys, kind="stable")
     at = np.searchsorted(keys[order], queries)
     at = np.minimum(at, len(keys) - 1)
     hit = (keys[order][at] == queries) if len(keys) else np.zeros(len(queries), dtype=bool)
-    return np.where(hit, order[at] if len(keys) else -1, -1)
+    return np.asarray(np.where(hit, order[at] if len(keys) else -1, -1), dtype=np.int64)
+
+
+def _strings(values: np.ndarray) -> np.ndarray:
+    """An object array's elements as str objects."""
+    return values if _all_str(values) else values.astype(str).astype(object)
+
+
+def _in_rank_order(tpos: np.ndarray, neg_score: np.ndarray, ids: np.ndarray) -> bool:
+    """Whether rows already run by teacher, then ``neg_score``, then course id (str)."""
+    same = tpos[1:] == tpos[:-1]
+    level = same & (neg_score[1:] == neg_score[:-1])
+    ahead = (tpos[1:] > tpos[:-1]) | (same & (neg_score[1:] > neg_score[:-1]))
+    if not (ahead | level).all():
+        return False
+    tied = np.flatnonzero(level)
+    return bool(np.asarray(ids[tied + 1] >= ids[tied], dtype=bool).all())
+
+
+def _rank_order(cands: pd.DataFrame, tpos: np.ndarray, score: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Rows by teacher, then score (highest first, NaN last), then course_id (``ids``, str), so the menu does not
+    depend on the order rows arrive in. Rows that already come so (the batch's ranked pool) stay as they are."""
+    neg_score = np.nan_to_num(-score, nan=np.inf)
+    if _in_rank_order(tpos, neg_score, ids):
+        return np.arange(len(tpos))
+    tie = pd.factorize(cands["course_id"].astype(str).to_numpy(dtype=object), sort=True)[0]
+    return np.lexsort((tie, neg_score, tpos))
+
+
+def _codes(values: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """Position of each value in ``names``, -1 when absent or NA."""
+    codes, uniques = pd.factorize(values)
+    at = pd.Index(list(names)).get_indexer(pd.Index(np.asarray(uniques, dtype=object)))
+    return np.append(at, -1).astype(np.int64)[codes]
+
+
+def _topics(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each cell's topic as a code into a vocabulary of str topics, NA read as ""."""
+    codes, uniques = pd.factorize(values)
+    text = np.empty(len(uniques) + 1, dtype=object)
+    text[:] = [*(str(u) for u in uniques), ""]
+    names_code, names = pd.factorize(text)
+    return np.asarray(names_code, dtype=np.int64)[codes], np.asarray(names, dtype=object)
 
 
 def _block(
@@ -273,11 +357,10 @@ def _block(
     """Arrays for the candidates of ``n_teachers`` teachers; ``teacher_pos`` gives each row's teacher and
     (``completed_pos``, ``completed_ids``) the courses each teacher completed."""
     score = cands["score"].to_numpy(dtype=np.float64, na_value=np.nan)
-    # rank by score, ties by course_id, so the menu does not depend on the order rows arrive in
-    tie = pd.factorize(cands["course_id"].astype(str).to_numpy(dtype=object), sort=True)[0]
-    order = np.lexsort((tie, np.nan_to_num(-score, nan=np.inf), teacher_pos))
-    tpos = np.asarray(teacher_pos, dtype=np.int64)[order]
-    ids = cands["course_id"].to_numpy(dtype=object)[order].astype(str).astype(object)
+    tpos = np.asarray(teacher_pos, dtype=np.int64)
+    ids = _strings(cands["course_id"].to_numpy(dtype=object))
+    order = _rank_order(cands, tpos, score, ids)
+    tpos, ids = tpos[order], ids[order]
     comp_rows, comp_values = _list_entries(cands["competencies"].to_numpy(dtype=object)[order])
     pre_rows, pre_ids = _list_entries(cands["prerequisites"].to_numpy(dtype=object)[order])
     # (teacher, course) pairs as one int64 key over a shared code for every course id in sight
@@ -296,20 +379,20 @@ def _block(
     tpos, ids, key, order = tpos[first], ids[first], key[first], order[first]
     start = np.searchsorted(tpos, np.arange(n_teachers + 1)).astype(np.int64)
     comp_code, comp_names = pd.factorize(comp_values)
-    topic = cands["mandatory_topic"].to_numpy(dtype=object)[order]
+    topic_code, topic_names = _topics(cands["mandatory_topic"].to_numpy(dtype=object)[order])
     hours = cands["hours"].to_numpy(dtype=np.float64, na_value=np.nan)[order]
     return _Block(
         start=start,
         course_id=ids,
         utility=utility(np.arange(len(ids)) - start[tpos], hours),
         hours=hours,
-        fmt=pd.Index(FORMATS)
-        .get_indexer(pd.Index(cands["format"].to_numpy(dtype=object)[order]))
-        .astype(np.int64),
+        fmt=_codes(cands["format"].to_numpy(dtype=object)[order], FORMATS),
         practical=_bools(cands["practical"])[order],
-        topic=np.where(pd.isna(topic), "", topic).astype(str).astype(object),
+        topic=topic_names[topic_code],
+        topic_code=topic_code,
+        topic_names=topic_names,
         cost=np.nan_to_num(cands["cost_yuan"].to_numpy(dtype=np.float64, na_value=np.nan)[order], nan=0.0),
-        done=np.isin(key, done_key),
+        done=_find(done_key, key) >= 0,
         comp_ptr=_ptr(comp_rows, len(ids)),
         comp_row=comp_rows,
         comp_code=np.asarray(comp_code, dtype=np.int64),
@@ -317,7 +400,7 @@ def _block(
         pre_ptr=_ptr(pre_rows, len(ids)),
         pre_row=pre_rows,
         pre_at=_find(key, pre_key),
-        pre_done=np.isin(pre_key, done_key),
+        pre_done=_find(done_key, pre_key) >= 0,
     )
 
 
@@ -337,42 +420,18 @@ class _Slice:
     comp_names: np.ndarray  # vocabulary of comp_code
     dep: np.ndarray  # (P,) local row of a course with a prerequisite not yet completed
     pre: np.ndarray  # (P,) local row of that prerequisite, -1 when not among the candidates
-    usable: np.ndarray  # not completed (when the policy says so), not excluded, fits the hours, and every
-    # unmet prerequisite is itself usable (no cycles)
+    usable: np.ndarray  # see _usable_rows
 
 
-def _usable(eligible: np.ndarray, dep: np.ndarray, pre: np.ndarray) -> np.ndarray:
-    """Least fixed point: a course is usable when eligible and each unmet prerequisite is a usable candidate.
-
-    Starting from nothing, rather than removing what is blocked, leaves prerequisite cycles out: no course on a
-    cycle can come after all its prerequisites.
-    """
-    ok = np.zeros(len(eligible), dtype=bool)
-    while True:
-        bad = (pre < 0) | ~ok[np.maximum(pre, 0)]
-        new = eligible.copy()
-        new[dep[bad]] = False
-        if np.array_equal(new, ok):
-            return ok
-        ok = new
-
-
-def _slice(block: _Block, t: int, limits: MenuLimits) -> _Slice:
+def _slice(block: _Block, t: int, usable: np.ndarray) -> _Slice:
+    """Teacher t's candidates, ``usable`` over them."""
     s, e = int(block.start[t]), int(block.start[t + 1])
-    ids = block.course_id[s:e]
-    eligible = np.ones(e - s, dtype=bool)
-    if limits.exclude_completed:
-        eligible &= ~block.done[s:e]
-    if limits.exclude:
-        eligible &= ~np.isin(ids, list(limits.exclude))
     cs, ce = block.comp_ptr[s], block.comp_ptr[e]
     ps, pe = block.pre_ptr[s], block.pre_ptr[e]
     owed = ~block.pre_done[ps:pe]
-    pre_rows = block.pre_row[ps:pe][owed] - s
     pre_at = block.pre_at[ps:pe][owed]
-    pre = np.where(pre_at >= 0, pre_at - s, -1)
     return _Slice(
-        ids=ids,
+        ids=block.course_id[s:e],
         utility=block.utility[s:e],
         hours=block.hours[s:e],
         fmt=block.fmt[s:e],
@@ -382,10 +441,9 @@ def _slice(block: _Block, t: int, limits: MenuLimits) -> _Slice:
         comp_of=block.comp_row[cs:ce] - s,
         comp_code=block.comp_code[cs:ce],
         comp_names=block.comp_names,
-        dep=pre_rows,
-        pre=pre,
-        # a course longer than the most hours a menu may hold can never be chosen (that bound is never relaxed)
-        usable=_usable(eligible & (block.hours[s:e] <= limits.hours_max + TOLERANCE), pre_rows, pre),
+        dep=block.pre_row[ps:pe][owed] - s,
+        pre=np.where(pre_at >= 0, pre_at - s, -1),
+        usable=usable,
     )
 
 
@@ -505,45 +563,414 @@ def _solve(rows: list[_Rows], utility: np.ndarray, relax: str | None) -> np.ndar
     return None if x is None else np.asarray(x[:n]) > 0.5
 
 
-def _keep(sl: _Slice, limits: MenuLimits) -> np.ndarray:
-    """The candidates the programme sees (see TOP_CANDIDATES)."""
-    allowed = sl.usable & _format_allowed(sl.fmt, limits.formats)
-    other = sl.usable & ~allowed
-    keep = (allowed & (np.cumsum(allowed) <= TOP_CANDIDATES)) | (
-        other & (np.cumsum(other) <= TOP_OTHER_FORMATS)
-    )
-    for topic in limits.topics:
-        keep |= sl.usable & _covers(topic, sl.topic, sl.fmt)
+# --------------------------------------------------------------------------------------------------------------
+# Compiled steps over a whole block: which candidates each teacher may use and the programme sees, the side
+# rules of the branch and bound, and the menus' order and sums. One call each per block; one teacher
+# (plan_menu) is a block of one.
+
+
+@njit(cache=True)
+def _usable_rows(
+    eligible: np.ndarray,
+    s: int,
+    e: int,
+    pre_ptr: np.ndarray,
+    pre_at: np.ndarray,
+    pre_done: np.ndarray,
+    usable: np.ndarray,
+    scratch: np.ndarray,
+) -> None:
+    """Rows s..e-1 of ``usable``: the least fixed point where a row is usable when eligible and each unmet
+    prerequisite is a usable candidate.
+
+    Starting from nothing, rather than removing what is blocked, leaves prerequisite cycles out: no course on a
+    cycle can come after all its prerequisites.
+    """
+    usable[s:e] = False
     while True:
+        for r in range(s, e):
+            scratch[r] = eligible[r]
+            for k in range(pre_ptr[r], pre_ptr[r + 1]):
+                if not pre_done[k] and (pre_at[k] < 0 or not usable[pre_at[k]]):
+                    scratch[r] = False
+        same = True
+        for r in range(s, e):
+            same = same and scratch[r] == usable[r]
+        if same:
+            return
+        usable[s:e] = scratch[s:e]
+
+
+@njit(cache=True)
+def _keep_rows(
+    usable: np.ndarray,
+    fmt_ok: np.ndarray,
+    covers: np.ndarray,
+    s: int,
+    e: int,
+    pre_ptr: np.ndarray,
+    pre_at: np.ndarray,
+    pre_done: np.ndarray,
+    top: int,
+    top_other: int,
+    keep: np.ndarray,
+) -> None:
+    """Rows s..e-1 of ``keep``: the candidates the programme sees (see TOP_CANDIDATES)."""
+    allowed, other = 0, 0
+    for r in range(s, e):
+        keep[r] = False
+        if usable[r]:
+            if fmt_ok[r]:
+                allowed += 1
+                keep[r] = allowed <= top
+            else:
+                other += 1
+                keep[r] = other <= top_other
+            keep[r] = keep[r] or covers[r] != 0
+    grown = True
+    while grown:
         # a kept course brings its unmet prerequisites (usable by construction)
-        needed = sl.pre[keep[sl.dep]]
-        if keep[needed].all():
-            return keep
-        keep[needed] = True
+        grown = False
+        for r in range(s, e):
+            if keep[r]:
+                for k in range(pre_ptr[r], pre_ptr[r + 1]):
+                    if not pre_done[k] and pre_at[k] >= 0 and not keep[pre_at[k]]:
+                        keep[pre_at[k]] = True
+                        grown = True
+
+
+@njit(cache=True)
+def _candidates(
+    start: np.ndarray,
+    eligible: np.ndarray,
+    fmt_ok: np.ndarray,
+    covers: np.ndarray,
+    pre_ptr: np.ndarray,
+    pre_at: np.ndarray,
+    pre_done: np.ndarray,
+    top: int,
+    top_other: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Usable and kept rows of every teacher of a block (see _usable_rows, _keep_rows)."""
+    usable = np.zeros(len(eligible), dtype=np.bool_)
+    keep = np.zeros(len(eligible), dtype=np.bool_)
+    scratch = np.zeros(len(eligible), dtype=np.bool_)
+    for t in range(len(start) - 1):
+        s, e = start[t], start[t + 1]
+        _usable_rows(eligible, s, e, pre_ptr, pre_at, pre_done, usable, scratch)
+        _keep_rows(usable, fmt_ok, covers, s, e, pre_ptr, pre_at, pre_done, top, top_other, keep)
+    return usable, keep
+
+
+@njit(cache=True)
+def _side_rules(
+    start: np.ndarray,
+    keep: np.ndarray,
+    comp_ptr: np.ndarray,
+    comp_code: np.ndarray,
+    n_codes: int,
+    pre_ptr: np.ndarray,
+    pre_at: np.ndarray,
+    pre_done: np.ndarray,
+    cap: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The kept rows' capped competencies and kept prerequisites, as CSR over the kept rows (Programmes'
+    cap_ptr, cap_idx, pre_ptr, pre_idx). A competency is capped for a teacher when ``cap[t]`` >= 0 and more of
+    the teacher's kept courses use it than the cap; its index counts the teacher's capped competencies in code
+    order. A prerequisite's index is its position among the teacher's kept rows."""
+    n_items = int(keep.sum())
+    cap_ptr = np.zeros(n_items + 1, dtype=np.int64)
+    pre_item_ptr = np.zeros(n_items + 1, dtype=np.int64)
+    cap_idx = np.empty(len(comp_code), dtype=np.int64)
+    pre_idx = np.empty(len(pre_at), dtype=np.int64)
+    count = np.zeros(n_codes, dtype=np.int64)
+    slot = np.full(n_codes, -1, dtype=np.int64)
+    local = np.full(len(keep), -1, dtype=np.int64)
+    item, n_cap, n_pre = 0, 0, 0
+    for t in range(len(start) - 1):
+        s, e = start[t], start[t + 1]
+        first = item
+        for r in range(s, e):
+            if keep[r]:
+                local[r] = item - first
+                item += 1
+        capped = cap[t] >= 0 and comp_ptr[e] > comp_ptr[s]
+        if capped:
+            for r in range(s, e):
+                if keep[r]:
+                    for k in range(comp_ptr[r], comp_ptr[r + 1]):
+                        count[comp_code[k]] += 1
+            crowded = np.unique(comp_code[comp_ptr[s] : comp_ptr[e]])
+            n_slots = 0
+            for c in crowded:
+                if count[c] > cap[t]:
+                    slot[c] = n_slots
+                    n_slots += 1
+        for r in range(s, e):
+            if not keep[r]:
+                continue
+            if capped:
+                for k in range(comp_ptr[r], comp_ptr[r + 1]):
+                    if slot[comp_code[k]] >= 0:
+                        cap_idx[n_cap] = slot[comp_code[k]]
+                        n_cap += 1
+            for k in range(pre_ptr[r], pre_ptr[r + 1]):
+                if not pre_done[k]:
+                    pre_idx[n_pre] = local[pre_at[k]]
+                    n_pre += 1
+            cap_ptr[first + local[r] + 1] = n_cap
+            pre_item_ptr[first + local[r] + 1] = n_pre
+        if capped:
+            for k in range(comp_ptr[s], comp_ptr[e]):
+                count[comp_code[k]] = 0
+                slot[comp_code[k]] = -1
+    return cap_ptr, cap_idx[:n_cap], pre_item_ptr, pre_idx[:n_pre]
+
+
+@njit(cache=True)
+def _block_sum(a: np.ndarray, lo: int, n: int) -> float:
+    """Sum of a[lo:lo + n], n <= 128, as numpy's pairwise sum adds a block: eight running sums."""
+    if n < 8:
+        res = -0.0
+        for i in range(lo, lo + n):
+            res += a[i]
+        return res
+    r = a[lo : lo + 8].copy()
+    i = 8
+    while i < n - n % 8:
+        for j in range(8):
+            r[j] += a[lo + i + j]
+        i += 8
+    res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+    while i < n:
+        res += a[lo + i]
+        i += 1
+    return res
+
+
+@njit(cache=True)
+def _np_sum(a: np.ndarray) -> float:
+    """``a.sum()`` for a float64 array, bit for bit: numpy halves an array (at a multiple of eight) until the
+    halves have at most 128 elements, sums those by _block_sum and adds the halves back up. Without recursion,
+    which numba's cache does not load safely: a stack of segments, n = -1 standing for "add the last two
+    sums"."""
+    seg_lo = np.empty(256, dtype=np.int64)
+    seg_n = np.empty(256, dtype=np.int64)
+    sums = np.empty(128)
+    seg_lo[0], seg_n[0] = 0, len(a)
+    tasks, done = 1, 0
+    while tasks:
+        tasks -= 1
+        lo, n = seg_lo[tasks], seg_n[tasks]
+        if n == -1:
+            done -= 1
+            sums[done - 1] += sums[done]
+        elif n <= 128:
+            sums[done] = _block_sum(a, lo, n)
+            done += 1
+        else:
+            half = n // 2 - (n // 2) % 8
+            seg_lo[tasks : tasks + 3] = (0, lo + half, lo)
+            seg_n[tasks : tasks + 3] = (-1, n - half, half)
+            tasks += 3
+    return 0.0 + sums[0]
+
+
+@njit(cache=True)
+def _place(
+    chosen: np.ndarray,
+    s: int,
+    e: int,
+    pre_ptr: np.ndarray,
+    pre_at: np.ndarray,
+    pre_done: np.ndarray,
+    seen: np.ndarray,
+    stack: np.ndarray,
+    cursor: np.ndarray,
+    out: np.ndarray,
+    at: int,
+) -> int:
+    """Teacher rows s..e-1 that are chosen, written to out[at:] in rank order, each preceded by its chosen
+    prerequisites (depth first); returns the next free position of ``out``."""
+    for i in range(s, e):
+        if not chosen[i] or seen[i]:
+            continue
+        seen[i] = True
+        depth, stack[0], cursor[0] = 0, i, pre_ptr[i]
+        while depth >= 0:
+            row, pushed = stack[depth], False
+            while cursor[depth] < pre_ptr[row + 1] and not pushed:
+                k = cursor[depth]
+                cursor[depth] += 1
+                p = pre_at[k]
+                if not pre_done[k] and p >= 0 and chosen[p] and not seen[p]:
+                    seen[p] = True
+                    depth += 1
+                    stack[depth], cursor[depth] = p, pre_ptr[p]
+                    pushed = True
+            if not pushed:
+                out[at] = row
+                at += 1
+                depth -= 1
+    seen[s:e] = False
+    return at
+
+
+@njit(cache=True)
+def _menus_of(
+    start: np.ndarray,
+    chosen: np.ndarray,
+    hours: np.ndarray,
+    practical: np.ndarray,
+    cost: np.ndarray,
+    pre_ptr: np.ndarray,
+    pre_at: np.ndarray,
+    pre_done: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every teacher's chosen rows in menu order (see _place) as CSR (ptr, rows), and per teacher the total
+    hours, practical hours and cost, each summed in rank order as numpy sums."""
+    n_teachers = len(start) - 1
+    ptr = np.zeros(n_teachers + 1, dtype=np.int64)
+    rows = np.empty(int(chosen.sum()), dtype=np.int64)
+    totals = np.zeros((n_teachers, 3))
+    seen = np.zeros(len(chosen), dtype=np.bool_)
+    stack = np.empty(len(chosen), dtype=np.int64)
+    cursor = np.empty(len(chosen), dtype=np.int64)
+    for t in range(n_teachers):
+        s, e = start[t], start[t + 1]
+        ptr[t + 1] = _place(chosen, s, e, pre_ptr, pre_at, pre_done, seen, stack, cursor, rows, ptr[t])
+        mine = chosen[s:e]
+        totals[t, 0] = _np_sum(hours[s:e][mine])
+        totals[t, 1] = _np_sum(hours[s:e][mine & practical[s:e]])
+        totals[t, 2] = _np_sum(cost[s:e][mine])
+    return ptr, rows, totals
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Menus and messages
+# A block's programmes and menus
+
+# The outcome of a teacher with no candidate the programme may see, besides knapsack's FOUND, NO_MENU and
+# CUT_SHORT: no programme, no search.
+NO_CANDIDATES: Final = -1
 
 
-def _ordered(sl: _Slice, chosen: np.ndarray) -> list[int]:
-    """Chosen local rows in rank order, each preceded by its chosen prerequisites."""
-    if not chosen[sl.dep].any():  # no chosen course waits for another: rank order
-        return np.flatnonzero(chosen).tolist()
-    placed: list[int] = []
-    seen: set[int] = set()
+@dataclass(frozen=True)
+class _Plans:
+    """The menus of a block's teachers: the chosen rows (block positions) in menu order as CSR (``ptr``,
+    ``rows``); per teacher its status, relaxed rule, message and (total hours, practical hours, cost)."""
 
-    def place(i: int) -> None:
-        seen.add(i)
-        for p in sl.pre[sl.dep == i]:
-            if p >= 0 and chosen[p] and p not in seen:
-                place(int(p))
-        placed.append(i)
+    ptr: np.ndarray
+    rows: np.ndarray
+    status: np.ndarray
+    relaxed_rule: np.ndarray
+    message: np.ndarray
+    totals: np.ndarray
 
-    for i in np.flatnonzero(chosen):
-        if int(i) not in seen:
-            place(int(i))
-    return placed
+
+@dataclass(frozen=True)
+class _Limits:
+    """MenuLimits of a block's teachers as arrays: entry g for ``limits[g]`` (see _plan)."""
+
+    hours_min: np.ndarray
+    hours_max: np.ndarray
+    practical_share: np.ndarray
+    budget: np.ndarray  # inf when none
+    cap: np.ndarray  # int, -1 when none
+    exclude_completed: np.ndarray
+    topics: np.ndarray  # a bit per topic owed
+
+
+def _limit_arrays(limits: Sequence[MenuLimits]) -> _Limits:
+    """The limits' numbers as arrays, one entry per MenuLimits."""
+    return _Limits(
+        hours_min=np.array([lim.hours_min for lim in limits], dtype=np.float64),
+        hours_max=np.array([lim.hours_max for lim in limits], dtype=np.float64),
+        practical_share=np.array([lim.practical_share for lim in limits], dtype=np.float64),
+        budget=np.array([np.inf if lim.budget_yuan is None else lim.budget_yuan for lim in limits]),
+        cap=np.array([-1 if lim.max_per_competency is None else lim.max_per_competency for lim in limits]),
+        exclude_completed=np.array([lim.exclude_completed for lim in limits], dtype=bool),
+        topics=np.array([(1 << len(lim.topics)) - 1 for lim in limits], dtype=np.int64),
+    )
+
+
+def _row_rules(
+    block: _Block, limits: Sequence[MenuLimits], arrays: _Limits, group: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per candidate row, under the limits of its teacher (``limits[group[t]]``): whether it is eligible (not
+    completed when the policy says so, not excluded, and no longer than the most hours a menu may hold, a
+    bound never relaxed), whether its format is allowed, and the owed topics it covers (bit i for
+    ``topics[i]``)."""
+    row_group = np.repeat(group, np.diff(block.start))
+    eligible = (block.hours <= arrays.hours_max[row_group] + TOLERANCE) & ~(
+        block.done & arrays.exclude_completed[row_group]
+    )
+    fmts = np.arange(-1, len(FORMATS))  # every value of _Block.fmt
+    fmt_ok = np.stack([_format_allowed(fmts, lim.formats) for lim in limits])
+    covers = np.zeros((len(limits), len(block.topic_names), len(fmts)), dtype=np.int64)
+    for g, lim in enumerate(limits):
+        if lim.exclude:
+            eligible &= ~((row_group == g) & np.isin(block.course_id, list(lim.exclude)))
+        for bit, topic in enumerate(lim.topics):
+            named = np.full(len(fmts), topic.topic, dtype=object)
+            covers[g, block.topic_names == topic.topic] |= _covers(topic, named, fmts).astype(np.int64) << bit
+    return eligible, fmt_ok[row_group, block.fmt + 1], covers[row_group, block.topic_code, block.fmt + 1]
+
+
+def _programmes(
+    block: _Block, limits: Sequence[MenuLimits], arrays: _Limits, group: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, Programmes]:
+    """The usable and kept rows of every teacher; the teachers who keep any, and their programmes (every rule
+    hard), in teacher order. A topic no kept course covers is left out of the programme, as in _rows."""
+    eligible, fmt_ok, covers = _row_rules(block, limits, arrays, group)
+    usable, keep = _candidates(
+        block.start,
+        eligible,
+        fmt_ok,
+        covers,
+        block.pre_ptr,
+        block.pre_at,
+        block.pre_done,
+        TOP_CANDIDATES,
+        TOP_OTHER_FORMATS,
+    )
+    cap_ptr, cap_idx, pre_ptr, pre_idx = _side_rules(
+        block.start,
+        keep,
+        block.comp_ptr,
+        block.comp_code,
+        len(block.comp_names),
+        block.pre_ptr,
+        block.pre_at,
+        block.pre_done,
+        arrays.cap[group],
+    )
+    n_kept = np.diff(np.concatenate([[0], np.cumsum(keep)])[block.start])
+    owner = np.flatnonzero(n_kept)
+    g = group[owner]
+    rows = np.flatnonzero(keep)
+    item_ptr = np.concatenate([[0], np.cumsum(n_kept[owner])]).astype(np.int64)
+    h = block.hours[rows]
+    share = np.repeat(arrays.practical_share[g], n_kept[owner])
+    programmes = Programmes(
+        item_ptr=item_ptr,
+        utility=block.utility[rows],
+        hours=h,
+        gain=np.where(share > 0, (block.practical[rows] - share) * h, 0.0),
+        covers=covers[rows],
+        cost=block.cost[rows],
+        # a course in a format not allowed breaks the formats rule by its hours: it may not be taken
+        allowed=fmt_ok[rows] | ~(h > FEASIBILITY),
+        cap_ptr=cap_ptr,
+        cap_idx=cap_idx,
+        pre_ptr=pre_ptr,
+        pre_idx=pre_idx,
+        hours_min=arrays.hours_min[g],
+        hours_max=arrays.hours_max[g],
+        budget=arrays.budget[g],
+        cap=np.where(arrays.cap[g] >= 0, arrays.cap[g], n_kept[owner]).astype(np.float64),
+        need=np.bitwise_or.reduceat(covers[rows], item_ptr[:-1]) if len(rows) else np.zeros(0, np.int64),
+    )
+    return usable, keep, owner, programmes
 
 
 def _topic_reason(sl: _Slice, topic: MandatoryTopic, limits: MenuLimits) -> str:
@@ -598,104 +1025,33 @@ def _why(code: str, sl: _Slice, chosen: np.ndarray, limits: MenuLimits) -> str:
     return label + f"可选课程集中在少数能力点，菜单中{crowded}"
 
 
-def _menu(
-    teacher_id: str, sl: _Slice, chosen: np.ndarray, status: Status, code: str | None, message: str | None
-) -> Menu:
-    order = _ordered(sl, chosen)
-    return Menu(
-        teacher_id=teacher_id,
-        items=tuple(str(sl.ids[i]) for i in order),
-        hours=tuple(float(sl.hours[i]) for i in order),
-        total_hours=float(sl.hours[chosen].sum()),
-        practical_hours=float(sl.hours[chosen & sl.practical].sum()),
-        cost_yuan=float(sl.cost[chosen].sum()),
-        status="empty" if not order else status,
-        relaxed_rule=code,
-        message=message,
-    )
-
-
-def _programme(sl: _Slice, keep: np.ndarray, limits: MenuLimits) -> Programme:
-    """The kept candidates' programme with every rule hard, for the branch and bound. A topic no kept course
-    covers is left out, as in _rows."""
-    h = sl.hours[keep]
-    n = len(h)
-    # a course in a format not allowed breaks the formats rule by its hours: it may not be taken
-    other = ~_format_allowed(sl.fmt[keep], limits.formats) & (h > FEASIBILITY)
-    covers = np.zeros(n, dtype=np.int64)
-    need = 0
-    for bit, topic in enumerate(limits.topics):
-        hit = _covers(topic, sl.topic[keep], sl.fmt[keep])
-        if hit.any():
-            covers[hit] |= 1 << bit
-            need |= 1 << bit
-    local = np.full(len(sl.ids), -1)
-    local[keep] = np.arange(n)
-    # per kept course, in order: the capped competencies it uses, then the kept courses it needs
-    cap_rows, cap_idx = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    if limits.max_per_competency is not None and len(sl.comp_code):
-        inside = keep[sl.comp_of]
-        rows, codes = local[sl.comp_of[inside]], sl.comp_code[inside]
-        # only competencies with more candidates than the cap can bind
-        counts = np.bincount(codes)
-        crowded = np.flatnonzero(counts > limits.max_per_competency)
-        slot = np.full(len(counts), -1)
-        slot[crowded] = np.arange(len(crowded))
-        binds = slot[codes] >= 0
-        cap_rows, cap_idx = rows[binds], slot[codes[binds]]
-    by_course = np.argsort(cap_rows, kind="stable")
-    edge = keep[sl.dep]
-    pre_rows, pre_idx = local[sl.dep[edge]], local[sl.pre[edge]]
-    by_row = np.argsort(pre_rows, kind="stable")
-    return Programme(
-        utility=sl.utility[keep],
-        hours=h,
-        hours_min=limits.hours_min,
-        hours_max=limits.hours_max,
-        gain=(sl.practical[keep] - limits.practical_share) * h if limits.practical_share > 0 else np.zeros(n),
-        covers=covers,
-        need=need,
-        cost=sl.cost[keep],
-        budget=limits.budget_yuan if limits.budget_yuan is not None else np.inf,
-        cap_ptr=_ptr(cap_rows, n),
-        cap_idx=cap_idx[by_course],
-        cap=limits.max_per_competency if limits.max_per_competency is not None else n,
-        pre_ptr=_ptr(pre_rows, n),
-        pre_idx=pre_idx[by_row],
-        allowed=~other,
-    )
-
-
-def _exact(sl: _Slice, keep: np.ndarray, limits: MenuLimits) -> np.ndarray | None:
-    """The best menu over the kept candidates with every rule hard (bool over them), or None when none: by
-    branch and bound, or by the MILP when the search is too long."""
-    try:
-        return best_subset(_programme(sl, keep, limits))
-    except SearchLimit:
-        return _solve(_rows(sl, keep, limits), sl.utility[keep], None)
-
-
-def _plan(teacher_id: str, sl: _Slice, limits: MenuLimits) -> Menu:
-    keep = _keep(sl, limits)
-    idx = np.flatnonzero(keep)
+def _settle(
+    sl: _Slice, keep: np.ndarray, limits: MenuLimits, outcome: int, found: np.ndarray, hopeless: bool
+) -> tuple[np.ndarray, Status, str | None, str | None]:
+    """The menu (bool over the teacher's candidates), status, relaxed rule and message of a teacher the branch
+    and bound alone does not settle: ``outcome`` is its search's (or NO_CANDIDATES), ``found`` its menu when
+    FOUND; ``hopeless`` when the teacher owes a topic no kept course covers."""
     none = np.zeros(len(sl.ids), dtype=bool)
-    if not len(idx):
+    if outcome == NO_CANDIDATES:
         # An empty menu breaks the hours window, and the mandatory rule when a topic is owed: relaxing the
         # hours alone is enough only when no topic is owed.
         if not limits.topics:
-            return _menu(teacher_id, sl, none, "empty", "hours", _why("hours", sl, none, limits) + "。")
-        return _menu(teacher_id, sl, none, "empty", None, NO_CANDIDATES_ZH)
+            return none, "empty", "hours", _why("hours", sl, none, limits) + "。"
+        return none, "empty", None, NO_CANDIDATES_ZH
+    idx = np.flatnonzero(keep)
+    if outcome == CUT_SHORT:  # the search was too long: the MILP settles it
+        picked = _solve(_rows(sl, keep, limits), sl.utility[keep], None)
+        outcome, found = NO_MENU, none
+        if picked is not None:
+            outcome, found = FOUND, none.copy()
+            found[idx[picked]] = True
     # Owing a topic that no kept course covers rules out every menu unless the mandatory rule is relaxed; the
     # coverable topics then first stay hard (the fewest topics lost), else become elastic.
-    hopeless = any(not (keep & _covers(t, sl.topic, sl.fmt)).any() for t in limits.topics)
-    picked = _exact(sl, keep, limits)
-    if picked is not None:
-        chosen = none.copy()
-        chosen[idx[picked]] = True
+    if outcome == FOUND:
         if not hopeless:
-            return _menu(teacher_id, sl, chosen, "ok", None, None)
-        message = _why("mandatory_topic", sl, chosen, limits) + RELAXED_SUFFIX_ZH
-        return _menu(teacher_id, sl, chosen, "relaxed", "mandatory_topic", message)
+            return found, "ok", None, None
+        message = _why("mandatory_topic", sl, found, limits) + RELAXED_SUFFIX_ZH
+        return found, "relaxed", "mandatory_topic", message
     rows = _rows(sl, keep, limits)
     for relax in RELAXATION_ORDER:
         if hopeless and relax != "mandatory_topic":
@@ -707,9 +1063,49 @@ def _plan(teacher_id: str, sl: _Slice, limits: MenuLimits) -> Menu:
             continue
         chosen = none.copy()
         chosen[idx[picked]] = True
-        message = _why(relax, sl, chosen, limits) + RELAXED_SUFFIX_ZH
-        return _menu(teacher_id, sl, chosen, "relaxed", relax, message)
-    return _menu(teacher_id, sl, none, "empty", None, NO_RELAXATION_ZH)
+        return chosen, "relaxed", relax, _why(relax, sl, chosen, limits) + RELAXED_SUFFIX_ZH
+    return none, "empty", None, NO_RELAXATION_ZH
+
+
+def _plan(block: _Block, limits: Sequence[MenuLimits], group: np.ndarray) -> _Plans:
+    """Every teacher's menu; teacher t's rules are ``limits[group[t]]``. The compiled steps settle a teacher
+    whose menu keeps every rule; _settle the others."""
+    n_teachers = len(block.start) - 1
+    arrays = _limit_arrays(limits)
+    usable, keep, owner, programmes = _programmes(block, limits, arrays, group)
+    found, picked = best_subsets(programmes, NODE_LIMIT)
+    outcome = np.full(n_teachers, NO_CANDIDATES, dtype=np.int64)
+    outcome[owner] = found
+    need = np.zeros(n_teachers, dtype=np.int64)
+    need[owner] = programmes.need
+    hopeless = need != arrays.topics[group]
+    chosen = np.zeros(len(keep), dtype=bool)
+    chosen[keep] = picked
+    status = np.full(n_teachers, "ok", dtype=object)
+    relaxed_rule = np.full(n_teachers, None, dtype=object)
+    message = np.full(n_teachers, None, dtype=object)
+    for t in np.flatnonzero((outcome != FOUND) | hopeless):
+        s, e = block.start[t], block.start[t + 1]
+        chosen[s:e], status[t], relaxed_rule[t], message[t] = _settle(
+            _slice(block, int(t), usable[s:e]),
+            keep[s:e],
+            limits[group[t]],
+            outcome[t],
+            chosen[s:e],
+            hopeless[t],
+        )
+    ptr, rows, totals = _menus_of(
+        block.start,
+        chosen,
+        block.hours,
+        block.practical,
+        block.cost,
+        block.pre_ptr,
+        block.pre_at,
+        block.pre_done,
+    )
+    status[ptr[1:] == ptr[:-1]] = "empty"
+    return _Plans(ptr, rows, status, relaxed_rule, message, totals)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -724,7 +1120,19 @@ def plan_menu(
     limits = menu_limits(teacher, policy, request)
     done = np.array(sorted(teacher.completed), dtype=object)
     block = _block(cands, np.zeros(len(cands), dtype=np.int64), 1, np.zeros(len(done), np.int64), done)
-    return _plan(teacher.teacher_id, _slice(block, 0, limits), limits)
+    plans = _plan(block, [limits], np.zeros(1, dtype=np.int64))
+    rows = plans.rows
+    return Menu(
+        teacher_id=teacher.teacher_id,
+        items=tuple(str(c) for c in block.course_id[rows]),
+        hours=tuple(float(h) for h in block.hours[rows]),
+        total_hours=float(plans.totals[0, 0]),
+        practical_hours=float(plans.totals[0, 1]),
+        cost_yuan=float(plans.totals[0, 2]),
+        status=plans.status[0],
+        relaxed_rule=plans.relaxed_rule[0],
+        message=plans.message[0],
+    )
 
 
 def plan_menus(
@@ -747,24 +1155,26 @@ def plan_menus(
     block = _block(cands_long[known], pos[known], len(tid), done_pos, done_ids)
     owed = teachers["missing_mandatory"].to_numpy(dtype=object) if "missing_mandatory" in teachers else none
     stages = teachers["stage"].astype(str).to_numpy(dtype=object)
-    limit_cache: dict[tuple[str, tuple[str, ...]], MenuLimits] = {}
-    menus: list[Menu] = []
+    # teachers of one stage owing the same topics share their limits
+    group_of: dict[tuple[str, tuple[str, ...]], int] = {}
+    limits: list[MenuLimits] = []
+    group = np.empty(len(tid), dtype=np.int64)
     for t, (teacher_id, stage, topics) in enumerate(zip(tid, stages, owed, strict=True)):
         key = (stage, tuple(_cell_list(topics)))
-        if key not in limit_cache:
-            limit_cache[key] = menu_limits(TeacherMenuContext(teacher_id, stage, key[1]), policy)
-        limits = limit_cache[key]
-        menus.append(_plan(teacher_id, _slice(block, t, limits), limits))
-    return _frames(menus)
+        if key not in group_of:
+            group_of[key] = len(limits)
+            limits.append(menu_limits(TeacherMenuContext(teacher_id, stage, key[1]), policy))
+        group[t] = group_of[key]
+    return _frames(tid, block, _plan(block, limits, group))
 
 
-def _frames(menus: list[Menu]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    sizes = np.array([len(m.items) for m in menus], dtype=np.int64)
+def _frames(tid: np.ndarray, block: _Block, plans: _Plans) -> tuple[pd.DataFrame, pd.DataFrame]:
+    sizes = np.diff(plans.ptr)
     long = pd.DataFrame(
         {
-            "teacher_id": pd.Series(np.repeat([m.teacher_id for m in menus], sizes), dtype=object),
-            "course_id": pd.Series([c for m in menus for c in m.items], dtype=object),
-            "hours": pd.Series([h for m in menus for h in m.hours], dtype=np.float64),
+            "teacher_id": pd.Series(np.repeat(tid, sizes), dtype=object),
+            "course_id": pd.Series(block.course_id[plans.rows], dtype=object),
+            "hours": pd.Series(block.hours[plans.rows], dtype=np.float64),
             "position": pd.Series(
                 np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes) + 1, dtype=np.int64
             ),
@@ -772,13 +1182,13 @@ def _frames(menus: list[Menu]) -> tuple[pd.DataFrame, pd.DataFrame]:
     )
     statuses = pd.DataFrame(
         {
-            "teacher_id": pd.Series([m.teacher_id for m in menus], dtype=object),
-            "status": pd.Series([m.status for m in menus], dtype=object),
-            "relaxed_rule": pd.Series([m.relaxed_rule for m in menus], dtype=object),
-            "message": pd.Series([m.message for m in menus], dtype=object),
-            "total_hours": pd.Series([m.total_hours for m in menus], dtype=np.float64),
-            "practical_hours": pd.Series([m.practical_hours for m in menus], dtype=np.float64),
-            "cost_yuan": pd.Series([m.cost_yuan for m in menus], dtype=np.float64),
+            "teacher_id": pd.Series(tid, dtype=object),
+            "status": pd.Series(plans.status, dtype=object),
+            "relaxed_rule": pd.Series(plans.relaxed_rule, dtype=object),
+            "message": pd.Series(plans.message, dtype=object),
+            "total_hours": pd.Series(plans.totals[:, 0], dtype=np.float64),
+            "practical_hours": pd.Series(plans.totals[:, 1], dtype=np.float64),
+            "cost_yuan": pd.Series(plans.totals[:, 2], dtype=np.float64),
             "n_courses": pd.Series(sizes, dtype=np.int64),
         }
     )

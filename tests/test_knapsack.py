@@ -14,7 +14,17 @@ from hypothesis import strategies as st
 
 import recommender.menu as menu_module
 from data.reference import load_policy
-from recommender.knapsack import FEASIBILITY, Programme, SearchLimit, best_subset
+from recommender.knapsack import (
+    CUT_SHORT,
+    FEASIBILITY,
+    FOUND,
+    NO_MENU,
+    Programme,
+    Programmes,
+    SearchLimit,
+    best_subset,
+    best_subsets,
+)
 from recommender.menu import TeacherMenuContext, check_menu, plan_menu, utility
 
 MAX_ITEMS = 10
@@ -108,6 +118,53 @@ def test_the_search_finds_the_best_subset_or_proves_there_is_none(p: Programme) 
     assert float(p.utility[chosen].sum()) == pytest.approx(max(values), rel=1e-9, abs=1e-9)
 
 
+def batch(ps: list[Programme]) -> Programmes:
+    """Programmes laid end to end, as a block's are."""
+
+    def cat(arrays: list[np.ndarray], dtype: type) -> np.ndarray:
+        return np.concatenate([np.zeros(0, dtype=dtype), *[np.asarray(a, dtype=dtype) for a in arrays]])
+
+    def ptr(parts: list[np.ndarray]) -> np.ndarray:
+        offsets = np.cumsum([0] + [int(x[-1]) for x in parts])[: len(parts)]
+        return np.concatenate([[0], *[x[1:] + o for x, o in zip(parts, offsets, strict=True)]]).astype(
+            np.int64
+        )
+
+    return Programmes(
+        item_ptr=np.concatenate([[0], np.cumsum([len(p.hours) for p in ps])]).astype(np.int64),
+        utility=cat([p.utility for p in ps], np.float64),
+        hours=cat([p.hours for p in ps], np.float64),
+        gain=cat([p.gain for p in ps], np.float64),
+        covers=cat([p.covers for p in ps], np.int64),
+        cost=cat([p.cost for p in ps], np.float64),
+        allowed=cat([p.allowed for p in ps], bool),
+        cap_ptr=ptr([p.cap_ptr for p in ps]),
+        cap_idx=cat([p.cap_idx for p in ps], np.int64),
+        pre_ptr=ptr([p.pre_ptr for p in ps]),
+        pre_idx=cat([p.pre_idx for p in ps], np.int64),
+        hours_min=np.array([p.hours_min for p in ps], dtype=np.float64),
+        hours_max=np.array([p.hours_max for p in ps], dtype=np.float64),
+        budget=np.array([p.budget for p in ps], dtype=np.float64),
+        cap=np.array([p.cap for p in ps], dtype=np.float64),
+        need=np.array([p.need for p in ps], dtype=np.int64),
+    )
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(programmes(), max_size=6))
+def test_a_batch_of_programmes_is_searched_as_each_alone(ps: list[Programme]) -> None:
+    status, chosen = best_subsets(batch(ps))
+    at = 0
+    for k, p in enumerate(ps):
+        alone = best_subset(p)
+        mine = chosen[at : at + len(p.hours)]
+        at += len(p.hours)
+        if alone is None:
+            assert status[k] == NO_MENU and not mine.any()
+        else:
+            assert status[k] == FOUND and np.array_equal(mine, alone)
+
+
 def test_a_search_past_its_node_limit_says_so() -> None:
     n = 12
     hours = np.arange(1.0, n + 1)
@@ -131,6 +188,7 @@ def test_a_search_past_its_node_limit_says_so() -> None:
     assert best_subset(p) is not None
     with pytest.raises(SearchLimit):
         best_subset(p, node_limit=3)
+    assert best_subsets(batch([p, p]), node_limit=3)[0].tolist() == [CUT_SHORT, CUT_SHORT]
 
 
 def test_a_search_cut_short_falls_back_to_the_milp(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -153,10 +211,7 @@ def test_a_search_cut_short_falls_back_to_the_milp(monkeypatch: pytest.MonkeyPat
     policy = load_policy("default")
     searched = plan_menu(frame, teacher, policy)
 
-    def cut_short(p: Programme, node_limit: int = 0) -> np.ndarray | None:
-        raise SearchLimit
-
-    monkeypatch.setattr(menu_module, "best_subset", cut_short)
+    monkeypatch.setattr(menu_module, "NODE_LIMIT", 0)  # every search is cut short
     solved = plan_menu(frame, teacher, policy)
     assert searched.status == solved.status == "ok"
     assert check_menu(solved, frame, teacher, policy) == []
