@@ -6,7 +6,7 @@ ranker can be trained on the past and applied now); pair features are gathered f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import pandas as pd
@@ -101,6 +101,10 @@ class TeacherContext:
     n_records: np.ndarray  # (n,)
     years_teaching: np.ndarray  # (n,) NaN unknown
     rural: np.ndarray  # (n,) 0/1, NaN unknown
+
+    def rows(self, lo: int, hi: int) -> TeacherContext:
+        """The context of teachers lo..hi-1 (every field is per teacher, first axis)."""
+        return TeacherContext(**{f.name: getattr(self, f.name)[lo:hi] for f in fields(self)})
 
 
 def smoothed_rate(

@@ -34,6 +34,9 @@ from recommender.retrieval import retrieve
 
 CANDIDATES = 200
 MENU_POOL = 40
+# teachers whose pairs are featurised and scored together: their feature matrix (~12 MB) is reused from the heap
+# block after block, where a block's (~100 MB) would be mapped afresh and page-faulted in every time
+SCORE_TEACHERS = 250
 REC_COLUMNS = ["teacher_id", "rank", "course_id", "score", "reason"]
 MENU_COLUMNS = ["teacher_id", "position", "course_id", "hours", "reason", "status", "message"]
 
@@ -121,6 +124,17 @@ class Ranked:
     pool: pd.DataFrame
 
 
+def _spans(row: np.ndarray, teachers: int) -> Iterator[tuple[int, int, int, int]]:
+    """(first pair, end pair, first teacher, end teacher) of consecutive groups of `teachers` teachers, over
+    pairs sorted by teacher row."""
+    if not len(row):
+        return
+    n = int(row[-1]) + 1
+    for r0 in range(0, n, teachers):
+        r1 = min(n, r0 + teachers)
+        yield int(np.searchsorted(row, r0)), int(np.searchsorted(row, r1)), r0, r1
+
+
 def rank_block(block: PortraitBlock, art: Artifacts, top_k: int = 20) -> Ranked:
     """Retrieve, featurise and rank the catalogue for every teacher of the block."""
     cat = art.catalogue
@@ -132,8 +146,10 @@ def rank_block(block: PortraitBlock, art: Artifacts, top_k: int = 20) -> Ranked:
     topic_courses[art.attrs.mandatory_idx[has_topic], np.flatnonzero(has_topic)] = True
     must = (ctx.missing_mandatory.astype(np.float32) @ topic_courses.astype(np.float32)) > 0
     cands = retrieve(tb, cat, art.index, CANDIDATES, include=must)
-    X = features_for(cands, ctx, cat, art.attrs, art.signals)
-    score = art.ranker.predict(X)
+    score = np.empty(len(cands.row))
+    for lo, hi, r0, r1 in _spans(cands.row, SCORE_TEACHERS):
+        X = features_for(cands.span(lo, hi, r0), ctx.rows(r0, r1), cat, art.attrs, art.signals)
+        score[lo:hi] = art.ranker.predict(X)
     order = np.lexsort((cands.course, -score, cands.row))
     row, course, score = cands.row[order], cands.course[order], score[order]
     rank = np.arange(len(row)) - np.searchsorted(row, row, side="left") + 1

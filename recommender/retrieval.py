@@ -74,6 +74,16 @@ class Candidates:
     lexical: np.ndarray
     hybrid: np.ndarray
 
+    def span(self, lo: int, hi: int, first_row: int) -> Candidates:
+        """Pairs lo..hi-1, their rows counted from `first_row` (a slice of the block's teachers)."""
+        return Candidates(
+            self.row[lo:hi] - first_row,
+            self.course[lo:hi],
+            self.dense[lo:hi],
+            self.lexical[lo:hi],
+            self.hybrid[lo:hi],
+        )
+
 
 def gap_weights(gaps: np.ndarray, top: int = QUERY_GAPS) -> np.ndarray:
     """Weights over competencies that emphasise a teacher's largest gaps (rows sum to 1, uniform when none)."""
