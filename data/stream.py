@@ -75,16 +75,22 @@ def is_sorted(files: list[Path]) -> bool:
     return True
 
 
+def batches(files: list[Path], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """The source's rows in file order, READ_ROWS at a time, as `schema` without metadata."""
+    bare = schema.remove_metadata()
+    for f in files:
+        for batch in pq.ParquetFile(f, pre_buffer=False).iter_batches(
+            batch_size=READ_ROWS, columns=bare.names
+        ):
+            yield batch.cast(bare)
+
+
 def sorted_batches(files: list[Path], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
     """The source's rows in teacher_id order (the source's own order within a teacher), without metadata."""
-    bare = schema.remove_metadata()
     if is_sorted(files):
-        for f in files:
-            for batch in pq.ParquetFile(f, pre_buffer=False).iter_batches(
-                batch_size=READ_ROWS, columns=bare.names
-            ):
-                yield batch.cast(bare)
+        yield from batches(files, schema)
         return
+    bare = schema.remove_metadata()
     with tempfile.TemporaryDirectory(prefix="tdr-sort-") as spill:
         con = duckdb.connect(config={"memory_limit": SORT_MEMORY, "temp_directory": spill})
         con.execute("SET enable_progress_bar = false")

@@ -174,6 +174,26 @@ def _table(teachers: pd.Index, dims: NDArray[np.str_], theta: FloatArray, se: Fl
     )
 
 
+def _fit(
+    items: pd.DataFrame, responses: pd.DataFrame, codes: list[str], seed: int
+) -> tuple[MIRT, pd.Series, FloatArray, NDArray[np.str_], pd.DataFrame] | None:
+    """The IRT model fitted on `responses`, the row of each item it kept and its maximum score, the competency
+    of each dimension and the respondents' estimates; None without usable responses."""
+    if responses.empty or items.empty:
+        return None
+    kept, q, dims = _design(items, codes)
+    if kept.empty:
+        return None
+    item_pos = pd.Series(np.arange(len(kept)), index=kept["item_id"].astype(str).to_numpy())
+    max_score = kept["max_score"].fillna(1.0).to_numpy(dtype=np.float64)
+    a = _answers(item_pos, max_score, responses)
+    if not len(a.teachers):
+        return None
+    # partial-credit items: the model weighs their scores by how little they scatter (estimated dispersion)
+    model = MIRT(dispersion=True, random_state=seed).fit_long(a.person, a.item, a.score01, len(a.teachers), q)
+    return model, item_pos, max_score, dims, _table(a.teachers, dims, model.theta_, model.se_)
+
+
 def calibrate(
     items: pd.DataFrame,
     responses: pd.DataFrame,
@@ -184,22 +204,12 @@ def calibrate(
 ) -> Calibration:
     """Fit the IRT model on the calibration sample's responses and link its scale to their scores (dated up to
     `asof`); items measuring none of `codes` are left out."""
-    s = latest_scores(scores[scores["taken_at"].isna() | (scores["taken_at"] <= asof)])
-    link = link_scales(_EMPTY_ITEMS, s) if len(s) else None
-    none = Calibration(None, pd.Series(dtype=np.int64), np.zeros(0), np.asarray([], dtype=str), link)
-    if responses.empty or items.empty:
-        return none
-    kept, q, dims = _design(items, codes)
-    if kept.empty:
-        return none
-    item_pos = pd.Series(np.arange(len(kept)), index=kept["item_id"].astype(str).to_numpy())
-    max_score = kept["max_score"].fillna(1.0).to_numpy(dtype=np.float64)
-    a = _answers(item_pos, max_score, responses)
-    if not len(a.teachers):
-        return none
-    # partial-credit items: the model weighs their scores by how little they scatter (estimated dispersion)
-    model = MIRT(dispersion=True, random_state=seed).fit_long(a.person, a.item, a.score01, len(a.teachers), q)
-    table = _table(a.teachers, dims, model.theta_, model.se_)
+    s = latest_scores(dated_upto(scores, asof))
+    fit = _fit(items, responses, codes, seed)
+    if fit is None:
+        link = link_scales(_EMPTY_ITEMS, s) if len(s) else None
+        return Calibration(None, pd.Series(dtype=np.int64), np.zeros(0), np.asarray([], dtype=str), link)
+    model, item_pos, max_score, dims, table = fit
     link = link_scales(table, s) if len(s) else None
     return Calibration(model.items_only(), item_pos, max_score, dims, link)
 
@@ -214,6 +224,11 @@ def item_estimates(cal: Calibration, responses: pd.DataFrame) -> ItemEstimates:
         return ItemEstimates(_EMPTY_ITEMS, a.taken_at)
     theta, se = cal.model.transform_long(a.person, a.item, a.score01, len(a.teachers))
     return ItemEstimates(_table(a.teachers, cal.dims, theta, se), a.taken_at)
+
+
+def dated_upto(scores: pd.DataFrame, asof: pd.Timestamp) -> pd.DataFrame:
+    """The scores taken up to `asof` (undated ones count as current)."""
+    return scores[scores["taken_at"].isna() | (scores["taken_at"] <= asof)]
 
 
 def latest_scores(scores: pd.DataFrame) -> pd.DataFrame:
@@ -319,7 +334,7 @@ def fuse(
     items = item_table.assign(
         teacher_id=item_table["teacher_id"].astype(str), competency=item_table["competency"].astype(str)
     )
-    s = latest_scores(scores[scores["taken_at"].isna() | (scores["taken_at"] <= asof)])
+    s = latest_scores(dated_upto(scores, asof))
     if link is None:
         if s.empty:
             return items.assign(source="items")[_FUSED_COLUMNS]

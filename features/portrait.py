@@ -68,22 +68,19 @@ class Portraits:
     competencies: pd.DataFrame
 
 
+# the dated columns whose latest date sets the portrait date (`as_of`), by contract table
+DATED_COLUMNS = {
+    "training_records": ("start_date", "end_date"),
+    "responses": ("taken_at",),
+    "competency_scores": ("taken_at",),
+}
+
+
 def as_of(latest: Iterable[pd.Timestamp | None]) -> pd.Timestamp:
-    """The portrait date: the day after the latest of the data's dated events (`latest`: each table's latest
-    date, None or NaT where it has none), so deterministic for a data set."""
+    """The portrait date: the day after the latest of the data's dated events (`latest`: the latest date of each
+    of DATED_COLUMNS, None or NaT where it has none), so deterministic for a data set."""
     dates = [pd.Timestamp(d) for d in latest if d is not None and not pd.isna(d)]
     return (max(dates) if dates else pd.Timestamp("2025-01-01")).normalize() + pd.Timedelta(days=1)
-
-
-def latest_dates(tables: Tables) -> list[pd.Timestamp | None]:
-    """Each dated column's latest date (see `as_of`)."""
-    columns = [
-        (tables.records, "start_date"),
-        (tables.records, "end_date"),
-        (tables.responses, "taken_at"),
-        (tables.scores, "taken_at"),
-    ]
-    return [pd.Timestamp(pd.to_datetime(t[c]).max()) for t, c in columns if c in t and len(t)]
 
 
 def history_windows(policy: Policy) -> list[int]:

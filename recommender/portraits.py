@@ -36,10 +36,11 @@ from threadpoolctl import threadpool_limits
 
 from data.policy import Policy
 from data.schema import COMPETENCY_SCORES, RESPONSES, TRAINING_RECORDS, TableSpec
-from data.stream import READ_ROWS, Cursor, contract_schema, parquet_files, source_schema, teacher_slices
+from data.stream import Cursor, batches, contract_schema, parquet_files, source_schema, teacher_slices
 from data.workspace import Workspace, atomic_write
 from features.diagnostics import Calibration, calibration_sample
 from features.portrait import (
+    DATED_COLUMNS,
     Measured,
     Norms,
     Population,
@@ -59,19 +60,14 @@ T = TypeVar("T")
 # teachers per block: with two workers the build peaks at 2.7 GB (4.7 GB at 50 000, hardly faster)
 PORTRAIT_BLOCK = 20_000
 STREAMED = (TRAINING_RECORDS, RESPONSES, COMPETENCY_SCORES)
-_DATED = {
-    "training_records": ("start_date", "end_date"),
-    "responses": ("taken_at",),
-    "competency_scores": ("taken_at",),
-}
 
 
 def latest_dates(ws: Workspace) -> list[pd.Timestamp | None]:
-    """The latest date of each dated column of the workspace's tables (see `features.portrait.as_of`), read by
-    DuckDB without loading the tables."""
+    """The latest date of each of the workspace's DATED_COLUMNS (see `features.portrait.as_of`), read by DuckDB
+    without loading the tables."""
     con = duckdb.connect()
     out: list[pd.Timestamp | None] = []
-    for table, columns in _DATED.items():
+    for table, columns in DATED_COLUMNS.items():
         if not ws.has_table(table):
             continue
         for column in columns:
@@ -100,14 +96,9 @@ def sample_tables(ws: Workspace, base: Tables, sample: np.ndarray) -> Tables:
     for spec in (RESPONSES, COMPETENCY_SCORES):
         files, schema = _files_and_schema(ws, spec)
         parts = [
-            batch.filter(pc.is_in(batch.column("teacher_id"), value_set=value_set))
-            for f in files
-            for batch in pq.ParquetFile(f, pre_buffer=False).iter_batches(
-                batch_size=READ_ROWS, columns=schema.names
-            )
+            b.filter(pc.is_in(b.column("teacher_id"), value_set=value_set)) for b in batches(files, schema)
         ]
-        bare = schema.remove_metadata()
-        frames[spec.name] = _frame(pa.Table.from_batches([p.cast(bare) for p in parts], schema=bare), schema)
+        frames[spec.name] = _frame(pa.Table.from_batches(parts, schema=schema.remove_metadata()), schema)
     return replace(base, responses=frames["responses"], scores=frames["competency_scores"])
 
 

@@ -16,7 +16,7 @@ import pytest
 from data.reference import load_policy
 from data.workspace import Workspace
 from features.diagnostics import calibration_sample
-from features.portrait import Tables, as_of, build_portraits, latest_dates
+from features.portrait import DATED_COLUMNS, Tables, as_of, build_portraits
 from models.bundle import current_bundle_dir, read_manifest
 from recommender.config import settings
 from recommender.portraits import _join_parts, build_workspace_portraits, read_portraits
@@ -63,7 +63,7 @@ def test_a_province_built_in_blocks_equals_one_built_whole(blocked: tuple[Worksp
     full = replace(base, responses=ws.read_table("responses"), scores=ws.read_table("competency_scores"))
     st = settings()
     whole, model = build_portraits(
-        full, load_policy(st.policy), as_of(latest_dates(full)), st.target_level, seed
+        full, load_policy(st.policy), as_of(workspace_dates(ws)), st.target_level, seed
     )
     assert model is not None
     teachers = pd.read_parquet(ws.portraits_dir / "teachers.parquet")
@@ -75,10 +75,16 @@ def test_a_province_built_in_blocks_equals_one_built_whole(blocked: tuple[Worksp
     _assert_same(pd.read_parquet(ws.portraits_dir / "competencies.parquet"), whole.competencies)
 
 
-def test_the_workspace_date_is_the_in_memory_one(blocked: tuple[Workspace, Tables, int]) -> None:
-    ws, base, _ = blocked
-    full = replace(base, responses=ws.read_table("responses"), scores=ws.read_table("competency_scores"))
-    assert as_of(workspace_dates(ws)) == as_of(latest_dates(full))
+def test_the_portrait_date_is_the_day_after_the_latest_dated_event(
+    blocked: tuple[Workspace, Tables, int],
+) -> None:
+    ws, _, _ = blocked
+    latest = max(
+        pd.to_datetime(ws.read_table(table)[column]).max()
+        for table, columns in DATED_COLUMNS.items()
+        for column in columns
+    )
+    assert as_of(workspace_dates(ws)) == latest.normalize() + pd.Timedelta(days=1)
 
 
 def test_peer_means_count_every_teacher_priors_included(blocked: tuple[Workspace, Tables, int]) -> None:
