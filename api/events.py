@@ -17,9 +17,10 @@ from typing import Any
 
 import pandas as pd
 
+from data.events import CONTRACT_COLUMNS, EVENTS_DB
 from data.workspace import write_parquet_atomic
 
-EVENTS_DB = "events.sqlite"
+__all__ = ["CONTRACT_COLUMNS", "EVENTS_DB", "Event", "EventStore", "EventType"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -67,8 +68,6 @@ class Event:
 
 
 _COLUMNS = tuple(f.name for f in fields(Event))
-# The `events` table of the data contract (DESIGN.md): what `tdr train` may read back as feedback.
-CONTRACT_COLUMNS = ("event_id", "teacher_id", "course_id", "type", "value", "ts")
 
 
 class EventStore:

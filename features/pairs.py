@@ -12,12 +12,16 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from features.need import fit_at
+
 # Bayesian smoothing weight (pseudo-enrolments) for per-course and per-group rates
 PRIOR_WEIGHT = 5.0
 # the competency level (0-100) at which a course level is the right challenge: 入门 / 进阶 / 高级
 LEVEL_CUTS = (45.0, 65.0)
 
 FEATURES = (
+    "need",
+    "relevance",
     "gap_cov",
     "gap_max",
     "est_on_course",
@@ -33,6 +37,7 @@ FEATURES = (
     "popularity",
     "completion_rate",
     "satisfaction",
+    "rated",
     "mean_score",
     "peer_completion",
     "peer_share",
@@ -90,6 +95,8 @@ class TeacherContext:
     std_error: np.ndarray  # (n, K)
     peer_mean: np.ndarray  # (n, K)
     gaps: np.ndarray  # (n, K)
+    relevance: np.ndarray  # (n, K) how much each competency matters to the teacher's job (features.need)
+    need_base: np.ndarray  # (n, K) relevance × expected shortfall below the target (features.need)
     taste: np.ndarray  # (n, F) share of completed hours by format, smoothed
     history: sp.csr_matrix  # (n, C) interaction strength (completed 1, enrolled/dropped 0.5)
     last_course: np.ndarray  # (n,) position of the most recent course, -1 none
@@ -264,7 +271,10 @@ def pair_features(
     missing = np.zeros(len(row), dtype=bool)
     has_t = topic >= 0
     missing[has_t] = ctx.missing_mandatory[row[has_t], topic[has_t]]
+    need_at = weight * ctx.need_base[at_row, code] * fit_at(level[pair], ctx.estimate[at_row, code])
     columns = {
+        "need": np.bincount(pair, weights=need_at, minlength=m),
+        "relevance": np.where(covered, weighted(ctx.relevance), np.nan),
         "gap_cov": np.bincount(pair, weights=weight * gap_at, minlength=m),
         "gap_max": gap_max,
         "est_on_course": est_on,
@@ -280,6 +290,7 @@ def pair_features(
         "popularity": stats.popularity[course],
         "completion_rate": stats.completion_rate[course],
         "satisfaction": stats.satisfaction[course],
+        "rated": np.log1p(stats.n_rated[course]),
         "mean_score": stats.mean_score[course],
         "peer_completion": smoothed_rate(peer_done, peer_enrol, stats.completion_rate[course]),
         "peer_share": peer_enrol / np.maximum(group_size, 1.0),

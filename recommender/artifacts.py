@@ -19,7 +19,7 @@ from models.bundle import BundleWriter, current_bundle_dir, read_manifest
 from models.index import VectorIndex
 from models.lexical import BM25
 from models.ranker import Ranker
-from recommender.ranking import Signals
+from recommender.ranking import Blend, Signals
 from recommender.retrieval import Catalogue
 
 
@@ -39,6 +39,11 @@ class Artifacts:
     policy: Policy
     asof: pd.Timestamp
     info: dict[str, Any]
+    # the learned score's blend with the need prior (None: a bundle from before the blend, learned score alone)
+    blend: Blend | None = None
+    # teacher_id, course_id: the dismissals in force (recommender.feedback.in_force): courses never proposed to
+    # that teacher again while their content is unchanged
+    dismissed: pd.DataFrame | None = None
 
 
 def _save_arrays(path: Path, obj: Any) -> None:
@@ -91,6 +96,8 @@ def save(
     taxonomy: pd.DataFrame,
     policy_name: str,
     asof: pd.Timestamp,
+    blend: Blend,
+    dismissed: pd.DataFrame,
 ) -> None:
     _save_arrays(writer.path("catalogue"), catalogue)
     _save_arrays(writer.path("attrs"), attrs)
@@ -102,7 +109,8 @@ def save(
     writer.path("bm25.pkl").write_bytes(pickle.dumps(bm25))
     courses.to_parquet(writer.path("courses.parquet"), index=False)
     taxonomy.to_parquet(writer.path("taxonomy.parquet"), index=False)
-    writer.info.update({"policy": policy_name, "asof": asof.isoformat()})
+    dismissed.to_parquet(writer.path("dismissed.parquet"), index=False)
+    writer.info.update({"policy": policy_name, "asof": asof.isoformat(), "blend": blend.as_dict()})
 
 
 def load(bundle_dir: Path) -> Artifacts:
@@ -130,6 +138,12 @@ def load(bundle_dir: Path) -> Artifacts:
         policy=load_policy(manifest.info["policy"]),
         asof=pd.Timestamp(manifest.info["asof"]),
         info={**manifest.info, "metrics": manifest.metrics},
+        blend=Blend(**manifest.info["blend"]) if "blend" in manifest.info else None,
+        dismissed=(
+            pd.read_parquet(bundle_dir / "dismissed.parquet")
+            if (bundle_dir / "dismissed.parquet").exists()
+            else None
+        ),
     )
 
 

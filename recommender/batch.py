@@ -24,15 +24,18 @@ from threadpoolctl import threadpool_limits
 from data.schema import TRAINING_RECORDS
 from data.stream import Cursor, contract_schema, parquet_files, source_schema, teacher_slices
 from data.workspace import Workspace, atomic_write, write_parquet_atomic, write_text_atomic
+from features.need import need_matrix
 from features.pairs import TeacherContext, comp_entries, group_starts, sparse_at
 from models.bundle import current_bundle_dir, read_manifest
 from recommender.artifacts import Artifacts, load
 from recommender.explain import FORMAT_ZH, reasons
 from recommender.menu import plan_menus
-from recommender.ranking import features_for, teacher_inputs
-from recommender.retrieval import retrieve
+from recommender.ranking import blend_scores, features_for, teacher_inputs
+from recommender.retrieval import Catalogue, TeacherBlock, eligibility_matrix, retrieve
 
 CANDIDATES = 200
+# courses of highest need prior added to each teacher's candidates (features.need)
+PRIOR_CANDIDATES = 50
 MENU_POOL = 40
 # teachers whose pairs are featurised and scored together: their feature matrix (~12 MB) is reused from the heap
 # block after block, where a block's (~100 MB) would be mapped afresh and page-faulted in every time
@@ -48,6 +51,8 @@ class PortraitBlock:
     rows: pd.DataFrame
     competencies: pd.DataFrame
     records: pd.DataFrame
+    # teacher_id, course_id: dismissals beyond the bundle's (the service's events since it was trained)
+    dismissed: pd.DataFrame | None = None
 
 
 def _facts(
@@ -135,6 +140,34 @@ def _spans(row: np.ndarray, teachers: int) -> Iterator[tuple[int, int, int, int]
         yield int(np.searchsorted(row, r0)), int(np.searchsorted(row, r1)), r0, r1
 
 
+def prior_top(tb: TeacherBlock, ctx: TeacherContext, cat: Catalogue, art: Artifacts) -> np.ndarray:
+    """(teachers × courses) bool: each teacher's PRIOR_CANDIDATES eligible courses of highest need prior, which
+    join the candidates whatever retrieval finds (the prior is a fallback the ranker cannot lose)."""
+    need = need_matrix(ctx.need_base, ctx.estimate, cat.course_comp, art.attrs.level)
+    need = np.where(eligibility_matrix(tb, cat), need, -np.inf)
+    k = min(PRIOR_CANDIDATES, cat.n_courses)
+    top = np.argpartition(-need, k - 1, axis=1)[:, :k]
+    out = np.zeros(need.shape, dtype=bool)
+    np.put_along_axis(out, top, np.isfinite(np.take_along_axis(need, top, axis=1)), axis=1)
+    return out
+
+
+def dismissed_mask(
+    block: PortraitBlock, art: Artifacts, teacher_ids: np.ndarray, course_ids: np.ndarray
+) -> np.ndarray:
+    """(teachers × courses) bool: the courses each teacher dismissed (the bundle's dismissals in force and the
+    block's own)."""
+    parts = [d for d in (art.dismissed, block.dismissed) if d is not None and len(d)]
+    out = np.zeros((len(teacher_ids), len(course_ids)), dtype=bool)
+    if parts:
+        d = pd.concat(parts, ignore_index=True)
+        t = pd.Index(teacher_ids).get_indexer(d["teacher_id"].astype(str))
+        c = pd.Index(course_ids).get_indexer(d["course_id"].astype(str))
+        ok = (t >= 0) & (c >= 0)
+        out[t[ok], c[ok]] = True
+    return out
+
+
 def rank_block(block: PortraitBlock, art: Artifacts, top_k: int = 20) -> Ranked:
     """Retrieve, featurise and rank the catalogue for every teacher of the block."""
     cat = art.catalogue
@@ -145,11 +178,15 @@ def rank_block(block: PortraitBlock, art: Artifacts, top_k: int = 20) -> Ranked:
     has_topic = art.attrs.mandatory_idx >= 0
     topic_courses[art.attrs.mandatory_idx[has_topic], np.flatnonzero(has_topic)] = True
     must = (ctx.missing_mandatory.astype(np.float32) @ topic_courses.astype(np.float32)) > 0
-    cands = retrieve(tb, cat, art.index, CANDIDATES, include=must)
+    cands = retrieve(tb, cat, art.index, CANDIDATES, include=must | prior_top(tb, ctx, cat, art))
+    cands = cands.take(~dismissed_mask(block, art, tb.teacher_ids, cat.course_ids)[cands.row, cands.course])
     score = np.empty(len(cands.row))
     for lo, hi, r0, r1 in _spans(cands.row, SCORE_TEACHERS):
         X = features_for(cands.span(lo, hi, r0), ctx.rows(r0, r1), cat, art.attrs, art.signals)
-        score[lo:hi] = art.ranker.predict(X)
+        learned = art.ranker.predict(X)
+        score[lo:hi] = (
+            learned if art.blend is None else blend_scores(art.blend, learned, X, cands.row[lo:hi] - r0)
+        )
     order = np.lexsort((cands.course, -score, cands.row))
     row, course, score = cands.row[order], cands.course[order], score[order]
     rank = np.arange(len(row)) - np.searchsorted(row, row, side="left") + 1

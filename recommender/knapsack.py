@@ -400,10 +400,18 @@ def _dfs(
     suffix_h = np.zeros(n + 1)
     suffix_gain = np.zeros(n + 1)
     suffix_cover = np.zeros(n + 1, dtype=np.int64)
+    # items of no value (a price per hour makes most of them so) still count toward the minimum hours: a
+    # completion short of hmin by more than the valuable items' hours pays at least the best price per hour
+    suffix_pos_h = np.zeros(n + 1)
+    suffix_neg_d = np.full(n + 1, -np.inf)
     for i in range(n - 1, -1, -1):
         suffix_h[i] = suffix_h[i + 1] + h[i]
         suffix_gain[i] = suffix_gain[i + 1] + max(g[i], 0.0)
         suffix_cover[i] = suffix_cover[i + 1] | cover[i]
+        suffix_pos_h[i] = suffix_pos_h[i + 1] + (h[i] if u[i] > 0 else 0.0)
+        suffix_neg_d[i] = (
+            max(suffix_neg_d[i + 1], u[i] / h[i]) if (u[i] <= 0 and h[i] > 0) else suffix_neg_d[i + 1]
+        )
     hours, value, gain = np.zeros(n + 1), np.zeros(n + 1), np.zeros(n + 1)
     cost, uncovered = np.zeros(n + 1), np.zeros(n + 1, dtype=np.int64)
     uncovered[0] = need
@@ -432,11 +440,13 @@ def _dfs(
                 i -= 1
                 continue
             room = hmax - hours[i]
+            lack = hmin - hours[i] - suffix_pos_h[i]
+            priced = lack * suffix_neg_d[i] if lack > 0 and suffix_neg_d[i] > -np.inf else 0.0
             if (
                 hours[i] + suffix_h[i] < hmin - tol
                 or (uncovered[i] & ~suffix_cover[i]) != 0
                 or gain[i] + suffix_gain[i] < -tol
-                or value[i] + _bound(plain_h, plain_v, plain_d, i, room) <= best_value + eps
+                or value[i] + _bound(plain_h, plain_v, plain_d, i, room) + priced <= best_value + eps
                 or value[i] + lam * gain[i] + _bound(moved_h, moved_v, moved_d, i, room) <= best_value + eps
             ):
                 stage[i] = 0

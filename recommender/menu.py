@@ -212,16 +212,42 @@ class _Block:
     pre_done: np.ndarray  # (P,) bool: the teacher completed the prerequisite
 
 
-def utility(rank: np.ndarray, hours: np.ndarray) -> np.ndarray:
-    """What a course adds to a menu: its hours times the DCG weight 1 / log2(rank + 2) of its 0-based rank.
+# What an hour of the teacher's time costs, in the DCG weight of an hour: the weight of the second-ranked course.
+# Only the top course is worth more than the time it takes; every other hour is spent only as far as the
+# hours rule asks, so a menu stops as close above the target as course sizes allow (the maximum is a ceiling).
+HOUR_PRICE: Final = 1.0 / np.log2(3.0)
 
-    Ranker scores are only comparable within one list (LambdaRank), so the rank is used, not the score. Each
-    学时 of the menu is worth the weight of the course it is spent on, so the hours go to the best-ranked
-    courses; weighting courses instead of hours would pack the window with short courses from deep in the
-    list. Every utility is positive, so the menu fills its hours window; the window, not the utility, sets its
-    size.
+
+def repeats(teacher: np.ndarray, topic: np.ndarray) -> np.ndarray:
+    """Bool per row (rows by teacher, in rank order): a course of a mandatory topic (non-empty) that a
+    better-ranked course of the same teacher already covers."""
+    topic = np.asarray(topic, dtype=object)
+    has = np.array([isinstance(t, str) and t != "" for t in topic], dtype=bool)
+    key = (
+        pd.Series(np.asarray(teacher).astype(str), dtype=object)
+        + "\x1f"
+        + pd.Series(topic, dtype=object).astype(str)
+    )
+    return has & key.duplicated().to_numpy()
+
+
+def utility(rank: np.ndarray, hours: np.ndarray, repeat: np.ndarray | None = None) -> np.ndarray:
+    """What a course adds to a menu: its hours times (the DCG weight 1 / log2(rank + 2) of its 0-based rank minus
+    HOUR_PRICE) — the benefit of the teacher's hours less what those hours cost.
+
+    Ranker scores are only comparable within one list, so the rank is used, not the score. Each 学时 is worth
+    the weight of the course it is spent on, so the hours go to the best-ranked courses; weighting courses
+    instead of hours would pack the window with short courses from deep in the list. The price makes every
+    course but the first cost more than it brings: the menu takes the fewest hours the rules allow, spent on
+    the best courses (benefit per hour, in Lagrangian form). A `repeat` (see `repeats`) is worth no more than
+    its time costs, so a menu spreads over topics: no second course of one mandatory topic unless no menu
+    without it keeps the rules.
     """
-    return np.asarray(hours, dtype=np.float64) / np.log2(np.asarray(rank, dtype=np.float64) + 2.0)
+    weight = 1.0 / np.log2(np.asarray(rank, dtype=np.float64) + 2.0)
+    if repeat is not None:
+        # a second course of one mandatory topic is worth nothing more: taken only if no other menu keeps the rules
+        weight = np.where(repeat, 0.0, weight)
+    return np.asarray(hours, dtype=np.float64) * (weight - HOUR_PRICE)
 
 
 def _cell_list(cell: object) -> list[str]:
@@ -384,7 +410,7 @@ def _block(
     return _Block(
         start=start,
         course_id=ids,
-        utility=utility(np.arange(len(ids)) - start[tpos], hours),
+        utility=utility(np.arange(len(ids)) - start[tpos], hours, repeats(tpos, topic_names[topic_code])),
         hours=hours,
         fmt=_codes(cands["format"].to_numpy(dtype=object)[order], FORMATS),
         practical=_bools(cands["practical"])[order],

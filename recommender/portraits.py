@@ -53,6 +53,7 @@ from features.portrait import (
     population,
 )
 from recommender.batch import available_cores
+from recommender.feedback import with_events
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -102,9 +103,12 @@ def sample_tables(ws: Workspace, base: Tables, sample: np.ndarray) -> Tables:
     return replace(base, responses=frames["responses"], scores=frames["competency_scores"])
 
 
-def teacher_blocks(ws: Workspace, base: Tables, block_size: int) -> Iterator[Tables]:
+def teacher_blocks(
+    ws: Workspace, base: Tables, block_size: int, events: pd.DataFrame | None = None
+) -> Iterator[Tables]:
     """The workspace's teachers in blocks (sorted by teacher_id), each with its rows of the streamed tables
-    (rows of teachers the teachers table lacks are skipped) and `base`'s courses, items and taxonomy."""
+    (rows of teachers the teachers table lacks are skipped) and `base`'s courses, items and taxonomy; the
+    enrolled / completed `events` of the block's teachers count as training records (recommender.feedback)."""
     t_files = parquet_files(ws.table_path("teachers"))
     t_schema = source_schema(t_files)
     sources = {spec.name: _files_and_schema(ws, spec) for spec in STREAMED}
@@ -112,10 +116,15 @@ def teacher_blocks(ws: Workspace, base: Tables, block_size: int) -> Iterator[Tab
     for rows in teacher_slices(t_files, t_schema, block_size):
         last = rows.column("teacher_id")[-1].as_py()
         part = {name: _frame(cursors[name].upto(last), sources[name][1]) for name in cursors}
+        teachers = _frame(rows, t_schema)
+        records = part["training_records"]
+        if events is not None and len(events):
+            mine = events[events["teacher_id"].isin(set(teachers["teacher_id"]))]
+            records = with_events(records, mine, base.courses)
         yield replace(
             base,
-            teachers=_frame(rows, t_schema),
-            records=part["training_records"],
+            teachers=teachers,
+            records=records,
             responses=part["responses"],
             scores=part["competency_scores"],
         )
@@ -218,6 +227,7 @@ def build_workspace_portraits(
     seed: int = 0,
     block_size: int = PORTRAIT_BLOCK,
     workers: int | None = None,
+    events: pd.DataFrame | None = None,
 ) -> int:
     """Build and write the workspace's portraits (see the module docstring) with `workers` processes (default:
     one per core); returns the number of teachers.
@@ -233,7 +243,7 @@ def build_workspace_portraits(
     with tempfile.TemporaryDirectory(prefix=".portraits-", dir=ws.root) as tmp:
         job = _Job(cal, policy, asof, base.taxonomy, target_level, _Spill(Path(tmp)))
         with ProcessPoolExecutor(n_workers, get_context("spawn"), _start_worker, (job,)) as pool:
-            blocks = ((_measure, (i, b)) for i, b in enumerate(teacher_blocks(ws, base, block_size)))
+            blocks = ((_measure, (i, b)) for i, b in enumerate(teacher_blocks(ws, base, block_size, events)))
             pops = list(_bounded(pool, blocks, n_workers))
             if not pops:
                 raise ValueError(f"workspace {ws.root} has no teachers")

@@ -8,16 +8,18 @@ the latest one, so it is judged on choices it never saw.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from features.history import CAREER_STAGES, FORMATS
+from features.need import TARGET, relevance, shortfall
 from features.pairs import FEATURES, CourseAttrs, CourseStats, TeacherContext, course_stats, pair_features
 from models.collab import Interactions, ItemKNN, Transition
 from models.ranker import Ranker
+from recommender.outcomes import grade, measured_change, outcome_gain
 from recommender.retrieval import (
     LEXICAL_WEIGHT,
     STAGES,
@@ -31,10 +33,6 @@ from recommender.retrieval import (
 
 # interaction strength of a record in a teacher's history, by status
 HISTORY_WEIGHT = {"completed": 1.0, "enrolled": 0.5, "dropped": 0.5, "no_show": 0.25}
-# graded labels: what the teacher did with a course in the year after the cut
-GOOD_SCORE = 90.0
-GOOD_SATISFACTION = 4.0
-GREAT_SATISFACTION = 5.0
 TRAIN_TEACHERS = 6000
 NEGATIVES_PER_TEACHER = 5
 
@@ -109,8 +107,10 @@ def teacher_inputs(
     stats: CourseStats,
     topics: tuple[str, ...],
     asof: pd.Timestamp,
+    target: float = TARGET,
 ) -> tuple[TeacherBlock, TeacherContext]:
-    """Retrieval block and pair-feature context for the teachers of `rows` (portrait rows as of `asof`)."""
+    """Retrieval block and pair-feature context for the teachers of `rows` (portrait rows as of `asof`);
+    `target` is the portraits' target level (the need prior's shortfall is measured below it)."""
     ids = pd.Index(rows["teacher_id"].astype(str))
     n, c = len(ids), cat.n_courses
     comp = competencies[competencies["teacher_id"].isin(ids)]
@@ -123,8 +123,14 @@ def teacher_inputs(
     history.sum_duplicates()
     history.data = np.minimum(history.data, 1.0)
     done = (r["status"] == "completed").to_numpy()
+    # completed: the records' completions and the portrait's list (which also holds completed events)
+    listed_row, listed_course = _listed_courses(rows, cat)
     completed = sp.csr_matrix(
-        (np.ones(done.sum()), (row_of[done], r["course"].to_numpy()[done])), shape=(n, c)
+        (
+            np.ones(done.sum() + len(listed_row)),
+            (np.r_[row_of[done], listed_row], np.r_[r["course"].to_numpy()[done], listed_course]),
+        ),
+        shape=(n, c),
     )
     completed.data[:] = 1.0
     recent = done & (r["start_date"] >= asof - pd.DateOffset(years=3)).to_numpy()
@@ -145,6 +151,9 @@ def teacher_inputs(
     missing = rows.get("missing_mandatory", pd.Series([[]] * n))
     missing_m = np.array([[t in set(m) for t in topics] for m in missing], dtype=bool).reshape(n, len(topics))
     career = {s: i for i, s in enumerate(CAREER_STAGES)}
+    rel = relevance(
+        cat.comp_codes, rows["stage"].to_numpy(), rows["career_stage"].to_numpy(), teacher_roles(rows)
+    )
     block = TeacherBlock(
         teacher_ids=ids.to_numpy(),
         stage_idx=rows["stage"].map(stage_pos).fillna(-1).to_numpy(dtype=np.int64),
@@ -157,6 +166,8 @@ def teacher_inputs(
         std_error=std_error,
         peer_mean=peer_mean,
         gaps=gaps,
+        relevance=rel,
+        need_base=rel * shortfall(estimate, std_error, target),
         taste=taste,
         history=history.tocsr(),
         last_course=last,
@@ -172,6 +183,25 @@ def teacher_inputs(
         rural=rows["school_type"].map({"rural": 1.0, "town": 0.0, "urban": 0.0}).to_numpy(dtype=np.float64),
     )
     return block, ctx
+
+
+def _listed_courses(rows: pd.DataFrame, cat: Catalogue) -> tuple[np.ndarray, np.ndarray]:
+    """(row, course position) of every course in the rows' completed_course_ids (none without the column)."""
+    if "completed_course_ids" not in rows:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    lists = rows["completed_course_ids"].reset_index(drop=True)
+    flat = lists.explode().dropna()
+    course = pd.Index(cat.course_ids).get_indexer(flat.astype(str))
+    ok = course >= 0
+    return flat.index.to_numpy(dtype=np.int64)[ok], course[ok].astype(np.int64)
+
+
+def teacher_roles(rows: pd.DataFrame) -> list[frozenset[str]]:
+    roles = rows["roles"] if "roles" in rows else pd.Series([None] * len(rows))
+    return [
+        frozenset(str(r) for r in v) if isinstance(v, (list, tuple, np.ndarray)) else frozenset()
+        for v in roles
+    ]
 
 
 def features_for(
@@ -191,19 +221,6 @@ def features_for(
     )
 
 
-def grade(records: pd.DataFrame) -> pd.Series:
-    """Graded label of a chosen course: 1 enrolled / dropped / no-show; a completion 2, plus one each for
-    satisfaction ≥ 4, satisfaction ≥ 5 and a score ≥ 90 — how well it went is what a menu should predict."""
-    completed = records["status"] == "completed"
-    sat = records["satisfaction"].fillna(0).to_numpy()
-    how_well = (
-        (sat >= GOOD_SATISFACTION).astype(np.int64)
-        + (sat >= GREAT_SATISFACTION)
-        + (records["score"].fillna(0).to_numpy() >= GOOD_SCORE)
-    )
-    return pd.Series(np.where(completed, 2 + how_well, 1), index=records.index)
-
-
 def labelled_pairs(
     block: TeacherBlock,
     cands: Candidates,
@@ -211,22 +228,29 @@ def labelled_pairs(
     cat: Catalogue,
     start: pd.Timestamp,
     end: pd.Timestamp,
-) -> tuple[Candidates, np.ndarray]:
-    """Candidates plus the courses actually chosen in [start, end), and their graded labels (0 not chosen)."""
+    values: pd.DataFrame,
+) -> tuple[Candidates, np.ndarray, np.ndarray]:
+    """Candidates plus the courses taken in [start, end): their graded labels (0 not taken, see
+    `recommender.outcomes.grade`) and outcomes (`outcome_gain`, NaN where none is known)."""
     pos = pd.Series(np.arange(cat.n_courses), index=cat.course_ids)
     ids = pd.Index(block.teacher_ids)
     r = records[
         (records["start_date"] >= start) & (records["start_date"] < end) & records["course_id"].notna()
     ]
-    r = r[r["teacher_id"].isin(ids)]
+    r = r[r["teacher_id"].isin(ids) & r["course_id"].isin(pos.index)]
+    course = r["course_id"].map(pos).to_numpy(dtype=np.int64)
+    change = measured_change(r, course, cat.course_comp, cat.comp_codes, values)
     found = pd.DataFrame(
         {
             "row": ids.get_indexer(pd.Index(r["teacher_id"])),
-            "course": r["course_id"].map(pos),
-            "label": grade(r).to_numpy(),
+            "course": course,
+            "label": grade(r, change),
+            "gain": outcome_gain(r, change),
         }
-    ).dropna()
-    chosen = found.astype(np.int64).groupby(["row", "course"], as_index=False)["label"].max()
+    )
+    chosen = found.groupby(["row", "course"], as_index=False).agg(
+        label=("label", "max"), gain=("gain", "mean")
+    )
     cand = pd.DataFrame(
         {"row": cands.row, "course": cands.course, "dense": cands.dense, "lexical": cands.lexical}
     )
@@ -248,7 +272,7 @@ def labelled_pairs(
         lexical,
         dense + LEXICAL_WEIGHT * lexical,
     )
-    return both, pairs["label"].to_numpy(np.int64)
+    return both, pairs["label"].to_numpy(np.int64), pairs["gain"].to_numpy(np.float64)
 
 
 @dataclass(frozen=True)
@@ -256,6 +280,20 @@ class RankingData:
     X: pd.DataFrame
     y: np.ndarray
     group: np.ndarray
+    row: np.ndarray  # teacher row of each pair (pairs grouped by row)
+    gain: np.ndarray  # outcome of a taken course (outcomes.outcome_gain); NaN for the rest
+
+    def teachers(self, keep: np.ndarray) -> RankingData:
+        """The pairs of the teachers (rows) where `keep` (indexed by row) is True."""
+        at = keep[self.row]
+        row = self.row[at]
+        return RankingData(
+            self.X[at].reset_index(drop=True),
+            self.y[at],
+            np.bincount(row)[np.unique(row)],
+            row,
+            self.gain[at],
+        )
 
 
 def ranking_data(
@@ -266,31 +304,43 @@ def ranking_data(
     cat: Catalogue,
     attrs: CourseAttrs,
     cut: pd.Timestamp,
+    values: pd.DataFrame,
     seed: int = 0,
 ) -> RankingData:
-    """Features as of `cut`, labels from the year after; only teachers who chose something are kept."""
+    """Features as of `cut`, labels from outcomes in the year after; only teachers who took something are kept.
+    `values` are the dated assessment values (`recommender.outcomes.measurements`)."""
     signals = fit_signals(records, teachers, cat, cut)
     block, ctx = teacher_inputs(rows, competencies, records, cat, signals.stats, attrs.topics, cut)
-    cands = eligible_negatives(block, cat, seed)
-    labelled, y = labelled_pairs(block, cands, records, cat, cut, cut + pd.DateOffset(years=1))
+    end = cut + pd.DateOffset(years=1)
+    taken = _course_records(records[records["start_date"] >= cut], cat, end)["course"].to_numpy()
+    cands = exposure_matched_negatives(block, cat, np.bincount(taken, minlength=cat.n_courses), seed)
+    labelled, y, gain = labelled_pairs(block, cands, records, cat, cut, end, values)
     keep = training_rows(labelled.row, y, seed)
-    labelled = Candidates(*(np.asarray(getattr(labelled, f.name))[keep] for f in fields(Candidates)))
+    labelled = labelled.take(keep)
     X = features_for(labelled, ctx, cat, attrs, signals)
     y, row = y[keep], labelled.row
     group = np.bincount(row)[np.unique(row)]
-    return RankingData(X, y, group)
+    return RankingData(X, y, group, row, gain[keep])
 
 
-def eligible_negatives(block: TeacherBlock, cat: Catalogue, seed: int = 0) -> Candidates:
-    """NEGATIVES_PER_TEACHER courses drawn uniformly from those open to each teacher (scores left to compute).
+def exposure_matched_negatives(
+    block: TeacherBlock, cat: Catalogue, taken: np.ndarray, seed: int = 0
+) -> Candidates:
+    """NEGATIVES_PER_TEACHER courses open to each teacher, drawn in proportion to 1 + how often each course was
+    taken in the label period (`taken`, per catalogue position; scores left to compute).
 
-    Negatives from retrieval would make similarity separate chosen from not chosen by construction (every
-    chosen course joins the pairs, retrieved or not), and the ranker would learn the retrieval back."""
+    Popular courses were seen and chosen more for being shown more; negatives as popular as the chosen ones
+    leave popularity nothing to separate by itself, so the ranker learns it only as far as it goes with good
+    outcomes (the grades). Negatives from retrieval would make similarity separate chosen from not chosen by
+    construction, and the ranker would learn the retrieval back."""
     eligible = eligibility_matrix(block, cat)
-    keys = np.where(eligible, np.random.default_rng(seed).random(eligible.shape), -1.0)
+    rng = np.random.default_rng(seed)
+    # Gumbel top-k: the n largest of log(weight) + Gumbel noise are a weighted draw without replacement
+    keys = np.log1p(np.asarray(taken, dtype=np.float64))[None, :] - np.log(rng.standard_exponential(eligible.shape))
+    keys = np.where(eligible, keys, -np.inf)
     n = min(NEGATIVES_PER_TEACHER, cat.n_courses)
     top = np.argpartition(-keys, n - 1, axis=1)[:, :n]
-    ok = np.take_along_axis(keys, top, axis=1) >= 0
+    ok = np.isfinite(np.take_along_axis(keys, top, axis=1))
     row = np.repeat(np.arange(len(block)), n).reshape(-1, n)[ok]
     course = top[ok]
     nan = np.full(len(row), np.nan)
@@ -310,10 +360,106 @@ def training_rows(row: np.ndarray, y: np.ndarray, seed: int = 0) -> np.ndarray:
     return np.flatnonzero(keep)
 
 
-def fit_ranker(train: RankingData, valid: RankingData, seed: int = 0) -> Ranker:
-    return Ranker(random_state=seed).fit(
-        train.X, train.y, train.group, eval_set=(valid.X, valid.y, valid.group)
+# ---------------------------------------------------------------------------------------------------------
+# the blend of the learned score with the need prior
+
+
+@dataclass(frozen=True)
+class Blend:
+    """score = a · learned / sd_learned + (1 − a) · need / sd_need, each centred per teacher, with
+    a = min(1, weight · evidence): evidence = n / (n + TEACHER_EVIDENCE) for the teacher's past records times
+    m / (m + COURSE_EVIDENCE) for the course's rated records. weight 0 is the need prior alone; a large weight
+    the learned score wherever anything is known. Chosen on held-out outcomes (`choose_blend`)."""
+
+    weight: float
+    sd_learned: float
+    sd_need: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {"weight": self.weight, "sd_learned": self.sd_learned, "sd_need": self.sd_need}
+
+
+TEACHER_EVIDENCE, COURSE_EVIDENCE = 3.0, 10.0
+BLEND_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 1e6)
+# pairs needed on the held-out side before the learned score is trusted at all
+MIN_OUTCOME_TEACHERS = 30
+
+
+def evidence(X: pd.DataFrame) -> np.ndarray:
+    n = np.nan_to_num(X["n_records"].to_numpy(dtype=np.float64))
+    m = np.expm1(np.nan_to_num(X["rated"].to_numpy(dtype=np.float64)))
+    return (n / (n + TEACHER_EVIDENCE)) * (m / (m + COURSE_EVIDENCE))
+
+
+def _centred(values: np.ndarray, row: np.ndarray) -> np.ndarray:
+    """Values minus their teacher's mean (rows grouped or not)."""
+    total = np.bincount(row, weights=values)
+    count = np.maximum(np.bincount(row), 1)
+    return values - (total / count)[row]
+
+
+def blend_scores(blend: Blend, learned: np.ndarray, X: pd.DataFrame, row: np.ndarray) -> np.ndarray:
+    a = np.minimum(1.0, blend.weight * evidence(X))
+    need = np.nan_to_num(X["need"].to_numpy(dtype=np.float64))
+    return a * _centred(learned, row) / blend.sd_learned + (1 - a) * _centred(need, row) / blend.sd_need
+
+
+def outcome_ndcg(score: np.ndarray, gain: np.ndarray, row: np.ndarray) -> tuple[float, int]:
+    """Mean NDCG over teachers of their taken courses with a known outcome, ranked by `score`, with the outcome's
+    rank among them as the gain (ties share); teachers with fewer than two such courses are left out."""
+    known = np.isfinite(gain)
+    d = pd.DataFrame({"row": row[known], "score": score[known], "gain": gain[known]})
+    d = d[d.groupby("row")["gain"].transform("size") >= 2]
+    if not len(d):
+        return float("nan"), 0
+    d["g"] = d.groupby("row")["gain"].rank(method="average") - 1.0
+    d["pos"] = (
+        d.sort_values(["row", "score"], ascending=[True, False], kind="stable").groupby("row").cumcount()
     )
+    d["ideal"] = d.sort_values(["row", "g"], ascending=[True, False], kind="stable").groupby("row").cumcount()
+    dcg = (d["g"] / np.log2(d["pos"] + 2.0)).groupby(d["row"]).sum()
+    ideal_g = d.sort_values(["row", "g"], ascending=[True, False], kind="stable")
+    idcg = (ideal_g["g"] / np.log2(ideal_g["ideal"] + 2.0)).groupby(ideal_g["row"]).sum()
+    ok = idcg > 0
+    return float((dcg[ok] / idcg[ok]).mean()), int(ok.sum())
+
+
+def choose_blend(ranker: Ranker, train: RankingData, held_out: RankingData) -> tuple[Blend, dict[str, float]]:
+    """The blend weight whose ranking of held-out taken courses best follows their outcomes (`outcome_ndcg`);
+    ties go to the smaller weight (the need prior), and with too few held-out teachers the prior alone."""
+    sd_l = float(np.std(ranker.predict(train.X[list(FEATURES)]))) or 1.0
+    sd_n = float(np.std(np.nan_to_num(train.X["need"].to_numpy(dtype=np.float64)))) or 1.0
+    learned = ranker.predict(held_out.X[list(FEATURES)])
+    results: dict[str, float] = {}
+    best, best_value, teachers = Blend(0.0, sd_l, sd_n), -np.inf, 0
+    for w in BLEND_WEIGHTS:
+        blend = Blend(w, sd_l, sd_n)
+        value, teachers = outcome_ndcg(
+            blend_scores(blend, learned, held_out.X, held_out.row), held_out.gain, held_out.row
+        )
+        results[f"outcome_ndcg@w={w:g}"] = value
+        if np.isfinite(value) and value > best_value + 1e-4:
+            best, best_value = blend, value
+    if teachers < MIN_OUTCOME_TEACHERS:
+        best = Blend(0.0, sd_l, sd_n)
+    results["outcome_teachers"] = float(teachers)
+    return best, results
+
+
+def fit_ranker(
+    train: RankingData, valid: RankingData, seed: int = 0
+) -> tuple[Ranker, Blend, dict[str, float]]:
+    """The ranker, early-stopped on half of the later period's teachers, and its blend with the need prior,
+    chosen on the outcomes of the other half."""
+    rows = np.unique(valid.row)
+    stop_half = np.zeros(int(valid.row.max()) + 1 if len(valid.row) else 0, dtype=bool)
+    stop_half[rows[np.random.default_rng(seed).random(len(rows)) < 0.5]] = True
+    stop, held_out = valid.teachers(stop_half), valid.teachers(~stop_half)
+    ranker = Ranker(random_state=seed).fit(
+        train.X, train.y, train.group, eval_set=(stop.X, stop.y, stop.group)
+    )
+    blend, metrics = choose_blend(ranker, train, held_out)
+    return ranker, blend, metrics
 
 
 def rank_scores(ranker: Ranker, X: pd.DataFrame) -> np.ndarray:

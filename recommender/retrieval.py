@@ -84,6 +84,10 @@ class Candidates:
             self.hybrid[lo:hi],
         )
 
+    def take(self, at: np.ndarray) -> Candidates:
+        """The pairs at `at` (indices or a bool mask), in that order."""
+        return Candidates(self.row[at], self.course[at], self.dense[at], self.lexical[at], self.hybrid[at])
+
 
 def gap_weights(gaps: np.ndarray, top: int = QUERY_GAPS) -> np.ndarray:
     """Weights over competencies that emphasise a teacher's largest gaps (rows sum to 1, uniform when none)."""

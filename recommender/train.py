@@ -13,19 +13,22 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from data.events import read_events
 from data.policy import Policy
 from data.reference import load_policy, load_taxonomy
 from data.workspace import Workspace
-from features.history import FORMATS, history_features, hours_owed
+from features.history import FORMATS
 from features.pairs import CourseAttrs
-from features.portrait import Tables, as_of, history_windows
-from models.bundle import BundleWriter, data_hash
+from features.portrait import Tables, as_of
+from models.bundle import BundleWriter, current_bundle_dir, data_hash
 from models.encoder import Encoder
 from models.index import VectorIndex
 from models.lexical import BM25
 from models.tagger import CompetencyTagger, top_tags
 from recommender import artifacts
 from recommender.config import Settings
+from recommender.feedback import dismissals, rows_asof, with_events
+from recommender.outcomes import measurements
 from recommender.portraits import build_workspace_portraits, latest_dates, read_portraits
 from recommender.ranking import TRAIN_TEACHERS, fit_ranker, fit_signals, ranking_data
 from recommender.retrieval import STAGES, Catalogue
@@ -178,23 +181,25 @@ def build_course_side(
     return CourseSide(cat, attrs, bm25, courses, tag_metrics)
 
 
-def rows_asof(tables: Tables, portrait_rows: pd.DataFrame, policy: Policy, cut: pd.Timestamp) -> pd.DataFrame:
-    """Portrait rows with the history part recomputed as of an earlier date (for training on the past)."""
-    hist = history_features(
-        portrait_rows, tables.records, tables.courses, tables.taxonomy, cut, windows=history_windows(policy)
-    )
-    owed = hours_owed(hist, policy, cut, stages=portrait_rows["stage"])
-    static = [
-        "teacher_id",
-        "stage",
-        "subject",
-        "school_type",
-        "years_teaching",
-        "career_stage",
-        "assessed",
-        "county",
-    ]
-    return portrait_rows[static].merge(hist, on="teacher_id").merge(owed, on="teacher_id")
+def assessment_values(ws: Workspace, teacher_ids: np.ndarray) -> pd.DataFrame:
+    """Dated assessment values of these teachers (`recommender.outcomes.measurements`): the outcome labels'
+    before and after."""
+    wanted = [("teacher_id", "in", [str(t) for t in teacher_ids])]
+
+    def read(name: str) -> pd.DataFrame:
+        return pd.read_parquet(ws.table_path(name), filters=wanted) if ws.has_table(name) else pd.DataFrame()
+
+    items = ws.read_table("items") if ws.has_table("items") else pd.DataFrame()
+    return measurements(read("competency_scores"), read("responses"), items)
+
+
+def previous_dismissals(ws: Workspace) -> pd.DataFrame | None:
+    """The standing dismissals of the current bundle, if there is one (their first-seen course hashes carry over)."""
+    try:
+        path = current_bundle_dir(ws.bundles_dir) / "dismissed.parquet"
+    except FileNotFoundError:
+        return None
+    return pd.read_parquet(path) if path.exists() else None
 
 
 def train(ws: Workspace, settings: Settings, step: Callable[[str], None] = log.info, seed: int = 0) -> Path:
@@ -203,8 +208,13 @@ def train(ws: Workspace, settings: Settings, step: Callable[[str], None] = log.i
     writer = BundleWriter(ws.bundles_dir, data_hash(inputs))
     try:
         tables = load_tables(ws)
+        events = read_events(ws)
+        # enrolled / completed events count as records from now on (recommender.feedback)
+        tables = replace(tables, records=with_events(tables.records, events, tables.courses))
         policy = load_policy(settings.policy)
         asof = as_of(latest_dates(ws))
+        if len(events) and events["ts"].notna().any():
+            asof = max(asof, pd.Timestamp(events["ts"].max()).normalize() + pd.Timedelta(days=1))
         step("课程编码与标注 course encoding and tagging")
         encoder = Encoder(settings.encoder_model, cache_dir=settings.model_cache)
         subjects = sorted(tables.teachers["subject"].dropna().astype(str).unique())
@@ -213,16 +223,17 @@ def train(ws: Workspace, settings: Settings, step: Callable[[str], None] = log.i
         step("画像 portraits")
         # history counts hours by competency domain: inferred tags count like given ones
         tables = replace(tables, courses=side.courses.assign(competencies=side.courses["competencies_used"]))
-        build_workspace_portraits(ws, tables, policy, asof, settings.target_level, seed)
+        build_workspace_portraits(ws, tables, policy, asof, settings.target_level, seed, events=events)
         step("排序模型 ranker")
         rng = np.random.default_rng(seed)
         ids = tables.teachers["teacher_id"].astype(str).to_numpy()
         sample = np.sort(rng.choice(ids, size=min(TRAIN_TEACHERS, len(ids)), replace=False))
         portraits = read_portraits(ws, sample)
         sampled = portraits.teachers
+        values = assessment_values(ws, sample)
         data = {}
         for name, cut in (("train", asof - pd.DateOffset(years=2)), ("valid", asof - pd.DateOffset(years=1))):
-            rows = rows_asof(tables, sampled, policy, cut)
+            rows = rows_asof(sampled, tables.records, tables.courses, tables.taxonomy, policy, cut)
             data[name] = ranking_data(
                 rows,
                 portraits.competencies,
@@ -231,15 +242,24 @@ def train(ws: Workspace, settings: Settings, step: Callable[[str], None] = log.i
                 side.catalogue,
                 side.attrs,
                 cut,
+                values,
                 seed,
             )
-        ranker = fit_ranker(data["train"], data["valid"], seed)
+        ranker, blend, blend_metrics = fit_ranker(data["train"], data["valid"], seed)
+        dismissed = dismissals(events, side.courses, previous_dismissals(ws))
         signals = fit_signals(tables.records, tables.teachers, side.catalogue, asof)
         artifacts.save(
             writer, side.catalogue, index, side.attrs, signals, ranker, side.bm25, side.courses, tables.taxonomy,
-            settings.policy, asof,
+            settings.policy, asof, blend, dismissed,
         )  # fmt: skip
-        writer.metrics.update({"ranker": ranker.metrics_, "tagging": side.tag_metrics})
+        writer.metrics.update(
+            {
+                "ranker": ranker.metrics_,
+                "blend": blend_metrics,
+                "tagging": side.tag_metrics,
+                "feedback": {"events": int(len(events)), "dismissed": int(len(dismissed))},
+            }
+        )
         writer.info.update({"encoder": encoder.model_id, "features": ranker.features_, "seed": seed})
         return writer.commit()
     except BaseException:

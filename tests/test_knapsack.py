@@ -47,11 +47,11 @@ def programmes(draw: Any) -> Programme:
     hours = np.array(
         draw(st.lists(st.sampled_from([0.0, 1.5, 2.0, 4.0, 6.0, 10.0, 16.0]), min_size=n, max_size=n))
     )
-    # utility per hour falls with the rank, as in the menu, or is drawn freely
+    # utility per hour falls with the rank, as in the menu, or is drawn freely (negative: worth less than its time)
     if draw(st.booleans()):
         value = utility(np.arange(n), hours)
     else:
-        value = np.array(draw(st.lists(st.floats(0, 20), min_size=n, max_size=n)))
+        value = np.array(draw(st.lists(st.floats(-20, 20), min_size=n, max_size=n)))
     share = draw(st.sampled_from([0.0, 0.3, 0.5]))
     practical = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool)
     n_caps = draw(st.integers(0, 3))

@@ -100,6 +100,14 @@ def test_menu_covers_the_missing_ethics_topic() -> None:
     assert "E1" in menu.items
 
 
+def test_menu_takes_one_course_of_a_mandatory_topic_even_when_several_rank_high() -> None:
+    ethics = [course(f"E{i}", 10, topic=ETHICS, comps=(f"E{i}",)) for i in range(3)]
+    teacher = TeacherMenuContext("T1", "primary", missing_mandatory=(ETHICS,))
+    menu = plan(cands(*ethics, *spread(8)), policy(), teacher)
+    assert menu.status == "ok"
+    assert [c for c in menu.items if c.startswith("E")] == ["E0"]
+
+
 def test_menu_leaves_out_a_topic_the_teacher_does_not_owe() -> None:
     frame = cands(*spread(8), course("E1", 4, topic=ETHICS, practical=False, comps=("E",)))
     assert "E1" not in plan(frame, policy()).items
@@ -196,10 +204,20 @@ def test_menu_never_offers_courses_whose_prerequisites_form_a_cycle() -> None:
     assert not {"X", "Y"} & set(menu.items)
 
 
-def test_menu_prefers_better_ranked_courses() -> None:
+def test_menu_prefers_better_ranked_courses_and_stops_at_the_target() -> None:
+    # 50–60 学时 of 10-hour courses: the five best reach the target; a sixth would cost more than it brings
     menu = plan(cands(*spread(12)), policy(practical_share_min=0.0))
-    assert set(menu.items) == {f"C{i}" for i in range(6)}
-    assert menu.items == tuple(f"C{i}" for i in range(6))
+    assert menu.items == tuple(f"C{i}" for i in range(5))
+    assert menu.total_hours == 50
+
+
+def test_menu_runs_past_the_target_only_as_far_as_course_sizes_force() -> None:
+    # 12-hour courses: four give 48 (short), five give 60, the only menu in the window
+    menu = plan(cands(*spread(12, hours=12.0)), policy(practical_share_min=0.0))
+    assert menu.total_hours == 60
+    # with 8-hour and 12-hour courses 52 is reachable, and nothing longer is taken
+    mixed = cands(*spread(4, hours=12.0), *[course(f"S{i}", 4.0, comps=(f"S{i}",)) for i in range(3)])
+    assert plan(mixed, policy(practical_share_min=0.0)).total_hours == 52
 
 
 def test_request_sets_its_own_hours_target_and_keeps_the_slack() -> None:

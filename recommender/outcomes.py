@@ -1,0 +1,182 @@
+"""Outcomes of taken courses (培训成效): what the ranker learns from and how the blend with the need prior is chosen.
+
+A course a teacher took is graded by what came of it, not by the choice itself:
+
+1. **measured change** — where the teacher was assessed on the course's competencies before the course started
+   and again after it ended (same source: self-rating against self-rating, test against test; item responses as
+   the mean item score above the item's own mean), the weighted mean change on those competencies;
+2. else **how it went** — completion, satisfaction and score;
+3. else **the choice alone** (enrolled, dropped, no-show): the weakest positive grade.
+
+`measurements` turns the assessment tables into one long table of dated values; `measured_change` pairs each
+record with the values around it; `grade` maps everything onto LambdaRank's integer labels. The same outcomes,
+held out, choose how much of the learned score to trust (`recommender.ranking.choose_blend`): the choice is made on
+what happened after courses, never on which courses were chosen.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from features.pairs import comp_entries
+
+# an assessment counts as "after" a course within this long of its end
+AFTER_WITHIN = pd.Timedelta(days=3 * 365)
+# graded labels of a taken course: the choice alone 1; a completion 2 (+1 satisfaction ≥ 4, +1 satisfaction 5
+# or a score ≥ 90, at most 4); a measured change 1–4 by its quartile among the measured courses of the window
+CHOICE_GRADE, COMPLETED_GRADE, TOP_GRADE = 1, 2, 4
+GOOD_SCORE = 90.0
+GOOD_SATISFACTION = 4.0
+GREAT_SATISFACTION = 5.0
+CHANGE_QUARTILES = (0.25, 0.5, 0.75)
+
+
+def measurements(scores: pd.DataFrame, responses: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
+    """Dated values per teacher and competency: teacher_id, competency, source, taken_at, value (0–100 scale for
+    scale scores; for item responses, 100 × the mean of score / max_score minus the item's own mean)."""
+    parts = []
+    if len(scores) and "taken_at" in scores:
+        s = scores.dropna(subset=["taken_at", "score"])
+        parts.append(
+            pd.DataFrame(
+                {
+                    "teacher_id": s["teacher_id"].astype(str).to_numpy(),
+                    "competency": s["competency"].astype(str).to_numpy(),
+                    "source": s.get("source", pd.Series("unknown", index=s.index))
+                    .fillna("unknown")
+                    .astype(str),
+                    "taken_at": pd.to_datetime(s["taken_at"]).to_numpy(),
+                    "value": s["score"].to_numpy(dtype=np.float64),
+                }
+            )
+        )
+    if len(responses) and len(items) and "taken_at" in responses:
+        it = items[["item_id", "competencies", "max_score"]].explode("competencies").dropna()
+        r = responses.dropna(subset=["taken_at", "score"]).merge(
+            items[["item_id", "max_score"]], on="item_id"
+        )
+        share = r["score"].to_numpy(dtype=np.float64) / r["max_score"].fillna(1.0).to_numpy(dtype=np.float64)
+        r = r.assign(
+            share=share - pd.Series(share).groupby(r["item_id"].to_numpy()).transform("mean").to_numpy()
+        )
+        m = r[["teacher_id", "item_id", "taken_at", "share"]].merge(
+            it[["item_id", "competencies"]], on="item_id"
+        )
+        g = m.groupby(["teacher_id", "competencies", "taken_at"], as_index=False)["share"].mean()
+        parts.append(
+            pd.DataFrame(
+                {
+                    "teacher_id": g["teacher_id"].astype(str).to_numpy(),
+                    "competency": g["competencies"].astype(str).to_numpy(),
+                    "source": "items",
+                    "taken_at": pd.to_datetime(g["taken_at"]).to_numpy(),
+                    "value": 100.0 * g["share"].to_numpy(dtype=np.float64),
+                }
+            )
+        )
+    if not parts:
+        return pd.DataFrame(
+            {
+                "teacher_id": pd.Series(dtype=object),
+                "competency": pd.Series(dtype=object),
+                "source": pd.Series(dtype=object),
+                "taken_at": pd.Series(dtype="datetime64[ns]"),
+                "value": pd.Series(dtype=np.float64),
+            }
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def measured_change(
+    records: pd.DataFrame,
+    course: np.ndarray,
+    course_comp: np.ndarray,
+    comp_codes: np.ndarray,
+    values: pd.DataFrame,
+) -> np.ndarray:
+    """Per record (aligned with `records`, whose catalogue positions are `course`): the weighted mean change of
+    the teacher's measured values on the course's competencies from the last assessment before its start to the
+    first one after its end (within AFTER_WITHIN, same source); NaN where no competency was measured both sides."""
+    out = np.full(len(records), np.nan)
+    if not len(records) or not len(values):
+        return out
+    pair, code, weight = comp_entries(course_comp, np.asarray(course, dtype=np.int64))
+    start = pd.to_datetime(records["start_date"]).to_numpy()
+    end = pd.to_datetime(records["end_date"]).fillna(records["start_date"]).to_numpy()
+    entries = pd.DataFrame(
+        {
+            "pair": pair,
+            "teacher_id": records["teacher_id"].astype(str).to_numpy()[pair],
+            "competency": np.asarray(comp_codes, dtype=object)[code],
+            "weight": weight,
+            "start": start[pair],
+            "end": end[pair],
+        }
+    )
+    v = values.assign(key=values["teacher_id"].astype(str) + "\x1f" + values["competency"].astype(str))
+    e = entries.assign(key=entries["teacher_id"] + "\x1f" + entries["competency"].astype(str))
+    e = e[e["key"].isin(set(v["key"]))]
+    if not len(e):
+        return out
+    changes = []
+    for source, vs in v.groupby("source", sort=False):
+        vs = vs.sort_values("taken_at", kind="stable")[["key", "taken_at", "value"]]
+        before = pd.merge_asof(
+            e.sort_values("start", kind="stable"), vs.rename(columns={"value": "before"}),
+            left_on="start", right_on="taken_at", by="key", direction="backward", allow_exact_matches=False,
+        ).drop(columns="taken_at")  # fmt: skip
+        both = pd.merge_asof(
+            before.sort_values("end", kind="stable"), vs.rename(columns={"value": "after"}),
+            left_on="end", right_on="taken_at", by="key", direction="forward", tolerance=AFTER_WITHIN,
+        )  # fmt: skip
+        changes.append(both.dropna(subset=["before", "after"]).assign(source=source))
+    found = pd.concat(changes, ignore_index=True)
+    if not len(found):
+        return out
+    # one change per record entry: the mean over sources measured both sides
+    per_entry = found.assign(delta=found["after"] - found["before"]).groupby(["pair", "competency"])
+    d = per_entry.agg(delta=("delta", "mean"), weight=("weight", "first")).reset_index()
+    agg = (d["delta"] * d["weight"]).groupby(d["pair"]).sum() / d["weight"].groupby(d["pair"]).sum()
+    out[agg.index.to_numpy(dtype=np.int64)] = agg.to_numpy()
+    return out
+
+
+def grade(records: pd.DataFrame, change: np.ndarray) -> np.ndarray:
+    """Integer label of each taken course (aligned with `records`): a measured change by its quartile among the
+    measured ones (1–4), else a completion by how it went (2–4), else the choice alone (1)."""
+    completed = (records["status"] == "completed").to_numpy()
+    sat = records["satisfaction"].to_numpy(dtype=np.float64, na_value=np.nan)
+    score = records["score"].to_numpy(dtype=np.float64, na_value=np.nan)
+    how_well = (np.nan_to_num(sat) >= GOOD_SATISFACTION).astype(np.int64) + (
+        (np.nan_to_num(sat) >= GREAT_SATISFACTION) | (np.nan_to_num(score) >= GOOD_SCORE)
+    )
+    label = np.where(completed, np.minimum(COMPLETED_GRADE + how_well, TOP_GRADE), CHOICE_GRADE)
+    measured = np.isfinite(change)
+    if measured.any():
+        cuts = np.quantile(change[measured], CHANGE_QUARTILES)
+        label = np.where(measured, CHOICE_GRADE + np.searchsorted(cuts, change, side="right"), label)
+    return label.astype(np.int64)
+
+
+def outcome_gain(records: pd.DataFrame, change: np.ndarray) -> np.ndarray:
+    """A continuous outcome of each taken course for judging rankings on held-out data: the measured change
+    where known (standardised), else a standardised mix of completion, satisfaction and score; NaN when only
+    the choice is known (nothing happened yet)."""
+    status = records["status"].astype(str).to_numpy()
+    sat = records["satisfaction"].to_numpy(dtype=np.float64, na_value=np.nan)
+    score = records["score"].to_numpy(dtype=np.float64, na_value=np.nan)
+
+    def z(x: np.ndarray) -> np.ndarray:
+        ok = np.isfinite(x)
+        if ok.sum() < 2 or np.std(x[ok]) == 0:
+            return np.where(ok, 0.0, np.nan)
+        return (x - np.mean(x[ok])) / np.std(x[ok])
+
+    parts = np.vstack([z(sat), z(score)])
+    known = np.isfinite(parts)
+    how = np.where(known, parts, 0.0).sum(axis=0) / np.maximum(known.sum(axis=0), 1)
+    finished = np.isin(status, ("completed", "dropped", "no_show"))
+    went = np.where(status == "completed", 0.5 + 0.5 * how, np.where(finished, -1.0, np.nan))
+    measured = np.isfinite(change)
+    return np.where(measured, z(np.where(measured, change, np.nan)), went)
