@@ -307,9 +307,9 @@ def test_truth_meta_says_which_scale_the_latent_competencies_are_on(truth: Truth
 def test_a_large_province_gets_true_utilities_for_a_random_sample_of_teachers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import data.synthetic
+    import data.synthetic.province
 
-    monkeypatch.setattr(data.synthetic, "UTILITY_CELLS_MAX", 600 * 40)
+    monkeypatch.setattr(data.synthetic.province, "UTILITY_CELLS_MAX", 600 * 40)
     summary = generate(tmp_path, n_teachers=200, seed=4, n_courses=600)
     truth = load_truth(tmp_path)
     assert summary.utility_teachers == truth.meta["utility_teachers"] == 40
@@ -334,3 +334,15 @@ def test_a_province_of_one_unassessed_teacher_is_still_written(tmp_path: Path) -
     summary = generate(tmp_path, n_teachers=1, seed=9)  # seed 9: the one teacher is never assessed
     assert summary.rows["teachers"] == 1 and summary.rows["responses"] == 0
     assert list(pd.read_csv(tmp_path / "responses.csv").columns) == CONTRACT_COLUMNS["responses"]
+
+
+def test_the_truth_reader_takes_the_province_folder_or_its_truth_folder_and_names_what_is_missing(
+    province: tuple[Path, GenerationSummary], tmp_path: Path
+) -> None:
+    out, _ = province
+    by_province, by_truth = load_truth(out), load_truth(out / "_truth")
+    pd.testing.assert_frame_equal(by_province.utility, by_truth.utility)
+    assert by_province.meta == by_truth.meta and by_truth.items is not None
+    (tmp_path / "utility.parquet").write_bytes((out / "_truth" / "utility.parquet").read_bytes())
+    with pytest.raises(FileNotFoundError, match=r"latent\.parquet, courses\.parquet"):
+        load_truth(tmp_path)
