@@ -8,7 +8,16 @@ from datetime import date
 
 import numpy as np
 
-from data.synthetic.common import SELF_RATING_BIAS, SELF_RATING_SD, choice, day_number, sigmoid, to_display
+from data.synthetic.common import (
+    HISTORY_YEARS,
+    SELF_RATING_BIAS,
+    SELF_RATING_SD,
+    choice,
+    day_number,
+    sigmoid,
+    to_display,
+)
+from data.synthetic.growth import training_start
 from data.synthetic.teachers import Teachers
 from data.synthetic.utility import code_family
 
@@ -24,6 +33,10 @@ class ItemBank:
 
 
 ITEMS_PER_CODE = 6
+# share of wave-2 participants (and of the others) assessed at wave 1 too, among teachers who taught then
+WAVE1_SHARE_ASSESSED, WAVE1_SHARE_OTHERS = 0.65, 0.2
+# sd of the day-of-test state (θ): about 4 display points of transient error shared by a day's measures
+STATE_SD = 0.25
 EXTRA_ITEMS_PER_FORM = 30
 N_FORMS = 6
 
@@ -65,42 +78,92 @@ def make_items(codes: Sequence[str], domains: np.ndarray, rng: np.random.Generat
     )
 
 
-def make_responses(
-    t: Teachers, theta: np.ndarray, bank: ItemBank, rng: np.random.Generator, as_of: date
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Who is assessed (about 27 % never are), their test dates and their item responses."""
-    n, k = theta.shape
+@dataclass(frozen=True)
+class AssessmentPlan:
+    """Who is assessed on which day, in two waves: wave 1 in the autumn before the training period (teachers who
+    already taught then), wave 2 in its last eighteen months (about 27 % of teachers are never assessed, some
+    only once).
+
+    day: 2 × n day numbers (drawn for everybody; meaningful where `assessed`), assessed: 2 × n bool, form: each
+    teacher's test form — the same at both waves, so a later answer replaces the earlier one item by item —,
+    state: 2 × n × K θ, the day-of-test deviation every measure of that day shares (transient measurement
+    error: who looked weak on the day partly regresses to the mean by the next wave)."""
+
+    day: np.ndarray
+    assessed: np.ndarray
+    form: np.ndarray
+    state: np.ndarray
+
+
+def plan_assessments(
+    t: Teachers, k: int, rng: np.random.Generator, rng_waves: np.random.Generator, as_of: date
+) -> AssessmentPlan:
+    n = len(t.ids)
     p_never = 0.27 + np.array([0.06, 0.0, -0.05])[t.school_type] + 0.05 * (t.stage == 0)
-    assessed = rng.random(n) >= p_never
-    taken = np.asarray(day_number(as_of) - rng.integers(20, 540, n))
+    assessed2 = rng.random(n) >= p_never
+    day2 = np.asarray(day_number(as_of) - rng.integers(20, 540, n))
     form = rng.integers(0, N_FORMS, n)
-    theta_pad = np.concatenate([theta, np.zeros((n, 1), np.float32)], axis=1)
+    taught_then = t.years >= HISTORY_YEARS
+    share1 = np.where(assessed2, WAVE1_SHARE_ASSESSED, WAVE1_SHARE_OTHERS)
+    assessed1 = taught_then & (rng_waves.random(n) < share1)
+    day1 = np.asarray(day_number(training_start(as_of)) - rng_waves.integers(10, 150, n))
+    state = rng_waves.normal(0.0, STATE_SD, (2, n, k)).astype(np.float32)
+    return AssessmentPlan(np.stack([day1, day2]), np.stack([assessed1, assessed2]), form, state)
+
+
+def make_responses(
+    plan: AssessmentPlan, theta_waves: Sequence[np.ndarray], bank: ItemBank, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """Item responses of each wave (theta_waves: the true n × K competencies on each teacher's day of that
+    wave, plus the day's state), ordered by teacher, date and item."""
+    k = theta_waves[0].shape[1]
     loadings = np.zeros((k + 1, len(bank.ids)), dtype=np.float32)
     cols = np.arange(len(bank.ids))
     loadings[bank.comp_idx[:, 0], cols] += bank.a[:, 0]
     loadings[bank.comp_idx[:, 1], cols] += bank.a[:, 1]
     loadings = loadings[:k]
     # an empty block first, so that a province where nobody is assessed still concatenates
-    out_t, out_i, out_s = [np.empty(0, np.int64)], [np.empty(0, np.int64)], [np.empty(0, np.int64)]
-    for f in range(N_FORMS):
-        who = np.flatnonzero(assessed & (form == f))
-        items = bank.forms[f]
-        for lo in range(0, len(who), 20_000):
-            w = who[lo : lo + 20_000]
-            p = sigmoid(theta_pad[w, :k] @ loadings[:, items] - bank.b[items][None, :])
-            scores = rng.binomial(bank.max_score[items][None, :], p)
-            out_t.append(np.repeat(w, len(items)))
-            out_i.append(np.tile(items, len(w)))
-            out_s.append(scores.ravel())
-    t_idx = np.concatenate(out_t)
-    order = np.lexsort((np.concatenate(out_i), t_idx))
-    return assessed, {
+    out_t, out_i, out_s, out_w = ([np.empty(0, np.int64)] for _ in range(4))
+    for wave, theta in enumerate(theta_waves):
+        measured = theta + plan.state[wave]
+        for f in range(N_FORMS):
+            who = np.flatnonzero(plan.assessed[wave] & (plan.form == f))
+            items = bank.forms[f]
+            for lo in range(0, len(who), 20_000):
+                w = who[lo : lo + 20_000]
+                p = sigmoid(measured[w] @ loadings[:, items] - bank.b[items][None, :])
+                scores = rng.binomial(bank.max_score[items][None, :], p)
+                out_t.append(np.repeat(w, len(items)))
+                out_i.append(np.tile(items, len(w)))
+                out_s.append(scores.ravel())
+                out_w.append(np.full(len(w) * len(items), wave))
+    t_idx, item, wave_of = np.concatenate(out_t), np.concatenate(out_i), np.concatenate(out_w)
+    order = np.lexsort((item, wave_of, t_idx))
+    return {
         "teacher": t_idx[order],
-        "item": np.concatenate(out_i)[order],
+        "item": item[order],
         "score": np.concatenate(out_s)[order].astype(np.int64),
-        "taken": taken[t_idx[order]],
-        "taken_by_teacher": taken,
+        "taken": plan.day[wave_of[order], t_idx[order]],
     }
+
+
+def wave_scale_scores(
+    plan: AssessmentPlan,
+    theta_waves: Sequence[np.ndarray],
+    codes: Sequence[str],
+    stage: np.ndarray,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """make_scale_scores for each wave (on the day's measured competencies), ordered by teacher, date, source
+    and competency."""
+    waves = [
+        make_scale_scores(theta + plan.state[w], plan.assessed[w], plan.day[w], codes, stage, rng)
+        for w, theta in enumerate(theta_waves)
+    ]
+    joined = {key: np.concatenate([part[key] for part in waves]) for key in waves[0]}
+    wave_of = np.concatenate([np.full(len(part["teacher"]), w) for w, part in enumerate(waves)])
+    order = np.lexsort((joined["code"], joined["source"], wave_of, joined["teacher"]))
+    return {key: v[order] for key, v in joined.items()}
 
 
 def make_scale_scores(

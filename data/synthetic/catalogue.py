@@ -26,7 +26,7 @@ from data.synthetic.common import (
     choice,
 )
 from data.synthetic.text import course_text, known_providers
-from data.synthetic.utility import code_family
+from data.synthetic.utility import appeal, code_family
 
 
 @dataclass(frozen=True)
@@ -59,14 +59,23 @@ class Catalogue:
         return self.retire_year > 9000
 
     @property
-    def multiplier(self) -> np.ndarray:
+    def bonus(self) -> np.ndarray:
+        """Context bonus: subject-specific, stage-specific and practical courses fit better."""
         return np.asarray(
-            self.quality
-            * (1.0 + SUBJECT_BONUS * (self.subject >= 0))
+            (1.0 + SUBJECT_BONUS * (self.subject >= 0))
             * (1.0 + STAGE_BONUS * self.stage_restricted)
             * (1.0 + PRACTICAL_BONUS * (self.practical == 1)),
             dtype=np.float32,
         )
+
+    @property
+    def multiplier(self) -> np.ndarray:
+        """What teachers believe a course is worth besides their need: its quality and context bonus."""
+        return np.asarray(self.quality * self.bonus, dtype=np.float32)
+
+    @property
+    def appeal(self) -> np.ndarray:
+        return appeal(self.popularity)
 
 
 def default_course_count(n_teachers: int) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -63,6 +64,29 @@ SUBJECT_BONUS = 0.25
 STAGE_BONUS = 0.10
 PRACTICAL_BONUS = 0.10
 MAX_CODES = 3
+
+# --- worlds: what truly helps a teacher (see utility.benefit) ---
+World = Literal["need", "quality", "popularity", "mixed"]
+WORLDS: tuple[World, ...] = get_args(World)
+DEFAULT_WORLD: World = "mixed"
+WORLD_ZH: dict[World, str] = {
+    "need": "需求驱动",
+    "quality": "质量驱动",
+    "popularity": "同伴偏好",
+    "mixed": "混合",
+}
+# appeal = exp(APPEAL_SLOPE · popularity): what peers like
+APPEAL_SLOPE = 0.8
+# each world's benefit × its unit has the typical size of the need world's (calibrated on chosen courses of a
+# 5 000-teacher province), so that effects and outcomes are on one scale whatever the world
+WORLD_UNIT = {"need": 1.0, "quality": 0.525, "popularity": 0.245, "mixed": 0.404}
+# typical true utility of a chosen course and its spread, per world: outcomes respond to the standardised utility
+WORLD_UTILITY = {
+    "need": (1.44, 1.16),
+    "quality": (1.44, 1.09),
+    "popularity": (1.44, 1.58),
+    "mixed": (1.44, 1.61),
+}
 LOAD_G, LOAD_D = 0.60, 0.50
 # self-ratings (自评) sit this many display points above the truth on average, with this much noise
 SELF_RATING_BIAS, SELF_RATING_SD = 8.0, 12.0

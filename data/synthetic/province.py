@@ -14,11 +14,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from data.reference import load_jiangxi_projects, load_taxonomy
-from data.synthetic.assessments import make_items, make_responses, make_scale_scores
+from data.synthetic.assessments import (
+    STATE_SD,
+    make_items,
+    make_responses,
+    plan_assessments,
+    wave_scale_scores,
+)
 from data.synthetic.catalogue import default_course_count, make_catalogue
 from data.synthetic.common import (
     CODE_WEIGHTS,
     DEFAULT_AS_OF,
+    DEFAULT_WORLD,
     DISPLAY_CENTRE,
     DISPLAY_SCALE,
     LEVEL_SD,
@@ -28,21 +35,43 @@ from data.synthetic.common import (
     STAGE_BONUS,
     SUBJECT_BONUS,
     TARGET_THETA,
+    WORLD_UNIT,
+    WORLDS,
+    World,
+    day_number,
     to_display,
 )
-from data.synthetic.records import make_records, project_records
+from data.synthetic.growth import (
+    EFFECT_NOISE_SD,
+    EFFECT_SCALE,
+    PROJECT_EFFECT_FACTOR,
+    completed_moves,
+    project_courses,
+    theta_at,
+    training_start,
+    trend,
+)
+from data.synthetic.records import Growth, make_records, project_records
 from data.synthetic.tables import (
     course_truth_table,
     courses_table,
     dates_array,
     projects_table,
+    record_order,
     records_table,
     teachers_table,
     write_csv,
     write_parquet,
 )
 from data.synthetic.teachers import draw_latent, geography, make_teachers
-from data.synthetic.truth import TRUTH_FILES, UTILITY_TOP_PER_TEACHER, utility_table
+from data.synthetic.truth import (
+    TRUTH_FILES,
+    UTILITY_TOP_PER_TEACHER,
+    effect_summary,
+    record_effects,
+    utility_table,
+    waves_table,
+)
 from data.synthetic.utility import relevance
 from data.workspace import write_text_atomic
 
@@ -60,13 +89,17 @@ class GenerationSummary:
     rows: dict[str, int]
     utility_teachers: int  # teachers whose true utilities are in _truth/utility.parquet (all, or a sample)
     note: str
+    world: World = DEFAULT_WORLD
 
     def __rich__(self) -> Any:
         """What `tdr generate` prints: rows per file and where the ground truth is."""
         from rich.console import Group
         from rich.table import Table
 
-        table = Table(title=f"合成省份已写入 {self.out_dir}（种子 {self.seed}）", title_justify="left")
+        table = Table(
+            title=f"合成省份已写入 {self.out_dir}（种子 {self.seed}，世界 {self.world}）",
+            title_justify="left",
+        )
         table.add_column("文件 file")
         table.add_column("行数 rows", justify="right")
         for name, count in self.rows.items():
@@ -80,34 +113,57 @@ def generate(
     seed: int = 0,
     as_of: date = DEFAULT_AS_OF,
     n_courses: int | None = None,
+    world: World = DEFAULT_WORLD,
 ) -> GenerationSummary:
     """Write a synthetic 江西省 province in the input data contract to out_dir, and its truth to out_dir/_truth.
 
-    Deterministic per (n_teachers, seed, as_of, n_courses): the same arguments give the same bytes.
+    `world` (one of WORLDS) sets what truly helps a teacher (see utility.benefit); the files a platform would
+    export differ between worlds only through outcomes (completion, scores, satisfaction, assessments), never
+    through what teachers believe when they enrol. Deterministic per (n_teachers, seed, as_of, n_courses,
+    world): the same arguments give the same bytes.
     """
     if n_teachers < 1:
         raise ValueError(f"n_teachers must be at least 1, got {n_teachers}")
+    if world not in WORLDS:
+        raise ValueError(f"world must be one of {', '.join(WORLDS)}, got {world!r}")
     out = Path(out_dir)
     truth_dir = out / "_truth"
     truth_dir.mkdir(parents=True, exist_ok=True)
+    # the first eight streams are those of the generator before it had worlds; later ones were added after them
+    streams = np.random.SeedSequence(seed).spawn(10)
     rng_teachers, rng_latent, rng_courses, rng_items, rng_resp, rng_scores, rng_records, rng_projects = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(8)
+        np.random.default_rng(s) for s in streams[:8]
     )
+    rng_waves, rng_effects = (np.random.default_rng(s) for s in streams[8:])
     taxonomy = load_taxonomy()
     codes = list(taxonomy["code"])
     domains = taxonomy["domain"].to_numpy()
     geo = geography()
 
     t = make_teachers(n_teachers, geo, rng_teachers, as_of)
-    theta = draw_latent(t, codes, domains, rng_latent)
+    theta0 = draw_latent(t, codes, domains, rng_latent)  # at T0, the start of the training period
     rel = relevance(t.stage, t.school_type, t.years, t.roles, codes)
     cat = make_catalogue(n_courses or default_course_count(n_teachers), codes, geo, rng_courses, as_of)
     bank = make_items(codes, domains, rng_items)
-    assessed, resp = make_responses(t, theta, bank, rng_resp, as_of)
-    scales = make_scale_scores(theta, assessed, resp["taken_by_teacher"], codes, t.stage, rng_scores)
-    rec = make_records(t, theta, rel, cat, rng_records, as_of)
+    plan = plan_assessments(t, len(codes), rng_resp, rng_waves, as_of)
     projects = load_jiangxi_projects()
     proj = project_records(t, geo, projects, rng_projects, as_of)
+    growth = Growth(
+        world=world,
+        theta0=theta0,
+        slope=trend(codes),
+        projects=proj,
+        project_courses=project_courses(projects, codes, rng_effects),
+        rng=rng_effects,
+    )
+    # teachers choose on the need their first diagnosis showed them (its day-of-test error included)
+    rec, proj_effect = make_records(t, theta0 + plan.state[0], rel, cat, growth, rng_records, as_of)
+    moves = completed_moves(rec, proj, cat, growth.project_courses, proj_effect, len(codes))
+    start = training_start(as_of)
+    theta_waves = [theta_at(theta0, growth.slope, start, plan.day[w], moves) for w in range(2)]
+    theta = theta_at(theta0, growth.slope, start, np.full(n_teachers, day_number(as_of)), moves)
+    resp = make_responses(plan, theta_waves, bank, rng_resp)
+    scales = wave_scale_scores(plan, theta_waves, codes, t.stage, rng_scores)
 
     codes_arr = np.array(codes)
     teachers_tbl = teachers_table(t, geo)
@@ -169,6 +225,16 @@ def generate(
     course_truth = course_truth_table(cat, codes)
     write_parquet(course_truth, truth_dir / "courses.parquet")
     write_parquet(
+        waves_table(ids, codes_arr, plan.day, plan.assessed, theta_waves, plan.state),
+        truth_dir / "waves.parquet",
+    )
+    effects = record_effects(moves, records_tbl, record_order(rec, proj), codes_arr, plan.day, plan.assessed)
+    write_parquet(pa.Table.from_pandas(effects, preserve_index=False), truth_dir / "record_effects.parquet")
+    for key, name in (("course_id", "course_effects.parquet"), ("project_id", "project_effects.parquet")):
+        write_parquet(
+            pa.Table.from_pandas(effect_summary(effects, key), preserve_index=False), truth_dir / name
+        )
+    write_parquet(
         pa.table(
             {
                 "item_id": pa.array(bank.ids),
@@ -204,6 +270,7 @@ def generate(
             sample_latent,
             course_truth.to_pandas(),
             sample_records.to_pandas(),
+            world,
         ),
         truth_dir / "utility.parquet",
     )
@@ -221,7 +288,21 @@ def generate(
         "n_courses": len(cat.ids),
         "as_of": as_of.isoformat(),
         "rows": rows,
-        "assessed_teachers": int(assessed.sum()),
+        "world": world,
+        "assessed_teachers": int(plan.assessed.any(axis=0).sum()),
+        "waves": {
+            "assessed": [int(a.sum()) for a in plan.assessed],
+            "assessed_twice": int(plan.assessed.all(axis=0).sum()),
+            "training_start": start.isoformat(),
+            "state_sd": STATE_SD,
+        },
+        "growth": {
+            "trend_per_year": dict(zip(codes, map(float, growth.slope), strict=True)),
+            "effect_scale": EFFECT_SCALE,
+            "effect_noise_sd": EFFECT_NOISE_SD,
+            "project_effect_factor": PROJECT_EFFECT_FACTOR,
+            "world_unit": WORLD_UNIT[world],
+        },
         "utility_teachers": utility_teachers,
         "note": note,
         "files": TRUTH_FILES,
@@ -249,4 +330,5 @@ def generate(
         rows=rows,
         utility_teachers=utility_teachers,
         note=note,
+        world=world,
     )

@@ -12,19 +12,22 @@ from data.synthetic.catalogue import Catalogue
 from data.synthetic.common import (
     FORMATS,
     HISTORY_YEARS,
+    MAX_CODES,
     PROVINCE_TEACHERS,
     ROLES,
     SCHOOL_TYPES,
     STAGES,
     SUBJECTS,
     TITLES,
+    WORLD_UTILITY,
     as_list,
     choice,
     day_number,
     sigmoid,
 )
+from data.synthetic.growth import PROJECT_EFFECT_FACTOR, ProjectCourses, realised_effects
 from data.synthetic.teachers import Teachers
-from data.synthetic.utility import utility_core
+from data.synthetic.utility import benefit, utility_core, utility_of
 
 CONSIDERED = 120  # courses a teacher looks at in a year (platform listing, colleagues' advice)
 MAX_PER_YEAR = 10
@@ -34,8 +37,8 @@ BETA_UTILITY, BETA_POPULARITY, BETA_FORMAT, BETA_CAREER, BETA_MANDATORY = 0.8, 0
 FORMAT_TASTE = np.array([0.5, 0.0, 0.2, 0.0, -0.4, 0.3])
 RURAL_TASTE = np.array([0.3, -0.3, 0.0, 0.0, -0.3, 0.1])
 MONTH_WEIGHTS = np.array([0.03, 0.04, 0.09, 0.10, 0.09, 0.06, 0.14, 0.14, 0.07, 0.10, 0.09, 0.05])
-# typical utility of a considered course and its spread: outcomes respond to the standardised utility
-UTILITY_CENTRE, UTILITY_SPREAD = 2.2, 1.6
+# more able teachers enrol in more courses: engagement × exp(this × their standardised mean competency)
+ABILITY_ENGAGEMENT = 0.25
 
 
 def _sorted_contains(keys: np.ndarray, query: np.ndarray) -> np.ndarray:
@@ -47,10 +50,11 @@ def _sorted_contains(keys: np.ndarray, query: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ChoiceModel:
-    """What drives enrolment: true utility, popularity, the teacher's format taste and career stage."""
+    """What drives enrolment: the utility teachers believe in (utility_core on the competencies they perceive:
+    their first diagnosis, not updated as training closes gaps), popularity, format taste and career stage."""
 
     cat: Catalogue
-    theta_pad: np.ndarray  # teachers × (K + 1); the last column pads courses with fewer codes
+    theta_pad: np.ndarray  # perceived competencies, teachers × (K + 1); the last column pads short courses
     rel_pad: np.ndarray
     taste: np.ndarray  # teachers × formats
     pref_level: np.ndarray
@@ -82,7 +86,7 @@ class ChoiceModel:
     def choose(
         self, rows: np.ndarray, picks: np.ndarray, y: int, done_keys: np.ndarray, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Each teacher in rows enrols in up to picks courses of year y: (teacher, course, true utility)."""
+        """Each teacher in rows enrols in up to picks courses of year y: (teacher, course, believed utility)."""
         cat, c = self.cat, len(self.cat.ids)
         cand = np.zeros((len(rows), CONSIDERED), dtype=np.int64)
         usable = np.ones(len(rows), dtype=bool)
@@ -130,7 +134,7 @@ class ChoiceModel:
 
 
 def _outcomes(
-    utility: np.ndarray,
+    uu: np.ndarray,
     fit: np.ndarray,
     rural: np.ndarray,
     quality: np.ndarray,
@@ -142,11 +146,11 @@ def _outcomes(
 ) -> dict[str, np.ndarray]:
     """Dates, status, credited hours, score and satisfaction of enrolments in year y.
 
-    The better a course fits the teacher (true utility, format taste, course quality), the likelier it is
-    finished, the higher its score and the better it is liked; away-from-school formats see more no-shows.
+    The better a course fits the teacher (uu: the standardised true utility; format taste, course quality),
+    the likelier it is finished, the higher its score and the better it is liked; away-from-school formats see
+    more no-shows.
     """
-    m = len(utility)
-    uu = (utility - UTILITY_CENTRE) / UTILITY_SPREAD
+    m = len(uu)
     log_q = np.log(quality)
     away = np.isin(fmt, (1, 3, 4))
     p_noshow = sigmoid(-3.0 + 0.9 * away - 0.2 * uu - 0.35 * fit + 0.3 * rural)
@@ -193,22 +197,42 @@ def _outcomes(
     }
 
 
+@dataclass(frozen=True)
+class Growth:
+    """What moves competencies while the records are drawn (see growth.py): the world, θ at T0 (n × K), the
+    yearly trend (K,), the project records (project_records) and what each project teaches, and the
+    generator of the effects' noise."""
+
+    world: str
+    theta0: np.ndarray
+    slope: np.ndarray
+    projects: dict[str, np.ndarray]
+    project_courses: ProjectCourses
+    rng: np.random.Generator
+
+
 def make_records(
     t: Teachers,
-    theta: np.ndarray,
+    perceived: np.ndarray,
     rel: np.ndarray,
     cat: Catalogue,
+    growth: Growth,
     rng: np.random.Generator,
     as_of: date,
-) -> dict[str, np.ndarray]:
-    """Five years of course enrolments from the choice model, in blocks of teachers (no per-teacher loop)."""
-    n = len(t.ids)
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Five years of course enrolments from the choice model, in blocks of teachers (no per-teacher loop), and
+    the true effects of every course and project record (records × MAX_CODES θ, zero unless completed).
+
+    Outcomes follow the true utility at the start of the year; competencies then move by the effects of what
+    was completed that year and by the trend, so a gap closed by training stops paying."""
+    n, k = perceived.shape
     c = len(cat.ids)
     pad = np.zeros((n, 1), np.float32)
+    rel_pad = np.concatenate([rel, pad], axis=1)
     model = ChoiceModel(
         cat=cat,
-        theta_pad=np.concatenate([theta, pad], axis=1),
-        rel_pad=np.concatenate([rel, pad], axis=1),
+        theta_pad=np.concatenate([perceived, pad], axis=1),
+        rel_pad=rel_pad,
         taste=(
             FORMAT_TASTE[None, :]
             + (t.school_type == 0)[:, None] * RURAL_TASTE[None, :]
@@ -218,42 +242,87 @@ def make_records(
         group=t.stage * len(SUBJECTS) + t.subject,
         shelves={},
     )
-    engagement = 3.6 * rng.lognormal(0, 0.35, n)
+    ability = growth.theta0.mean(axis=1)
+    ability = (ability - ability.mean()) / max(float(ability.std()), 1e-9)
+    engagement = 3.6 * rng.lognormal(0, 0.35, n) * np.exp(ABILITY_ENGAGEMENT * ability)
     year_share = as_of.timetuple().tm_yday / 365.0
+    centre, spread = WORLD_UTILITY[growth.world]
+    appeal_of = cat.appeal
+    proj = growth.projects
+    pc = growth.project_courses
+    proj_year = proj["start"].astype("datetime64[D]").astype("datetime64[Y]").astype(np.int64) + 1970
+    proj_done = np.flatnonzero(proj["status"] == 1)
+    proj_effect = np.zeros((len(proj["teacher"]), MAX_CODES), dtype=np.float32)
+    proj_factor = np.float32(PROJECT_EFFECT_FACTOR)
     empty_int, empty_float = np.empty(0, np.int64), np.empty(0, np.float64)
     out: dict[str, list[np.ndarray]] = {
         key: [empty_float if key in ("hours", "score", "satisfaction") else empty_int]
         for key in ("teacher", "course", "start", "end", "status", "hours", "score", "satisfaction")
     }
+    effects: list[np.ndarray] = [np.zeros((0, MAX_CODES), dtype=np.float32)]
     for lo in range(0, n, RECORD_BLOCK):
         tb = np.arange(lo, min(n, lo + RECORD_BLOCK))
+        theta = np.concatenate([growth.theta0[tb], pad[tb]], axis=1)  # this block's true θ, year by year
+        block_projects = proj_done[
+            (proj["teacher"][proj_done] >= lo) & (proj["teacher"][proj_done] < tb[-1] + 1)
+        ]
         done_keys = np.empty(0, dtype=np.int64)
         for y in range(as_of.year - HISTORY_YEARS + 1, as_of.year + 1):
+            gained = np.zeros_like(theta)
             n_pick = np.minimum(
                 rng.poisson(engagement[tb] * (year_share if y == as_of.year else 1.0)), MAX_PER_YEAR
             )
             rows = tb[n_pick > 0]
-            if len(rows) == 0:
-                continue
-            teacher, course, utility = model.choose(rows, n_pick[n_pick > 0], y, done_keys, rng)
-            res = _outcomes(
-                utility,
-                model.taste[teacher, cat.fmt[course]],
-                t.school_type[teacher] == 0,
-                cat.quality[course],
-                cat.hours[course],
-                cat.fmt[course],
-                y,
-                as_of,
-                rng,
-            )
-            finished = res["status"] == 1
-            done_keys = np.sort(
-                np.concatenate([done_keys, teacher[finished].astype(np.int64) * c + course[finished]])
-            )
-            for key, val in ({"teacher": teacher, "course": course} | res).items():
-                out[key].append(val)
-    return {key: np.concatenate(v) for key, v in out.items()}
+            if len(rows):
+                teacher, course, _ = model.choose(rows, n_pick[n_pick > 0], y, done_keys, rng)
+                ci = cat.comp_idx[course]
+                local = (teacher - lo)[:, None]
+                b = benefit(
+                    growth.world, theta[local, ci], cat.level[course], cat.quality[course], appeal_of[course]
+                )
+                true_u = utility_of(b, rel_pad[teacher[:, None], ci], cat.comp_w[course], cat.bonus[course])
+                res = _outcomes(
+                    (true_u - centre) / spread,
+                    model.taste[teacher, cat.fmt[course]],
+                    t.school_type[teacher] == 0,
+                    cat.quality[course],
+                    cat.hours[course],
+                    cat.fmt[course],
+                    y,
+                    as_of,
+                    rng,
+                )
+                finished = res["status"] == 1
+                eff = realised_effects(b, cat.comp_w[course], cat.bonus[course], growth.rng)
+                eff[~finished] = 0.0
+                np.add.at(gained, (np.broadcast_to(local, ci.shape), ci), eff)
+                done_keys = np.sort(
+                    np.concatenate([done_keys, teacher[finished].astype(np.int64) * c + course[finished]])
+                )
+                for key, val in ({"teacher": teacher, "course": course} | res).items():
+                    out[key].append(val)
+                effects.append(eff)
+            pj = block_projects[proj_year[block_projects] == y]
+            if len(pj):
+                which = proj["run_project"][proj["run"][pj]]
+                p_local = (proj["teacher"][pj] - lo)[:, None]
+                p_ci = pc.comp_idx[which]
+                b = benefit(
+                    growth.world,
+                    theta[p_local, p_ci],
+                    pc.level[which],
+                    pc.quality[which],
+                    np.ones(len(pj), np.float32),
+                )
+                proj_effect[pj] = realised_effects(
+                    b, pc.comp_w[which], np.full(len(pj), proj_factor), growth.rng
+                )
+                np.add.at(gained, (np.broadcast_to(p_local, p_ci.shape), p_ci), proj_effect[pj])
+            theta += gained
+            theta[:, :k] += growth.slope[None, :]
+    records = {key: np.concatenate(v) for key, v in out.items()}
+    records["effect"] = np.concatenate(effects)
+    return records, proj_effect
 
 
 def _number(value: object) -> float:
@@ -268,8 +337,8 @@ def project_records(
 ) -> dict[str, np.ndarray]:
     """Participation in provincial projects (国培/省培): the 2022 table, run again each year under new ids.
 
-    Returns per record the teacher, the project run (index into the returned "run_id", "run_name" and
-    "run_format" arrays), dates, status and hours.
+    Returns per record the teacher, the project run (index into the returned "run_project" — the row of
+    `projects` —, "run_id", "run_name" and "run_format" arrays), dates, status and hours.
     """
     n = len(t.ids)
     scale = n / PROVINCE_TEACHERS
@@ -282,11 +351,12 @@ def project_records(
         ("target_school_types", SCHOOL_TYPES, t.school_type),
     )
     out: dict[str, list[np.ndarray]] = {k: [] for k in ("teacher", "run", "start", "end", "status", "hours")}
+    run_project: list[int] = []
     run_id: list[str] = []
     run_name: list[str] = []
     run_format: list[str] = []
     for y in range(as_of.year - HISTORY_YEARS + 1, as_of.year + 1):
-        for p in projects.to_dict("records"):
+        for p_row, p in enumerate(projects.to_dict("records")):
             ok = np.ones(n, dtype=bool)
             for col, vocab, codes_of_teacher in teacher_codes:
                 wanted = as_list(p.get(col))
@@ -326,10 +396,12 @@ def project_records(
             out["end"].append(np.where(status == 1, end_day, -1))
             out["status"].append(status)
             out["hours"].append(hours.astype(np.float64))
+            run_project.append(p_row)
             run_id.append(str(p["project_id"]).replace("2022", str(y), 1))
             run_name.append(str(p["name"]))
             run_format.append(str(p.get("format") or "offline"))
     result = {k: np.concatenate(v) if v else np.empty(0, dtype=np.int64) for k, v in out.items()}
+    result["run_project"] = np.array(run_project, dtype=np.int64)
     result["run_id"] = np.array(run_id, dtype=object)
     result["run_name"] = np.array(run_name, dtype=object)
     result["run_format"] = np.array(run_format, dtype=object)

@@ -159,6 +159,14 @@ def _take(values: Sequence[str] | np.ndarray, index: np.ndarray) -> pa.Array:
     return pa.array(list(values), type=pa.string()).take(pa.array(index, mask=index < 0))
 
 
+def record_order(rec: dict[str, np.ndarray], proj: dict[str, np.ndarray]) -> np.ndarray:
+    """The order of training_records.csv: course records then project records, sorted by start date, then
+    teacher, then that order; row i of the file (record R{i+1:08d}) is record order[i] of the two."""
+    teacher = np.concatenate([rec["teacher"], proj["teacher"]]).astype(np.int64)
+    start = np.concatenate([rec["start"], proj["start"]]).astype(np.int64)
+    return np.lexsort((np.arange(len(teacher)), teacher, start))
+
+
 def records_table(
     rec: dict[str, np.ndarray],
     proj: dict[str, np.ndarray],
@@ -174,12 +182,12 @@ def records_table(
     def both(key: str, project_values: np.ndarray) -> np.ndarray:
         return np.concatenate([rec[key], project_values])
 
+    order = record_order(rec, proj)
     done = proj["status"] == 1
     p_score = np.where(done, np.round(rng.normal(86, 6, p_n).clip(60, 100), 1), np.nan)
     p_sat = np.where(done, np.clip(np.round(rng.normal(4.3, 0.6, p_n)), 1, 5), np.nan)
     teacher = both("teacher", proj["teacher"]).astype(np.int64)
     start = both("start", proj["start"]).astype(np.int64)
-    order = np.lexsort((np.arange(n_rec + p_n), teacher, start))
     course = np.concatenate([rec["course"], none])[order]
     run = np.concatenate([np.full(n_rec, -1, dtype=np.int64), proj["run"]])[order]
     run_format = [FORMATS.index(f) if f in FORMATS else 1 for f in proj["run_format"]]

@@ -1,4 +1,5 @@
-"""The true utility of a course for a teacher: one pure core shared by the choice model and by true_utility."""
+"""What a course is worth to a teacher: the true benefit in each world, the true utility built from it, and the
+utility teachers believe in when they choose (utility_core)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import pandas as pd
 
 from data.reference import load_taxonomy
 from data.synthetic.common import (
+    APPEAL_SLOPE,
+    DEFAULT_WORLD,
     LEVEL_SD,
     MAX_CODES,
     PRACTICAL_BONUS,
@@ -18,6 +21,8 @@ from data.synthetic.common import (
     STAGES,
     SUBJECT_BONUS,
     TARGET_THETA,
+    WORLD_UNIT,
+    WORLDS,
     as_list,
     index_of,
 )
@@ -82,11 +87,56 @@ def utility_core(
     return np.asarray(multiplier * np.sum(weights * rel_sel * gap * fit, axis=-1))
 
 
+def appeal(popularity: np.ndarray) -> np.ndarray:
+    """How much peers like a course (mean about 1.4): exp(APPEAL_SLOPE · its latent popularity), the quantity
+    that also tilts who enrols in it and how often it is shown."""
+    return np.asarray(np.exp(APPEAL_SLOPE * np.asarray(popularity, dtype=np.float32)), dtype=np.float32)
+
+
+def benefit(
+    world: str, theta_sel: np.ndarray, level: np.ndarray, quality: np.ndarray, course_appeal: np.ndarray
+) -> np.ndarray:
+    """The true benefit of completing a course on each of its codes (last axis, up to MAX_CODES) for a teacher
+    whose competencies on those codes are `theta_sel`; level, quality and course_appeal have the leading shape.
+
+    need: gap · fit, with gap = max(0, TARGET_THETA − θ) and fit = exp(−(level − (2 + θ))² / (2·LEVEL_SD²)) —
+    a course helps where the teacher is short of the target, at a level matching where the teacher stands;
+    quality: quality² (the same for everyone); popularity: appeal (what peers like); mixed: gap · fit ·
+    quality · √appeal. Each is scaled by WORLD_UNIT[world] so that the worlds' benefits have the same typical
+    size. A completed course moves competency k by EFFECT_SCALE · bonus · weight_k · benefit_k (see effects).
+    """
+    if world not in WORLDS:
+        raise ValueError(f"unknown world {world!r}: one of {', '.join(WORLDS)}")
+    lead = (..., None)
+    if world == "quality":
+        b = np.broadcast_to(np.asarray(quality, dtype=np.float32)[lead] ** 2, theta_sel.shape)
+    elif world == "popularity":
+        b = np.broadcast_to(np.asarray(course_appeal, dtype=np.float32)[lead], theta_sel.shape)
+    else:
+        gap = np.maximum(TARGET_THETA - theta_sel, 0.0)
+        fit = np.exp(
+            -((np.asarray(level, dtype=np.float32)[lead] - (2.0 + theta_sel)) ** 2) / (2.0 * LEVEL_SD**2)
+        )
+        b = gap * fit
+        if world == "mixed":
+            b = b * (np.asarray(quality, dtype=np.float32) * np.sqrt(course_appeal))[lead]
+    return np.asarray(WORLD_UNIT[world] * b, dtype=np.float32)
+
+
+def utility_of(
+    benefits: np.ndarray, rel_sel: np.ndarray, weights: np.ndarray, bonus: np.ndarray
+) -> np.ndarray:
+    """A course's true utility for a teacher: bonus · Σ_j weight_j · relevance_j · benefit_j — its benefit on
+    each code, weighed by how much that competency matters to the teacher's job (padded codes weigh 0)."""
+    return np.asarray(bonus * np.sum(weights * rel_sel * benefits, axis=-1))
+
+
 def true_utility(
     latent_block: pd.DataFrame,
     course_truth: pd.DataFrame,
     teachers_block: pd.DataFrame,
     records_block: pd.DataFrame,
+    world: str = DEFAULT_WORLD,
 ) -> np.ndarray:
     """The true value of each course for each teacher now (len(teachers_block) × len(course_truth)).
 
@@ -95,11 +145,13 @@ def true_utility(
     active, prerequisites). teachers_block: teacher rows (teacher_id, stage, school_type, years_teaching,
     roles — contract file or normalised table). records_block: training records of these teachers.
 
-    u(t, c) = q_c · (1 + bonuses_c) · Σ_j w_cj · r_t,k_j · max(0, 1.5 − θ_t,k_j) · fit(level_c, θ_t,k_j) with
-    bonuses for subject-specific, stage-specific and practical courses (see utility_core, relevance). It is 0
-    for a course that is inactive, closed to the teacher's stage or subject, already completed, or whose
-    prerequisites the teacher has not completed. Observed choices, completions, scores and satisfaction in
-    the synthetic records are driven by this same quantity.
+    u(t, c) = (1 + bonuses_c) · Σ_j w_cj · r_t,k_j · benefit_world(θ_t,k_j, c) with bonuses for
+    subject-specific, stage-specific and practical courses and the world's benefit (see benefit, relevance;
+    `world` is the province's, meta.json "world"). It is 0 for a course that is inactive, closed to the
+    teacher's stage or subject, already completed, or whose prerequisites the teacher has not completed.
+    Completions, scores and satisfaction in the synthetic records follow this quantity; enrolments follow what
+    teachers believe helps (their need as their first diagnosis showed it, and course quality), popularity,
+    format taste and career stage, so that choices and benefit part ways.
     """
     tids = teachers_block["teacher_id"].astype(str).to_numpy()
     wide = latent_block.pivot(index="teacher_id", columns="competency", values="theta")
@@ -127,17 +179,17 @@ def true_utility(
                 comp_idx[i, j], comp_w[i, j] = code_pos[c], float(w)
     stages_l = [as_list(v) for v in course_truth["stages"]]
     subjects_l = [as_list(v) for v in course_truth["subjects"]]
-    mult = (
-        course_truth["quality"].to_numpy(dtype=np.float32)
-        * (1.0 + SUBJECT_BONUS * np.array([len(s) > 0 for s in subjects_l]))
+    bonus = (
+        (1.0 + SUBJECT_BONUS * np.array([len(s) > 0 for s in subjects_l]))
         * (1.0 + STAGE_BONUS * np.array([len(s) > 0 for s in stages_l]))
         * (1.0 + PRACTICAL_BONUS * course_truth["practical"].fillna(False).to_numpy(dtype=bool))
     ).astype(np.float32)
     level = course_truth["level"].to_numpy(dtype=np.float32)
 
-    u = utility_core(
-        theta_pad[:, comp_idx], rel_pad[:, comp_idx], comp_w[None], level[None, :], mult[None, :]
-    ).astype(np.float64)
+    quality = course_truth["quality"].to_numpy(dtype=np.float32)
+    popularity = course_truth["popularity"].to_numpy(dtype=np.float32)
+    b = benefit(world, theta_pad[:, comp_idx], level[None, :], quality[None, :], appeal(popularity)[None, :])
+    u = utility_of(b, rel_pad[:, comp_idx], comp_w[None], bonus[None, :]).astype(np.float64)
 
     t_stage = teachers_block["stage"].astype(str).to_numpy()
     t_subject = teachers_block["subject"].astype(str).to_numpy()
