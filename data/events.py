@@ -57,3 +57,47 @@ def read_events(ws: Workspace) -> pd.DataFrame:
     events = pd.concat(parts, ignore_index=True).drop_duplicates("event_id", keep="first")
     events = events[events["teacher_id"].notna() & events["type"].notna()]
     return events.sort_values(["ts", "event_id"], kind="stable").reset_index(drop=True)
+
+
+# the event types that change what a teacher is offered (shown / clicked do not)
+FEEDBACK_TYPES = ("enrolled", "completed", "dismissed", "rated")
+
+
+def _query(root: Path, sql: str, params: tuple[object, ...]) -> pd.DataFrame:
+    path = Path(root) / EVENTS_DB
+    if not path.exists():
+        return empty_events()
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:
+        return pd.read_sql_query(sql, con, params=params)
+
+
+def log_stamp(root: Path) -> tuple[int, ...]:
+    """Changes whenever the service's log is written (its file and write-ahead log's size and time)."""
+    stamp: list[int] = []
+    for name in (EVENTS_DB, EVENTS_DB + "-wal"):
+        path = Path(root) / name
+        if path.exists():
+            st = path.stat()
+            stamp += [st.st_mtime_ns, st.st_size]
+    return tuple(stamp)
+
+
+def teachers_with_feedback(root: Path, since: pd.Timestamp) -> dict[str, int]:
+    """Per teacher, how many enrolled / completed / dismissed / rated events the service's log holds dated on or
+    after `since` (teachers with none left out)."""
+    marks = ", ".join("?" * len(FEEDBACK_TYPES))
+    frame = _query(root, f"SELECT teacher_id, ts FROM events WHERE type IN ({marks})", tuple(FEEDBACK_TYPES))
+    if not len(frame):
+        return {}
+    ts = pd.to_datetime(frame["ts"], utc=True, format="ISO8601", errors="coerce").dt.tz_convert(None)
+    counts = frame.loc[(ts >= since).to_numpy(), "teacher_id"].astype(str).value_counts()
+    return {str(k): int(v) for k, v in counts.items()}
+
+
+def teacher_log(root: Path, teacher_id: str) -> pd.DataFrame:
+    """One teacher's events in the service's log, in the contract's layout, oldest first."""
+    cols = ", ".join(CONTRACT_COLUMNS)
+    frame = _query(
+        root, f"SELECT {cols} FROM events WHERE teacher_id = ? ORDER BY ts, event_id", (teacher_id,)
+    )
+    return _normalised(frame)

@@ -38,6 +38,8 @@ FEATURES = (
     "completion_rate",
     "satisfaction",
     "rated",
+    "effect",
+    "measured",
     "mean_score",
     "peer_completion",
     "peer_share",
@@ -71,6 +73,12 @@ class CourseStats:
     group_enrol: sp.csr_matrix  # (G, C) enrolments per peer group
     group_complete: sp.csr_matrix  # (G, C) completions per peer group
     group_size: np.ndarray  # (G,) teachers per peer group
+    # completions measured before and after (recommender.outcomes.course_changes): how many, their mean change
+    # shrunk toward all courses' (what the ranker reads), and the plain mean and its standard error (reasons)
+    n_measured: np.ndarray
+    effect: np.ndarray
+    change_mean: np.ndarray
+    change_se: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -181,6 +189,10 @@ def course_stats(
         group_enrol=group_enrol,
         group_complete=group_complete,
         group_size=group_size,
+        n_measured=np.zeros(n_courses),
+        effect=np.zeros(n_courses),
+        change_mean=np.full(n_courses, np.nan),
+        change_se=np.full(n_courses, np.nan),
     )
 
 
@@ -291,6 +303,8 @@ def pair_features(
         "completion_rate": stats.completion_rate[course],
         "satisfaction": stats.satisfaction[course],
         "rated": np.log1p(stats.n_rated[course]),
+        "effect": stats.effect[course],
+        "measured": np.log1p(stats.n_measured[course]),
         "mean_score": stats.mean_score[course],
         "peer_completion": smoothed_rate(peer_done, peer_enrol, stats.completion_rate[course]),
         "peer_share": peer_enrol / np.maximum(group_size, 1.0),

@@ -110,6 +110,9 @@ def _facts(
             "format_share": np.where(fmt >= 0, taste, np.nan),
             "level": attrs.level[course],
             "similar_course_title": None,
+            "measured_change": stats.change_mean[course],
+            "measured_se": stats.change_se[course],
+            "n_measured": stats.n_measured[course].astype(np.int64),
         }
     )
 

@@ -41,7 +41,17 @@ KNN_NEIGHBOURS, KNN_SHRINK = 50, 10.0
 # the baselines, in report order; "tdr" is the bundle's ranker as `tdr score` runs it
 # "rule" is the plain gap × level-fit rule on TDR's own portraits (features.need.plain_rule); "need_rating" an
 # untuned sum of the standardised gap coverage and the standardised mean satisfaction
-BASELINES = ("rule", "need_rating", "satisfaction", "popularity", "bm25", "embedding", "gap", "item_knn", "random")
+BASELINES = (
+    "rule",
+    "need_rating",
+    "satisfaction",
+    "popularity",
+    "bm25",
+    "embedding",
+    "gap",
+    "item_knn",
+    "random",
+)
 METHODS = ("tdr", *BASELINES)
 # a 95 % interval covers the truth when |estimate − truth| ≤ Z95 · std_error
 Z95 = 1.959964

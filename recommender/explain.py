@@ -28,6 +28,11 @@ WEAK_BELOW: Final = 60.0
 # Peer uptake and satisfaction are quoted only from this many teachers / ratings: fewer is anecdote.
 MIN_PEERS: Final = 5
 MIN_RATINGS: Final = 5
+# A measured change is quoted from this many teachers assessed before and after the course, and only when it is
+# at least CHANGE_POINTS points and CHANGE_Z standard errors above zero: a smaller or noisier change is not a claim.
+MIN_MEASURED: Final = 10
+CHANGE_POINTS: Final = 1.0
+CHANGE_Z: Final = 2.0
 # A format is called the teacher's habit when it holds at least this share of their hours.
 TASTE_SHARE: Final = 0.5
 MAX_CLAUSES: Final = 3
@@ -47,6 +52,9 @@ FACT_COLUMNS: Final = (
     "format_share",
     "level",
     "similar_course_title",
+    "measured_change",
+    "measured_se",
+    "n_measured",
 )
 
 
@@ -177,6 +185,20 @@ def _satisfaction(facts: pd.DataFrame) -> _Clause:
     )
 
 
+def _outcome(facts: pd.DataFrame) -> _Clause:
+    """The mean change measured on the course's competencies among teachers assessed before and after it (from
+    MIN_MEASURED teachers, when it is CHANGE_POINTS and CHANGE_Z standard errors above zero)."""
+    change, se, n = _num(facts["measured_change"]), _num(facts["measured_se"]), _num(facts["n_measured"])
+    shown = display_int(np.nan_to_num(change))
+    supported = (n >= MIN_MEASURED) & (change >= CHANGE_POINTS) & (change - CHANGE_Z * se > 0) & (shown >= 1)
+    return _clauses(
+        supported,
+        lambda d, k: f"参加过本课程的教师（{k} 人前后测评）在所学能力上测评平均提高 {d} 分",
+        shown,
+        display_int(np.nan_to_num(n)),
+    )
+
+
 def _habit(facts: pd.DataFrame, fmt: np.ndarray) -> _Clause:
     """The course's format when it holds TASTE_SHARE of the teacher's hours."""
     share = _num(facts["format_share"])
@@ -244,7 +266,8 @@ def reasons(facts: pd.DataFrame) -> pd.Series:
 
     Order: the mandatory topic owed, the competency gap (only when the estimate is GAP_POINTS below the peer
     mean or under WEAK_BELOW; a cold-start prior is called 参照同类教师估计), else what the course builds; then
-    peer completions (≥ MIN_PEERS), satisfaction (≥ MIN_RATINGS ratings), a course completed with it, the
+    the change measured among teachers assessed before and after it (≥ MIN_MEASURED, clearly above zero), peer
+    completions (≥ MIN_PEERS), satisfaction (≥ MIN_RATINGS ratings), a course completed with it, the
     teacher's usual format — at most MAX_CLAUSES clauses.
     """
     missing = [c for c in FACT_COLUMNS if c not in facts]
@@ -258,6 +281,15 @@ def reasons(facts: pd.DataFrame) -> pd.Series:
     similar = _text(facts["similar_course_title"])
     together = _clauses(_has(similar), lambda s: f"常与您已完成的《{s}》一起选学", similar)
     sentences = _join(
-        [mandatory, gap, lead, _peers(facts), _satisfaction(facts), together, _habit(facts, fmt)]
+        [
+            mandatory,
+            gap,
+            lead,
+            _outcome(facts),
+            _peers(facts),
+            _satisfaction(facts),
+            together,
+            _habit(facts, fmt),
+        ]
     )
     return pd.Series(sentences, index=facts.index, dtype=object, name="reason")

@@ -180,3 +180,41 @@ def outcome_gain(records: pd.DataFrame, change: np.ndarray) -> np.ndarray:
     went = np.where(status == "completed", 0.5 + 0.5 * how, np.where(finished, -1.0, np.nan))
     measured = np.isfinite(change)
     return np.where(measured, z(np.where(measured, change, np.nan)), went)
+
+
+# pseudo-records of the average change that a course's own measured change is shrunk toward
+EFFECT_PRIOR_WEIGHT = 5.0
+
+
+def course_changes(
+    records: pd.DataFrame,
+    course: np.ndarray,
+    course_comp: np.ndarray,
+    comp_codes: np.ndarray,
+    values: pd.DataFrame,
+    n_courses: int,
+) -> dict[str, np.ndarray]:
+    """Per catalogue course, from the completed `records` (catalogue positions `course`) measured before and after
+    (`measured_change`): n (how many), mean and se (the plain mean change and its standard error, what a reason
+    may quote), and effect (the mean shrunk toward the mean over all courses by EFFECT_PRIOR_WEIGHT
+    pseudo-records, what the ranker reads). A naive pre/post mean: it carries the time trend and regression to the
+    mean alike for every course, so it ranks courses; a reason states it as measured change, not as the
+    course's effect."""
+    done = (records["status"] == "completed").to_numpy()
+    change = measured_change(records[done], np.asarray(course)[done], course_comp, comp_codes, values)
+    ok = np.isfinite(change)
+    at, x = np.asarray(course)[done][ok], change[ok]
+    n = np.bincount(at, minlength=n_courses).astype(np.float64)
+    total = np.bincount(at, weights=x, minlength=n_courses)
+    squares = np.bincount(at, weights=x * x, minlength=n_courses)
+    mean = np.divide(total, n, out=np.full(n_courses, np.nan), where=n > 0)
+    var = np.divide(
+        squares - n * np.nan_to_num(mean) ** 2, n - 1, out=np.full(n_courses, np.nan), where=n > 1
+    )
+    prior = float(x.mean()) if len(x) else 0.0
+    return {
+        "n": n,
+        "mean": mean,
+        "se": np.sqrt(np.maximum(var, 0.0) / np.maximum(n, 1.0)),
+        "effect": (total + EFFECT_PRIOR_WEIGHT * prior) / (n + EFFECT_PRIOR_WEIGHT),
+    }

@@ -8,7 +8,7 @@ the latest one, so it is judged on choices it never saw.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -19,7 +19,7 @@ from features.need import TARGET, relevance, shortfall
 from features.pairs import FEATURES, CourseAttrs, CourseStats, TeacherContext, course_stats, pair_features
 from models.collab import Interactions, ItemKNN, Transition
 from models.ranker import Ranker
-from recommender.outcomes import grade, measured_change, outcome_gain
+from recommender.outcomes import course_changes, grade, measured_change, outcome_gain
 from recommender.retrieval import (
     LEXICAL_WEIGHT,
     STAGES,
@@ -57,8 +57,15 @@ def _course_records(records: pd.DataFrame, cat: Catalogue, asof: pd.Timestamp) -
     return r[r["course"].notna()].astype({"course": np.int64})
 
 
-def fit_signals(records: pd.DataFrame, teachers: pd.DataFrame, cat: Catalogue, asof: pd.Timestamp) -> Signals:
-    """Course statistics, item-item similarity and transitions from the records before `asof`."""
+def fit_signals(
+    records: pd.DataFrame,
+    teachers: pd.DataFrame,
+    cat: Catalogue,
+    asof: pd.Timestamp,
+    values: pd.DataFrame | None = None,
+) -> Signals:
+    """Course statistics, item-item similarity and transitions from the records before `asof`; with `values`
+    (dated assessments, `recommender.outcomes.measurements`) the courses' measured changes too."""
     keys = peer_group_key(teachers)
     group_keys = tuple(sorted(keys.unique()))
     group_pos = pd.Series(np.arange(len(group_keys)), index=group_keys)
@@ -66,6 +73,15 @@ def fit_signals(records: pd.DataFrame, teachers: pd.DataFrame, cat: Catalogue, a
     course_pos = pd.Series(np.arange(cat.n_courses), index=cat.course_ids)
     stats = course_stats(records, course_pos, teacher_group, group_keys, cat.n_courses, asof)
     r = _course_records(records, cat, asof)
+    if values is not None and len(values):
+        seen = values[values["taken_at"] < asof]
+        finished = r[pd.to_datetime(r["end_date"]).fillna(r["start_date"]) < asof]
+        c = course_changes(
+            finished, finished["course"].to_numpy(), cat.course_comp, cat.comp_codes, seen, cat.n_courses
+        )
+        stats = replace(
+            stats, n_measured=c["n"], effect=c["effect"], change_mean=c["mean"], change_se=c["se"]
+        )
     users = pd.Index(np.sort(r["teacher_id"].astype(str).unique()))
     log = Interactions.from_arrays(
         users.get_indexer(r["teacher_id"].astype(str)),
@@ -285,7 +301,7 @@ class RankingData:
 
     def teachers(self, keep: np.ndarray) -> RankingData:
         """The pairs of the teachers (rows) where `keep` (indexed by row) is True."""
-        at = keep[self.row]
+        at = np.asarray(keep, dtype=bool)[self.row]
         row = self.row[at]
         return RankingData(
             self.X[at].reset_index(drop=True),
@@ -309,7 +325,7 @@ def ranking_data(
 ) -> RankingData:
     """Features as of `cut`, labels from outcomes in the year after; only teachers who took something are kept.
     `values` are the dated assessment values (`recommender.outcomes.measurements`)."""
-    signals = fit_signals(records, teachers, cat, cut)
+    signals = fit_signals(records, teachers, cat, cut, values)
     block, ctx = teacher_inputs(rows, competencies, records, cat, signals.stats, attrs.topics, cut)
     end = cut + pd.DateOffset(years=1)
     taken = _course_records(records[records["start_date"] >= cut], cat, end)["course"].to_numpy()
@@ -336,7 +352,9 @@ def exposure_matched_negatives(
     eligible = eligibility_matrix(block, cat)
     rng = np.random.default_rng(seed)
     # Gumbel top-k: the n largest of log(weight) + Gumbel noise are a weighted draw without replacement
-    keys = np.log1p(np.asarray(taken, dtype=np.float64))[None, :] - np.log(rng.standard_exponential(eligible.shape))
+    keys = np.log1p(np.asarray(taken, dtype=np.float64))[None, :] - np.log(
+        rng.standard_exponential(eligible.shape)
+    )
     keys = np.where(eligible, keys, -np.inf)
     n = min(NEGATIVES_PER_TEACHER, cat.n_courses)
     top = np.argpartition(-keys, n - 1, axis=1)[:, :n]
@@ -424,11 +442,13 @@ def outcome_ndcg(score: np.ndarray, gain: np.ndarray, row: np.ndarray) -> tuple[
     return float((dcg[ok] / idcg[ok]).mean()), int(ok.sum())
 
 
-def choose_blend(ranker: Ranker, train: RankingData, held_out: RankingData) -> tuple[Blend, dict[str, float]]:
+def choose_blend(
+    ranker: Ranker, train_X: pd.DataFrame, held_out: RankingData
+) -> tuple[Blend, dict[str, float]]:
     """The blend weight whose ranking of held-out taken courses best follows their outcomes (`outcome_ndcg`);
     ties go to the smaller weight (the need prior), and with too few held-out teachers the prior alone."""
-    sd_l = float(np.std(ranker.predict(train.X[list(FEATURES)]))) or 1.0
-    sd_n = float(np.std(np.nan_to_num(train.X["need"].to_numpy(dtype=np.float64)))) or 1.0
+    sd_l = float(np.std(ranker.predict(train_X[list(FEATURES)]))) or 1.0
+    sd_n = float(np.std(np.nan_to_num(train_X["need"].to_numpy(dtype=np.float64)))) or 1.0
     learned = ranker.predict(held_out.X[list(FEATURES)])
     results: dict[str, float] = {}
     best, best_value, teachers = Blend(0.0, sd_l, sd_n), -np.inf, 0
@@ -446,19 +466,26 @@ def choose_blend(ranker: Ranker, train: RankingData, held_out: RankingData) -> t
     return best, results
 
 
+# shares of the sampled teachers whose pairs train the ranker, early-stop it, and choose its blend
+TRAIN_SHARE, STOP_SHARE = 0.6, 0.2
+
+
 def fit_ranker(
-    train: RankingData, valid: RankingData, seed: int = 0
+    periods: list[RankingData], n_teachers: int, seed: int = 0
 ) -> tuple[Ranker, Blend, dict[str, float]]:
-    """The ranker, early-stopped on half of the later period's teachers, and its blend with the need prior,
-    chosen on the outcomes of the other half."""
-    rows = np.unique(valid.row)
-    stop_half = np.zeros(int(valid.row.max()) + 1 if len(valid.row) else 0, dtype=bool)
-    stop_half[rows[np.random.default_rng(seed).random(len(rows)) < 0.5]] = True
-    stop, held_out = valid.teachers(stop_half), valid.teachers(~stop_half)
-    ranker = Ranker(random_state=seed).fit(
-        train.X, train.y, train.group, eval_set=(stop.X, stop.y, stop.group)
-    )
-    blend, metrics = choose_blend(ranker, train, held_out)
+    """The ranker and its blend with the need prior, from the ranking data of consecutive periods (the same
+    `n_teachers` sampled teachers, rows aligned). Teachers are split once: 60 % train on every period, 20 %
+    early-stop it on the latest, 20 % choose the blend on the latest period's outcomes. The latest period holds
+    the service's newest feedback, so it is learnt from at once."""
+    part = np.random.default_rng(seed).random(n_teachers)
+    train_rows, stop_rows = part < TRAIN_SHARE, (part >= TRAIN_SHARE) & (part < TRAIN_SHARE + STOP_SHARE)
+    blend_rows = part >= TRAIN_SHARE + STOP_SHARE
+    train = [p.teachers(train_rows) for p in periods]
+    X = pd.concat([t.X for t in train], ignore_index=True)
+    y, group = np.concatenate([t.y for t in train]), np.concatenate([t.group for t in train])
+    stop, held_out = periods[-1].teachers(stop_rows), periods[-1].teachers(blend_rows)
+    ranker = Ranker(random_state=seed).fit(X, y, group, eval_set=(stop.X, stop.y, stop.group))
+    blend, metrics = choose_blend(ranker, X, held_out)
     return ranker, blend, metrics
 
 

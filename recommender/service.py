@@ -2,7 +2,10 @@
 cohort portraits, answered from the workspace's current bundle and portraits (loaded once per engine).
 
 Default menus come from the `tdr score` output of the same bundle when there is one (WS/scores), else are
-computed on first request and kept; a re-plan with the teacher's own constraints is always solved live.
+computed on first request and kept; a re-plan with the teacher's own constraints is always solved live. Feedback
+counts at once: when the service's event log (WS/events.sqlite) gains a teacher's enrolled, completed, dismissed
+or rated event dated from the bundle's date on, that teacher's kept answers are dropped and the next ones are made
+with the events (recommender.feedback), not read from the scored run.
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from data.events import log_stamp, teacher_log, teachers_with_feedback
 from data.workspace import Workspace
 from features.cohort import MIN_SIZE, behind_on_hours, cohort_portrait
 from models.encoder import Encoder
 from recommender.artifacts import Artifacts, load_current
 from recommender.batch import PortraitBlock, Ranked, menu_teachers, rank_block
 from recommender.config import settings
+from recommender.feedback import dismissals, in_force, rows_asof, with_events
 from recommender.menu import MenuRequest, TeacherMenuContext, plan_menu
 from recommender.search import search
 
@@ -99,6 +104,10 @@ class Lru(Generic[K, V]):
     def get_or_make(self, key: K, make: Callable[[], V]) -> V:
         found = self.get(key)
         return found if found is not None else self.put(key, make())
+
+    def pop(self, key: K) -> None:
+        with self._lock:
+            self._items.pop(key, None)
 
 
 def _listed(value: object) -> list[Any]:
@@ -268,6 +277,11 @@ class Engine:
     _cohorts: Lru[tuple[str, str, tuple[str, str] | None], dict[str, Any]] = field(
         default_factory=lambda: Lru(COHORT_CACHE), repr=False
     )
+    # feedback the bundle does not hold yet: per teacher, the count of their enrolled / completed / dismissed /
+    # rated events dated from the bundle's date on, and the event log's stamp when it was counted
+    _fed: dict[str, int] = field(default_factory=dict, repr=False)
+    _log_stamp: tuple[int, ...] = field(default=(), repr=False)
+    _fed_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         self._comp_ids = _teacher_ids(self.competencies)
@@ -324,9 +338,41 @@ class Engine:
     def _records_of(self, teacher_id: str) -> pd.DataFrame:
         return _rows_of(self.records, self._record_ids, teacher_id)
 
+    def _sync_feedback(self) -> None:
+        """Re-count the event log when it was written since the last look, and forget what was made for a
+        teacher whose feedback changed (their next menu is planned with it)."""
+        stamp = log_stamp(self.workspace.root)
+        if stamp == self._log_stamp:
+            return
+        with self._fed_lock:
+            if stamp == self._log_stamp:
+                return
+            fed = teachers_with_feedback(self.workspace.root, self.art.asof)
+            changed = {t for t in fed.keys() | self._fed.keys() if fed.get(t) != self._fed.get(t)}
+            self._fed, self._log_stamp = fed, stamp
+        for t in changed:
+            for cache in (self._menus, self._ranked, self._portraits):
+                cache.pop(t)
+
+    def _with_feedback(self, teacher_id: str) -> PortraitBlock:
+        """The teacher's block with the events the bundle does not hold: enrolled / completed courses as records
+        (history, hours and topics owed recomputed as of the latest event), standing dismissals."""
+        row = self.rows.loc[[teacher_id]].reset_index(drop=True)
+        events = teacher_log(self.workspace.root, teacher_id)
+        courses = self.art.courses.assign(competencies=self.art.courses["competencies_used"])
+        records = with_events(self._records_of(teacher_id), events, courses)
+        cut = max(self.art.asof, pd.Timestamp(events["ts"].max()).normalize() + pd.Timedelta(days=1))
+        fresh = rows_asof(row, records, courses, self.art.taxonomy, self.art.policy, cut)
+        row = row.assign(**{c: fresh[c].to_numpy() for c in fresh.columns if c in row.columns})
+        dismissed = in_force(dismissals(events, courses), courses)
+        return PortraitBlock(row, self._competencies_of(teacher_id), records, dismissed)
+
     def block(self, teacher_id: str) -> PortraitBlock | None:
         if teacher_id not in self.rows.index:
             return None
+        self._sync_feedback()
+        if teacher_id in self._fed:
+            return self._with_feedback(teacher_id)
         return PortraitBlock(
             self.rows.loc[[teacher_id]].reset_index(drop=True),
             self._competencies_of(teacher_id),
@@ -337,10 +383,13 @@ class Engine:
         """The teacher's portrait row with named competencies (largest gap first) and training history."""
         if teacher_id not in self.rows.index:
             return None
+        self._sync_feedback()
         return self._portraits.get_or_make(teacher_id, lambda: self._portrait(teacher_id))
 
     def _portrait(self, teacher_id: str) -> dict[str, Any]:
-        row = {str(k): _plain(v) for k, v in self.rows.loc[teacher_id].items()}
+        block = self.block(teacher_id)
+        assert block is not None
+        row = {str(k): _plain(v) for k, v in block.rows.iloc[0].items()}
         comp = self._competencies_of(teacher_id)
         named = pd.DataFrame(
             [self._names.get(str(c), (None, None)) for c in comp["competency"]],
@@ -349,7 +398,7 @@ class Engine:
             dtype=object,
         )
         comp = pd.concat([comp, named], axis=1).sort_values("gap", ascending=False, kind="stable")
-        history = self._records_of(teacher_id)
+        history = block.records
         if len(history):
             titles = history["course_id"].map(lambda c: self._courses.get(c, {}).get("title"))
             history = history.assign(title=titles.fillna(history.get("project_name")))
@@ -414,6 +463,7 @@ class Engine:
         """The teacher's menu; `constraints` (hours, formats, exclude) re-plan it under their own wishes."""
         if teacher_id not in self.rows.index:
             return None
+        self._sync_feedback()
         if constraints is None:
             return self._menus.get_or_make(teacher_id, lambda: self._default_menu(teacher_id))
         request = MenuRequest(
@@ -426,15 +476,19 @@ class Engine:
     def ready_menu(self, teacher_id: str) -> dict[str, Any] | None:
         """The default menu when it is at hand without computing or reading a file: made before, or in a scored
         part already in memory; else None."""
+        self._sync_feedback()
         found = self._menus.get(teacher_id)
         if found is not None or self.scored is None or teacher_id not in self.rows.index:
             return found
+        if teacher_id in self._fed:  # the scored menu predates the teacher's feedback
+            return None
         rows = self.scored.rows_in_memory(teacher_id)
         return None if rows is None else self._menus.put(teacher_id, self._scored_menu(teacher_id, rows))
 
     def _default_menu(self, teacher_id: str) -> dict[str, Any]:
         # a scoring run may finish while this engine serves: the store looks for new parts now and then
-        rows = self.scored.rows(teacher_id) if self.scored is not None else None
+        fresh = self.scored is not None and teacher_id not in self._fed
+        rows = self.scored.rows(teacher_id) if fresh and self.scored is not None else None
         if rows is None:
             planned = self._planned(teacher_id, None)
             assert planned is not None

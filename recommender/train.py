@@ -231,23 +231,26 @@ def train(ws: Workspace, settings: Settings, step: Callable[[str], None] = log.i
         portraits = read_portraits(ws, sample)
         sampled = portraits.teachers
         values = assessment_values(ws, sample)
-        data = {}
-        for name, cut in (("train", asof - pd.DateOffset(years=2)), ("valid", asof - pd.DateOffset(years=1))):
+        periods = []
+        for years in (2, 1):
+            cut = asof - pd.DateOffset(years=years)
             rows = rows_asof(sampled, tables.records, tables.courses, tables.taxonomy, policy, cut)
-            data[name] = ranking_data(
-                rows,
-                portraits.competencies,
-                tables.records,
-                tables.teachers,
-                side.catalogue,
-                side.attrs,
-                cut,
-                values,
-                seed,
+            periods.append(
+                ranking_data(
+                    rows,
+                    portraits.competencies,
+                    tables.records,
+                    tables.teachers,
+                    side.catalogue,
+                    side.attrs,
+                    cut,
+                    values,
+                    seed,
+                )
             )
-        ranker, blend, blend_metrics = fit_ranker(data["train"], data["valid"], seed)
+        ranker, blend, blend_metrics = fit_ranker(periods, len(sampled), seed)
         dismissed = dismissals(events, side.courses, previous_dismissals(ws))
-        signals = fit_signals(tables.records, tables.teachers, side.catalogue, asof)
+        signals = fit_signals(tables.records, tables.teachers, side.catalogue, asof, values)
         artifacts.save(
             writer, side.catalogue, index, side.attrs, signals, ranker, side.bm25, side.courses, tables.taxonomy,
             settings.policy, asof, blend, dismissed,

@@ -31,6 +31,9 @@ def facts(**overrides: Any) -> pd.DataFrame:
         "format_share": 0.2,
         "level": 2,
         "similar_course_title": None,
+        "measured_change": None,
+        "measured_se": None,
+        "n_measured": 0,
     }
     row.update(overrides)
     return pd.DataFrame([row])
@@ -148,6 +151,9 @@ rows = st.fixed_dictionaries(
         "format_share": st.none() | st.floats(0, 1),
         "level": st.sampled_from([None, 1, 2, 3]),
         "similar_course_title": st.sampled_from([None, "说课"]),
+        "measured_change": st.none() | st.floats(-5, 15),
+        "measured_se": st.none() | st.floats(0, 5),
+        "n_measured": st.integers(0, 40),
     }
 )
 
@@ -171,8 +177,8 @@ def test_every_number_in_a_reason_is_its_fact_rounded(block: list[dict[str, Any]
             assert est >= 60 and (peer is None or est > peer - 3)
         if m := re.search(r"(\d+) 位教师已完成", text):
             assert r["peer_completions"] >= 5 and int(m.group(1)) == r["peer_completions"]
-        else:
-            assert r["peer_completions"] < 5
+        else:  # left out only below the threshold or when three clauses came before it
+            assert r["peer_completions"] < 5 or text.count("；") == 2
         if m := re.search(r"结业率 (\d+)%", text):
             assert int(m.group(1)) == half_up(r["peer_completion_rate"] * 100)
         if m := re.search(r"满意度 (\d\.\d) 分（满分 5 分，(\d+) 人评价）", text):
@@ -180,6 +186,11 @@ def test_every_number_in_a_reason_is_its_fact_rounded(block: list[dict[str, Any]
             assert float(m.group(1)) == pytest.approx(half_up(r["satisfaction"] * 10) / 10)
         if m := re.search(r"占您已学学时的 (\d+)%", text):
             assert r["format_share"] >= 0.5 and int(m.group(1)) == half_up(r["format_share"] * 100)
+        if m := re.search(r"（(\d+) 人前后测评）在所学能力上测评平均提高 (\d+) 分", text):
+            change, se = r["measured_change"], r["measured_se"]
+            assert r["n_measured"] >= 10 and int(m.group(1)) == r["n_measured"]
+            assert change is not None and se is not None and change >= 1 and change - 2 * se > 0
+            assert int(m.group(2)) == half_up(change)
         assert ("必修专题" in text) == (r["mandatory_missing"] is not None)
         if r["mandatory_missing"] is not None:
             assert text.startswith("涵盖您尚未完成的必修专题")
@@ -191,6 +202,14 @@ def test_every_number_in_a_reason_is_its_fact_rounded(block: list[dict[str, Any]
 )
 def test_a_satisfaction_score_is_rounded_half_up_to_tenths(score: float, shown: str) -> None:
     assert f"学员满意度 {shown} 分（满分 5 分，5 人评价）" in reason(satisfaction=score, n_ratings=5)
+
+
+def test_reason_cites_a_measured_change_only_when_enough_teachers_show_it_clearly() -> None:
+    cited = "参加过本课程的教师（24 人前后测评）在所学能力上测评平均提高 6 分"
+    assert cited in reason(measured_change=6.2, measured_se=1.5, n_measured=24)
+    assert "提高" not in reason(measured_change=6.2, measured_se=1.5, n_measured=9)  # too few teachers
+    assert "提高" not in reason(measured_change=6.2, measured_se=3.5, n_measured=24)  # within noise of zero
+    assert "提高" not in reason(measured_change=-2.0, measured_se=0.5, n_measured=40)  # no gain, no claim
 
 
 def test_thresholds_are_inclusive_and_a_fractional_level_is_cut_to_its_integer() -> None:
@@ -227,6 +246,11 @@ def reference(r: dict[str, Any]) -> str:
             f"{kind + '，' if kind else ''}培养「{comp}」能力"
             if comp
             else kind or "根据您的能力画像与学习记录综合排序推荐"
+        )
+    change, se = num(r["measured_change"]), num(r["measured_se"])
+    if r["n_measured"] >= 10 and change >= 1 and change - 2 * se > 0 and half_up(change) >= 1:
+        parts.append(
+            f"参加过本课程的教师（{r['n_measured']} 人前后测评）在所学能力上测评平均提高 {half_up(change)} 分"
         )
     if r["peer_completions"] >= 5:
         done = f"同学段同学科 {r['peer_completions']} 位教师已完成"
