@@ -6,7 +6,7 @@ of TDR against the world's true utilities beside every baseline of `tdr evaluate
 on TDR's own portraits, need + rating, mean satisfaction, popularity, BM25, embedding, item-kNN, random), by school
 type; menu hours (median, 90th percentile) against the policy's target and menu compliance; then the replay.
 
-Replay: half the teachers (seeded) are shown TDR's top 10 for a season (120 days after the bundle's date); each
+Replay (in the `--replay-world`, mixed by default: one season is enough to show the loop): half the teachers (seeded) are shown TDR's top 10 for a season (120 days after the bundle's date); each
 enrols in and completes the shown courses that truly help them most (the best three by the world's true utility,
 if it is above the teacher's median shown utility), rates them by how much they helped (4 or 5), and dismisses the
 two that help least; the events go into WS/tables/events.parquet and `tdr train` runs again. NDCG@10 of the other
@@ -154,6 +154,14 @@ def replay(ws: Workspace, truth_dir: Path, seed: int) -> dict[str, Any]:
     )
     done = events[events["type"] == "completed"][["teacher_id", "course_id"]]
     again_done = top10(ws, participants).merge(done, on=["teacher_id", "course_id"])
+    rows = pd.read_parquet(
+        ws.portraits_dir / "teachers.parquet", columns=["teacher_id", "completed_course_ids"]
+    )
+    listed = rows.set_index("teacher_id")["completed_course_ids"]
+    examples = [
+        {"teacher_id": t, "course_id": c, "in_portrait_completed": bool(c in set(listed.get(t, [])))}
+        for t, c in again_done[["teacher_id", "course_id"]].head(5).itertuples(index=False)
+    ]
     counts = events["type"].value_counts()
     return {
         "participants": int(len(participants)),
@@ -163,6 +171,7 @@ def replay(ws: Workspace, truth_dir: Path, seed: int) -> dict[str, Any]:
         "ndcg@10_held_out_after": round(float(after.mean()), 4),
         "dismissed_proposed_again": int(len(again)),
         "completed_proposed_again": int(len(again_done)),
+        "completed_proposed_again_examples": examples,
         "retrain_s": round(train_s, 1),
     }
 
@@ -216,13 +225,17 @@ def main() -> None:
     parser.add_argument("--teachers", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--worlds", nargs="+", default=list(WORLDS), choices=list(WORLDS))
-    parser.add_argument("--no-replay", action="store_true")
+    parser.add_argument(
+        "--replay-world",
+        default="mixed",
+        help="the world whose province replays a season of feedback ('' for none)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="tdr-worlds-") as tmp:
         for world in args.worlds:
-            results[world] = run_world(world, args.teachers, args.seed, Path(tmp), not args.no_replay)
+            results[world] = run_world(world, args.teachers, args.seed, Path(tmp), world == args.replay_world)
             nd = results[world]["ranking"]["ndcg@10"]
             print(world, {m: nd[m] for m in ("tdr", "rule", results[world]["ranking"]["best_baseline"])})
     report = {
