@@ -353,9 +353,8 @@ def evaluate(
         table.add_row(name, f"{figures.get('mean', float('nan')):.4f}")
     if ranking.get("methods"):
         console.print(table)
-    console.print_json(
-        json.dumps({key: result[key] for key in result if key != "ranking"}, default=str)[:4000]
-    )
+    # everything but the ranking table above, whole: a cut JSON text no longer parses
+    console.print_json(data={key: result[key] for key in result if key != "ranking"}, default=str)
     console.print(f"report → {path}")
 
 
