@@ -10,16 +10,15 @@ import hashlib
 import hmac
 import os
 import secrets
-import sqlite3
-import threading
-from collections.abc import Collection, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
 import pandas as pd
+
+from api.db import ThreadConnections
 
 SERVICE_DB = "service.sqlite"
 PEPPER_FILE = "service.pepper"
@@ -151,21 +150,10 @@ class TokenStore:
         self.ws_root = Path(ws_root)
         self.db_path = self.ws_root / SERVICE_DB
         self._pepper = _load_or_create_pepper(self.ws_root)
-        self._local = threading.local()
-        with self._connect() as con:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute(_SCHEMA)
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
         # one connection per thread, kept: authentication runs on every request
-        con: sqlite3.Connection | None = getattr(self._local, "con", None)
-        if con is None:
-            con = sqlite3.connect(self.db_path, timeout=10.0)
-            con.execute("PRAGMA synchronous=FULL")
-            self._local.con = con
-        with con:
-            yield con
+        self._db = ThreadConnections(self.db_path)
+        with self._db.transaction() as con:
+            con.execute(_SCHEMA)
 
     def _hash(self, token: str) -> str:
         return hmac.new(self._pepper, token.encode("utf-8"), hashlib.sha256).hexdigest()
@@ -174,7 +162,7 @@ class TokenStore:
         principal = _principal_for(role, teacher_id, scope)
         _check_against_teachers(self.ws_root, principal)
         token = TOKEN_PREFIX + secrets.token_urlsafe(_TOKEN_BYTES)
-        with self._connect() as con:
+        with self._db.transaction() as con:
             con.execute(
                 "INSERT INTO tokens (token_hash, role, teacher_id, scope_kind, scope_value, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -192,7 +180,7 @@ class TokenStore:
     def authenticate(self, token: str) -> Principal:
         if not token.startswith(TOKEN_PREFIX) or len(token) > 128:
             raise InvalidTokenError
-        with self._connect() as con:
+        with self._db.transaction() as con:
             row = con.execute(
                 "SELECT role, teacher_id, scope_kind, scope_value FROM tokens WHERE token_hash = ?",
                 (self._hash(token),),
