@@ -26,3 +26,6 @@ class ServiceSettings:
     # Cohorts (and heatmap cells) smaller than this are not shown: with fewer people an aggregate is a person.
     min_cohort_size: int = field(default_factory=lambda: _env_int("TDR_MIN_COHORT_SIZE", 5))
     search_max_k: int = field(default_factory=lambda: _env_int("TDR_SEARCH_MAX_K", 50))
+    # Largest request body accepted, checked before the body is read or the token looked at (413 beyond it).
+    # The largest legitimate body, a re-plan excluding 500 courses, is about 35 KB.
+    max_body_bytes: int = field(default_factory=lambda: _env_int("TDR_MAX_BODY_BYTES", 128 * 1024))
