@@ -70,6 +70,8 @@ class BodySizeLimit:
 
     A declared Content-Length over the limit is refused unread; a body without one (chunked) is read only up
     to the limit, then handed on whole. Either way at most `limit` bytes of a request are held in memory.
+    (FastAPI's own `max_body_size` counts only what a route reads: a route that reads no body runs, token check
+    included, before its answer is swapped for a 413 in another format.)
     """
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
@@ -137,7 +139,8 @@ def create_app(
         summary="教师数字画像、个性化选学菜单、课程检索与群体画像",
         version="1",
         lifespan=lifespan,
-        docs_url="/api/docs",
+        # Swagger UI from api/static/swagger (see api.routes.pages.docs): the CSP refuses a CDN's scripts
+        docs_url=None,
         redoc_url=None,
         description=API_DESCRIPTION.format(max_body_bytes=settings.max_body_bytes),
         openapi_url=f"{API_PREFIX}/openapi.json",

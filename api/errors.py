@@ -12,8 +12,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,28 @@ def problem_response(status: int, detail: str, extra: dict[str, Any] | None = No
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route of the app takes on this path: a path's GET and POST are separate routes, and
+    the router's own 405 names only the first one's methods."""
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)
+    ]
+    return ", ".join([*allowed, "OPTIONS"])
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 405:
+        allow = {"Allow": _allowed_methods(request)}
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers=allow)
+        exc = StarletteHTTPException(405, headers=allow)
     # Framework errors carry English phrases; only our own ApiError texts are shown as they are.
     detail = exc.detail if isinstance(exc, ApiError) else _DEFAULT_DETAIL.get(exc.status_code, "请求失败。")
     response = problem_response(exc.status_code, detail)

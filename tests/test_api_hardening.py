@@ -130,3 +130,43 @@ def test_the_openapi_documents_the_limit_and_the_413(client: TestClient) -> None
     assert "413" in spec["paths"]["/api/v1/events"]["post"]["responses"]
     assert "413" in spec["paths"]["/api/v1/teachers/{teacher_id}/menu"]["post"]["responses"]
     assert "413" not in spec["paths"]["/api/v1/teachers/{teacher_id}/menu"]["get"]["responses"]
+
+
+# --- methods, search text, docs -------------------------------------------------------------------------------
+
+
+def test_options_on_the_menu_lists_get_and_post(client: TestClient) -> None:
+    response = client.options(f"{API_PREFIX}/teachers/T1/menu")
+    assert response.status_code == 204
+    assert {"GET", "POST"} <= {m.strip() for m in response.headers["allow"].split(",")}
+
+
+def test_a_method_not_allowed_names_every_method_of_the_path(client: TestClient) -> None:
+    response = client.put(f"{API_PREFIX}/teachers/T1/menu")
+    assert response.status_code == 405
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert {"GET", "POST"} <= {m.strip() for m in response.headers["allow"].split(",")}
+
+
+@pytest.mark.parametrize("blank", [" ", "\t\n", "\u3000\u3000", "\x1c"])
+def test_a_blank_search_is_refused_by_the_schema_itself(client: TestClient, ws: Path, blank: str) -> None:
+    response = client.get(f"{API_PREFIX}/courses", params={"q": blank}, headers=_teacher(ws))
+    assert response.status_code == 422
+    assert response.json()["errors"] == [{"loc": ["query", "q"], "type": "string_pattern_mismatch"}]
+    spec = client.get(f"{API_PREFIX}/openapi.json").json()
+    (q,) = [p for p in spec["paths"]["/api/v1/courses"]["get"]["parameters"] if p["name"] == "q"]
+    assert "pattern" in q["schema"]
+
+
+def test_a_search_padded_with_spaces_is_served_stripped(client: TestClient, ws: Path) -> None:
+    response = client.get(f"{API_PREFIX}/courses", params={"q": "\u3000课堂 "}, headers=_teacher(ws))
+    assert response.status_code == 200 and response.json()["query"] == "课堂"
+
+
+def test_the_docs_page_loads_swagger_ui_from_the_service_only(client: TestClient) -> None:
+    page = client.get("/api/docs")
+    assert page.status_code == 200
+    assert "http://" not in page.text and "https://" not in page.text and "<script>" not in page.text
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "docs.js"):
+        assert f"/static/swagger/{asset}" in page.text
+        assert client.get(f"/static/swagger/{asset}").status_code == 200

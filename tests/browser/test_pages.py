@@ -137,3 +137,20 @@ def test_trainer_sees_the_county_heatmap(page: Any, service: tuple[str, Path, An
     book = load_workbook(io.BytesIO(Path(download.value.path()).read_bytes()))
     assert book["学时落后教师"]["A2"].value == "XS07"
     assert page.js_errors == []
+
+
+def test_api_docs_render_from_the_service_itself_under_its_csp(
+    page: Any, service: tuple[str, Path, Any]
+) -> None:
+    url = service[0]
+    elsewhere: list[str] = []
+    blocked: list[str] = []
+    page.on("request", lambda r: None if r.url.startswith(url) else elsewhere.append(r.url))
+    page.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
+    response = page.goto(f"{url}/api/docs")
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    page.wait_for_selector(".swagger-ui .info .title", timeout=20_000)
+    assert "TDR" in page.inner_text(".swagger-ui .info .title")
+    page.wait_for_selector(".opblock-summary-path", timeout=20_000)
+    assert "/api/v1/events" in page.inner_text("#swagger-ui")
+    assert elsewhere == [] and blocked == [] and page.js_errors == []
