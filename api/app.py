@@ -147,7 +147,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.engine_holder = engine_holder
-    app.state.tokens = TokenStore(ws)
+    app.state.tokens = TokenStore(ws, settings)
     app.state.events = EventStore(ws)
 
     install_problem_details(app)

@@ -572,8 +572,15 @@ class Me(BaseModel):
     role: Literal["teacher", "trainer", "admin"]
     teacher_id: str | None = None
     scope: str | None = Field(None, description="如 county:修水县")
+    expires_at: datetime | None = Field(None, description="令牌到期时间（UTC）；页面到期即丢弃令牌")
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"role": "trainer", "scope": "county:修水县"}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"role": "trainer", "scope": "county:修水县", "expires_at": "2026-01-31T08:00:00+00:00"}
+            ]
+        }
+    )
 
 
 class Health(BaseModel):

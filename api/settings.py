@@ -28,4 +28,7 @@ class ServiceSettings:
     search_max_k: int = field(default_factory=lambda: _env_int("TDR_SEARCH_MAX_K", 50))
     # Largest request body accepted, checked before the body is read or the token looked at (413 beyond it).
     # The largest legitimate body, a re-plan excluding 500 courses, is about 35 KB.
+    # Lifetime of a token `tdr token create` mints unless told otherwise (--days); tokens made before lifetimes
+    # existed get it from the first time the store is opened.
+    token_ttl_days: float = field(default_factory=lambda: _env_float("TDR_TOKEN_TTL_DAYS", 30.0))
     max_body_bytes: int = field(default_factory=lambda: _env_int("TDR_MAX_BODY_BYTES", 128 * 1024))

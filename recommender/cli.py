@@ -276,15 +276,59 @@ def token_create(
     scope: Annotated[
         str | None, typer.Option("--scope", help="county:<名称> | city:<名称> | province:<名称>")
     ] = None,
+    days: Annotated[
+        float | None, typer.Option("--days", help="lifetime in days (default TDR_TOKEN_TTL_DAYS, 30)")
+    ] = None,
 ) -> None:
-    """Create a bearer token (printed once; only its hash is stored)."""
+    """Create a bearer token (printed once; only its hash is stored). It expires after its lifetime."""
+    from datetime import timedelta
+
     from api.auth import create_token
 
     try:
-        typer.echo(create_token(Workspace.open(workspace).root, role, teacher, scope))
+        ttl = None if days is None else timedelta(days=days)
+        typer.echo(create_token(Workspace.open(workspace).root, role, teacher, scope, ttl))
     except ValueError as e:
         err.print(f"[red]{e}[/red]")
         raise typer.Exit(2) from e
+
+
+_TOKEN_STATE = {"active": "有效", "expired": "已过期", "revoked": "已吊销"}
+
+
+@token_app.command("list")
+def token_list(
+    workspace: WorkspaceOpt,
+    show_all: Annotated[bool, typer.Option("--all", help="also expired and revoked tokens")] = False,
+) -> None:
+    """List tokens by id (never the tokens themselves): role, binding, creation, expiry, state."""
+    from datetime import UTC, datetime
+
+    from api.auth import TokenStore
+
+    now = datetime.now(UTC)
+    table = Table("令牌编号", "角色", "教师 / 范围", "创建时间", "到期时间", "状态")
+    for info in TokenStore(Workspace.open(workspace).root).list_tokens():
+        state = info.state(now)
+        if show_all or state == "active":
+            table.add_row(
+                info.token_id, info.role, info.teacher_id or info.scope or "—", info.created_at, info.expires_at,
+                _TOKEN_STATE[state],
+            )  # fmt: skip
+    console.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[str, typer.Argument(help="the id `tdr token list` shows")], workspace: WorkspaceOpt
+) -> None:
+    """Revoke a token: the service refuses it from its next request on."""
+    from api.auth import TokenStore
+
+    if not TokenStore(Workspace.open(workspace).root).revoke(token_id):
+        err.print(f"[red]没有编号为 {token_id} 的有效令牌[/red]")
+        raise typer.Exit(1)
+    console.print(f"令牌 {token_id} 已吊销")
 
 
 @app.command()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,26 @@ def test_teacher_signs_in_sees_the_radar_and_accepts_a_course(
     page.wait_for_selector("#menu-items li.item.accepted")
     stored = app.state.events.list_events("XS01")
     assert [(e.course_id, e.type.value) for e in stored] == [("C1", "enrolled")]
+    assert page.js_errors == []
+
+
+def test_the_page_keeps_the_tokens_lifetime_and_drops_it_once_expired(
+    page: Any, service: tuple[str, Path, Any]
+) -> None:
+    url, ws, _ = service
+    _sign_in(page, url, create_token(ws, "teacher", teacher_id="XS01", ttl=timedelta(seconds=4)))
+    page.wait_for_url(f"{url}/me/portrait")
+    assert page.evaluate("localStorage.getItem('tdr_token_expires')") is not None
+    # the open page signs itself out when the lifetime ends, without a request to tell it
+    page.wait_for_url(f"{url}/login", timeout=15_000)
+    assert page.evaluate("localStorage.getItem('tdr_token')") is None
+    # a page opened later with an expired token kept in storage drops it before any request
+    page.evaluate(
+        "localStorage.setItem('tdr_token', 'tdr_stale'); localStorage.setItem('tdr_token_expires', '2000-01-01T00:00:00Z')"
+    )
+    page.goto(f"{url}/me/menu")
+    page.wait_for_url(f"{url}/login")
+    assert page.evaluate("localStorage.getItem('tdr_token')") is None
     assert page.js_errors == []
 
 
