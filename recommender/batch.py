@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from functools import partial
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ from recommender.explain import FORMAT_ZH, reasons
 from recommender.menu import plan_menus
 from recommender.ranking import features_for, teacher_inputs
 from recommender.retrieval import retrieve
+from recommender.workers import worker_pool
 
 CANDIDATES = 200
 MENU_POOL = 40
@@ -504,9 +504,7 @@ def score_local(
             else:
                 # a block is handed out only when a worker is free: an interrupted run leaves at most the blocks
                 # then being scored to finish, and none waits in a queue
-                pool = pool or ProcessPoolExecutor(
-                    n_workers, get_context("spawn"), _start_worker, (run.bundle_dir,)
-                )
+                pool = pool or worker_pool(n_workers, _start_worker, (run.bundle_dir,))
                 while len(running) >= n_workers:
                     finished, running = wait(running, return_when=FIRST_COMPLETED)
                     count(f.result() for f in finished)

@@ -105,14 +105,19 @@ def train(
     ] = None,
 ) -> None:
     """Portraits, encoder index, IRT and ranker → a new artifact bundle."""
+    from models.bundle import BundleBusyError
     from recommender.train import train as run
 
-    with console.status("训练中 training…") as status:
-        bundle = run(
-            Workspace.open(workspace),
-            _settings(policy),
-            step=_step_reporter(status),
-        )
+    try:
+        with console.status("训练中 training…") as status:
+            bundle = run(
+                Workspace.open(workspace),
+                _settings(policy),
+                step=_step_reporter(status),
+            )
+    except BundleBusyError as e:
+        err.print(f"[red]已有训练在此工作区运行[/red]（{e}）")
+        raise typer.Exit(2) from e
     console.print(f"bundle [bold]{bundle.name}[/bold] → {bundle}")
 
 
@@ -260,6 +265,22 @@ def serve(
     from api.app import create_app
 
     uvicorn.run(create_app(Workspace.open(workspace).root), host=host, port=port, log_level="info")
+
+
+bundles_app = typer.Typer(help="trained bundles of a workspace", no_args_is_help=True)
+app.add_typer(bundles_app, name="bundles")
+
+
+@bundles_app.command("prune")
+def bundles_prune(
+    workspace: WorkspaceOpt,
+    keep: Annotated[int, typer.Option("--keep", min=1, help="how many of the newest bundles to keep")],
+) -> None:
+    """Remove all but the newest N bundles; the bundle in force (CURRENT) is always kept."""
+    from models.bundle import prune
+
+    removed = prune(Workspace.open(workspace).bundles_dir, keep)
+    console.print(f"已删除 {len(removed)} 个旧模型版本" + "".join(f"\n  {v}" for v in removed))
 
 
 token_app = typer.Typer(help="access tokens for the service", no_args_is_help=True)
