@@ -14,8 +14,9 @@ The workspace's default menus come from WS/scores when a `tdr score` run of the 
 --swap (issue 15) measures the same endpoint across a retrain instead, in one run, phase by phase: `before`;
 `swap` (a new bundle switched in at its start, loaded and swapped by the server while the load goes on);
 `after_swap` (the new bundle in service, its menus from the previous scored run); `after_swap_no_previous_run`
-(WS/scores moved away for the phase: every menu planned live, the service's behaviour before issue 15, as the
-baseline); `rescoring` (`tdr score` for the new bundle running beside the server) and `after_rescore`. The new
+(another swap with WS/scores moved away: every menu planned live, as the service before issue 15 did after
+each retrain; the baseline); `rescoring` (`tdr score` for the bundle in service running beside the server)
+and `after_rescore`. The new
 bundle is the current one copied under a new version (--retrain copy: the swap itself, no training beside it)
 or a real `tdr train` (--retrain train). Writes bench/results/load_swap.json.
 
@@ -233,13 +234,19 @@ def _swap_run(
     phases["swap"] = _phase(base, tokens, rate, seconds, seed + 2)
     swapped_after_s = _wait_version(base, new)
     phases["after_swap"] = _phase(base, tokens, rate, seconds, seed + 3)
+    # the baseline: another swap with no scored run in the workspace, as the service before issue 15 treated
+    # every run of another bundle; each teacher's menu is then planned live
     scores, aside = ws.root / "scores", ws.root / "scores.aside"
     os.replace(scores, aside)
     try:
+        baseline = _copy_bundle(ws)
+        _wait_version(base, baseline)
         phases["after_swap_no_previous_run"] = _phase(base, tokens, rate, seconds, seed + 4)
     finally:
         os.replace(aside, scores)
-    scorer = _tdr("score", "--workspace", str(ws.root), "--out", str(scores), "--workers", "1")
+    scorer = _tdr(
+        "score", "--workspace", str(ws.root), "--out", str(scores), "--workers", "1", "--block-size", "250"
+    )
     start = time.perf_counter()
     rescoring = []
     while scorer.poll() is None:
@@ -254,7 +261,7 @@ def _swap_run(
     return {
         "endpoint": "GET /api/v1/teachers/{teacher_id}/menu",
         "retrain": args.retrain,
-        "bundles": {"before": old, "after": new},
+        "bundles": {"before": old, "after": new, "baseline_swap": baseline},
         "swap_seen_after_phase_s": round(swapped_after_s, 1),
         "rescore_seconds": round(score_s, 1),
         "load": {"rate_rps": rate, "seconds_per_phase": seconds, "teachers_sampled": len(tokens)},

@@ -164,6 +164,9 @@ class ScoredMenus:
         self._bounds: dict[Path, tuple[str, str]] = {}
         self._parts: Lru[Path, tuple[np.ndarray, pd.DataFrame]] = Lru(SCORE_PARTS_CACHE)
         self._lock = threading.Lock()
+        # one part read at a time: the requests that miss together (just after a swap) wait for one read
+        # instead of each reading and sorting the same part, which stalled the service for seconds
+        self._reading = threading.Lock()
         self._scanned_at = -np.inf
         self.scan()
 
@@ -203,6 +206,14 @@ class ScoredMenus:
         part = part.sort_values(["teacher_id", "position"], kind="stable").reset_index(drop=True)
         return _teacher_ids(part), part
 
+    def _part(self, path: Path) -> tuple[np.ndarray, pd.DataFrame] | None:
+        part = self._parts.get(path)
+        if part is not None:
+            return part
+        with self._reading:
+            part = self._parts.get(path) or self._read(path)
+        return None if part is None else self._parts.put(path, part)
+
     def rows_in_memory(self, teacher_id: str) -> pd.DataFrame | None:
         """The teacher's menu rows if a part holding them is in memory (no file is read), else None."""
         with self._lock:
@@ -222,12 +233,9 @@ class ScoredMenus:
                 paths = [p for p, (lo, hi) in self._bounds.items() if lo <= teacher_id <= hi]
                 due = time.monotonic() - self._scanned_at > RESCAN_S
             for path in paths:
-                part = self._parts.get(path)
+                part = self._part(path)
                 if part is None:
-                    part = self._read(path)
-                    if part is None:
-                        continue
-                    self._parts.put(path, part)
+                    continue
                 found = _rows_of(part[1], part[0], teacher_id)
                 if len(found):
                     return found
