@@ -24,9 +24,9 @@ from data.workspace import Workspace
 from features.cohort import MIN_SIZE, behind_on_hours, cohort_portrait
 from models.encoder import Encoder
 from recommender.artifacts import Artifacts, load_current
-from recommender.batch import PortraitBlock, Ranked, menu_teachers, rank_block
 from recommender.config import settings
 from recommender.menu import MenuRequest, TeacherMenuContext, plan_menu
+from recommender.scoring import PortraitBlock, Ranked, menu_teachers, rank_block
 from recommender.search import search
 
 # `tdr demo` scores into WS/scores; `tdr score --workspace WS --out WS/scores` does the same for any workspace.
