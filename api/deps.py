@@ -24,6 +24,7 @@ from api.errors import ApiError
 from api.events import EventStore
 from api.schemas import MenuConstraints
 from api.settings import ServiceSettings
+from recommender.selection import Project, Selection
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,19 @@ class EngineProtocol(Protocol):
 
     def cohort(self, by: str, value: str, scope: tuple[str, str] | None) -> object | None:
         """-> `schemas.Cohort` of the teachers with `by == value`, restricted to `scope` (kind, value) if given."""
+        ...
+
+    def projects(self, scope: tuple[str, str] | None) -> Sequence[Project]:
+        """The training projects a caller with `scope` (kind, value; None: everything) selects for."""
+        ...
+
+    def selection(
+        self, project_id: str, mix_counties: bool, scope: tuple[str, str] | None, min_cohort_size: int
+    ) -> Selection | None:
+        """The project's selection (kept for the bundle) as a caller with `scope` may see it, classes under
+        `min_cohort_size` showing their size only; None for an unknown project. Raises
+        `recommender.selection.scope.OutsideScope` when the project lies outside the caller's area and
+        `recommender.selection.SelectionError` when it cannot be selected for."""
         ...
 
 

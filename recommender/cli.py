@@ -374,6 +374,7 @@ def select(
         chosen = run_selection(
             Workspace.open(workspace),
             project_id,
+            _settings(),
             out,
             mix_counties=mix_counties,
             allocations=read_allocations(allocations) if allocations else None,

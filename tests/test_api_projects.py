@@ -17,12 +17,7 @@ from openpyxl import load_workbook
 from api.app import create_app
 from api.auth import TokenStore
 from data.reference import load_jiangxi_projects
-
-
-class StubEngine:
-    """The engine the other routes use; the project routes load their own from the workspace."""
-
-    version = "stub"
+from recommender.service import Engine
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +29,8 @@ def ws(province: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def client(ws: Path) -> Iterator[TestClient]:
-    app = create_app(ws, engine_factory=lambda _: StubEngine())  # type: ignore[arg-type,return-value]
+    # the project routes reach selection through the engine, like every other route
+    app = create_app(ws, engine_factory=Engine.load)
     with TestClient(app) as c:
         yield c
 

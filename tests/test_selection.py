@@ -16,6 +16,7 @@ from openpyxl import load_workbook
 
 from data.reference import load_policy
 from data.workspace import Workspace
+from recommender.config import Settings
 from recommender.selection import (
     RULES,
     Project,
@@ -311,7 +312,7 @@ def test_classes_are_more_homogeneous_than_a_random_split() -> None:
 
 @pytest.fixture(scope="module")
 def context(province_ws: Workspace) -> SelectionContext:
-    return SelectionContext.load(province_ws)
+    return SelectionContext.load(province_ws, Settings())
 
 
 @pytest.fixture(scope="module")
@@ -388,7 +389,7 @@ def test_unknown_project_is_refused_with_a_message(context: SelectionContext) ->
 
 def test_workbook_holds_the_roster_and_classes(province_ws: Workspace, busiest: str, tmp_path: Path) -> None:
     out = tmp_path / "名单.xlsx"
-    s = run_selection(province_ws, busiest, out, mix_counties=True, quota=60)
+    s = run_selection(province_ws, busiest, Settings(), out, mix_counties=True, quota=60)
     wb = load_workbook(out, read_only=True)
     assert wb.sheetnames[:5] == ["概览", "名单", "分班", "班级画像", "不符合条件统计"]
     sheet_rows = [tuple(r) for r in wb["名单"].iter_rows(min_row=2, values_only=True)]

@@ -11,11 +11,12 @@ from typing import Any, Final
 import pandas as pd
 from openpyxl import Workbook
 
-from data.schema import FORMAT, SCHOOL_TYPE, STAGE, TITLE
+from data.schema import SCHOOL_TYPE, STAGE, TITLE
 from data.workspace import Workspace, atomic_write
+from recommender.config import Settings
 from recommender.selection.content import CONTENT_SOURCE_ZH
 from recommender.selection.project import SelectionError, _missing, parse_county_quotas, zh_label
-from recommender.selection.select import Selection, SelectionContext, select_trainees, taxonomy_names
+from recommender.selection.select import Selection, SelectionContext, class_label, select_trainees
 from recommender.workbook import append_sheet
 
 ROSTER_HEADER: Final = (
@@ -58,7 +59,7 @@ def roster_rows(selection: Selection) -> list[tuple[Any, ...]]:
             [_round(v) for v in r["need"]],
             [_round(v) for v in r["rural_bonus"]],
             [_round(v) for v in r["score"]],
-            (r["class_no"].astype(int).map(lambda c: f"第 {c} 班")).tolist(),
+            r["class_no"].astype(int).map(class_label).tolist(),
             r["reason"].astype(str).tolist(),
             strict=True,
         )
@@ -104,7 +105,7 @@ def overview_rows(selection: Selection) -> list[tuple[str, Any]]:
     return [
         ("项目编号", p.project_id),
         ("项目名称", p.name),
-        ("培训形式", zh_label(FORMAT, p.format) if p.format else "未登记"),
+        ("培训形式", p.format_label),
         ("集中培训天数", p.days),
         ("网络研修学时", p.online_hours),
         ("项目名额", p.quota),
@@ -129,11 +130,12 @@ def overview_rows(selection: Selection) -> list[tuple[str, Any]]:
     ]
 
 
-def portrait_rows(selection: Selection, names: Mapping[str, str]) -> list[tuple[Any, ...]]:
+def portrait_rows(selection: Selection) -> list[tuple[Any, ...]]:
     """Class × competency figures of the classes that may be shown."""
+    names = selection.competency_names
     c = selection.class_portrait.competencies.sort_values(["class_no", "competency"])
     return [
-        (f"第 {int(no)} 班", code, names.get(code, code), int(n), _round(mean, 1), _round(p25, 1),
+        (class_label(int(no)), code, names.get(code, code), int(n), _round(mean, 1), _round(p25, 1),
          _round(p50, 1), _round(p75, 1), None if _missing(below) else round(100 * float(below), 1))
         for no, code, n, mean, p25, p50, p75, below in zip(
             c["class_no"], c["competency"], c["n"], c["mean"], c["p25"], c["p50"], c["p75"], c["share_below"],
@@ -142,7 +144,7 @@ def portrait_rows(selection: Selection, names: Mapping[str, str]) -> list[tuple[
     ]  # fmt: skip
 
 
-def selection_workbook(selection: Selection, names: Mapping[str, str]) -> bytes:
+def selection_workbook(selection: Selection) -> bytes:
     """The selection as an XLSX workbook: 概览, 名单, 分班, 班级画像, 不符合条件统计 and, with allocations,
     各县名额 — the same rows the trainer page shows."""
     wb = Workbook(write_only=True)
@@ -153,7 +155,7 @@ def selection_workbook(selection: Selection, names: Mapping[str, str]) -> bytes:
         wb,
         "班级画像",
         ("班级", "能力点编码", "能力点", "人数", "平均", "P25", "中位数", "P75", "低于 60 分比例（%）"),
-        portrait_rows(selection, names),
+        portrait_rows(selection),
     )
     counts = selection.exclusion_counts()
     append_sheet(
@@ -178,6 +180,7 @@ def selection_workbook(selection: Selection, names: Mapping[str, str]) -> bytes:
 def run_selection(
     ws: Workspace,
     project_id: str,
+    config: Settings,
     out: Path | None = None,
     mix_counties: bool = False,
     allocations: Mapping[str, int] | None = None,
@@ -187,12 +190,12 @@ def run_selection(
     workbook to ``out`` (atomically) when given."""
     if out is not None and Path(out).suffix.lower() != ".xlsx":
         raise SelectionError(f"导出文件应为 .xlsx：{out}")
-    ctx = SelectionContext.load(ws)
+    ctx = SelectionContext.load(ws, config)
     selection = select_trainees(
         ctx, project_id, mix_counties=mix_counties, allocations=allocations, quota=quota
     )
     if out is not None:
-        data = selection_workbook(selection, taxonomy_names(ctx.art))
+        data = selection_workbook(selection)
         atomic_write(Path(out), lambda p: p.write_bytes(data))
     return selection
 
@@ -228,8 +231,8 @@ def summary_text(selection: Selection, top: int = 10) -> str:
         f"合计 {cost.total_yuan:,.0f} 元"
     )
     lines.extend(f"说明：{note}" for note in selection.notes)
-    for rank, teacher_id, county, *_, class_label, reason in roster_rows(selection)[:top]:
-        lines.append(f"{rank:>4} {teacher_id} {county or ''} {class_label}：{reason}")
+    for rank, teacher_id, county, *_, label, reason in roster_rows(selection)[:top]:
+        lines.append(f"{rank:>4} {teacher_id} {county or ''} {label}：{reason}")
     if len(selection.roster) > top:
         lines.append(f"……共 {len(selection.roster)} 人，完整名单见导出的 Excel。")
     return "\n".join(lines)

@@ -15,7 +15,7 @@ import pandas as pd
 
 from data.policy import Policy
 from data.reference import load_jiangxi_projects
-from data.schema import EnumSpec
+from data.schema import FORMAT, EnumSpec
 from data.workspace import Workspace
 
 # Extra text columns of a project row that describe its content, in the order they are joined.
@@ -144,6 +144,11 @@ class Project:
         """Whether the three-year bar guards this project: a face-to-face format, or days of it when the
         format is not given."""
         return self.format in policy.bar_formats if self.format else self.days > 0
+
+    @property
+    def format_label(self) -> str:
+        """The format's Chinese label (未登记 when the row gives none)."""
+        return zh_label(FORMAT, self.format) if self.format else UNREGISTERED
 
     @property
     def scope_text(self) -> str:

@@ -16,7 +16,7 @@ from features.cohort import CohortPortrait, cohort_portrait
 from features.history import positions
 from models.encoder import Encoder
 from recommender.artifacts import Artifacts, load_current
-from recommender.config import Settings, settings
+from recommender.config import Settings
 from recommender.selection.classes import form_classes, random_spread, spread
 from recommender.selection.content import ProjectContent, infer_contents
 from recommender.selection.eligibility import REPEAT_YEARS, RULES, eligibility
@@ -24,6 +24,8 @@ from recommender.selection.project import Project, SelectionError, project_table
 from recommender.selection.ranking import fill_quota, need_scores
 
 REASON_COMPETENCIES: Final = 2
+# the portrait columns selection reads
+COMPETENCY_COLUMNS: Final = ("teacher_id", "competency", "estimate", "is_prior", "gap")
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,8 @@ class Selection:
     spread: float
     random_spread: float
     notes: tuple[str, ...] = field(default=())
+    # competency code -> Chinese name, for the class portraits
+    competency_names: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def n_eligible(self) -> int:
@@ -157,26 +161,42 @@ class SelectionContext:
     target_level: float
 
     @classmethod
-    def load(
-        cls, ws: Workspace, config: Settings | None = None, encoder: Encoder | None = None
+    def build(
+        cls,
+        art: Artifacts,
+        teachers: pd.DataFrame,
+        competencies: pd.DataFrame,
+        records: pd.DataFrame,
+        projects: pd.DataFrame,
+        encoder: Encoder,
+        target_level: float,
     ) -> SelectionContext:
-        config = config or settings()
-        art = load_current(ws.bundles_dir)
-        projects = project_table(ws)
-        encoder = encoder or Encoder(config.encoder_model, cache_dir=config.model_cache)
-        records = ws.read_table("training_records") if ws.has_table("training_records") else pd.DataFrame()
+        """From tables in memory (the service's engine holds them): portrait rows, long competencies with at
+        least ``COMPETENCY_COLUMNS``, training records and the projects table; project contents are inferred
+        here with ``encoder``."""
         return cls(
             version=art.version,
             art=art,
-            teachers=pd.read_parquet(ws.portraits_dir / "teachers.parquet"),
-            competencies=pd.read_parquet(
-                ws.portraits_dir / "competencies.parquet",
-                columns=["teacher_id", "competency", "estimate", "is_prior", "gap"],
-            ),
+            teachers=teachers,
+            competencies=competencies[list(COMPETENCY_COLUMNS)],
             records=records,
             projects=projects,
             contents=infer_contents(art, encoder, projects),
-            target_level=config.target_level,
+            target_level=target_level,
+        )
+
+    @classmethod
+    def load(cls, ws: Workspace, config: Settings, encoder: Encoder | None = None) -> SelectionContext:
+        """From the workspace's current bundle and portraits (`tdr select`)."""
+        records = ws.read_table("training_records") if ws.has_table("training_records") else pd.DataFrame()
+        return cls.build(
+            load_current(ws.bundles_dir),
+            pd.read_parquet(ws.portraits_dir / "teachers.parquet"),
+            pd.read_parquet(ws.portraits_dir / "competencies.parquet", columns=list(COMPETENCY_COLUMNS)),
+            records,
+            project_table(ws),
+            encoder or Encoder(config.encoder_model, cache_dir=config.model_cache),
+            config.target_level,
         )
 
     def project(self, project_id: str) -> Project:
@@ -188,6 +208,11 @@ class SelectionContext:
 
     def project_list(self) -> list[Project]:
         return [Project.from_row(r, self.art.policy.class_size) for r in self.projects.to_dict("records")]
+
+
+def class_label(class_no: int) -> str:
+    """第 3 班: how people name a class."""
+    return f"第 {class_no} 班"
 
 
 def taxonomy_names(art: Artifacts) -> dict[str, str]:
@@ -277,7 +302,7 @@ def _class_table(
     text = (
         gaps.sort_values(["class_no", "rank"]).groupby("class_no")["name"].agg(lambda s: "、".join(s.head(3)))
     )
-    table["class_label"] = "第 " + table["class_no"].astype(str) + " 班"
+    table["class_label"] = table["class_no"].map(class_label)
     table["common_gaps"] = table["class_no"].map(text.astype(object)).astype(object).fillna("")
     table["cost_yuan"] = table["n_teachers"] * cost.per_trainee_yuan
     table["visible"] = True
@@ -482,4 +507,5 @@ def select_trainees(
         spread=spread(gaps, label),
         random_spread=random_spread(gaps, label, seed) if len(label) else float("nan"),
         notes=tuple(notes),
+        competency_names=names,
     )
