@@ -130,6 +130,22 @@ def test_a_county_trainer_sees_own_teachers_and_no_mixed_class_portraits(
     assert any(not c["visible"] for c in mine["classes"])
 
 
+def test_a_county_trainer_sees_in_scope_ranks_and_cost_only(
+    client: TestClient, ws: Path, province_wide: dict[str, Any]
+) -> None:
+    view = province_wide
+    county = pd.Series([r["county"] for r in view["roster"]]).value_counts().index[-1]
+    headers = bearer(ws, "trainer", scope=f"county:{county}")
+    pid = view["project"]["project_id"]
+    mine = client.get(f"/api/v1/projects/{pid}/selection", headers=headers).json()
+    assert [r["rank"] for r in mine["roster"]] == list(range(1, len(mine["roster"]) + 1))
+    assert mine["cost"]["trainees"] == mine["n_selected"] == len(mine["roster"]) < view["n_selected"]
+    assert mine["cost"]["total_yuan"] == mine["cost"]["per_trainee_yuan"] * len(mine["roster"])
+    last = mine["roster"][-1]["teacher_id"]
+    status = client.get(f"/api/v1/projects/{pid}/teachers/{last}", headers=headers).json()
+    assert status["rank"] == len(mine["roster"])
+
+
 def test_the_export_holds_what_the_page_shows(
     client: TestClient, ws: Path, province_wide: dict[str, Any]
 ) -> None:

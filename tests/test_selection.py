@@ -115,6 +115,19 @@ def test_three_year_bar_excludes_no_show_dropped_and_unfinished_face_to_face_pro
     assert v.loc[["finished", "in_training"], "eligible"].all()
 
 
+@pytest.mark.parametrize("policy", ["default", "jiangxi_2022", "henan_2021"])
+def test_three_year_bar_counts_a_workshop_as_face_to_face(policy: str) -> None:
+    """A 工作坊 project is 集中培训: a no-show there bars, and a workshop project is guarded by the bar."""
+    rules = load_policy(policy)
+    recs = records(record("absent", "2024-05-10", "no_show", "workshop"))
+    frame = pd.DataFrame([teacher("absent")])
+    v = eligibility(frame, project(), recs, rules, ASOF).set_index("teacher_id")
+    assert v.loc["absent", "bar"]
+    assert project(format="workshop").face_to_face(rules)
+    barred = records(record("absent", "2024-05-10", "no_show"))
+    assert eligibility(frame, project(format="workshop"), barred, rules, ASOF)["bar"].all()
+
+
 def test_three_year_bar_lapses_three_years_after_the_event() -> None:
     recs = records(
         record("lapsed", "2022-11-01", "no_show"),  # exactly three years before the as-of date
@@ -417,3 +430,17 @@ def test_the_printed_summary_names_counts_cost_and_reasons(context: SelectionCon
     assert f"符合条件 {s.n_eligible} 人，入选 60 人，编为 2 个班" in text
     assert f"合计 {s.cost.total_yuan:,.0f} 元" in text
     assert text.count("需求得分") == 3 and "……共 60 人" in text
+
+
+def test_a_county_view_shows_in_scope_ranks_counts_and_cost(context: SelectionContext, busiest: str) -> None:
+    """A county trainer's view ranks its own teachers 1..n and costs its own trainees: a province rank or
+    total would tell the county about teachers outside it."""
+    full = select_trainees(context, busiest, quota=context.art.policy.class_size + 7)
+    county = full.roster["county"].value_counts().index[-1]
+    mine = full.within("county", county, context.teachers)
+    assert 0 < len(mine.roster) < len(full.roster)
+    assert mine.ranked["rank"].tolist() == list(range(1, mine.n_eligible + 1))
+    assert mine.roster["rank"].tolist() == list(range(1, len(mine.roster) + 1))
+    assert mine.cost.trainees == len(mine.roster)
+    assert mine.cost.total_yuan == len(mine.roster) * full.cost.per_trainee_yuan
+    assert all(str(full.n_eligible) not in note for note in mine.notes)

@@ -82,6 +82,8 @@ class Selection:
     notes: tuple[str, ...] = field(default=())
     # competency code -> Chinese name, for the class portraits
     competency_names: Mapping[str, str] = field(default_factory=dict)
+    # the notes (among ``notes``) on the project's seats: province-wide figures a restricted view leaves out
+    seat_notes: tuple[str, ...] = field(default=())
 
     @property
     def n_eligible(self) -> int:
@@ -120,27 +122,37 @@ class Selection:
 
     def within(self, column: str, value: str, teachers: pd.DataFrame) -> Selection:
         """The selection as a trainer of ``column == value`` (county, city, province) may see it: the roster,
-        ranking, exclusions and allocations of their own teachers; class figures only for classes wholly
-        inside the area (a class with outside members shows its size and how many are theirs)."""
+        ranking, exclusions and allocations of their own teachers, ranked among themselves (1..n), the cost of
+        their own trainees and only the notes on their own seats — a province-wide rank, count or total would
+        tell them about teachers outside their area; class figures only for classes wholly inside the area (a
+        class with outside members shows its size and how many are theirs)."""
         area = teachers[teachers[column].astype(str) == value]
         inside = pd.Index(area["teacher_id"].astype(str))
 
         def mine(frame: pd.DataFrame) -> pd.DataFrame:
             return frame[frame["teacher_id"].isin(inside)].reset_index(drop=True)
 
+        ranked = mine(self.ranked).assign(rank=lambda r: np.arange(1, len(r) + 1))
         roster = mine(self.roster)
+        roster["rank"] = roster["teacher_id"].map(ranked.set_index("teacher_id")["rank"]).astype(int)
         mine_per_class = roster.groupby("class_no").size()
         classes = self.classes[self.classes["class_no"].isin(mine_per_class.index)].copy()
         classes["n_mine"] = classes["class_no"].map(mine_per_class).astype(int)
         counties = set(area["county"].dropna().astype(str))
+        allocations = self.allocations[self.allocations["county"].isin(counties)].reset_index(drop=True)
+        kept = tuple(note for note in self.notes if note not in self.seat_notes)
+        shortfall = tuple(_shortfall_notes(allocations))
         restricted = replace(
             self,
             roster=roster,
-            ranked=mine(self.ranked),
+            ranked=ranked,
             excluded=mine(self.excluded),
             classes=classes.reset_index(drop=True),
-            allocations=self.allocations[self.allocations["county"].isin(counties)].reset_index(drop=True),
+            allocations=allocations,
             n_considered=len(inside),
+            cost=replace(self.cost, trainees=len(roster)),
+            notes=kept + shortfall,
+            seat_notes=shortfall,
         )
         mixed = classes.loc[classes["n_mine"] < classes["n_teachers"], "class_no"]
         outside = set(self.classes["class_no"]) - set(classes["class_no"])
@@ -381,6 +393,17 @@ def project_cost(project: Project, policy: Policy, trainees: int) -> Cost:
     )
 
 
+def _shortfall_notes(allocations: pd.DataFrame) -> list[str]:
+    """The note naming the counties whose allocated seats stay open (none when all are filled)."""
+    short = allocations[allocations["unfilled"] > 0]
+    if not len(short):
+        return []
+    return [
+        "以下县区符合条件的教师少于分配名额，名额未满："
+        + "、".join(short["county"] + "（缺 " + short["unfilled"].astype(str) + " 人）")
+    ]
+
+
 def _allocation_table(
     allocated: Mapping[str, int], ranked: pd.DataFrame, roster: pd.DataFrame, seats: int | None
 ) -> tuple[pd.DataFrame, list[str]]:
@@ -393,12 +416,7 @@ def _allocation_table(
         table["selected"] = table["county"].map(roster["county"].value_counts()).fillna(0)
         table = table.astype({"eligible": int, "selected": int})
         table["unfilled"] = table["allocated"] - table["selected"]
-        short = table[table["unfilled"] > 0]
-        if len(short):
-            notes.append(
-                "以下县区符合条件的教师少于分配名额，名额未满："
-                + "、".join(short["county"] + "（缺 " + short["unfilled"].astype(str) + " 人）")
-            )
+        notes.extend(_shortfall_notes(table))
         if seats is not None and sum(allocated.values()) < seats:
             notes.append(
                 f"各县名额合计 {sum(allocated.values())} 人，少于项目名额 {seats} 人，其余名额未分配。"
@@ -508,4 +526,5 @@ def select_trainees(
         random_spread=random_spread(gaps, label, seed) if len(label) else float("nan"),
         notes=tuple(notes),
         competency_names=names,
+        seat_notes=tuple(seat_notes),
     )
