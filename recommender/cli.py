@@ -194,7 +194,7 @@ def recommend(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """One teacher's portrait summary and menu, human-readable."""
-    from recommender.explain import FORMAT_ZH
+    from data.schema import FORMAT, STAGE
     from recommender.service import Engine
 
     engine = Engine.load(Workspace.open(workspace))
@@ -206,14 +206,14 @@ def recommend(
         typer.echo(json.dumps({"portrait": view, "menu": plan}, ensure_ascii=False, default=str))
         return
     console.print(
-        f"[bold]教师 {teacher_id}[/bold]  {view['county']} · {view['stage']} · {view['subject']} · "
+        f"[bold]教师 {teacher_id}[/bold]  {view['county']} · {STAGE.label(view['stage'])} · {view['subject']} · "
         f"本周期已修 {view['hours_done'] or 0:g} / {view['hours_required'] or 0:g} 学时"
     )
     console.print(view["need_statement"])
     table = Table("课程", "学时", "形式", "推荐理由")
     for item in plan["items"]:
         table.add_row(
-            f"{item['course_id']} {item['title']}", f"{item['hours']:g}", FORMAT_ZH.get(item["format"], ""),
+            f"{item['course_id']} {item['title']}", f"{item['hours']:g}", FORMAT.label_map().get(item["format"], ""),
             item["reason"],
         )  # fmt: skip
     console.print(table)

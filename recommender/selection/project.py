@@ -32,8 +32,7 @@ def zh_label(spec: EnumSpec, value: object) -> str:
     """The Chinese label of a contract value (its first accepted spelling), or the value itself."""
     if _missing(value):
         return UNREGISTERED
-    spellings = spec.aliases.get(str(value))
-    return spellings[0] if spellings else str(value)
+    return spec.label(value)
 
 
 def _labels(spec: EnumSpec, values: Iterable[str]) -> str:
