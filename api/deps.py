@@ -86,13 +86,13 @@ class EngineProtocol(Protocol):
 EngineFactory = Callable[[Path], EngineProtocol]
 
 
-def default_engine_factory(workspace: Path) -> EngineProtocol:
-    """Load the recommender engine of the workspace's current bundle, its search model included (once per
-    process): the first load happens before the server accepts requests, so no search waits for the model
-    and no request runs beside the model's import."""
+def default_engine_factory(workspace: Path, settings: ServiceSettings | None = None) -> EngineProtocol:
+    """Load the recommender engine of the workspace's current bundle with the app's ``settings``, its search
+    model included (once per process): the first load happens before the server accepts requests, so no
+    search waits for the model and no request runs beside the model's import."""
     from recommender.service import Engine
 
-    engine = Engine.load(workspace)
+    engine = Engine.load(workspace, config=settings)
     engine.warm()
     served: EngineProtocol = engine
     return served

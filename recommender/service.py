@@ -24,7 +24,7 @@ from data.workspace import Workspace
 from features.cohort import MIN_SIZE, behind_on_hours, cohort_portrait
 from models.encoder import Encoder
 from recommender.artifacts import Artifacts, load_current
-from recommender.config import Settings
+from recommender.config import Settings, settings
 from recommender.menu import MenuRequest, TeacherMenuContext, plan_menu
 from recommender.scoring import PortraitBlock, Ranked, menu_teachers, rank_block
 from recommender.search import search
@@ -257,7 +257,7 @@ class Engine:
     competencies: pd.DataFrame  # long, sorted by teacher_id
     records: pd.DataFrame  # training records sorted by teacher_id
     scored: ScoredMenus | None = None
-    config: Settings = field(default_factory=Settings)
+    config: Settings = field(default_factory=settings)
     _courses: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     _names: dict[str, tuple[str | None, str | None]] = field(default_factory=dict, repr=False)
     # teacher ids of `competencies` and `records` as plain arrays: a teacher's rows are found by bisection
@@ -306,8 +306,8 @@ class Engine:
         cls, workspace: Path | Workspace, scores: Path | None = None, config: Settings | None = None
     ) -> Engine:
         """The engine of the workspace's current bundle; default menus from `scores` (WS/scores by default)
-        when a `tdr score` run there was made with this bundle; ``config`` as the caller built it (the
-        environment's when not given)."""
+        when a `tdr score` run there was made with this bundle; ``config`` as the edge (CLI, app) built it —
+        the environment's when not given, for tests and notebooks."""
         ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
         art = load_current(ws.bundles_dir)
         rows = pd.read_parquet(ws.portraits_dir / "teachers.parquet")
@@ -322,7 +322,7 @@ class Engine:
             comp.sort_values(["teacher_id", "competency"], kind="stable").reset_index(drop=True),
             records,
             ScoredMenus(scores or ws.root / SCORES_DIR, art.version),
-            config or Settings(),
+            config or settings(),
         )
 
     @property
