@@ -3,6 +3,10 @@
 
 from data.lazy import lazy_exports
 
-_EXPORTS = {"create_app": "api.app", "ServiceSettings": "api.settings"}
-__all__ = sorted(_EXPORTS)
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__ = lazy_exports(
+    __name__,
+    {
+        "api.app": ("create_app",),
+        "api.settings": ("ServiceSettings",),
+    },
+)

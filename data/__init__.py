@@ -9,25 +9,24 @@ province generator. Entry points:
 
 from data.lazy import lazy_exports
 
-_EXPORTS = {
-    "ingest": "data.ingest",
-    "IngestReport": "data.ingest",
-    "Workspace": "data.workspace",
-    "Policy": "data.policy",
-    "PolicyError": "data.policy",
-    "load_policy": "data.reference",
-    "load_taxonomy": "data.reference",
-    "load_jiangxi_projects": "data.reference",
-    "generate": "data.synthetic",
-    "EnumSpec": "data.schema",
-    "STAGE": "data.schema",
-    "SCHOOL_TYPE": "data.schema",
-    "TITLE": "data.schema",
-    "ROLE": "data.schema",
-    "FORMAT": "data.schema",
-    "STATUS": "data.schema",
-    "LEVEL": "data.schema",
-    "EVENT_TYPE": "data.schema",
-}
-__all__ = sorted(_EXPORTS)
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__ = lazy_exports(
+    __name__,
+    {
+        "data.ingest": ("ingest", "IngestReport"),
+        "data.workspace": ("Workspace",),
+        "data.policy": ("Policy", "PolicyError"),
+        "data.reference": ("load_policy", "load_taxonomy", "load_jiangxi_projects"),
+        "data.synthetic": ("generate",),
+        "data.schema": (
+            "EnumSpec",
+            "STAGE",
+            "SCHOOL_TYPE",
+            "TITLE",
+            "ROLE",
+            "FORMAT",
+            "STATUS",
+            "LEVEL",
+            "EVENT_TYPE",
+        ),
+    },
+)

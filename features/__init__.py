@@ -9,15 +9,13 @@
 
 from data.lazy import lazy_exports
 
-_EXPORTS = {
-    "build_portraits": "features.portrait",
-    "Portraits": "features.portrait",
-    "estimate_competencies": "features.diagnostics",
-    "history_features": "features.history",
-    "hours_owed": "features.history",
-    "cohort_portrait": "features.cohort",
-    "CohortPortrait": "features.cohort",
-    "pair_features": "features.pairs",
-}
-__all__ = sorted(_EXPORTS)
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__ = lazy_exports(
+    __name__,
+    {
+        "features.portrait": ("build_portraits", "Portraits"),
+        "features.diagnostics": ("estimate_competencies",),
+        "features.history": ("history_features", "hours_owed"),
+        "features.cohort": ("cohort_portrait", "CohortPortrait"),
+        "features.pairs": ("pair_features",),
+    },
+)

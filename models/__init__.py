@@ -11,19 +11,17 @@ Entry points:
 
 from data.lazy import lazy_exports
 
-_EXPORTS = {
-    "Encoder": "models.encoder",
-    "VectorIndex": "models.index",
-    "IndexConfig": "models.index",
-    "BM25": "models.lexical",
-    "CompetencyTagger": "models.tagger",
-    "MIRT": "models.irt",
-    "Ranker": "models.ranker",
-    "Forest": "models.forest",
-    "Popularity": "models.collab",
-    "ItemKNN": "models.collab",
-    "BundleWriter": "models.bundle",
-    "read_manifest": "models.bundle",
-}
-__all__ = sorted(_EXPORTS)
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__ = lazy_exports(
+    __name__,
+    {
+        "models.encoder": ("Encoder",),
+        "models.index": ("VectorIndex", "IndexConfig"),
+        "models.lexical": ("BM25",),
+        "models.tagger": ("CompetencyTagger",),
+        "models.irt": ("MIRT",),
+        "models.ranker": ("Ranker",),
+        "models.forest": ("Forest",),
+        "models.collab": ("Popularity", "ItemKNN"),
+        "models.bundle": ("BundleWriter", "read_manifest"),
+    },
+)

@@ -12,22 +12,19 @@ selection, offline evaluation and the engine the service answers from. Entry poi
 
 from data.lazy import lazy_exports
 
-_EXPORTS = {
-    "train": "recommender.train",
-    "rank_block": "recommender.scoring",
-    "score_batch": "recommender.scoring",
-    "PortraitBlock": "recommender.scoring",
-    "plan_menu": "recommender.menu",
-    "plan_menus": "recommender.menu",
-    "check_menu": "recommender.menu",
-    "score_local": "recommender.batch",
-    "score_ray": "recommender.ray_engine",
-    "select_trainees": "recommender.selection",
-    "evaluate": "recommender.evaluate",
-    "search": "recommender.search",
-    "Engine": "recommender.service",
-    "Settings": "recommender.config",
-    "load_current": "recommender.artifacts",
-}
-__all__ = sorted(_EXPORTS)
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__ = lazy_exports(
+    __name__,
+    {
+        "recommender.train": ("train",),
+        "recommender.scoring": ("rank_block", "score_batch", "PortraitBlock"),
+        "recommender.menu": ("plan_menu", "plan_menus", "check_menu"),
+        "recommender.batch": ("score_local",),
+        "recommender.ray_engine": ("score_ray",),
+        "recommender.selection": ("select_trainees",),
+        "recommender.evaluate": ("evaluate",),
+        "recommender.search": ("search",),
+        "recommender.service": ("Engine",),
+        "recommender.config": ("Settings",),
+        "recommender.artifacts": ("load_current",),
+    },
+)
