@@ -8,8 +8,8 @@ its own (one teacher, plan_menu, is a block of one).
 Rules (codes, Chinese labels) are defined once in RULES; the programme and check_menu() both read their numbers
 from MenuLimits, which combines the policy, the teacher and the teacher's own request in one place.
 
-Where each rule lives — to change a rule, change every face in its row (tests/test_menu_rules.py fails when a
-relaxable rule lacks its MILP row, its explanation or its check):
+Where each rule lives — to change a rule, change every face in its row (tests/recommender/test_menu_rules.py
+fails when a relaxable rule lacks its MILP row, its explanation or its check):
 
 rule (RULES)     policy field (data/policy.py)   MenuLimits          MILP row (_rows)            branch and bound
                                                                                              (_programmes → Programmes)
