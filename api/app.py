@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -125,8 +126,10 @@ def create_app(
 ) -> FastAPI:
     """The service for one workspace; `engine_factory(workspace)` loads the engine of its current bundle."""
     ws = Path(workspace).resolve()
-    settings = settings or ServiceSettings()
-    engine_holder = EngineHolder(ws, engine_factory or default_engine_factory, settings.reload_interval_s)
+    # built once here, at the edge, and passed down: routes get it through deps.get_settings, the engine at load
+    config = settings or ServiceSettings.from_env()
+    factory = engine_factory or partial(default_engine_factory, settings=config)
+    engine_holder = EngineHolder(ws, factory, config.reload_interval_s)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -142,12 +145,12 @@ def create_app(
         # Swagger UI from api/static/swagger (see api.routes.pages.docs): the CSP refuses a CDN's scripts
         docs_url=None,
         redoc_url=None,
-        description=API_DESCRIPTION.format(max_body_bytes=settings.max_body_bytes),
+        description=API_DESCRIPTION.format(max_body_bytes=config.max_body_bytes),
         openapi_url=f"{API_PREFIX}/openapi.json",
     )
-    app.state.settings = settings
+    app.state.settings = config
     app.state.engine_holder = engine_holder
-    app.state.tokens = TokenStore(ws, settings)
+    app.state.tokens = TokenStore(ws, config)
     app.state.events = EventStore(ws)
 
     install_problem_details(app)
@@ -166,7 +169,7 @@ def create_app(
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(GZipMiddleware, minimum_size=2048)
     # outside every route and dependency: an oversized body is refused before it is read or the token checked
-    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    app.add_middleware(BodySizeLimit, limit=config.max_body_bytes)
     app.add_middleware(SecurityHeaders)
     return app
 

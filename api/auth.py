@@ -198,7 +198,7 @@ class TokenStore:
     def __init__(self, ws_root: Path, settings: ServiceSettings | None = None) -> None:
         self.ws_root = Path(ws_root)
         self.db_path = self.ws_root / SERVICE_DB
-        self.default_ttl = timedelta(days=(settings or ServiceSettings()).token_ttl_days)
+        self.default_ttl = timedelta(days=(settings or ServiceSettings.from_env()).token_ttl_days)
         self._pepper = _load_or_create_pepper(self.ws_root)
         # one connection per thread, kept: authentication runs on every request
         self._db = ThreadConnections(self.db_path)

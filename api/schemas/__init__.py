@@ -24,12 +24,14 @@ from pydantic import (
 )
 
 from api.events import EventType
+from data.schema import FORMAT
 
 CourseId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 # "Holds a character that str.strip() keeps": the whitespace set written out (\uXXXX reads the same in
 # JSON Schema, Python and Rust regexes), so the schema refuses exactly the texts the server would strip to "".
 NOT_BLANK = "[^" + "".join(f"\\u{i:04x}" for i in range(0x10000) if chr(i).isspace()) + "]"
-Format = Literal["online", "offline", "blended", "workshop", "shadowing", "school_based"]
+# the contract values of data.schema (a subscript with a tuple is the Literal of its members)
+Format = Literal[FORMAT.values]  # type: ignore[valid-type]
 CohortBy = Literal[
     "province", "city", "county", "school", "stage", "subject", "school_type", "title", "career_stage"
 ]
