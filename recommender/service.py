@@ -265,9 +265,11 @@ class PreviousMenus:
 
     def locate(self) -> None:
         found: ScoredMenus | None = None
+        # OUT/_previous whatever its bundle (a re-run of the same bundle on new inputs sets one aside too);
+        # OUT itself only for another bundle (for this one it is the engine's own run)
         for folder in (self.out / PREVIOUS_RUN, self.out):
             version = stamped_bundle(folder)
-            if version is not None and version != self.current:
+            if version is not None and (folder != self.out or version != self.current):
                 found = ScoredMenus(folder, version)
                 break
         with self._lock:

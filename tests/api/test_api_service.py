@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import threading
 from collections.abc import Iterator
@@ -547,3 +548,27 @@ def test_after_a_retrain_menus_come_from_the_previous_run_until_the_new_run_cove
     score_local(Workspace.open(copy), copy / "scores", 20, block, workers=1)
     assert not (copy / "scores" / "_previous").exists()
     assert engine.menu(last)["model_version"] == engine.version  # type: ignore[index]
+
+
+def test_a_rerun_of_the_same_bundle_on_new_inputs_answers_from_the_run_it_replaces(
+    ws: Path, tmp_path: Path, places: Places, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("recommender.service.RESCAN_S", 0.0)
+    copy = tmp_path / "ws"
+    shutil.copytree(ws, copy, ignore=shutil.ignore_patterns("*.sqlite*", "service.pepper"))
+    last = sorted(places.roster["teacher_id"])[-1]
+    block = len(places.roster) // 2 + 1
+    score_local(Workspace.open(copy), copy / "scores", 20, block, workers=1)
+    engine = Engine.load(copy)
+    before = engine.menu(last)
+    portraits = Workspace.open(copy).portraits_dir / "teachers.parquet"
+    os.utime(portraits, ns=(portraits.stat().st_atime_ns, portraits.stat().st_mtime_ns + 10**9))  # new inputs
+    with pytest.raises(_Stop):
+        score_local(Workspace.open(copy), copy / "scores", 20, block, _first_block_only, workers=1)
+    fresh = Engine.load(copy)
+
+    def no_live_plans(*_: object) -> None:
+        raise AssertionError("a default menu was planned live")
+
+    monkeypatch.setattr(fresh, "_planned", no_live_plans)
+    assert fresh.menu(last) == before
