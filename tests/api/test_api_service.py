@@ -509,26 +509,38 @@ def _first_block_only(done: int, total: int) -> None:
         raise _Stop
 
 
-def test_after_a_retrain_menus_come_from_the_previous_run_until_the_new_run_covers_them(
+def _scored_in_two_blocks(
     ws: Path, tmp_path: Path, places: Places, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> tuple[Path, int]:
+    """A copy of the workspace scored in two blocks (the block size returned), parts found at once."""
     monkeypatch.setattr("recommender.service.RESCAN_S", 0.0)
     copy = tmp_path / "ws"
     shutil.copytree(ws, copy, ignore=shutil.ignore_patterns("*.sqlite*", "service.pepper"))
+    block = len(places.roster) // 2 + 1
+    score_local(Workspace.open(copy), copy / "scores", 20, block, workers=1)
+    return copy, block
+
+
+def _forbid_live_plans(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_live_plans(*_: object) -> None:
+        raise AssertionError("a default menu was planned live")
+
+    monkeypatch.setattr(engine, "_planned", no_live_plans)
+
+
+def test_after_a_retrain_menus_come_from_the_previous_run_until_the_new_run_covers_them(
+    ws: Path, tmp_path: Path, places: Places, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copy, block = _scored_in_two_blocks(ws, tmp_path, places, monkeypatch)
     teachers = sorted(places.roster["teacher_id"])
     first, last = teachers[0], teachers[-1]  # in the first and the last block
-    block = len(teachers) // 2 + 1
-    score_local(Workspace.open(copy), copy / "scores", 20, block, workers=1)
     old = Engine.load(copy)
     before = {t: old.menu(t) for t in (first, last)}
     _new_bundle(copy, "29991231T000000000000Z-retrained")
     engine = Engine.load(copy)
     assert engine.version.endswith("-retrained")
 
-    def no_live_plans(*_: object) -> None:
-        raise AssertionError("a default menu was planned live")
-
-    monkeypatch.setattr(engine, "_planned", no_live_plans)
+    _forbid_live_plans(engine, monkeypatch)
     # the new bundle's run has not started: the previous run answers, and says which bundle made the menu
     for t in (first, last):
         assert engine.menu(t) == before[t] and before[t]["model_version"] == old.version
@@ -553,12 +565,8 @@ def test_after_a_retrain_menus_come_from_the_previous_run_until_the_new_run_cove
 def test_a_rerun_of_the_same_bundle_on_new_inputs_answers_from_the_run_it_replaces(
     ws: Path, tmp_path: Path, places: Places, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("recommender.service.RESCAN_S", 0.0)
-    copy = tmp_path / "ws"
-    shutil.copytree(ws, copy, ignore=shutil.ignore_patterns("*.sqlite*", "service.pepper"))
+    copy, block = _scored_in_two_blocks(ws, tmp_path, places, monkeypatch)
     last = sorted(places.roster["teacher_id"])[-1]
-    block = len(places.roster) // 2 + 1
-    score_local(Workspace.open(copy), copy / "scores", 20, block, workers=1)
     engine = Engine.load(copy)
     before = engine.menu(last)
     portraits = Workspace.open(copy).portraits_dir / "teachers.parquet"
@@ -567,8 +575,5 @@ def test_a_rerun_of_the_same_bundle_on_new_inputs_answers_from_the_run_it_replac
         score_local(Workspace.open(copy), copy / "scores", 20, block, _first_block_only, workers=1)
     fresh = Engine.load(copy)
 
-    def no_live_plans(*_: object) -> None:
-        raise AssertionError("a default menu was planned live")
-
-    monkeypatch.setattr(fresh, "_planned", no_live_plans)
+    _forbid_live_plans(fresh, monkeypatch)
     assert fresh.menu(last) == before
