@@ -208,6 +208,9 @@ def generate(
     }
     for name, tbl in tables.items():
         write_csv(tbl, out / f"{name}.csv")
+    rows = {name: tbl.num_rows for name, tbl in tables.items()}
+    # the largest tables are written: free them before the truth is built (a province's peak memory)
+    del tables, responses_tbl, scores_tbl, resp, scales
 
     # ground truth
     n, k = theta.shape
@@ -229,11 +232,9 @@ def generate(
         truth_dir / "waves.parquet",
     )
     effects = record_effects(moves, records_tbl, record_order(rec, proj), codes_arr, plan.day, plan.assessed)
-    write_parquet(pa.Table.from_pandas(effects, preserve_index=False), truth_dir / "record_effects.parquet")
+    write_parquet(effects, truth_dir / "record_effects.parquet")
     for key, name in (("course_id", "course_effects.parquet"), ("project_id", "project_effects.parquet")):
-        write_parquet(
-            pa.Table.from_pandas(effect_summary(effects, key), preserve_index=False), truth_dir / name
-        )
+        write_parquet(effect_summary(effects, key), truth_dir / name)
     write_parquet(
         pa.table(
             {
@@ -281,7 +282,6 @@ def generate(
             f"utility.parquet：随机抽样的 {utility_teachers:,} 位教师（编号最小者）各自真实效用最高的 "
             f"{UTILITY_TOP_PER_TEACHER} 门课程；其余教师可用 true_utility() 分块计算"
         )
-    rows = {name: tbl.num_rows for name, tbl in tables.items()}
     meta = {
         "seed": seed,
         "n_teachers": n_teachers,
