@@ -28,7 +28,7 @@ from data.schema import FORMAT
 
 CourseId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 # the contract values of data.schema (a subscript with a tuple is the Literal of its members)
-Format = Literal[FORMAT.values]  # type: ignore[valid-type]
+Format = Literal[FORMAT.values]  # type: ignore[name-defined]
 CohortBy = Literal[
     "province", "city", "county", "school", "stage", "subject", "school_type", "title", "career_stage"
 ]
