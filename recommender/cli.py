@@ -23,6 +23,7 @@ from rich.status import Status
 from rich.table import Table
 
 from data.schema import TABLES
+from data.synthetic import DEFAULT_WORLD, World
 from data.workspace import Workspace, write_csv_atomic, write_parquet_atomic
 from recommender.config import Settings, SettingsError
 
@@ -64,7 +65,10 @@ def write_table_file(df: pd.DataFrame, out: Path) -> None:
 
 def generation_table(summary: GenerationSummary) -> RenderableType:
     """What `tdr generate` prints: rows per file and where the ground truth is."""
-    table = Table(title=f"合成省份已写入 {summary.out_dir}（种子 {summary.seed}）", title_justify="left")
+    table = Table(
+        title=f"合成省份已写入 {summary.out_dir}（种子 {summary.seed}，世界 {summary.world}）",
+        title_justify="left",
+    )
     table.add_column("文件 file")
     table.add_column("行数 rows", justify="right")
     for name, count in summary.rows.items():
@@ -104,11 +108,12 @@ def generate(
     out: Annotated[Path, typer.Argument(help="folder to write the synthetic province into")],
     teachers: Annotated[int, typer.Option("--teachers", "-n")] = 5000,
     seed: Annotated[int, typer.Option("--seed", "-s")] = 0,
+    world: Annotated[World, typer.Option("--world", help="what truly helps a teacher")] = DEFAULT_WORLD,
 ) -> None:
     """Write a synthetic province in the contract format (ground truth under DIR/_truth/)."""
     from data.synthetic import generate as run
 
-    console.print(generation_table(run(out, n_teachers=teachers, seed=seed)))
+    console.print(generation_table(run(out, n_teachers=teachers, seed=seed, world=world)))
 
 
 @app.command()

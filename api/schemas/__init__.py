@@ -31,7 +31,7 @@ CourseId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 # JSON Schema, Python and Rust regexes), so the schema refuses exactly the texts the server would strip to "".
 NOT_BLANK = "[^" + "".join(f"\\u{i:04x}" for i in range(0x10000) if chr(i).isspace()) + "]"
 # the contract values of data.schema (a subscript with a tuple is the Literal of its members)
-Format = Literal[FORMAT.values]  # type: ignore[valid-type]
+Format = Literal[FORMAT.values]  # type: ignore[name-defined]
 CohortBy = Literal[
     "province", "city", "county", "school", "stage", "subject", "school_type", "title", "career_stage"
 ]
