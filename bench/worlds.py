@@ -31,9 +31,9 @@ from data.ingest import ingest
 from data.synthetic import WORLDS, generate, load_truth
 from data.workspace import Workspace
 from recommender.artifacts import load_current
-from recommender.batch import rank_block
 from recommender.config import settings
 from recommender.evaluate import BASELINES, blocks, evaluate, ndcg_at_k, read_workspace, write_report
+from recommender.scoring import rank_block
 from recommender.train import train
 
 RESULTS = Path(__file__).resolve().parent / "results" / "worlds.json"

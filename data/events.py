@@ -49,12 +49,12 @@ def read_log(root: Path) -> pd.DataFrame:
 
 
 def read_events(ws: Workspace) -> pd.DataFrame:
-    """Every event of the workspace: the ingested table and the service's log, each event_id once (the log's copy
-    wins), oldest first."""
+    """Every event of the workspace: the ingested table and the service's log, each (teacher_id, event_id) once
+    (event ids are the client's, unique per teacher; the log's copy wins), oldest first."""
     parts = [read_log(ws.root)]
     if ws.has_table("events"):
         parts.append(_normalised(ws.read_table("events")))
-    events = pd.concat(parts, ignore_index=True).drop_duplicates("event_id", keep="first")
+    events = pd.concat(parts, ignore_index=True).drop_duplicates(["teacher_id", "event_id"], keep="first")
     events = events[events["teacher_id"].notna() & events["type"].notna()]
     return events.sort_values(["ts", "event_id"], kind="stable").reset_index(drop=True)
 

@@ -5,6 +5,7 @@ a new versioned bundle that the scorer and the service pick up.
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,6 +17,7 @@ import scipy.sparse as sp
 from data.events import read_events
 from data.policy import Policy
 from data.reference import load_policy, load_taxonomy
+from data.schema import STAGE
 from data.workspace import Workspace
 from features.history import FORMATS
 from features.pairs import CourseAttrs
@@ -35,7 +37,6 @@ from recommender.retrieval import STAGES, Catalogue
 
 log = logging.getLogger(__name__)
 
-STAGE_ZH = {"kindergarten": "幼儿园", "primary": "小学", "junior": "初中", "senior": "高中"}
 TABLES = ("teachers", "courses", "training_records", "items", "responses", "competency_scores")
 
 
@@ -125,7 +126,7 @@ def build_course_side(
         competencies_inferred=~tagged,
         tag_confidence=np.where(tagged, 1.0, confidence),
     )
-    context = {f"stage:{s}": f"{STAGE_ZH[s]}教师的教学与专业发展" for s in STAGES}
+    context = {f"stage:{s}": f"{STAGE.label(s)}教师的教学与专业发展" for s in STAGES}
     subjects = sorted(set(courses["subjects"].explode().dropna().astype(str)) | set(teacher_subjects))
     context.update({f"subject:{s}": f"{s}学科教学能力提升" for s in subjects})
     ctx_vecs = encoder.encode_queries(list(context.values()))
@@ -206,6 +207,9 @@ def train(ws: Workspace, settings: Settings, step: Callable[[str], None] = log.i
     """Build portraits and every model from the workspace's tables; returns the new bundle's folder."""
     inputs = [ws.table_path(t) for t in TABLES if ws.has_table(t)]
     writer = BundleWriter(ws.bundles_dir, data_hash(inputs))
+    # the writer's lock means no other train runs here: portrait scratch folders are a killed train's
+    for stale in ws.root.glob(".portraits-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     try:
         tables = load_tables(ws)
         events = read_events(ws)
