@@ -15,7 +15,7 @@ BENCHMARKS = (
     "encode_index",
     "irt_math2015",
     "mooccubex",
-    "quality",
+    "worlds",
     "selection",
     "batch",
     "load",
