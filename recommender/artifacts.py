@@ -138,7 +138,7 @@ def load(bundle_dir: Path) -> Artifacts:
         policy=load_policy(manifest.info["policy"]),
         asof=pd.Timestamp(manifest.info["asof"]),
         info={**manifest.info, "metrics": manifest.metrics},
-        blend=Blend(**manifest.info["blend"]) if "blend" in manifest.info else None,
+        blend=Blend.from_dict(manifest.info["blend"]) if "blend" in manifest.info else None,
         dismissed=(
             pd.read_parquet(bundle_dir / "dismissed.parquet")
             if (bundle_dir / "dismissed.parquet").exists()

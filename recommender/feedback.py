@@ -81,21 +81,29 @@ def event_records(events: pd.DataFrame, courses: pd.DataFrame) -> pd.DataFrame:
 
 
 def with_events(records: pd.DataFrame, events: pd.DataFrame, courses: pd.DataFrame) -> pd.DataFrame:
-    """`records` plus the records of `events` that the records do not already hold (the platform's export may
-    carry the same enrolment later: a record of that course starting SAME_RECORD before the event or after)."""
+    """`records` plus the records of `events`. A record of the same course starting SAME_RECORD before the event or
+    later is the same enrolment (the platform's export carries it too): it stays as it is, unless the event
+    completes what the record still has open (enrolled), when the event's record replaces it."""
     extra = event_records(events, courses)
     if not len(extra):
         return records
-    have = records[records["course_id"].notna()][["teacher_id", "course_id", "start_date"]]
+    have = records[records["course_id"].notna()][["teacher_id", "course_id", "start_date", "status"]]
     m = (
-        extra[["teacher_id", "course_id", "start_date"]]
+        extra[["teacher_id", "course_id", "start_date", "status"]]
         .reset_index()
-        .merge(have, on=["teacher_id", "course_id"], how="left", suffixes=("", "_record"))
+        .merge(
+            have.reset_index(names="record"),
+            on=["teacher_id", "course_id"],
+            how="left",
+            suffixes=("", "_record"),
+        )
     )
-    known = m[m["start_date_record"] >= m["start_date"] - SAME_RECORD]["index"].unique()
-    extra = extra[~extra.index.isin(known)]
+    same = m[m["start_date_record"] >= m["start_date"] - SAME_RECORD]
+    newer = (same["status"] == "completed") & (same["status_record"] != "completed")
+    records = records[~records.index.isin(same.loc[newer, "record"].unique())]
+    extra = extra[~extra.index.isin(same.loc[~newer, "index"].unique())]
     if not len(extra):
-        return records
+        return records.reset_index(drop=True)
     extra = extra.reindex(columns=records.columns)
     return pd.concat([records, extra.astype({c: records[c].dtype for c in ("start_date", "end_date")})],
                      ignore_index=True)  # fmt: skip

@@ -9,6 +9,7 @@ the latest one, so it is judged on choices it never saw.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -383,23 +384,41 @@ def training_rows(row: np.ndarray, y: np.ndarray, seed: int = 0) -> np.ndarray:
 # the blend of the learned score with the need prior
 
 
+# the fallback's parts: the need prior, the course's mean satisfaction, its popularity (pair feature columns)
+PRIOR_PARTS = ("need", "satisfaction", "popularity")
+
+
 @dataclass(frozen=True)
 class Blend:
-    """score = a · learned / sd_learned + (1 − a) · need / sd_need, each centred per teacher, with
-    a = min(1, weight · evidence): evidence = n / (n + TEACHER_EVIDENCE) for the teacher's past records times
-    m / (m + COURSE_EVIDENCE) for the course's rated records. weight 0 is the need prior alone; a large weight
-    the learned score wherever anything is known. Chosen on held-out outcomes (`choose_blend`)."""
+    """score = a · learned / sd_learned + (1 − a) · Σ_p share_p · part_p / sd_p, each term centred per teacher,
+    with a = min(1, weight · evidence): evidence = n / (n + TEACHER_EVIDENCE) for the teacher's past records
+    times m / (m + COURSE_EVIDENCE) for the course's rated records. The fallback's parts (PRIOR_PARTS) are the need
+    prior, the course's mean satisfaction and its popularity, with shares summing to 1: a course's rating and
+    popularity count only as far as held-out outcomes say they predict benefit. weight 0 is the fallback alone,
+    a large weight the learned score wherever anything is known. Chosen on held-out outcomes (`choose_blend`)."""
 
     weight: float
     sd_learned: float
-    sd_need: float
+    shares: tuple[float, ...]  # per PRIOR_PARTS
+    sds: tuple[float, ...]  # per PRIOR_PARTS
 
-    def as_dict(self) -> dict[str, float]:
-        return {"weight": self.weight, "sd_learned": self.sd_learned, "sd_need": self.sd_need}
+    def as_dict(self) -> dict[str, Any]:
+        return {"weight": self.weight, "sd_learned": self.sd_learned, "shares": self.shares, "sds": self.sds}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Blend:
+        return cls(float(d["weight"]), float(d["sd_learned"]), tuple(d["shares"]), tuple(d["sds"]))
 
 
 TEACHER_EVIDENCE, COURSE_EVIDENCE = 3.0, 10.0
 BLEND_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 1e6)
+# the fallback's shares tried: every split of 1 into quarters over PRIOR_PARTS, the need prior alone first
+SHARE_STEP = 4
+SHARES = tuple(
+    (a / SHARE_STEP, b / SHARE_STEP, (SHARE_STEP - a - b) / SHARE_STEP)
+    for a in range(SHARE_STEP, -1, -1)
+    for b in range(SHARE_STEP - a + 1)
+)
 # pairs needed on the held-out side before the learned score is trusted at all
 MIN_OUTCOME_TEACHERS = 30
 
@@ -417,10 +436,17 @@ def _centred(values: np.ndarray, row: np.ndarray) -> np.ndarray:
     return values - (total / count)[row]
 
 
+def _part(X: pd.DataFrame, name: str) -> np.ndarray:
+    return np.nan_to_num(X[name].to_numpy(dtype=np.float64))
+
+
 def blend_scores(blend: Blend, learned: np.ndarray, X: pd.DataFrame, row: np.ndarray) -> np.ndarray:
     a = np.minimum(1.0, blend.weight * evidence(X))
-    need = np.nan_to_num(X["need"].to_numpy(dtype=np.float64))
-    return a * _centred(learned, row) / blend.sd_learned + (1 - a) * _centred(need, row) / blend.sd_need
+    fallback = np.zeros(len(row))
+    for name, share, sd in zip(PRIOR_PARTS, blend.shares, blend.sds, strict=True):
+        if share:
+            fallback += share * _centred(_part(X, name), row) / sd
+    return a * _centred(learned, row) / blend.sd_learned + (1 - a) * fallback
 
 
 def outcome_ndcg(score: np.ndarray, gain: np.ndarray, row: np.ndarray) -> tuple[float, int]:
@@ -446,23 +472,25 @@ def outcome_ndcg(score: np.ndarray, gain: np.ndarray, row: np.ndarray) -> tuple[
 def choose_blend(
     ranker: Ranker, train_X: pd.DataFrame, held_out: RankingData
 ) -> tuple[Blend, dict[str, float]]:
-    """The blend weight whose ranking of held-out taken courses best follows their outcomes (`outcome_ndcg`);
-    ties go to the smaller weight (the need prior), and with too few held-out teachers the prior alone."""
+    """The blend (learned weight × fallback shares) whose ranking of held-out taken courses best follows their
+    outcomes (`outcome_ndcg`); ties go to the earlier candidate (smaller weight, the need prior first), and with
+    too few held-out teachers the need prior alone."""
     sd_l = float(np.std(ranker.predict(train_X[list(FEATURES)]))) or 1.0
-    sd_n = float(np.std(np.nan_to_num(train_X["need"].to_numpy(dtype=np.float64)))) or 1.0
+    sds = tuple(float(np.std(_part(train_X, name))) or 1.0 for name in PRIOR_PARTS)
     learned = ranker.predict(held_out.X[list(FEATURES)])
     results: dict[str, float] = {}
-    best, best_value, teachers = Blend(0.0, sd_l, sd_n), -np.inf, 0
+    best, best_value, teachers = Blend(0.0, sd_l, SHARES[0], sds), -np.inf, 0
     for w in BLEND_WEIGHTS:
-        blend = Blend(w, sd_l, sd_n)
-        value, teachers = outcome_ndcg(
-            blend_scores(blend, learned, held_out.X, held_out.row), held_out.gain, held_out.row
-        )
-        results[f"outcome_ndcg@w={w:g}"] = value
-        if np.isfinite(value) and value > best_value + 1e-4:
-            best, best_value = blend, value
+        for shares in SHARES if w < max(BLEND_WEIGHTS) else SHARES[:1]:
+            blend = Blend(w, sd_l, shares, sds)
+            value, teachers = outcome_ndcg(
+                blend_scores(blend, learned, held_out.X, held_out.row), held_out.gain, held_out.row
+            )
+            results[f"outcome_ndcg@w={w:g},shares={'/'.join(f'{x:g}' for x in shares)}"] = value
+            if np.isfinite(value) and value > best_value + 1e-4:
+                best, best_value = blend, value
     if teachers < MIN_OUTCOME_TEACHERS:
-        best = Blend(0.0, sd_l, sd_n)
+        best = Blend(0.0, sd_l, SHARES[0], sds)
     results["outcome_teachers"] = float(teachers)
     return best, results
 

@@ -67,6 +67,11 @@ def test_an_event_the_platforms_export_already_holds_is_not_counted_twice() -> N
     ev = events(("T1", "C1", "completed", "2026-02-01", None), ("T1", "C2", "completed", "2026-02-03", None))
     merged = with_events(records, ev, COURSES)
     assert sorted(merged["course_id"]) == ["C1", "C2"]
+    assert merged.set_index("course_id").loc["C1", "record_id"] == "R1"
+    # an enrolment the export still has open is completed by the event
+    still_open = records.assign(status="enrolled", end_date=pd.NaT, hours=0.0)
+    merged = with_events(still_open, ev, COURSES).set_index("course_id")
+    assert merged.loc["C1", "status"] == "completed" and merged.loc["C1", "hours"] == 10.0
 
 
 def test_a_dismissal_stands_until_the_course_changes_or_the_teacher_enrols() -> None:
