@@ -247,9 +247,10 @@ def labelled_pairs(
     start: pd.Timestamp,
     end: pd.Timestamp,
     values: pd.DataFrame,
-) -> tuple[Candidates, np.ndarray, np.ndarray]:
+) -> tuple[Candidates, np.ndarray, np.ndarray, np.ndarray]:
     """Candidates plus the courses taken in [start, end): their graded labels (0 not taken, see
-    `recommender.outcomes.grade`) and outcomes (`outcome_gain`, NaN where none is known)."""
+    `recommender.outcomes.grade`), outcomes (`outcome_gain`, NaN where none is known) and the outcomes that are
+    measured changes (NaN for the rest)."""
     pos = pd.Series(np.arange(cat.n_courses), index=cat.course_ids)
     ids = pd.Index(block.teacher_ids)
     r = records[
@@ -264,10 +265,11 @@ def labelled_pairs(
             "course": course,
             "label": grade(r, change),
             "gain": outcome_gain(r, change),
+            "measured": np.isfinite(change),
         }
     )
     chosen = found.groupby(["row", "course"], as_index=False).agg(
-        label=("label", "max"), gain=("gain", "mean")
+        label=("label", "max"), gain=("gain", "mean"), measured=("measured", "any")
     )
     cand = pd.DataFrame(
         {"row": cands.row, "course": cands.course, "dense": cands.dense, "lexical": cands.lexical}
@@ -290,7 +292,10 @@ def labelled_pairs(
         lexical,
         dense + LEXICAL_WEIGHT * lexical,
     )
-    return both, pairs["label"].to_numpy(np.int64), pairs["gain"].to_numpy(np.float64)
+    gain = np.where(
+        pairs["measured"].fillna(False).to_numpy(dtype=bool), pairs["gain"].to_numpy(np.float64), np.nan
+    )
+    return both, pairs["label"].to_numpy(np.int64), pairs["gain"].to_numpy(np.float64), gain
 
 
 @dataclass(frozen=True)
@@ -300,6 +305,7 @@ class RankingData:
     group: np.ndarray
     row: np.ndarray  # teacher row of each pair (pairs grouped by row)
     gain: np.ndarray  # outcome of a taken course (outcomes.outcome_gain); NaN for the rest
+    measured_gain: np.ndarray  # the outcome where it is a measured change; NaN for the rest
 
     def teachers(self, keep: np.ndarray) -> RankingData:
         """The pairs of the teachers (rows) where `keep` (indexed by row) is True."""
@@ -311,6 +317,7 @@ class RankingData:
             np.bincount(row)[np.unique(row)],
             row,
             self.gain[at],
+            self.measured_gain[at],
         )
 
 
@@ -332,13 +339,13 @@ def ranking_data(
     end = cut + pd.DateOffset(years=1)
     taken = _course_records(records[records["start_date"] >= cut], cat, end)["course"].to_numpy()
     cands = exposure_matched_negatives(block, cat, np.bincount(taken, minlength=cat.n_courses), seed)
-    labelled, y, gain = labelled_pairs(block, cands, records, cat, cut, end, values)
+    labelled, y, gain, measured = labelled_pairs(block, cands, records, cat, cut, end, values)
     keep = training_rows(labelled.row, y, seed)
     labelled = labelled.take(keep)
     X = features_for(labelled, ctx, cat, attrs, signals)
     y, row = y[keep], labelled.row
     group = np.bincount(row)[np.unique(row)]
-    return RankingData(X, y, group, row, gain[keep])
+    return RankingData(X, y, group, row, gain[keep], measured[keep])
 
 
 def exposure_matched_negatives(
@@ -478,13 +485,18 @@ def choose_blend(
     sd_l = float(np.std(ranker.predict(train_X[list(FEATURES)]))) or 1.0
     sds = tuple(float(np.std(_part(train_X, name))) or 1.0 for name in PRIOR_PARTS)
     learned = ranker.predict(held_out.X[list(FEATURES)])
+    # measured change is the outcome that is the teacher's own; ratings share each course's rating habits, which
+    # would favour the rating part by themselves: they judge only where too few teachers were measured
+    gain = held_out.measured_gain
+    if outcome_ndcg(np.zeros(len(gain)), gain, held_out.row)[1] < MIN_OUTCOME_TEACHERS:
+        gain = held_out.gain
     results: dict[str, float] = {}
     best, best_value, teachers = Blend(0.0, sd_l, SHARES[0], sds), -np.inf, 0
     for w in BLEND_WEIGHTS:
         for shares in SHARES if w < max(BLEND_WEIGHTS) else SHARES[:1]:
             blend = Blend(w, sd_l, shares, sds)
             value, teachers = outcome_ndcg(
-                blend_scores(blend, learned, held_out.X, held_out.row), held_out.gain, held_out.row
+                blend_scores(blend, learned, held_out.X, held_out.row), gain, held_out.row
             )
             results[f"outcome_ndcg@w={w:g},shares={'/'.join(f'{x:g}' for x in shares)}"] = value
             if np.isfinite(value) and value > best_value + 1e-4:
