@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from data.readers import (
     RAW_LINE,
@@ -26,6 +29,7 @@ from data.readers import (
     SUPPORTED_SUFFIXES,
     RawFile,
     UnreadableFileError,
+    mojibake,
     read_file,
 )
 from data.schema import (
@@ -41,9 +45,26 @@ from data.schema import (
     map_header,
     normalise_token,
 )
-from data.workspace import Workspace, atomic_write, write_text_atomic
+from data.workspace import (
+    MANIFEST,
+    REPORT,
+    Workspace,
+    begin_version,
+    commit_version,
+    fault_point,
+    ingest_lock,
+    parquet_parts,
+)
 
-__all__ = ["IngestReport", "TableCounts", "SkippedFile", "UnreadableFileError", "ingest"]
+__all__ = [
+    "MAX_SHRINK",
+    "IngestRefused",
+    "IngestReport",
+    "SkippedFile",
+    "TableCounts",
+    "UnreadableFileError",
+    "ingest",
+]
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +111,7 @@ class IngestReport:
     source: Path
     workspace: Path
     tables: tuple[TableCounts, ...]
-    taxonomy_source: str  # "builtin" or the deployment's file names
+    taxonomy_source: str  # "builtin" or the deployment's file names (this ingest's or the version before's)
     taxonomy_codes: int
     skipped: tuple[SkippedFile, ...] = ()
 
@@ -150,86 +171,237 @@ class IngestReport:
 
 # ------------------------------------------------------------------------------------------------ entry point
 
+# a table may shrink by at most this share of its rows in one ingest unless the caller says --replace (a
+# truncated export or a wrong file must not silently empty a table; real provinces lose a few % a year)
+MAX_SHRINK = 0.1
+
+
+class IngestRefused(Exception):
+    """An ingest that would lose data: nothing was written. ``problems`` name each file (or table) and why."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("；".join(problems))
+        self.problems = problems
+
 
 def ingest(
     src_dir: str | Path,
     workspace: Workspace | str | Path,
     *,
     builtin_taxonomy: pd.DataFrame | None = None,
+    replace: bool = False,
+    max_shrink: float = MAX_SHRINK,
 ) -> IngestReport:
-    """Validate every contract file in ``src_dir`` and load it into ``workspace``.
+    """Validate every contract file in ``src_dir`` and load it into ``workspace`` as a new version.
 
-    A ``taxonomy`` file in the folder replaces the built-in framework (``builtin_taxonomy`` when given, else
-    ``data.reference.load_taxonomy()``). References to a table absent from the folder are checked against the
-    workspace's existing table. Raises UnreadableFileError, before writing anything, if a file cannot be read.
+    A ``taxonomy`` file in the folder replaces the framework in force (a deployment's own framework ingested
+    before, else ``builtin_taxonomy`` when given, else ``data.reference.load_taxonomy()``). Tables absent from the folder are kept as they are, and
+    references to them are checked against them. All tables switch together (``data.workspace``); on any error
+    the workspace is left as it was. Raises UnreadableFileError if a file cannot be read, IngestRefused if a
+    file lacks a required column or holds no data row, or a table would shrink by more than ``max_shrink`` of
+    its rows (unless ``replace``).
     """
     src = Path(src_dir)
     ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
     if not src.is_dir():
         raise UnreadableFileError(src, "不是一个文件夹")
     files, skipped = _read_folder(src)
-
-    ctx = _Context(ws)
-    results: dict[str, _Validated] = {}
-    if "taxonomy" in files:
-        results["taxonomy"] = _validate(TAXONOMY, files["taxonomy"], ctx)
-        taxonomy = _taxonomy_frame(results["taxonomy"].table)
-        taxonomy_source = "、".join(f.path.name for f in files["taxonomy"])
-    else:
-        taxonomy = _taxonomy_frame(
-            builtin_taxonomy if builtin_taxonomy is not None else _load_builtin_taxonomy()
-        )
-        taxonomy_source = "builtin"
-    ctx.set_taxonomy(taxonomy)
-    for name, spec in TABLES.items():
-        if name == "taxonomy" or name not in files:
-            continue
-        results[name] = _validate(spec, files[name], ctx)
-        ctx.add_table(name, results[name].table, results[name].rejected_keys)
-
-    _write_table(ws, TAXONOMY, taxonomy)
-    for name, result in results.items():
-        if name != "taxonomy":
-            _write_table(ws, TABLES[name], result.table)
-        _write_rejects(result.rejects, ws.rejects_dir / f"{name}.csv")
-
-    report = IngestReport(
-        source=src.resolve(),
-        workspace=ws.root,
-        tables=tuple(
-            TableCounts(
-                name, tuple(f.path.name for f in files[name]), r.rows_in, len(r.table), len(r.rejects)
+    _refuse_unusable(files)
+    with ingest_lock(ws):
+        previous = ws.pinned()
+        ctx = _Context(previous)
+        results: dict[str, _Validated] = {}
+        if "taxonomy" in files:
+            results["taxonomy"] = _validate(TAXONOMY, files["taxonomy"], ctx)
+            taxonomy = _taxonomy_frame(results["taxonomy"].table)
+            taxonomy_source = "、".join(f.path.name for f in files["taxonomy"])
+        elif _deployment_taxonomy(previous) is not None:
+            taxonomy = _taxonomy_frame(previous.read_table("taxonomy"))
+            taxonomy_source = str(_deployment_taxonomy(previous))
+        else:
+            taxonomy = _taxonomy_frame(
+                builtin_taxonomy if builtin_taxonomy is not None else _load_builtin_taxonomy()
             )
-            for name, r in results.items()
-        ),
-        taxonomy_source=taxonomy_source,
-        taxonomy_codes=len(taxonomy),
-        skipped=tuple(skipped),
-    )
-    write_text_atomic(
-        ws.root / "ingest_report.json", json.dumps(report.to_dict(), ensure_ascii=False, indent=2)
-    )
+            taxonomy_source = "builtin"
+        ctx.set_taxonomy(taxonomy)
+        for name, spec in TABLES.items():
+            if name == "taxonomy" or name not in files:
+                continue
+            results[name] = _validate(spec, files[name], ctx)
+            ctx.add_table(name, results[name].table, results[name].rejected_keys)
+        new_rows = {name: len(r.table) for name, r in results.items()} | {"taxonomy": len(taxonomy)}
+        if not replace:
+            _refuse_shrinking(previous, new_rows, files, max_shrink)
+
+        report = IngestReport(
+            source=src.resolve(),
+            workspace=ws.root,
+            tables=tuple(
+                TableCounts(
+                    name, tuple(f.path.name for f in files[name]), r.rows_in, len(r.table), len(r.rejects)
+                )
+                for name, r in results.items()
+            ),
+            taxonomy_source=taxonomy_source,
+            taxonomy_codes=len(taxonomy),
+            skipped=tuple(skipped),
+        )
+        staged = begin_version(ws)
+        try:
+            out = staged.folder
+            tables = {"taxonomy": taxonomy} | {n: r.table for n, r in results.items() if n != "taxonomy"}
+            for name, table in tables.items():
+                _write_table(out / "tables", TABLES[name], table)
+                fault_point("table_written")
+            for name, result in results.items():
+                _write_rejects(result.rejects, out / "rejects" / f"{name}.csv")
+            (out / "rejects").mkdir(exist_ok=True)
+            kept = _keep_previous(previous, out, set(tables))
+            (out / REPORT).write_text(
+                json.dumps(report.to_dict() | {"version": staged.name}, ensure_ascii=False, indent=2),
+                encoding="utf-8",
+            )
+            manifest = _manifest(staged.name, previous, src, out, kept)
+            (out / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
+            commit_version(ws, staged)
+        finally:
+            if staged.folder.exists():
+                shutil.rmtree(staged.folder, ignore_errors=True)
     for t in report.tables:
         log.info("ingested %s: %d in, %d accepted, %d rejected", t.table, t.rows_in, t.accepted, t.rejected)
     return report
 
 
-def _write_table(ws: Workspace, spec: TableSpec, table: pd.DataFrame) -> None:
+def _deployment_taxonomy(ws: Workspace) -> str | None:
+    """The files the workspace's own framework came from; None when it uses the built-in one (or has none)."""
+    report = (ws.version_dir or ws.root) / REPORT
+    if not ws.has_table("taxonomy") or not report.exists():
+        return None
+    source = json.loads(report.read_text(encoding="utf-8"))["taxonomy"]["source"]
+    return None if source == "builtin" else str(source)
+
+
+def _refuse_unusable(files: dict[str, list[RawFile]]) -> None:
+    """Refuse a file that cannot yield a row: no data row at all, or a required column missing."""
+    problems = []
+    for name, raws in files.items():
+        spec = TABLES[name]
+        for raw in raws:
+            if raw.path.stat().st_size == 0:
+                problems.append(f"{raw.path.name}（{spec.label}）是空文件（0 字节）")
+                continue
+            missing = [c for c in spec.required if c not in map_header(spec, raw.header).values()]
+            if missing:
+                labels = "、".join(f"「{spec.column(c).label}」（{c}）" for c in missing)
+                problems.append(f"{raw.path.name}（{spec.label}）缺少必填列 {labels}")
+            elif not len(raw.frame):
+                problems.append(f"{raw.path.name}（{spec.label}）只有表头，没有数据行")
+    if problems:
+        raise IngestRefused(problems)
+
+
+def table_rows(ws: Workspace, name: str) -> int:
+    """Rows of a workspace table, from the Parquet footers (nothing is read)."""
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in ws.table_files(name))
+
+
+def _refuse_shrinking(
+    previous: Workspace, new_rows: dict[str, int], files: dict[str, list[RawFile]], max_shrink: float
+) -> None:
+    problems = []
+    for name, rows in new_rows.items():
+        if not previous.has_table(name):
+            continue
+        before = table_rows(previous, name)
+        if before and rows < before * (1 - max_shrink):
+            source = "、".join(f.path.name for f in files.get(name, [])) or "内置能力框架"
+            problems.append(
+                f"{TABLES[name].label}将从 {before:,} 行减少到 {rows:,} 行（减少 {1 - rows / before:.0%}，"
+                f"超过允许的 {max_shrink:.0%}），来自 {source}；若确需替换整张表，请加 --replace 重新导入"
+            )
+    if problems:
+        raise IngestRefused(problems)
+
+
+def _keep_previous(previous: Workspace, out: Path, written: set[str]) -> list[str]:
+    """Carry the previous version's other tables (and their rejects) into the new one, as hard links."""
+    kept = []
+    for name in TABLES:
+        if name in written or not previous.has_table(name):
+            continue
+        target = out / "tables" / f"{name}.parquet"
+        target.mkdir(parents=True)
+        for i, part in enumerate(previous.table_files(name)):
+            _link(part, target / f"part-{i:05d}.parquet")
+        rejects = previous.rejects_dir / f"{name}.csv"
+        if rejects.exists():
+            _link(rejects, out / "rejects" / rejects.name)
+        kept.append(name)
+    return kept
+
+
+def _link(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system
+        shutil.copyfile(source, target)
+
+
+def _manifest(name: str, previous: Workspace, src: Path, out: Path, kept: list[str]) -> dict[str, Any]:
+    tables = {}
+    for folder in sorted((out / "tables").iterdir()):
+        parts = parquet_parts(folder)
+        table = folder.name.removesuffix(".parquet")
+        tables[table] = {
+            "rows": sum(pq.ParquetFile(p).metadata.num_rows for p in parts),
+            "parts": [p.name for p in parts],
+            "kept": table in kept,
+        }
+    return {
+        "version": name,
+        "previous": previous.version,
+        "source": str(src.resolve()),
+        "tables": tables,
+    }
+
+
+def _write_table(folder: Path, spec: TableSpec, table: pd.DataFrame) -> None:
     """Parquet with list columns typed list<string> even when all lists are empty (else Arrow says null)."""
     schema = pa.Schema.from_pandas(table, preserve_index=False)
     for col in spec.columns:
         if col.kind == "list":
             i = schema.get_field_index(col.name)
             schema = schema.set(i, pa.field(col.name, pa.list_(pa.string())))
-    atomic_write(ws.table_path(spec.name), lambda p: table.to_parquet(p, index=False, schema=schema))
+    target = folder / f"{spec.name}.parquet"
+    target.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(target / "part-00000.parquet", index=False, schema=schema)
 
 
 def _write_rejects(rejects: pd.DataFrame, target: Path) -> None:
     """UTF-8 with BOM so that Excel shows the Chinese; CRLF line ends so that a raw value holding a bare
-    carriage return is quoted and the file reads back with exactly one line per rejected row."""
-    atomic_write(
-        target, lambda p: rejects.to_csv(p, index=False, encoding="utf-8-sig", lineterminator="\r\n")
-    )
+    carriage return is quoted and the file reads back with exactly one line per rejected row; cells a
+    spreadsheet would run as formulas escaped (see ``escape_formulas``)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    escape_formulas(rejects).to_csv(target, index=False, encoding="utf-8-sig", lineterminator="\r\n")
+
+
+# OWASP's CSV-injection rule: a cell starting with one of these is run as a formula by Excel / WPS / LibreOffice
+_FORMULA_START = r"^[=+\-@\t\r]"
+_PLAIN_NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+
+
+def escape_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells that a spreadsheet would evaluate (``=HYPERLINK(…)``, ``@SUM(…)``, ``-1+2``) get a leading
+    ``'``, which shows them as text; plain numbers such as ``-5`` stay as they are, since they run nothing."""
+    out = frame.copy()
+    for name in out.columns:
+        if out[name].dtype.kind in "iufb":
+            continue
+        text = out[name].astype("str")
+        risky = text.str.contains(_FORMULA_START, regex=True) & ~text.str.fullmatch(_PLAIN_NUMBER)
+        if risky.any():
+            out[name] = text.where(~risky, "'" + text)
+    return out
 
 
 def _read_folder(src: Path) -> tuple[dict[str, list[RawFile]], list[SkippedFile]]:
@@ -540,6 +712,11 @@ def _parse_str(col: Column, text: pd.Series, ctx: _Context, excel: bool) -> tupl
         bad = present & mapped.isna().to_numpy()
         _flag(reasons, bad, f"「{col.label}」中的代码「{{}}」不在能力框架中", text)
         return mapped.astype("str"), reasons
+    garbled = mojibake(text)
+    for i in np.flatnonzero(present & pd.notna(garbled)):
+        reasons[i] = (
+            f"{_quoted(col).format(text.iloc[i])}疑似乱码（{garbled[i]}），文件编码可能有误，请以 UTF-8 编码重新导出"
+        )
     return text.where(text != "").astype("str"), reasons
 
 

@@ -7,8 +7,10 @@ validation can reject them with a reason instead of losing them.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import datetime as dt
+import functools
 import io
 import re
 import sys
@@ -16,6 +18,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import numpy as np
 import pandas as pd
@@ -23,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
+from openpyxl.utils.cell import column_index_from_string, coordinate_from_string, get_column_letter
 
 from data.schema import table_for_header
 
@@ -50,8 +54,75 @@ _MAX_JUNK_SHARE = 0.02
 # encoding, not a file of another one.
 _MAX_BAD_SHARE = 0.02
 _FEW_BAD_BYTES = 16
+# characters of a decoded text compared when two codecs both decode it
+_SAMPLE = 1 << 16
 # an XLSX sheet's header is looked for in its first rows (a title row or two may sit above it)
 _HEADER_SEARCH_ROWS = 5
+
+
+# ------------------------------------------------------------------------------------------------- mojibake
+
+# Text decoded with the wrong codec: C1 controls (bytes read as Latin-1), private-use characters (bytes GB18030
+# maps nowhere), kana / box drawing / Cyrillic (the GBK rows Big5 lead bytes fall in), and runs of rare
+# characters (UTF-8 read as GBK lands in GB2312's second level and GBK's extension).
+_C1_PRIVATE = re.compile("[\x80-\x9f\ue000-\uf8ff]")
+_ODD_SCRIPTS = re.compile("[\u0400-\u04ff\u2500-\u257f\u3040-\u30ff]")
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff"
+# a cell is garbled when at least this many of its Chinese characters are rare, and they are at least half
+_RARE_RUN = 2
+
+
+@functools.cache
+def _common_cjk() -> frozenset[str]:
+    """The characters Chinese text is mostly made of: GB2312's first level (3 755 common simplified characters)
+    and Big5's common set (5 401 traditional ones), read from the codecs themselves."""
+    chars: set[str] = set()
+    for codec, leads, trails in (
+        ("gb2312", range(0xB0, 0xD8), range(0xA1, 0xFF)),
+        ("big5", range(0xA4, 0xC7), [*range(0x40, 0x7F), *range(0xA1, 0xFF)]),
+    ):
+        for lead in leads:
+            for trail in trails:
+                with contextlib.suppress(UnicodeDecodeError):
+                    chars.add(bytes([lead, trail]).decode(codec))
+    return frozenset(chars)
+
+
+@functools.cache
+def _rare_cjk() -> re.Pattern[str]:
+    common = "".join(sorted(_common_cjk()))
+    return re.compile(f"[{_CJK}](?<![{re.escape(common)}])")
+
+
+def mojibake(text: pd.Series) -> np.ndarray:
+    """Per text, why it looks garbled by a wrong encoding (a short Chinese phrase), or None when it does not."""
+    out = np.full(len(text), None, dtype=object)
+    wide = ~pc.string_is_ascii(pa.array(text.fillna("").astype(object), pa.string())).to_numpy(
+        zero_copy_only=False
+    )
+    if not wide.any():
+        return out
+    rows = np.flatnonzero(wide)
+    cells = text.iloc[rows]
+    rare = cells.str.count(_rare_cjk().pattern).to_numpy()
+    cjk = cells.str.count(f"[{_CJK}]").to_numpy()
+    garbled = (rare >= _RARE_RUN) & (2 * rare >= cjk)
+    out[rows[garbled]] = "不常见的汉字组合"
+    out[rows[cells.str.contains(_ODD_SCRIPTS.pattern).to_numpy(dtype=bool)]] = (
+        "混入日文假名、制表符或西里尔字母"
+    )
+    out[rows[cells.str.contains(_C1_PRIVATE.pattern).to_numpy(dtype=bool)]] = "控制字符或私用区字符"
+    return out
+
+
+def plausibility(text: str) -> float:
+    """Share of the Chinese characters of ``text`` that are common ones (1.0 without Chinese): how a right
+    decoding of Chinese text looks."""
+    chars = re.findall(f"[{_CJK}]", text)
+    if not chars:
+        return 0.0 if _C1_PRIVATE.search(text) or _ODD_SCRIPTS.search(text) else 1.0
+    common = _common_cjk()
+    return sum(ch in common for ch in chars) / len(chars) - 0.5 * bool(_ODD_SCRIPTS.search(text))
 
 
 class UnreadableFileError(Exception):
@@ -154,9 +225,15 @@ def decode_text(raw: bytes, path: Path) -> tuple[str, str]:
     if utf8_bad / non_ascii < _MAX_BAD_SHARE:
         return _checked(body.decode("utf-8", errors="replace"), name, path)
     try:
-        return _checked(raw.decode("gb18030"), "gb18030", path)
+        gb = raw.decode("gb18030")
     except UnicodeDecodeError:
         pass
+    else:
+        # Big5 bytes mostly decode as GB18030 too, into garbage: keep whichever reads as Chinese
+        big5 = _big5(raw)
+        if big5 is not None and plausibility(big5[:_SAMPLE]) > plausibility(gb[:_SAMPLE]):
+            return _checked(big5, "big5", path)
+        return _checked(gb, "gb18030", path)
     gb_bad = _bad_bytes(raw, "gb18030")
     if min(utf8_bad, gb_bad) / non_ascii < _MAX_BAD_SHARE or min(utf8_bad, gb_bad) <= _FEW_BAD_BYTES:
         if utf8_bad <= gb_bad:
@@ -170,6 +247,13 @@ def decode_text(raw: bytes, path: Path) -> tuple[str, str]:
             path, "无法识别文件编码（不是 UTF-8 或 GBK 文本），请另存为 UTF-8 编码的 CSV"
         )
     return _checked(str(best), best.encoding, path)
+
+
+def _big5(raw: bytes) -> str | None:
+    try:
+        return raw.decode("big5")
+    except UnicodeDecodeError:
+        return None
 
 
 def _bad_bytes(body: bytes, encoding: str) -> int:
@@ -394,9 +478,11 @@ def _read_xlsx(path: Path) -> RawFile:
         if not book.worksheets:
             raise UnreadableFileError(path, "XLSX 文件中没有工作表")
         sheet = _data_sheet(book.worksheets)
+        merged, valueless = _sheet_extras(book, sheet)
         rows = [[_cell_text(v) for v in row] for row in sheet.iter_rows(values_only=True)]
     finally:
         book.close()
+    _fill_merged(rows, merged)
     first = _table_header(rows)
     if first is None:
         first = next((i for i, row in enumerate(rows) if any(row)), None)
@@ -423,9 +509,13 @@ def _read_xlsx(path: Path) -> RawFile:
         for col, value in zip(columns, fields, strict=True):
             col.append(value)
         row_numbers.append(number)
+        formulas = valueless.get(number)
         if used > width:
             problems.append(_field_count_problem(width, used))
             raw_lines.append(",".join(cells[:used]))
+        elif formulas:
+            problems.append(_formula_problem(header, formulas))
+            raw_lines.append("")
         else:
             problems.append("")
             raw_lines.append("")
@@ -437,6 +527,64 @@ def _read_xlsx(path: Path) -> RawFile:
     frame[RAW_LINE] = pd.array(raw_lines, dtype="str")
     frame[SOURCE_FILE] = path.name
     return RawFile(path, "xlsx", None, tuple(header), frame)
+
+
+# (first row, first column, last row, last column), 1-based as in Excel
+_Range = tuple[int, int, int, int]
+
+
+def _sheet_extras(book: Any, sheet: Any) -> tuple[list[_Range], dict[int, list[tuple[int, str]]]]:
+    """What openpyxl's streaming reader does not give: the sheet's merged ranges, and its formula cells that
+    carry no computed value (a file written by a program, never opened in Excel) by row: (column, formula).
+
+    One streaming pass over the sheet's XML; memory holds only these cells.
+    """
+    merged: list[_Range] = []
+    valueless: dict[int, list[tuple[int, str]]] = {}
+    with book._archive.open(sheet._worksheet_path) as xml:
+        for _, element in ElementTree.iterparse(xml):
+            tag = element.tag.rsplit("}", 1)[-1]
+            if tag == "c":
+                formula = value = None
+                for child in element:
+                    child_tag = child.tag.rsplit("}", 1)[-1]
+                    if child_tag == "f":
+                        formula = child.text or ""
+                    elif child_tag in ("v", "is"):
+                        value = child
+                if formula is not None and (value is None or not "".join(value.itertext())):
+                    column, row = coordinate_from_string(element.get("r", "A1"))
+                    valueless.setdefault(row, []).append((column_index_from_string(column), formula))
+                element.clear()
+            elif tag == "row":
+                element.clear()
+            elif tag == "mergeCell":
+                low, _, high = element.get("ref", "A1").partition(":")
+                high = high or low
+                (c1, r1), (c2, r2) = coordinate_from_string(low), coordinate_from_string(high)
+                merged.append((r1, column_index_from_string(c1), r2, column_index_from_string(c2)))
+    return merged, valueless
+
+
+def _fill_merged(rows: list[list[str]], merged: list[_Range]) -> None:
+    """Every cell of a merged range holds its top-left cell's value, as the clerk sees it in Excel."""
+    for r1, c1, r2, c2 in merged:
+        if r1 > len(rows):
+            continue
+        top = rows[r1 - 1]
+        value = top[c1 - 1] if c1 <= len(top) else ""
+        for r in range(r1, min(r2, len(rows)) + 1):
+            row = rows[r - 1]
+            if len(row) < c2:
+                row.extend([""] * (c2 - len(row)))
+            row[c1 - 1 : c2] = [value] * (c2 - c1 + 1)
+
+
+def _formula_problem(header: list[str], formulas: list[tuple[int, str]]) -> str:
+    cells = "、".join(
+        f"「{header[c - 1] if c <= len(header) else get_column_letter(c)}」（={f}）" for c, f in formulas
+    )
+    return f"公式单元格 {cells} 没有计算结果，请在 Excel 中打开、保存后重新导出，或把公式粘贴为数值"
 
 
 def _data_sheet(sheets: list[Any]) -> Any:

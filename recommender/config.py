@@ -21,6 +21,8 @@ class Settings:
     policy: str = field(default_factory=lambda: _env("TDR_POLICY", "default"))
     top_k: int = field(default_factory=lambda: int(_env("TDR_TOP_K", "20")))
     target_level: float = field(default_factory=lambda: float(_env("TDR_TARGET_LEVEL", "70")))
+    # share of a table's rows one ingest may drop without --replace (data.ingest.MAX_SHRINK)
+    ingest_max_shrink: float = field(default_factory=lambda: float(_env("TDR_INGEST_MAX_SHRINK", "0.1")))
     model_cache: Path = field(
         default_factory=lambda: Path(_env("TDR_MODEL_CACHE", str(Path.home() / ".cache" / "tdr" / "models")))
     )
