@@ -13,24 +13,26 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from data.crosscheck import COLUMN, FILE, ORD, RAW, REASON, ROW, Merged, Target, crosscheck, merge
+from data.crosscheck import RAW_LINE as STAGED_LINE
 from data.readers import (
     RAW_LINE,
     READ_PROBLEM,
     ROW_NUMBER,
     SOURCE_FILE,
     SUPPORTED_SUFFIXES,
-    RawFile,
+    RawSource,
     UnreadableFileError,
     mojibake,
-    read_file,
+    open_file,
 )
 from data.schema import (
     FALSE_TOKENS,
@@ -190,6 +192,7 @@ def ingest(
     *,
     builtin_taxonomy: pd.DataFrame | None = None,
     replace: bool = False,
+    append: bool = False,
     max_shrink: float = MAX_SHRINK,
 ) -> IngestReport:
     """Validate every contract file in ``src_dir`` and load it into ``workspace`` as a new version.
@@ -200,6 +203,11 @@ def ingest(
     the workspace is left as it was. Raises UnreadableFileError if a file cannot be read, IngestRefused if a
     file lacks a required column or holds no data row, or a table would shrink by more than ``max_shrink`` of
     its rows (unless ``replace``).
+
+    With ``append`` the folder holds a day's new or changed rows: each table's accepted rows are merged into the
+    workspace's table by key (``data.crosscheck.merge``; the same folder twice changes nothing), and the
+    manifest lists the teachers whose rows are new or changed (``changed_teachers.parquet``), for a later
+    incremental train or score. Without it, a table in the folder replaces the workspace's.
     """
     src = Path(src_dir)
     ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
@@ -209,59 +217,64 @@ def ingest(
     _refuse_unusable(files)
     with ingest_lock(ws):
         previous = ws.pinned()
-        ctx = _Context(previous)
-        results: dict[str, _Validated] = {}
-        if "taxonomy" in files:
-            results["taxonomy"] = _validate(TAXONOMY, files["taxonomy"], ctx)
-            taxonomy = _taxonomy_frame(results["taxonomy"].table)
-            taxonomy_source = "、".join(f.path.name for f in files["taxonomy"])
-        elif _deployment_taxonomy(previous) is not None:
-            taxonomy = _taxonomy_frame(previous.read_table("taxonomy"))
-            taxonomy_source = str(_deployment_taxonomy(previous))
-        else:
-            taxonomy = _taxonomy_frame(
-                builtin_taxonomy if builtin_taxonomy is not None else _load_builtin_taxonomy()
-            )
-            taxonomy_source = "builtin"
-        ctx.set_taxonomy(taxonomy)
-        for name, spec in TABLES.items():
-            if name == "taxonomy" or name not in files:
-                continue
-            results[name] = _validate(spec, files[name], ctx)
-            ctx.add_table(name, results[name].table, results[name].rejected_keys)
-        new_rows = {name: len(r.table) for name, r in results.items()} | {"taxonomy": len(taxonomy)}
-        if not replace:
-            _refuse_shrinking(previous, new_rows, files, max_shrink)
-
-        report = IngestReport(
-            source=src.resolve(),
-            workspace=ws.root,
-            tables=tuple(
-                TableCounts(
-                    name, tuple(f.path.name for f in files[name]), r.rows_in, len(r.table), len(r.rejects)
-                )
-                for name, r in results.items()
-            ),
-            taxonomy_source=taxonomy_source,
-            taxonomy_codes=len(taxonomy),
-            skipped=tuple(skipped),
-        )
         staged = begin_version(ws)
         try:
             out = staged.folder
-            tables = {"taxonomy": taxonomy} | {n: r.table for n, r in results.items() if n != "taxonomy"}
-            for name, table in tables.items():
-                _write_table(out / "tables", TABLES[name], table)
-                fault_point("table_written")
-            for name, result in results.items():
-                _write_rejects(result.rejects, out / "rejects" / f"{name}.csv")
+            ctx = _Context(previous, out, append=append)
+            counts: dict[str, Counts] = {}
+            if "taxonomy" in files:
+                counts["taxonomy"] = _validate(TAXONOMY, files["taxonomy"], ctx)
+                taxonomy = _taxonomy_frame(pd.read_parquet(ctx.written("taxonomy")))
+                taxonomy_source = "、".join(f.path.name for f in files["taxonomy"])
+            elif _deployment_taxonomy(previous) is not None:
+                taxonomy = _taxonomy_frame(previous.read_table("taxonomy"))
+                taxonomy_source = str(_deployment_taxonomy(previous))
+            else:
+                taxonomy = _taxonomy_frame(
+                    builtin_taxonomy if builtin_taxonomy is not None else _load_builtin_taxonomy()
+                )
+                taxonomy_source = "builtin"
+            _write_table(out / "tables", TAXONOMY, taxonomy)
+            ctx.set_taxonomy(taxonomy)
+            for name, spec in TABLES.items():
+                if name != "taxonomy" and name in files:
+                    counts[name] = _validate(spec, files[name], ctx)
+                    fault_point("table_written")
+            problems = ctx.empty_files
+            if not replace:
+                new_rows = {
+                    n: ctx.merged[n].rows if n in ctx.merged else c.accepted for n, c in counts.items()
+                }
+                new_rows["taxonomy"] = len(taxonomy)
+                problems = problems + _shrinking(previous, new_rows, files, max_shrink)
+            if problems:
+                raise IngestRefused(problems)
+            changed = _changed_teachers(ctx) if append else None
+            shutil.rmtree(ctx.work)
             (out / "rejects").mkdir(exist_ok=True)
-            kept = _keep_previous(previous, out, set(tables))
+            kept = _keep_previous(previous, out, {"taxonomy", *counts})
+            report = IngestReport(
+                source=src.resolve(),
+                workspace=ws.root,
+                tables=tuple(
+                    TableCounts(
+                        name, tuple(f.path.name for f in files[name]), c.rows_in, c.accepted, c.rejected
+                    )
+                    for name, c in counts.items()
+                ),
+                taxonomy_source=taxonomy_source,
+                taxonomy_codes=len(taxonomy),
+                skipped=tuple(skipped),
+            )
             (out / REPORT).write_text(
                 json.dumps(report.to_dict() | {"version": staged.name}, ensure_ascii=False, indent=2),
                 encoding="utf-8",
             )
-            manifest = _manifest(staged.name, previous, src, out, kept)
+            manifest = _manifest(staged.name, previous, src, out, kept) | {
+                "mode": "append" if append else "full",
+                "appended": {n: vars(m) for n, m in ctx.merged.items()},
+                "changed_teachers": changed,
+            }
             (out / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
             commit_version(ws, staged)
         finally:
@@ -281,21 +294,20 @@ def _deployment_taxonomy(ws: Workspace) -> str | None:
     return None if source == "builtin" else str(source)
 
 
-def _refuse_unusable(files: dict[str, list[RawFile]]) -> None:
-    """Refuse a file that cannot yield a row: no data row at all, or a required column missing."""
+def _refuse_unusable(files: dict[str, list[RawSource]]) -> None:
+    """Refuse, before reading any row, a file that cannot yield one: 0 bytes, or a required column missing.
+    (A file with a header and no row is found while it is read: ``_Context.empty_files``.)"""
     problems = []
-    for name, raws in files.items():
+    for name, sources in files.items():
         spec = TABLES[name]
-        for raw in raws:
-            if raw.path.stat().st_size == 0:
-                problems.append(f"{raw.path.name}（{spec.label}）是空文件（0 字节）")
+        for source in sources:
+            if source.path.stat().st_size == 0:
+                problems.append(f"{source.path.name}（{spec.label}）是空文件（0 字节）")
                 continue
-            missing = [c for c in spec.required if c not in map_header(spec, raw.header).values()]
+            missing = [c for c in spec.required if c not in map_header(spec, source.header).values()]
             if missing:
                 labels = "、".join(f"「{spec.column(c).label}」（{c}）" for c in missing)
-                problems.append(f"{raw.path.name}（{spec.label}）缺少必填列 {labels}")
-            elif not len(raw.frame):
-                problems.append(f"{raw.path.name}（{spec.label}）只有表头，没有数据行")
+                problems.append(f"{source.path.name}（{spec.label}）缺少必填列 {labels}")
     if problems:
         raise IngestRefused(problems)
 
@@ -305,9 +317,10 @@ def table_rows(ws: Workspace, name: str) -> int:
     return sum(pq.ParquetFile(f).metadata.num_rows for f in ws.table_files(name))
 
 
-def _refuse_shrinking(
-    previous: Workspace, new_rows: dict[str, int], files: dict[str, list[RawFile]], max_shrink: float
-) -> None:
+def _shrinking(
+    previous: Workspace, new_rows: dict[str, int], files: dict[str, list[RawSource]], max_shrink: float
+) -> list[str]:
+    """Why each table that would lose more than ``max_shrink`` of its rows must not (empty: none would)."""
     problems = []
     for name, rows in new_rows.items():
         if not previous.has_table(name):
@@ -319,8 +332,27 @@ def _refuse_shrinking(
                 f"{TABLES[name].label}将从 {before:,} 行减少到 {rows:,} 行（减少 {1 - rows / before:.0%}，"
                 f"超过允许的 {max_shrink:.0%}），来自 {source}；若确需替换整张表，请加 --replace 重新导入"
             )
-    if problems:
-        raise IngestRefused(problems)
+    return problems
+
+
+CHANGED_TEACHERS = "changed_teachers.parquet"
+
+
+def _changed_teachers(ctx: _Context) -> dict[str, Any]:
+    """The teachers an append touched, sorted, as the version's CHANGED_TEACHERS file; its name and count."""
+    parts = sorted((ctx.work / "changed").glob("*.parquet"))
+    target = ctx.out / CHANGED_TEACHERS
+    query = (
+        f"SELECT DISTINCT teacher_id FROM read_parquet({[str(p) for p in parts]!r}) ORDER BY teacher_id"
+        if parts
+        else "SELECT NULL::VARCHAR AS teacher_id WHERE false"
+    )
+    con = duckdb.connect()
+    try:
+        con.execute(f"COPY ({query}) TO '{target}' (FORMAT parquet)")
+    finally:
+        con.close()
+    return {"file": CHANGED_TEACHERS, "count": pq.ParquetFile(target).metadata.num_rows}
 
 
 def _keep_previous(previous: Workspace, out: Path, written: set[str]) -> list[str]:
@@ -373,16 +405,22 @@ def _write_table(folder: Path, spec: TableSpec, table: pd.DataFrame) -> None:
             i = schema.get_field_index(col.name)
             schema = schema.set(i, pa.field(col.name, pa.list_(pa.string())))
     target = folder / f"{spec.name}.parquet"
-    target.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
     table.to_parquet(target / "part-00000.parquet", index=False, schema=schema)
 
 
-def _write_rejects(rejects: pd.DataFrame, target: Path) -> None:
-    """UTF-8 with BOM so that Excel shows the Chinese; CRLF line ends so that a raw value holding a bare
-    carriage return is quoted and the file reads back with exactly one line per rejected row; cells a
-    spreadsheet would run as formulas escaped (see ``escape_formulas``)."""
+def _write_rejects(handle: TextIO, rejects: pd.DataFrame, first: bool) -> None:
+    """Append a batch of rejected rows to the rejects file ``handle`` (opened as ``_open_rejects`` does), with
+    the header when ``first``; cells a spreadsheet would run as formulas are escaped (see ``escape_formulas``)."""
+    escape_formulas(rejects).to_csv(handle, index=False, header=first, lineterminator="\r\n")
+
+
+def _open_rejects(target: Path) -> TextIO:
+    """UTF-8 with BOM so that Excel shows the Chinese; CRLF line ends (see ``_write_rejects``) so that a raw value
+    holding a bare carriage return is quoted and the file reads back with exactly one line per rejected row."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    escape_formulas(rejects).to_csv(target, index=False, encoding="utf-8-sig", lineterminator="\r\n")
+    return open(target, "w", encoding="utf-8-sig", newline="")
 
 
 # OWASP's CSV-injection rule: a cell starting with one of these is run as a formula by Excel / WPS / LibreOffice
@@ -404,9 +442,10 @@ def escape_formulas(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _read_folder(src: Path) -> tuple[dict[str, list[RawFile]], list[SkippedFile]]:
-    """Read every data file of the folder (by name, so that "first" is stable) and sort them by table."""
-    files: dict[str, list[RawFile]] = {}
+def _read_folder(src: Path) -> tuple[dict[str, list[RawSource]], list[SkippedFile]]:
+    """Open every data file of the folder (by name, so that "first" is stable) and sort them by table; only
+    headers are read here."""
+    files: dict[str, list[RawSource]] = {}
     skipped: list[SkippedFile] = []
     for path in sorted(p for p in src.iterdir() if p.is_file()):
         if path.name.startswith((".", "~$")):
@@ -414,12 +453,12 @@ def _read_folder(src: Path) -> tuple[dict[str, list[RawFile]], list[SkippedFile]
         if path.suffix.lower() not in SUPPORTED_SUFFIXES:
             skipped.append(SkippedFile(path.name, "不是 CSV、XLSX 或 Parquet 数据文件"))
             continue
-        raw = read_file(path)
-        table = identify_table(path.stem, raw.header)
+        source = open_file(path)
+        table = identify_table(path.stem, source.header)
         if table is None:
             skipped.append(SkippedFile(path.name, "无法从文件名或表头识别是哪张表"))
             continue
-        files.setdefault(table, []).append(raw)
+        files.setdefault(table, []).append(source)
     return files, skipped
 
 
@@ -445,13 +484,23 @@ def _taxonomy_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass
 class _Context:
-    """What later tables are checked against: accepted keys of earlier tables, the taxonomy, item maxima."""
+    """What later tables are checked against: the tables written so far in this ingest's staging folder ``out``
+    (else the workspace's ``previous`` version), keys seen only on rejected rows, the taxonomy, item maxima."""
 
-    ws: Workspace
-    keys: dict[str, pd.Index] = field(default_factory=dict)
-    rejected_keys: dict[str, pd.Index] = field(default_factory=dict)
+    previous: Workspace
+    out: Path
+    append: bool = False
     max_scores: pd.Series | None = None
     codes: dict[str, str] = field(default_factory=dict)
+    empty_files: list[str] = field(default_factory=list)
+    merged: dict[str, Merged] = field(default_factory=dict)
+
+    @property
+    def work(self) -> Path:
+        return self.out / "_work"
+
+    def written(self, name: str) -> Path:
+        return self.out / "tables" / f"{name}.parquet"
 
     def set_taxonomy(self, taxonomy: pd.DataFrame) -> None:
         """Codes match exactly, case- and width-insensitively, or by their unique Chinese name."""
@@ -464,24 +513,25 @@ class _Context:
         lookup.update({c: c for c in codes})
         self.codes = lookup
 
-    def add_table(self, name: str, table: pd.DataFrame, rejected_keys: pd.Index) -> None:
-        spec = TABLES[name]
-        if len(spec.key) == 1:
-            self.keys[name] = pd.Index(table[spec.key[0]].dropna().unique())
-            self.rejected_keys[name] = rejected_keys
-        if name == "items":
-            self.max_scores = table.set_index("item_id")["max_score"]
+    def rejected_keys(self, name: str) -> Path:
+        return self.work / "rejected_keys" / f"{name}.parquet"
 
-    def known_keys(self, name: str) -> pd.Index | None:
-        """Keys of ``name`` from this ingest, else from the workspace's existing table, else None."""
-        if name not in self.keys and self.ws.has_table(name):
-            key = TABLES[name].key[0]
-            table = pd.read_parquet(self.ws.table_path(name), columns=[key])
-            self.keys[name] = pd.Index(table[key].dropna().unique())
-            if name == "items":
-                items = pd.read_parquet(self.ws.table_path(name), columns=["item_id", "max_score"])
+    def target(self, name: str) -> Target:
+        """The accepted rows of ``name``: from this ingest, else the workspace's table, else none."""
+        if self.written(name).exists():
+            keys = self.rejected_keys(name)
+            return Target(parquet_parts(self.written(name)), keys if keys.exists() else None)
+        if self.previous.has_table(name):
+            return Target(self.previous.table_files(name), None)
+        return Target(None, None)
+
+    def item_maxima(self) -> pd.Series | None:
+        if self.max_scores is None:
+            files = self.target("items").files
+            if files is not None:
+                items = pq.read_table(files, columns=["item_id", "max_score"]).to_pandas()
                 self.max_scores = items.set_index("item_id")["max_score"]
-        return self.keys.get(name)
+        return self.max_scores
 
 
 # --------------------------------------------------------------------------------------------------- problems
@@ -534,83 +584,172 @@ class _Problems:
 
 
 @dataclass(frozen=True)
-class _Validated:
+class Counts:
     rows_in: int
-    table: pd.DataFrame
-    rejects: pd.DataFrame
-    rejected_keys: pd.Index  # single-column keys seen only on rejected rows (so a reference can say why)
+    accepted: int
+    rejected: int
 
 
-def _validate(spec: TableSpec, raws: list[RawFile], ctx: _Context) -> _Validated:
-    frame, extras = _combine(spec, raws)
+def _validate(spec: TableSpec, sources: list[RawSource], ctx: _Context) -> Counts:
+    """Check a table chunk by chunk and stage every row (data.crosscheck's columns); then let DuckDB check
+    keys and references over the staged rows and write the accepted rows and the rejects."""
+    mappings = [map_header(spec, s.header) for s in sources]
+    extras: list[str] = []
+    for source, mapping in zip(sources, mappings, strict=True):
+        extras.extend(h for h in source.header if h not in mapping and h not in extras)
+    present = {c for m in mappings for c in m.values()}
+    raw_names = [c.name for c in spec.columns if c.name in present] + extras
+    schema = _table_schema(spec, extras)
+    staged = ctx.work / "staged" / f"{spec.name}.parquet"
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    writer: pq.ParquetWriter | None = None
+    n = 0
+    try:
+        for source, mapping in zip(sources, mappings, strict=True):
+            rows = 0
+            for chunk in source.frames():
+                frame = _conform(spec, chunk, mapping, extras, source.kind == "xlsx")
+                checked = _check_chunk(spec, frame, schema, raw_names, ctx, n)
+                writer = writer or pq.ParquetWriter(staged, checked.schema)
+                writer.write_table(checked)
+                n += len(frame)
+                rows += len(frame)
+            if rows == 0:
+                ctx.empty_files.append(f"{source.path.name}（{spec.label}）只有表头，没有数据行")
+        if writer is None:  # no rows at all: stage an empty table of the right shape
+            empty = _conform(spec, _empty_raw(sources[0].header), mappings[0], extras, False)
+            writer = pq.ParquetWriter(staged, _check_chunk(spec, empty, schema, raw_names, ctx, 0).schema)
+    finally:
+        if writer is not None:
+            writer.close()
+    merging = ctx.append and ctx.previous.has_table(spec.name)
+    day = ctx.work / "day" / f"{spec.name}.parquet" if merging else ctx.written(spec.name)
+    with _open_rejects(ctx.out / "rejects" / f"{spec.name}.csv") as handle:
+        outcome = crosscheck(
+            spec,
+            staged,
+            schema,
+            raw_names,
+            ctx.target,
+            day,
+            _ensure_parent(ctx.rejected_keys(spec.name)),
+            lambda rejects, first: _write_rejects(handle, rejects, first),
+            ctx.work / "duckdb",
+        )
+    assert outcome.accepted + outcome.rejected == n, f"{spec.name}: rows in != accepted + rejected"
+    if ctx.append:
+        _append(spec, day, extras, ctx)
+    return Counts(n, outcome.accepted, outcome.rejected)
+
+
+def _append(spec: TableSpec, day: Path, extras: list[str], ctx: _Context) -> None:
+    """Merge a day's accepted rows (``day``) into the workspace's table; note the teachers they touch."""
+    changed = (
+        _ensure_parent(ctx.work / "changed" / f"{spec.name}.parquet")
+        if spec.has_column("teacher_id")
+        else None
+    )
+    if not ctx.previous.has_table(spec.name):  # a table the workspace lacked: every row is new
+        if changed is not None:
+            con = duckdb.connect()
+            try:
+                con.execute(
+                    f"COPY (SELECT DISTINCT teacher_id FROM read_parquet('{day}/*.parquet') "
+                    f"WHERE teacher_id IS NOT NULL) TO '{changed}' (FORMAT parquet)"
+                )
+            finally:
+                con.close()
+        return
+    previous = ctx.previous.table_files(spec.name)
+    before = [n for n in pq.read_schema(previous[0]).names if not spec.has_column(n)]
+    schema = _table_schema(spec, before + [e for e in extras if e not in before])
+    ctx.merged[spec.name] = merge(
+        spec, previous, parquet_parts(day), schema, ctx.written(spec.name), changed, ctx.work / "duckdb"
+    )
+
+
+def _ensure_parent(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _empty_raw(header: tuple[str, ...]) -> pd.DataFrame:
+    frame = pd.DataFrame({h: pd.Series(dtype="str") for h in header})
+    frame[ROW_NUMBER] = pd.Series(dtype="int64")
+    for name in (SOURCE_FILE, READ_PROBLEM, RAW_LINE):
+        frame[name] = pd.Series(dtype="str")
+    return frame
+
+
+_DTYPES = {"str": "str", "int": "Int64", "float": "float64", "bool": "boolean", "date": "datetime64[us]"}
+
+
+def _table_schema(spec: TableSpec, extras: list[str]) -> pa.Schema:
+    """The Arrow schema of a validated table (with the pandas metadata that gives readers today's dtypes):
+    contract columns, then the extra columns as text; list columns list<string>."""
+    frame = pd.DataFrame(
+        {
+            c.name: pd.Series(
+                dtype="bool" if c.kind == "bool" and c.default is not None else _DTYPES.get(c.kind, object)
+            )
+            for c in spec.columns
+        }
+        | {e: pd.Series(dtype="str") for e in extras}
+    )
+    schema = pa.Schema.from_pandas(frame, preserve_index=False)
+    for col in spec.columns:
+        if col.kind == "list":
+            schema = schema.set(schema.get_field_index(col.name), pa.field(col.name, pa.list_(pa.string())))
+    return schema
+
+
+def _check_chunk(
+    spec: TableSpec, frame: pd.DataFrame, schema: pa.Schema, raw_names: list[str], ctx: _Context, start: int
+) -> pa.Table:
+    """One chunk's rows checked on their own (each column, then across columns), staged with their raw cells,
+    origin, order and reasons so far."""
     n = len(frame)
     problems = _Problems(n)
     readable = (frame[READ_PROBLEM] == "").to_numpy(dtype=bool)
     problems.add(~readable, "", frame[READ_PROBLEM])
-
     values = {col.name: _check_column(col, frame, readable, problems, ctx) for col in spec.columns}
     _check_consistency(spec, values, problems, ctx)
-    _check_references(spec, values, problems, ctx)
-    _check_duplicates(spec, values, frame, problems)
-
-    accepted = np.flatnonzero(~problems.rejected)
-    table = pd.DataFrame({name: v.iloc[accepted] for name, v in values.items()})
-    for name in extras:
-        text = frame[name].iloc[accepted].fillna("").str.strip()
-        table[name] = text.where(text != "")
-    table = table.reset_index(drop=True)
-
-    rejected = np.flatnonzero(problems.rejected)
-    reasons = problems.collect()
-    rejects = pd.DataFrame(
-        dict(
-            zip(
-                REJECT_COLUMNS,
-                (
-                    frame[SOURCE_FILE].iloc[rejected].to_numpy(),
-                    frame[ROW_NUMBER].iloc[rejected].to_numpy(),
-                    reasons["column"].reindex(rejected).to_numpy(),
-                    reasons["reason"].reindex(rejected).to_numpy(),
-                ),
-                strict=True,
-            )
+    typed = pd.DataFrame(values)
+    for name in schema.names[len(spec.columns) :]:
+        text = frame[name].fillna("").str.strip()
+        typed[name] = text.where(text != "")
+    table = pa.Table.from_pandas(typed.reset_index(drop=True), schema=schema, preserve_index=False)
+    reasons = problems.collect().reindex(np.arange(n))
+    meta = {
+        **{RAW + str(i): frame[name].fillna("").astype(object) for i, name in enumerate(raw_names)},
+        FILE: frame[SOURCE_FILE].astype(object),
+        ROW: frame[ROW_NUMBER].astype("int64"),
+        ORD: pd.Series(np.arange(start, start + n, dtype=np.int64)),
+        COLUMN: reasons["column"].astype(object),
+        REASON: reasons["reason"].astype(object),
+        STAGED_LINE: frame[RAW_LINE].astype(object),
+    }
+    for name, values_ in meta.items():
+        array = pa.array(
+            values_.to_numpy(), type=pa.int64() if name in (ROW, ORD) else pa.string(), from_pandas=True
         )
-    )
-    raw_columns = [c.name for c in spec.columns if frame[c.name].notna().any()] + extras
-    for name in raw_columns:
-        rejects[name] = frame[name].iloc[rejected].fillna("").to_numpy()
-    if (frame[RAW_LINE] != "").any():
-        rejects["raw_line"] = frame[RAW_LINE].iloc[rejected].to_numpy()
-    assert len(table) + len(rejects) == n, f"{spec.name}: rows in != accepted + rejected"
-    rejected_keys = pd.Index([], dtype=object)
-    if len(spec.key) == 1:
-        key = values[spec.key[0]]
-        rejected_keys = pd.Index(key.iloc[rejected].dropna().unique()).difference(
-            pd.Index(table[spec.key[0]].dropna().unique())
-        )
-    return _Validated(n, table, rejects, rejected_keys)
+        table = table.append_column(name, array)
+    return table.replace_schema_metadata(None)
 
 
-def _combine(spec: TableSpec, raws: list[RawFile]) -> tuple[pd.DataFrame, list[str]]:
-    """All files of one table under contract column names; a column a file lacks is null (not "") there."""
-    frames: list[pd.DataFrame] = []
-    extras: list[str] = []
-    for raw in raws:
-        mapping = map_header(spec, raw.header)
-        f = raw.frame.rename(columns=mapping)
-        f[FROM_XLSX] = raw.kind == "xlsx"
-        extras.extend(h for h in raw.header if h not in mapping and h not in extras)
-        frames.append(f)
-    wanted = [c.name for c in spec.columns] + extras
-    for f in frames:
-        for name in wanted:
-            if name not in f:
-                f[name] = pd.Series(np.nan, index=f.index, dtype="str")
-    frame = pd.concat(frames, ignore_index=True)
+def _conform(
+    spec: TableSpec, chunk: pd.DataFrame, mapping: dict[str, str], extras: list[str], xlsx: bool
+) -> pd.DataFrame:
+    """A chunk under contract column names; a column its file lacks is null (not "") there."""
+    frame = chunk.rename(columns=mapping).reset_index(drop=True)
+    frame[FROM_XLSX] = xlsx
+    for name in [c.name for c in spec.columns] + extras:
+        if name not in frame:
+            frame[name] = pd.Series(np.nan, index=frame.index, dtype="str")
     for name in (SOURCE_FILE, READ_PROBLEM, RAW_LINE):
         frame[name] = frame[name].fillna("").astype("str")
     frame[FROM_XLSX] = frame[FROM_XLSX].astype(bool)
-    return frame, extras
+    return frame
 
 
 # Parsers work on the distinct cell texts of a column (few for enums, dates and numbers, so a 3-million-row
@@ -834,88 +973,10 @@ def _check_consistency(
         backwards = (values["end_date"] < values["start_date"]).fillna(False).to_numpy(dtype=bool)
         problems.add(backwards, "end_date", "「结束日期」早于「开始日期」")
     if spec.name == "responses":
-        ctx.known_keys("items")
-        if ctx.max_scores is not None:
-            maxima = values["item_id"].map(ctx.max_scores).astype("float64")
+        max_scores = ctx.item_maxima()
+        if max_scores is not None:
+            maxima = values["item_id"].map(max_scores).astype("float64")
             above = (values["score"] > maxima).fillna(False).to_numpy(dtype=bool)
             score = values["score"][above].map("{:g}".format).astype("str")
             top = maxima[above].map("{:g}".format).astype("str")
             problems.add(above, "score", "「得分」的值「" + score + "」超过该题满分 " + top)
-
-
-def _check_references(
-    spec: TableSpec, values: dict[str, pd.Series], problems: _Problems, ctx: _Context
-) -> None:
-    """A value naming another table's row must name one that was accepted (or already is in the workspace)."""
-    for col in spec.columns:
-        if col.references is None:
-            continue
-        ids = values[col.name]
-        present = ids.notna().to_numpy()
-        known = ctx.known_keys(col.references)
-        target = TABLES[col.references].label
-        if known is None:
-            missing = present
-            problems.add(
-                missing,
-                col.name,
-                f"{col.label} "
-                + ids[missing]
-                + f" 无法核对：本次未导入{target}，请把{target}文件放入同一文件夹后重新导入",
-            )
-            continue
-        missing = present & ~_isin(ids, known)
-        if not missing.any():
-            continue
-        bad_row = missing & _isin(ids, ctx.rejected_keys.get(col.references, pd.Index([], dtype=object)))
-        problems.add(
-            bad_row,
-            col.name,
-            f"{col.label} "
-            + ids[bad_row]
-            + f" 在{target}中的行未通过校验（见 rejects/{col.references}.csv），"
-            "请先更正该行",
-        )
-        absent = missing & ~bad_row
-        problems.add(
-            absent,
-            col.name,
-            f"{col.label} " + ids[absent] + f" 在{target}中不存在，请核对编号，或先在{target}中补录",
-        )
-
-
-def _isin(ids: pd.Series, keys: pd.Index) -> np.ndarray:
-    """Whether each id is one of keys (Arrow's hash lookup: millions of ids against millions of keys)."""
-    found = pc.is_in(pa.array(ids.array), value_set=pa.array(keys.to_numpy(dtype=object), pa.string()))
-    return np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
-
-
-def _check_duplicates(
-    spec: TableSpec, values: dict[str, pd.Series], frame: pd.DataFrame, problems: _Problems
-) -> None:
-    """The first valid row of a key wins; a later valid row with the same key is rejected, pointing at it."""
-    valid = np.flatnonzero(~problems.rejected)
-    if valid.size == 0:
-        return
-    if len(spec.key) == 1:
-        keys = pa.array(values[spec.key[0]].iloc[valid].array)
-        if len(pc.unique(keys)) == valid.size:
-            return
-    group = np.zeros(valid.size, dtype=np.int64)
-    for k in spec.key:
-        codes, uniques = pd.factorize(values[k].iloc[valid], use_na_sentinel=False)
-        group = pd.factorize(group * (len(uniques) + 1) + codes)[0]
-    _, first_index, inverse = np.unique(group, return_index=True, return_inverse=True)
-    first_seen = valid[first_index[inverse]]
-    later = first_seen != valid
-    if not later.any():
-        return
-    dup_rows, first_rows = valid[later], first_seen[later]
-    files = frame[SOURCE_FILE].astype(object).to_numpy()
-    first_file = pd.Series(files[first_rows], index=dup_rows)
-    first_number = pd.Series(frame[ROW_NUMBER].to_numpy()[first_rows], index=dup_rows).astype(str)
-    same_file = files[dup_rows] == files[first_rows]
-    where = ("第 " + first_number + " 行").where(same_file, " " + first_file + " 第 " + first_number + " 行")
-    mask = np.zeros(problems.n, dtype=bool)
-    mask[dup_rows] = True
-    problems.add(mask, "；".join(spec.key), "与" + where + f"的{spec.key_label()}重复，保留首行")

@@ -74,6 +74,9 @@ def ingest(
     replace: Annotated[
         bool, typer.Option("--replace", help="let a table shrink by more than TDR_INGEST_MAX_SHRINK")
     ] = False,
+    append: Annotated[
+        bool, typer.Option("--append", help="merge a day's new or changed rows into the tables by key")
+    ] = False,
 ) -> None:
     """Validate and load contract files as a new workspace version; print accepted / rejected per table.
 
@@ -84,7 +87,13 @@ def ingest(
     from data.workspace import Workspace
 
     try:
-        report = run(src, Workspace.open(workspace), replace=replace, max_shrink=Settings().ingest_max_shrink)
+        report = run(
+            src,
+            Workspace.open(workspace),
+            replace=replace,
+            append=append,
+            max_shrink=Settings().ingest_max_shrink,
+        )
     except UnreadableFileError as e:
         err.print(f"[red]无法读取文件[/red] {e}")
         raise typer.Exit(2) from e

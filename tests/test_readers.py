@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from data import readers
 from data.readers import (
     RAW_LINE,
     READ_PROBLEM,
@@ -300,3 +301,23 @@ def test_mojibake_is_told_from_chinese_text() -> None:
     texts = pd.Series(["南昌县", "婺源县", "语文", "教師", "abc", "鏁欏笀", "╧", "x\x85y", "\ue000"])
     found = mojibake(texts)
     assert [f is None for f in found] == [True, True, True, True, True, False, False, False, False]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "gb18030"])
+def test_a_big_csv_read_in_pieces_gives_what_it_gives_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, encoding: str
+) -> None:
+    lines = ["教师编号,县区,备注"]
+    for i in range(60):
+        lines.append(f'T{i},南昌县,"多行\n备注{i}"' if i % 7 == 0 else f"T{i},进贤县,普通{i}")
+        if i % 11 == 0:
+            lines.extend(["", f"T{i}x,缺列"])  # a blank line, a short row
+        if i == 50:
+            lines.append('T99,"引号未闭合,x')  # a stray quote: the pieces after it cannot be cut
+    (tmp_path / "t.csv").write_bytes(("\r\n".join(lines) + "\r\n").encode(encoding))
+    whole = read_file(tmp_path / "t.csv")
+    monkeypatch.setattr(readers, "CHUNK_BYTES", 64)
+    pieces = read_file(tmp_path / "t.csv")
+    assert pieces.header == whole.header and pieces.encoding == whole.encoding
+    pd.testing.assert_frame_equal(pieces.frame, whole.frame)
+    assert len(list(readers.open_file(tmp_path / "t.csv").frames())) > 5
