@@ -60,30 +60,20 @@ def _counts(ws: Path) -> dict[str, list[int]]:
     return {name: [t["rows_in"], t["accepted"], t["rejected"]] for name, t in report["tables"].items()}
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--baseline", type=Path, default=Path("/work/main"), help="checkout before streaming")
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/tdr-bench-ingest"))
-    parser.add_argument("--teachers", type=int, default=50_000)
-    parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args(argv)
-    src = province(args.workdir, args.teachers)
-    files = {p.name: round(p.stat().st_size / 2**20, 1) for p in sorted(src.iterdir()) if p.is_file()}
-    result: dict[str, Any] = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "load_average_1m_at_start": os.getloadavg()[0],
+def size(workdir: Path, teachers: int, baseline: Path, rounds: int) -> dict[str, Any]:
+    """Both ingests of one generated province, ``rounds`` times, alternating."""
+    src = province(workdir, teachers)
+    out: dict[str, Any] = {
+        "teachers": teachers,
+        "input_mb": {
+            p.name: round(p.stat().st_size / 2**20, 1) for p in sorted(src.iterdir()) if p.is_file()
         },
-        "teachers": args.teachers,
-        "input_mb": files,
         "runs": [],
     }
     counts = {}
-    for round_ in range(args.rounds):
-        for label, checkout in (("baseline", args.baseline), ("streamed", HERE)):
-            ws = args.workdir / f"ws-{label}"
+    for round_ in range(rounds):
+        for label, checkout in (("baseline", baseline), ("streamed", HERE)):
+            ws = workdir / f"ws-{label}"
             shutil.rmtree(ws, ignore_errors=True)
             entry = {
                 "code": label,
@@ -91,17 +81,37 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 **_tdr(checkout, "ingest", str(src), "--workspace", str(ws)),
             }
             counts[label] = _counts(ws)
-            result["runs"].append(entry)
-            print(json.dumps(entry), flush=True)
-    result["same_counts"] = counts["baseline"] == counts["streamed"]
-    result["counts"] = counts["streamed"]
+            out["runs"].append(entry)
+            print(json.dumps({"teachers": teachers, **entry}), flush=True)
+            shutil.rmtree(ws, ignore_errors=True)
+    out["same_counts"] = counts["baseline"] == counts["streamed"]
+    out["counts"] = counts["streamed"]
     best = {
-        label: min((r for r in result["runs"] if r["code"] == label), key=lambda r: r["seconds"])
+        label: min((r for r in out["runs"] if r["code"] == label), key=lambda r: r["seconds"])
         for label in ("baseline", "streamed")
     }
-    result["ratio_streamed_to_baseline"] = {
+    out["ratio_streamed_to_baseline"] = {
         k: round(best["streamed"][k] / best["baseline"][k], 2)
         for k in ("seconds", "cpu_seconds", "peak_rss_mb")
+    }
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline", type=Path, default=Path("/work/main"), help="checkout before streaming")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/tdr-bench-ingest"))
+    parser.add_argument("--teachers", type=int, nargs="+", default=[50_000, 200_000])
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    result: dict[str, Any] = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average_1m_at_start": os.getloadavg()[0],
+        },
+        "sizes": [size(args.workdir, n, args.baseline, args.rounds) for n in args.teachers],
     }
     result["machine"]["load_average_1m_at_end"] = os.getloadavg()[0]
     text = json.dumps(result, ensure_ascii=False, indent=2)

@@ -47,6 +47,7 @@ from data.schema import (
     map_header,
     normalise_token,
 )
+from data.stream import parquet_files
 from data.workspace import (
     MANIFEST,
     REPORT,
@@ -55,7 +56,6 @@ from data.workspace import (
     commit_version,
     fault_point,
     ingest_lock,
-    parquet_parts,
 )
 
 __all__ = [
@@ -382,7 +382,7 @@ def _link(source: Path, target: Path) -> None:
 def _manifest(name: str, previous: Workspace, src: Path, out: Path, kept: list[str]) -> dict[str, Any]:
     tables = {}
     for folder in sorted((out / "tables").iterdir()):
-        parts = parquet_parts(folder)
+        parts = parquet_files(folder)
         table = folder.name.removesuffix(".parquet")
         tables[table] = {
             "rows": sum(pq.ParquetFile(p).metadata.num_rows for p in parts),
@@ -520,7 +520,7 @@ class _Context:
         """The accepted rows of ``name``: from this ingest, else the workspace's table, else none."""
         if self.written(name).exists():
             keys = self.rejected_keys(name)
-            return Target(parquet_parts(self.written(name)), keys if keys.exists() else None)
+            return Target(parquet_files(self.written(name)), keys if keys.exists() else None)
         if self.previous.has_table(name):
             return Target(self.previous.table_files(name), None)
         return Target(None, None)
@@ -664,7 +664,7 @@ def _append(spec: TableSpec, day: Path, extras: list[str], ctx: _Context) -> Non
     before = [n for n in pq.read_schema(previous[0]).names if not spec.has_column(n)]
     schema = _table_schema(spec, before + [e for e in extras if e not in before])
     ctx.merged[spec.name] = merge(
-        spec, previous, parquet_parts(day), schema, ctx.written(spec.name), changed, ctx.work / "duckdb"
+        spec, previous, parquet_files(day), schema, ctx.written(spec.name), changed, ctx.work / "duckdb"
     )
 
 

@@ -56,8 +56,8 @@ _MAX_JUNK_SHARE = 0.02
 _MAX_BAD_SHARE = 0.02
 _FEW_BAD_BYTES = 16
 # a big CSV is read CHUNK_BYTES at a time, XLSX and Parquet CHUNK_ROWS rows at a time: what one ingest holds
-CHUNK_BYTES = 16 << 20
-CHUNK_ROWS = 200_000
+CHUNK_BYTES = 8 << 20
+CHUNK_ROWS = 100_000
 # characters of a decoded text compared when two codecs both decode it
 _SAMPLE = 1 << 16
 # an XLSX sheet's header is looked for in its first rows (a title row or two may sit above it)

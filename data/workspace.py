@@ -35,6 +35,8 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from data.stream import parquet_files
+
 
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
@@ -93,13 +95,6 @@ def fault_point(step: str) -> None:
     """Die here, as a power cut would, when the environment names this step (tests/faults only)."""
     if os.environ.get(FAULT_ENV) == step:
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def parquet_parts(path: Path) -> list[Path]:
-    """A table's Parquet: one file, or a folder of part files in name order (hidden temporaries left out)."""
-    if path.is_file():
-        return [path]
-    return sorted(p for p in path.rglob("*.parquet") if not p.name.startswith((".", "_")))
 
 
 @dataclass(frozen=True)
@@ -172,7 +167,7 @@ class Workspace:
     def table_files(self, name: str) -> list[Path]:
         """The table's part files; [] when the workspace lacks the table."""
         path = self.table_path(name)
-        return parquet_parts(path) if path.exists() else []
+        return parquet_files(path) if path.exists() else []
 
     def has_table(self, name: str) -> bool:
         return self.table_path(name).exists()
