@@ -43,7 +43,10 @@ def _tdr(checkout: Path, *args: str) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(checkout)}
     code = "from recommender.cli import app; app()"
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", code, *args], env=env, stdout=subprocess.DEVNULL)
+    # run in the checkout: `python -c` puts the working folder ahead of PYTHONPATH
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *args], env=env, cwd=checkout, stdout=subprocess.DEVNULL
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:

@@ -12,11 +12,12 @@ a duplicate ``与第 N 行的…重复，保留首行``; the first valid row of 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -69,9 +70,12 @@ def crosscheck(
     write_rejects: Callable[[pd.DataFrame, bool], None],
     spill: Path,
 ) -> Outcome:
-    """Judge the staged rows of ``spec`` (one Parquet file): write the accepted ones as parts under
-    ``out_table`` in ``schema``, hand the rejected ones to ``write_rejects(frame, first)`` batch by batch, and
-    write the keys seen only on rejected rows to ``out_rejected_keys`` (single-column keys)."""
+    """Judge the staged rows of ``spec`` (one Parquet file, rows in file order): write the accepted ones as
+    parts under ``out_table`` in ``schema``, hand the rejected ones to ``write_rejects(frame, first)`` batch by
+    batch, and write the keys seen only on rejected rows to ``out_rejected_keys`` (single-column keys).
+
+    DuckDB judges a narrow projection (order, origin, keys, references, reasons so far); the wide rows are then
+    read once more in order and split by that verdict, so no sort ever carries a whole row."""
     spill.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(config={"memory_limit": MEMORY, "temp_directory": str(spill), "threads": 2})
     try:
@@ -83,15 +87,16 @@ def crosscheck(
             reason, join = _reference(i, col.name, col.label, col.references, targets(col.references))
             refs.append((col.name, f"__ref{i}", reason))
             joins.append(join)
-        ref_names = [r[1] for r in refs]
-        ok = " AND ".join([f"{REASON} IS NULL", *(f"{r} IS NULL" for r in ref_names)])
+        ok = " AND ".join([f"{REASON} IS NULL", *(f"{name} IS NULL" for _, name, _ in refs)])
         keys = ", ".join(q(k) for k in spec.key)
-        where = f"CASE WHEN __first_file = {FILE} THEN '第 ' || __first_row || ' 行' ELSE ' ' || __first_file || ' 第 ' || __first_row || ' 行' END"
-        dup = f"CASE WHEN __rank > 1 THEN '与' || {where} || {_lit('的' + spec.key_label() + '重复，保留首行')} END"
+        narrow = ", ".join(
+            f"s.{q(c)}"
+            for c in dict.fromkeys([ORD, FILE, ROW, COLUMN, REASON, *spec.key, *(r[0] for r in refs)])
+        )
         ref_select = "".join(f", {reason} AS {name}" for _, name, reason in refs)
         con.execute(
-            f"""CREATE TEMP TABLE judged AS
-            WITH j AS (SELECT s.*{ref_select} FROM staged s {" ".join(joins)}),
+            f"""CREATE TEMP TABLE verdict AS
+            WITH j AS (SELECT {narrow}{ref_select} FROM staged s {" ".join(joins)}),
                  v AS (SELECT *, ({ok}) AS __ok FROM j)
             SELECT *,
                    CASE WHEN __ok THEN row_number() OVER w END AS __rank,
@@ -99,20 +104,137 @@ def crosscheck(
                    CASE WHEN __ok THEN first_value({ROW}) OVER w END AS __first_row
             FROM v WINDOW w AS (PARTITION BY __ok, {keys} ORDER BY {ORD})"""
         )
-        accepted = write_parts(
-            con, f"SELECT * FROM judged WHERE __rank = 1 ORDER BY {ORD}", schema, out_table
-        )
-        rejected = _write_rejected(con, spec, refs, dup, raw_names, write_rejects)
         if len(spec.key) == 1:
             key = q(spec.key[0])
             con.execute(
-                f"""COPY (SELECT DISTINCT {key} AS k FROM judged WHERE __rank IS DISTINCT FROM 1 AND {key} IS NOT NULL
-                    EXCEPT SELECT {key} FROM judged WHERE __rank = 1) TO {_lit(str(out_rejected_keys))}
+                f"""COPY (SELECT DISTINCT {key} AS k FROM verdict WHERE __rank IS DISTINCT FROM 1 AND {key} IS NOT NULL
+                    EXCEPT SELECT {key} FROM verdict WHERE __rank = 1) TO {_lit(str(out_rejected_keys))}
                     (FORMAT parquet)"""
             )
-        return Outcome(accepted, rejected)
+        rejected = con.execute(
+            f"SELECT {ORD} FROM verdict WHERE __rank IS DISTINCT FROM 1 ORDER BY {ORD}"
+        ).fetchnumpy()[ORD]
+        rejected = np.asarray(rejected, dtype=np.int64)
+        reasons = _reasons(con, spec, refs)
+        with_line = con.execute(f"SELECT count(*) FROM staged WHERE {RAW_LINE} <> ''").fetchall()[0][0]
+        accepted = _split(
+            staged, rejected, reasons, schema, raw_names, bool(with_line), out_table, write_rejects
+        )
+        return Outcome(accepted, len(rejected))
     finally:
         con.close()
+
+
+def _reasons(
+    con: duckdb.DuckDBPyConnection, spec: TableSpec, refs: list[tuple[str, str, str]]
+) -> Iterator[pa.RecordBatch]:
+    """The rejected rows' columns and reasons (every one, in check order), in file order."""
+    where = f"CASE WHEN __first_file = {FILE} THEN '第 ' || __first_row || ' 行' ELSE ' ' || __first_file || ' 第 ' || __first_row || ' 行' END"
+    dup = (
+        f"CASE WHEN __rank > 1 THEN '与' || {where} || {_lit('的' + spec.key_label() + '重复，保留首行')} END"
+    )
+    columns = f"nullif({COLUMN}, '')"
+    for column, name, _ in refs:
+        columns += (
+            f", CASE WHEN {name} IS NOT NULL AND NOT list_contains(string_split(coalesce({COLUMN}, ''), '；'), "
+            f"{_lit(column)}) THEN {_lit(column)} END"
+        )
+    columns += f", CASE WHEN __rank > 1 THEN {_lit('；'.join(spec.key))} END"
+    reasons = ", ".join([REASON, *(name for _, name, _ in refs), dup])
+    yield from con.sql(
+        f"""SELECT concat_ws('；', {columns}) AS "column", concat_ws('；', {reasons}) AS reason
+            FROM verdict WHERE __rank IS DISTINCT FROM 1 ORDER BY {ORD}"""
+    ).to_arrow_reader(BATCH_ROWS)
+
+
+def _split(
+    staged: Path,
+    rejected: np.ndarray,
+    reasons: Iterator[pa.RecordBatch],
+    schema: pa.Schema,
+    raw_names: list[str],
+    with_line: bool,
+    out_table: Path,
+    write_rejects: Callable[[pd.DataFrame, bool], None],
+) -> int:
+    """One ordered pass over the staged rows: accepted ones to the table's parts, rejected ones (with their
+    reasons, which come in the same order) to the rejects. Returns the accepted count."""
+    bare = schema.remove_metadata()
+    pending: list[pa.RecordBatch] = []
+    first = True
+    with _Parts(out_table, schema) as parts:
+        for batch in pq.ParquetFile(staged).iter_batches(BATCH_ROWS):
+            ords = batch.column(ORD).to_numpy()
+            keep = np.ones(len(ords), dtype=bool)
+            if len(ords):
+                lo, hi = np.searchsorted(rejected, [ords[0], ords[-1] + 1])
+                keep[rejected[lo:hi] - ords[0]] = False
+            parts.write(batch.filter(pa.array(keep)).select(bare.names).cast(bare))
+            if keep.all():
+                continue
+            bad = batch.filter(pa.array(~keep))
+            why = _take(reasons, pending, bad.num_rows)
+            frame = pd.DataFrame(
+                {
+                    "source_file": bad.column(FILE).to_pandas(),
+                    "row_number": bad.column(ROW).to_pandas(),
+                    "column": why.column("column").to_pandas(),
+                    "reason": why.column("reason").to_pandas(),
+                }
+            )
+            for i, name in enumerate(raw_names):
+                frame[name] = bad.column(RAW + str(i)).to_pandas()
+            if with_line:
+                frame["raw_line"] = bad.column(RAW_LINE).to_pandas()
+            write_rejects(frame, first)
+            first = False
+    if first:
+        empty = [
+            "source_file",
+            "row_number",
+            "column",
+            "reason",
+            *raw_names,
+            *(["raw_line"] if with_line else []),
+        ]
+        write_rejects(pd.DataFrame(columns=empty), True)
+    return parts.rows
+
+
+def _take(reader: Iterator[pa.RecordBatch], pending: list[pa.RecordBatch], n: int) -> pa.Table:
+    """The next ``n`` rows of ``reader`` (``pending`` keeps what was read beyond them)."""
+    have = sum(b.num_rows for b in pending)
+    while have < n:
+        batch = next(reader)
+        pending.append(batch)
+        have += batch.num_rows
+    table = pa.Table.from_batches(pending)
+    pending[:] = table.slice(n).to_batches()
+    return table.slice(0, n)
+
+
+class _Parts:
+    """Parquet parts of PART_ROWS rows under a folder, typed as a schema (a context manager)."""
+
+    def __init__(self, folder: Path, schema: pa.Schema) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder, self.schema, self.rows, self._in_part, self._part = folder, schema, 0, 0, 0
+        self._writer = pq.ParquetWriter(folder / "part-00000.parquet", schema)
+
+    def __enter__(self) -> _Parts:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._writer.close()
+
+    def write(self, rows: pa.RecordBatch) -> None:
+        if self._in_part >= PART_ROWS:
+            self._writer.close()
+            self._part, self._in_part = self._part + 1, 0
+            self._writer = pq.ParquetWriter(self.folder / f"part-{self._part:05d}.parquet", self.schema)
+        self._writer.write_batch(rows)
+        self._in_part += rows.num_rows
+        self.rows += rows.num_rows
 
 
 def _reference(i: int, column: str, label: str, ref: str, target: Target) -> tuple[str, str]:
@@ -145,26 +267,14 @@ def _reference(i: int, column: str, label: str, ref: str, target: Target) -> tup
 
 
 def write_parts(con: duckdb.DuckDBPyConnection, query: str, schema: pa.Schema, folder: Path) -> int:
-    """The rows of ``query`` (in its order) as Parquet parts of PART_ROWS rows under ``folder``, typed as
-    ``schema`` (its columns picked by name); returns how many."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """The rows of ``query`` (in its order) as Parquet parts under ``folder``, typed as ``schema`` (its columns
+    picked by name); returns how many."""
     cols = ", ".join(q(n) for n in schema.names)
-    reader = con.sql(f"SELECT {cols} FROM ({query})").to_arrow_reader(BATCH_ROWS)
     bare = schema.remove_metadata()
-    part, in_part, total = 0, 0, 0
-    writer = pq.ParquetWriter(folder / f"part-{part:05d}.parquet", schema)
-    try:
-        for batch in reader:
-            if in_part >= PART_ROWS:
-                writer.close()
-                part, in_part = part + 1, 0
-                writer = pq.ParquetWriter(folder / f"part-{part:05d}.parquet", schema)
-            writer.write_batch(batch.cast(bare))
-            in_part += batch.num_rows
-            total += batch.num_rows
-    finally:
-        writer.close()
-    return total
+    with _Parts(folder, schema) as parts:
+        for batch in con.sql(f"SELECT {cols} FROM ({query})").to_arrow_reader(BATCH_ROWS):
+            parts.write(batch.cast(bare))
+    return parts.rows
 
 
 @dataclass(frozen=True)
@@ -225,39 +335,3 @@ def merge(
         return Merged(rows, int(new), int(fresh) - int(new))
     finally:
         con.close()
-
-
-def _write_rejected(
-    con: duckdb.DuckDBPyConnection,
-    spec: TableSpec,
-    refs: list[tuple[str, str, str]],
-    dup: str,
-    raw_names: list[str],
-    write: Callable[[pd.DataFrame, bool], None],
-) -> int:
-    """The rejected rows in file order: file, row, the columns and reasons (every one, in check order), raw
-    cells, and the raw line when some row of the table has one."""
-    columns = f"nullif({COLUMN}, '')"
-    for column, name, _ in refs:
-        columns += (
-            f", CASE WHEN {name} IS NOT NULL AND NOT list_contains(string_split(coalesce({COLUMN}, ''), '；'), "
-            f"{_lit(column)}) THEN {_lit(column)} END"
-        )
-    columns += f", CASE WHEN __rank > 1 THEN {_lit('；'.join(spec.key))} END"
-    reasons = ", ".join([REASON, *(name for _, name, _ in refs), dup])
-    raw = ", ".join(f"{q(RAW + str(i))} AS {q(n)}" for i, n in enumerate(raw_names))
-    with_line = con.execute(f"SELECT count(*) FROM judged WHERE {RAW_LINE} <> ''").fetchall()[0][0]
-    line = f", {RAW_LINE} AS raw_line" if with_line else ""
-    reader = con.sql(
-        f"""SELECT {FILE} AS source_file, {ROW} AS row_number, concat_ws('；', {columns}) AS "column",
-                   concat_ws('；', {reasons}) AS reason{", " + raw if raw else ""}{line}
-            FROM judged WHERE __rank IS DISTINCT FROM 1 ORDER BY {ORD}"""
-    ).to_arrow_reader(BATCH_ROWS)
-    total, first = 0, True
-    for batch in reader:
-        write(batch.to_pandas(), first)
-        first = False
-        total += batch.num_rows
-    if first:
-        write(reader.schema.empty_table().to_pandas(), True)
-    return total

@@ -2,6 +2,11 @@
 
 Every input row ends either in ``WS/tables/<table>.parquet`` or in ``WS/rejects/<table>.csv`` with its file,
 row, column and a reason a clerk can act on: rows in = rows accepted + rows rejected, for every table, always.
+
+Streamed, so memory does not grow with the province: files are read in bounded chunks (data.readers), each chunk
+checked on its own here (every column, then across columns) and staged; keys and references are then checked by
+DuckDB over the staged rows (data.crosscheck). The tables of one ingest form a new workspace version, switched in
+whole or not at all (data.workspace); an ingest that would lose data is refused before the switch.
 """
 
 from __future__ import annotations
@@ -582,7 +587,10 @@ def _validate(spec: TableSpec, sources: list[RawSource], ctx: _Context) -> Count
             for chunk in source.frames():
                 frame = _conform(spec, chunk, mapping, extras, source.kind == "xlsx")
                 checked = _check_chunk(spec, frame, schema, raw_names, ctx, n)
-                writer = writer or pq.ParquetWriter(staged, checked.schema)
+                # staged rows live minutes: written uncompressed and without dictionaries, for speed
+                writer = writer or pq.ParquetWriter(
+                    staged, checked.schema, compression="none", use_dictionary=False, write_statistics=False
+                )
                 writer.write_table(checked)
                 n += len(frame)
                 rows += len(frame)
@@ -693,20 +701,22 @@ def _check_chunk(
     table = pa.Table.from_pandas(typed.reset_index(drop=True), schema=schema, preserve_index=False)
     reasons = problems.collect().reindex(np.arange(n))
     meta = {
-        **{RAW + str(i): frame[name].fillna("").astype(object) for i, name in enumerate(raw_names)},
-        FILE: frame[SOURCE_FILE].astype(object),
-        ROW: frame[ROW_NUMBER].astype("int64"),
-        ORD: pd.Series(np.arange(start, start + n, dtype=np.int64)),
-        COLUMN: reasons["column"].astype(object),
-        REASON: reasons["reason"].astype(object),
-        STAGED_LINE: frame[RAW_LINE].astype(object),
+        **{RAW + str(i): _text(frame[name].fillna("")) for i, name in enumerate(raw_names)},
+        FILE: _text(frame[SOURCE_FILE]),
+        ROW: pa.array(frame[ROW_NUMBER].to_numpy(dtype=np.int64)),
+        ORD: pa.array(np.arange(start, start + n, dtype=np.int64)),
+        COLUMN: pa.array(reasons["column"].to_numpy(dtype=object), pa.string(), from_pandas=True),
+        REASON: pa.array(reasons["reason"].to_numpy(dtype=object), pa.string(), from_pandas=True),
+        STAGED_LINE: _text(frame[RAW_LINE]),
     }
-    for name, values_ in meta.items():
-        array = pa.array(
-            values_.to_numpy(), type=pa.int64() if name in (ROW, ORD) else pa.string(), from_pandas=True
-        )
+    for name, array in meta.items():
         table = table.append_column(name, array)
     return table.replace_schema_metadata(None)
+
+
+def _text(column: pd.Series) -> pa.Array:
+    """A text column as Arrow strings (pandas' str columns are Arrow already: no copy through Python)."""
+    return pa.array(column, from_pandas=True).cast(pa.string())
 
 
 def _conform(

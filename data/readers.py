@@ -101,21 +101,20 @@ def _rare_cjk() -> re.Pattern[str]:
 def mojibake(text: pd.Series) -> np.ndarray:
     """Per text, why it looks garbled by a wrong encoding (a short Chinese phrase), or None when it does not."""
     out = np.full(len(text), None, dtype=object)
-    wide = ~pc.string_is_ascii(pa.array(text.fillna("").astype(object), pa.string())).to_numpy(
-        zero_copy_only=False
-    )
-    if not wide.any():
+    ascii_ = pc.string_is_ascii(pa.array(text.fillna(""), from_pandas=True).cast(pa.string()))
+    rows = np.flatnonzero(~ascii_.to_numpy(zero_copy_only=False))
+    if not rows.size:
         return out
-    rows = np.flatnonzero(wide)
-    cells = text.iloc[rows]
+    # a column repeats its Chinese values (counties, subjects): each distinct one is looked at once
+    codes, distinct = pd.factorize(text.iloc[rows])
+    cells = pd.Series(distinct, dtype="str")
+    why = np.full(len(cells), None, dtype=object)
     rare = cells.str.count(_rare_cjk().pattern).to_numpy()
     cjk = cells.str.count(f"[{_CJK}]").to_numpy()
-    garbled = (rare >= _RARE_RUN) & (2 * rare >= cjk)
-    out[rows[garbled]] = "不常见的汉字组合"
-    out[rows[cells.str.contains(_ODD_SCRIPTS.pattern).to_numpy(dtype=bool)]] = (
-        "混入日文假名、制表符或西里尔字母"
-    )
-    out[rows[cells.str.contains(_C1_PRIVATE.pattern).to_numpy(dtype=bool)]] = "控制字符或私用区字符"
+    why[(rare >= _RARE_RUN) & (2 * rare >= cjk)] = "不常见的汉字组合"
+    why[cells.str.contains(_ODD_SCRIPTS.pattern).to_numpy(dtype=bool)] = "混入日文假名、制表符或西里尔字母"
+    why[cells.str.contains(_C1_PRIVATE.pattern).to_numpy(dtype=bool)] = "控制字符或私用区字符"
+    out[rows] = why[codes]
     return out
 
 
