@@ -163,7 +163,8 @@ def _split(
     pending: list[pa.RecordBatch] = []
     first = True
     with _Parts(out_table, schema) as parts:
-        for batch in pq.ParquetFile(staged).iter_batches(BATCH_ROWS):
+        # without pre-buffering, which would load the whole staged file at once
+        for batch in pq.ParquetFile(staged, pre_buffer=False).iter_batches(BATCH_ROWS):
             ords = batch.column(ORD).to_numpy()
             keep = np.ones(len(ords), dtype=bool)
             if len(ords):
