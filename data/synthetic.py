@@ -517,18 +517,6 @@ class GenerationSummary:
     utility_teachers: int  # teachers whose true utilities are in _truth/utility.parquet (all, or a sample)
     note: str
 
-    def __rich__(self) -> Any:
-        """What `tdr generate` prints: rows per file and where the ground truth is."""
-        from rich.console import Group
-        from rich.table import Table
-
-        table = Table(title=f"合成省份已写入 {self.out_dir}（种子 {self.seed}）", title_justify="left")
-        table.add_column("文件 file")
-        table.add_column("行数 rows", justify="right")
-        for name, count in self.rows.items():
-            table.add_row(f"{name}.csv", f"{count:,}")
-        return Group(table, f"真实值（训练不读取）：{self.out_dir / '_truth'}", self.note)
-
 
 @dataclass(frozen=True)
 class Truth:

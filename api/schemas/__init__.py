@@ -24,9 +24,11 @@ from pydantic import (
 )
 
 from api.events import EventType
+from data.schema import FORMAT
 
 CourseId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-Format = Literal["online", "offline", "blended", "workshop", "shadowing", "school_based"]
+# the contract values of data.schema (a subscript with a tuple is the Literal of its members)
+Format = Literal[FORMAT.values]  # type: ignore[valid-type]
 CohortBy = Literal[
     "province", "city", "county", "school", "stage", "subject", "school_type", "title", "career_stage"
 ]
