@@ -6,18 +6,23 @@ Model: P(x_ij = 1 | theta_i) = sigmoid(sum_k a_jk theta_ik + d_j), with a_jk fre
 item j measures competency k (plus, optionally, a general factor every item loads on). Scores in [0, 1]
 (partial credit divided by the full score) enter as fractional Bernoulli outcomes, optionally weighted by
 their estimated dispersion. theta_i ~ N(0, Sigma) with unit variances; the correlations are estimated, which
-lets a competency with few items borrow strength from the correlated ones.
+lets a competency with few items borrow strength from the correlated ones. The item parameters are
+hierarchical: each loading is drawn around its dimension's mean loading and each intercept around the mean of
+its skills' intercepts, so an item with a handful of respondents borrows from the items of the same skills and
+an item nobody answered is predicted from them.
 
 Estimation is variational EM, an approximation to regularised marginal maximum likelihood. Every person has
 a Gaussian posterior N(theta_i, C_i) with full covariance; each E-step moves it once towards the optimum of
 the evidence lower bound (ELBO), by the fixed point C_i = (Sigma^-1 + sum_j E[sigmoid'] a_j a_j^T)^-1 and a
 Newton step on theta_i, computed in person chunks with one small Cholesky inversion per person. Expectations
-over each response's linear predictor use Gauss-Hermite quadrature. The M-step updates Sigma from the
-posterior moments (parameter-expanded: each dimension's scale moves into its loadings) and takes one Newton
-step per item on the expected log-likelihood under the posteriors. Iterations stop when the ELBO changes by
-less than ``tol`` relative; its last iterations move the estimates by far less than their standard errors.
-Unlike the Laplace approximation (posterior mode and curvature), the variational posterior keeps the
-estimated correlations and the interval coverage honest when a competency has only one or two items.
+over each response's linear predictor use Gauss-Hermite quadrature. The M-step updates Sigma under its
+shrinkage prior (parameter-expanded: each dimension's scale moves into its loadings), takes one Newton step
+per item on the expected log-likelihood plus the item prior, and refits the prior's skill means. The monitored
+objective is the ELBO plus every log prior, the one all these steps raise; iterations stop when it changes by
+less than ``tol`` relative. Unlike the Laplace approximation (posterior mode and curvature), the variational
+posterior keeps the estimated correlations and the interval coverage honest when a competency has only one or
+two items. The reported standard errors also carry the calibration error of the person's items and of the
+scale (`_calibration_inflation`), which dominates on a bank whose items have few respondents each.
 """
 
 from __future__ import annotations
