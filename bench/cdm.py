@@ -297,7 +297,7 @@ def run(bank: Bank, with_directions: bool) -> dict[str, Any]:
 
 def table(results: dict[str, Any]) -> str:
     lines = [
-        "| model | test AUC | ACC | RMSE | logloss | fit s | peak MB | SE 95 % coverage / SD(z) |",
+        "| model | test AUC | ACC | RMSE | logloss | fit CPU s | peak MB | SE 95 % coverage / SD(z) |",
         "|" + "---|" * 8,
     ]
     for key in ("item_mean", "2pl", "tdr"):
