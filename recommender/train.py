@@ -60,10 +60,13 @@ def load_tables(ws: Workspace) -> Tables:
 
 
 def course_texts(courses: pd.DataFrame) -> list[str]:
+    """The text that stands for a course wherever one is embedded, tagged or matched (training, project
+    content, benchmarks): its title and description."""
     return (courses["title"].fillna("") + "。" + courses["description"].fillna("")).tolist()
 
 
 def competency_texts(taxonomy: pd.DataFrame) -> list[str]:
+    """The text that stands for a competency: its name and description."""
     return (taxonomy["name"].fillna("") + "：" + taxonomy["description"].fillna("")).tolist()
 
 
@@ -205,7 +208,7 @@ def previous_dismissals(ws: Workspace) -> pd.DataFrame | None:
 
 def train(ws: Workspace, settings: Settings, step: Callable[[str], None] = log.info, seed: int = 0) -> Path:
     """Build portraits and every model from the workspace's tables; returns the new bundle's folder."""
-    inputs = [ws.table_path(t) for t in TABLES if ws.has_table(t)]
+    inputs = [part for t in TABLES for part in ws.table_files(t)]
     writer = BundleWriter(ws.bundles_dir, data_hash(inputs))
     # the writer's lock means no other train runs here: portrait scratch folders are a killed train's
     for stale in ws.root.glob(".portraits-*"):
