@@ -516,15 +516,25 @@ def fit_ranker(
 ) -> tuple[Ranker, Blend, dict[str, float]]:
     """The ranker and its blend with the need prior, from the ranking data of consecutive periods (the same
     `n_teachers` sampled teachers, rows aligned). Teachers are split once: 60 % train on every period, 20 %
-    early-stop it on the latest, 20 % choose the blend on the latest period's outcomes. The latest period holds
-    the service's newest feedback, so it is learnt from at once."""
+    early-stop it on the latest, 20 % choose the blend on the outcomes of every period (each teacher-period its
+    own group: measured changes are few, and a choice on few is noise). The latest period holds the service's
+    newest feedback, so it is learnt from at once."""
     part = np.random.default_rng(seed).random(n_teachers)
     train_rows, stop_rows = part < TRAIN_SHARE, (part >= TRAIN_SHARE) & (part < TRAIN_SHARE + STOP_SHARE)
     blend_rows = part >= TRAIN_SHARE + STOP_SHARE
     train = [p.teachers(train_rows) for p in periods]
     X = pd.concat([t.X for t in train], ignore_index=True)
     y, group = np.concatenate([t.y for t in train]), np.concatenate([t.group for t in train])
-    stop, held_out = periods[-1].teachers(stop_rows), periods[-1].teachers(blend_rows)
+    stop = periods[-1].teachers(stop_rows)
+    held = [p.teachers(blend_rows) for p in periods]
+    held_out = RankingData(
+        pd.concat([h.X for h in held], ignore_index=True),
+        np.concatenate([h.y for h in held]),
+        np.concatenate([h.group for h in held]),
+        np.concatenate([h.row + i * n_teachers for i, h in enumerate(held)]),
+        np.concatenate([h.gain for h in held]),
+        np.concatenate([h.measured_gain for h in held]),
+    )
     ranker = Ranker(random_state=seed).fit(X, y, group, eval_set=(stop.X, stop.y, stop.group))
     blend, metrics = choose_blend(ranker, X, held_out)
     return ranker, blend, metrics
