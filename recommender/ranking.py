@@ -426,6 +426,8 @@ SHARES = tuple(
     for a in range(SHARE_STEP, -1, -1)
     for b in range(SHARE_STEP - a + 1)
 )
+# how much better (outcome NDCG) a fallback leaning on ratings or popularity must do than the need prior's best
+PART_MARGIN = 0.01
 # pairs needed on the held-out side before the learned score is trusted at all
 MIN_OUTCOME_TEACHERS = 30
 
@@ -480,8 +482,9 @@ def choose_blend(
     ranker: Ranker, train_X: pd.DataFrame, held_out: RankingData
 ) -> tuple[Blend, dict[str, float]]:
     """The blend (learned weight × fallback shares) whose ranking of held-out taken courses best follows their
-    outcomes (`outcome_ndcg`); ties go to the earlier candidate (smaller weight, the need prior first), and with
-    too few held-out teachers the need prior alone."""
+    outcomes (`outcome_ndcg`); the need prior's blends are tried first and ties go to the earlier candidate (smaller
+    weight), a fallback leaning on ratings or popularity must win by PART_MARGIN, and with too few held-out
+    teachers the need prior alone."""
     sd_l = float(np.std(ranker.predict(train_X[list(FEATURES)]))) or 1.0
     sds = tuple(float(np.std(_part(train_X, name))) or 1.0 for name in PRIOR_PARTS)
     learned = ranker.predict(held_out.X[list(FEATURES)])
@@ -492,15 +495,19 @@ def choose_blend(
         gain = held_out.gain
     results: dict[str, float] = {}
     best, best_value, teachers = Blend(0.0, sd_l, SHARES[0], sds), -np.inf, 0
-    for w in BLEND_WEIGHTS:
-        for shares in SHARES if w < max(BLEND_WEIGHTS) else SHARES[:1]:
-            blend = Blend(w, sd_l, shares, sds)
-            value, teachers = outcome_ndcg(
-                blend_scores(blend, learned, held_out.X, held_out.row), gain, held_out.row
-            )
-            results[f"outcome_ndcg@w={w:g},shares={'/'.join(f'{x:g}' for x in shares)}"] = value
-            if np.isfinite(value) and value > best_value + 1e-4:
-                best, best_value = blend, value
+    candidates = [(w, SHARES[0]) for w in BLEND_WEIGHTS] + [
+        (w, shares) for w in BLEND_WEIGHTS[:-1] for shares in SHARES[1:]
+    ]
+    for w, shares in candidates:
+        blend = Blend(w, sd_l, shares, sds)
+        value, teachers = outcome_ndcg(
+            blend_scores(blend, learned, held_out.X, held_out.row), gain, held_out.row
+        )
+        results[f"outcome_ndcg@w={w:g},shares={'/'.join(f'{x:g}' for x in shares)}"] = value
+        # a fallback other than the need prior must win clearly: the held-out outcomes are few
+        margin = 1e-4 if shares == SHARES[0] else PART_MARGIN
+        if np.isfinite(value) and value > best_value + margin:
+            best, best_value = blend, value
     if teachers < MIN_OUTCOME_TEACHERS:
         best = Blend(0.0, sd_l, SHARES[0], sds)
     results["outcome_teachers"] = float(teachers)
