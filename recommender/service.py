@@ -239,7 +239,7 @@ def shared_encoder(model: str, cache_dir: Path) -> Encoder:
         if (model, cache_dir) not in _encoders:
             # one short query at a time: intra-op threads would only contend with the request threads
             encoder = Encoder(model, cache_dir=cache_dir, num_threads=1)
-            _ = encoder.model  # loaded here, under the lock
+            encoder.load()  # loaded here, under the lock
             _encoders[(model, cache_dir)] = encoder
         return _encoders[(model, cache_dir)]
 
@@ -480,7 +480,7 @@ class Engine:
     def warm(self) -> None:
         """Load the query model and the word segmenter and run a search, so the first one asked for does not
         wait for them."""
-        self._encoder().model.encode(["教师专业发展"], show_progress_bar=False)
+        self._encoder().load()
         self.search("教师专业发展", 1)
 
     def search(self, q: str, top_k: int = 10) -> list[dict[str, Any]]:
