@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from recommender.sampling import DEFAULT_TRAIN_SAMPLE
+
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
@@ -21,6 +23,10 @@ class Settings:
     policy: str = field(default_factory=lambda: _env("TDR_POLICY", "default"))
     top_k: int = field(default_factory=lambda: int(_env("TDR_TOP_K", "20")))
     target_level: float = field(default_factory=lambda: float(_env("TDR_TARGET_LEVEL", "70")))
+    # teachers whose records train the signals and the ranker (recommender.sampling)
+    train_sample: int = field(
+        default_factory=lambda: int(_env("TDR_TRAIN_SAMPLE", str(DEFAULT_TRAIN_SAMPLE)))
+    )
     model_cache: Path = field(
         default_factory=lambda: Path(_env("TDR_MODEL_CACHE", str(Path.home() / ".cache" / "tdr" / "models")))
     )
