@@ -48,7 +48,8 @@ def _children_cpu() -> tuple[float, float]:
 
 
 def stage(name: str, args: list[str], env: dict[str, str]) -> dict[str, Any]:
-    """Run one `tdr` command; its wall seconds, CPU seconds (all its processes), peak PSS sum and largest RSS."""
+    """Run one `tdr` command; its wall seconds, CPU seconds (all its processes), peak PSS sum, and the largest
+    resident size of any process this benchmark has waited for so far."""
     cpu0, _ = _children_cpu()
     own = psutil.Process().memory_full_info().pss / 2**20  # the sampler counts this process too
     start = time.perf_counter()
@@ -70,7 +71,7 @@ def stage(name: str, args: list[str], env: dict[str, str]) -> dict[str, Any]:
         "wall_s": round(wall, 1),
         "cpu_s": round(cpu1 - cpu0, 1),
         "peak_pss_mb": round(usage.peak_mb - own),
-        "largest_process_rss_mb": round(maxrss),
+        "largest_process_rss_mb_so_far": round(maxrss),  # RUSAGE_CHILDREN keeps the maximum
     }
     print(name, json.dumps(figures), flush=True)
     return figures | {"output_tail": done.stdout.strip().splitlines()[-3:]}

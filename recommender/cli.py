@@ -126,7 +126,7 @@ def train(
     engine: Annotated[str, typer.Option(help="portrait workers: local | ray")] = "local",
     address: Annotated[str | None, typer.Option("--address", help="Ray cluster address (e.g. auto)")] = None,
     workers: Annotated[
-        int | None, typer.Option("--workers", help="portrait worker processes / Ray CPUs")
+        int | None, typer.Option("--workers", help="CPUs of a local Ray (the local engine uses every core)")
     ] = None,
 ) -> None:
     """Portraits, encoder index, IRT and ranker → a new artifact bundle."""
