@@ -24,6 +24,7 @@ from api.errors import ApiError
 from api.events import EventStore
 from api.schemas import MenuConstraints
 from api.settings import ServiceSettings
+from recommender.selection import Project, Selection
 
 log = logging.getLogger(__name__)
 
@@ -68,17 +69,30 @@ class EngineProtocol(Protocol):
         """-> `schemas.Cohort` of the teachers with `by == value`, restricted to `scope` (kind, value) if given."""
         ...
 
+    def projects(self, scope: tuple[str, str] | None) -> Sequence[Project]:
+        """The training projects a caller with `scope` (kind, value; None: everything) selects for."""
+        ...
+
+    def selection(
+        self, project_id: str, mix_counties: bool, scope: tuple[str, str] | None, min_cohort_size: int
+    ) -> Selection | None:
+        """The project's selection (kept for the bundle) as a caller with `scope` may see it, classes under
+        `min_cohort_size` showing their size only; None for an unknown project. Raises
+        `recommender.selection.scope.OutsideScope` when the project lies outside the caller's area and
+        `recommender.selection.SelectionError` when it cannot be selected for."""
+        ...
+
 
 EngineFactory = Callable[[Path], EngineProtocol]
 
 
-def default_engine_factory(workspace: Path) -> EngineProtocol:
-    """Load the recommender engine of the workspace's current bundle, its search model included (once per
-    process): the first load happens before the server accepts requests, so no search waits for the model
-    and no request runs beside the model's import."""
+def default_engine_factory(workspace: Path, settings: ServiceSettings | None = None) -> EngineProtocol:
+    """Load the recommender engine of the workspace's current bundle with the app's ``settings``, its search
+    model included (once per process): the first load happens before the server accepts requests, so no
+    search waits for the model and no request runs beside the model's import."""
     from recommender.service import Engine
 
-    engine = Engine.load(workspace)
+    engine = Engine.load(workspace, config=settings)
     engine.warm()
     served: EngineProtocol = engine
     return served
@@ -119,8 +133,6 @@ class EngineHolder:
             return None
 
     def _load(self, pointer: str) -> None:
-        # back into the collector's reach: the engine replaced by the previous load can be collected now
-        gc.unfreeze()
         try:
             engine = self._factory(self.workspace)
         except Exception:
@@ -137,8 +149,10 @@ class EngineHolder:
             self.loaded_at = datetime.now(UTC)
             self.problem = None
         # The engine and the libraries behind it are half a million long-lived objects; a full collection that
-        # walks them pauses every request for a quarter of a second. Frozen, they are left out of collections.
-        gc.collect()
+        # walks them pauses every request for half a second. Frozen, they are left out of collections, and stay
+        # frozen across swaps: the replaced engine is freed by reference counting (six swaps in a row left the
+        # frozen count and the resident size unchanged), so only the young objects are collected here.
+        gc.collect(1)
         gc.freeze()
         log.info("engine %s in service", engine.version)
 

@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -27,7 +26,7 @@ from data.ingest import ingest
 from data.synthetic import generate
 from data.workspace import Workspace, write_text_atomic
 from recommender import train as train_module
-from recommender.config import settings
+from recommender.config import Settings
 from recommender.evaluate import evaluate
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_sample.json"
@@ -47,7 +46,7 @@ def one_world(ws: Workspace, truth: Path, sizes: list[int], n_eval: int, seed: i
     rows = []
     for i, size in enumerate(sizes):
         start = time.perf_counter()
-        s = replace(settings(), train_sample=size)
+        s = Settings.from_env(train_sample=size)
         if i == 0:
             train_module.train(ws, s, seed=seed)
         else:  # the portraits of the first train stay; everything the sample feeds is retrained

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import logging
 from contextlib import ExitStack
-from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import pandas as pd
 import typer
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -23,8 +22,14 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from data.schema import TABLES
+from data.synthetic import DEFAULT_WORLD, World
 from data.workspace import Workspace, write_csv_atomic, write_parquet_atomic
-from recommender.config import Settings
+from recommender.config import Settings, SettingsError
+
+if TYPE_CHECKING:  # imported by the commands that need them: `tdr --help` stays quick
+    from data.ingest import IngestReport
+    from data.synthetic import GenerationSummary
 
 if TYPE_CHECKING:
     from recommender.portraits import ExecutorFactory
@@ -38,6 +43,7 @@ console = Console()
 err = Console(stderr=True)
 log = logging.getLogger("tdr")
 
+S = TypeVar("S", bound=Settings)
 WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="workspace folder")]
 
 
@@ -57,17 +63,60 @@ def write_table_file(df: pd.DataFrame, out: Path) -> None:
         write_parquet_atomic(df, out)
 
 
+# ------------------------------------------------------------------------------------------------- rendering
+
+
+def generation_table(summary: GenerationSummary) -> RenderableType:
+    """What `tdr generate` prints: rows per file and where the ground truth is."""
+    table = Table(
+        title=f"合成省份已写入 {summary.out_dir}（种子 {summary.seed}，世界 {summary.world}）",
+        title_justify="left",
+    )
+    table.add_column("文件 file")
+    table.add_column("行数 rows", justify="right")
+    for name, count in summary.rows.items():
+        table.add_row(f"{name}.csv", f"{count:,}")
+    return Group(table, f"真实值（训练不读取）：{summary.out_dir / '_truth'}", summary.note)
+
+
+def ingest_table(report: IngestReport) -> Table:
+    """What `tdr ingest` prints: accepted / rejected rows per table, the taxonomy and the skipped files."""
+    table = Table(title="数据导入结果 (ingest)", title_justify="left")
+    table.add_column("表 table")
+    table.add_column("文件 files")
+    table.add_column("读入 rows in", justify="right")
+    table.add_column("接受 accepted", justify="right", style="green")
+    table.add_column("拒绝 rejected", justify="right")
+    for t in report.tables:
+        rejected = f"[red]{t.rejected:,}[/red]" if t.rejected else "0"
+        table.add_row(
+            TABLES[t.table].label + f" {t.table}",
+            "、".join(t.files),
+            f"{t.rows_in:,}",
+            f"{t.accepted:,}",
+            rejected,
+        )
+    source = "内置能力框架" if report.taxonomy_source == "builtin" else report.taxonomy_source
+    notes = [f"能力框架：{source}（{report.taxonomy_codes} 个能力点）"]
+    if report.rejected:
+        notes.append(f"被拒绝的行及原因见 {report.workspace / 'rejects'}")
+    notes.extend(f"已跳过 {s.file}：{s.reason}" for s in report.skipped)
+    table.caption = "\n".join(notes)
+    table.caption_justify = "left"
+    return table
+
+
 @app.command()
 def generate(
     out: Annotated[Path, typer.Argument(help="folder to write the synthetic province into")],
     teachers: Annotated[int, typer.Option("--teachers", "-n")] = 5000,
     seed: Annotated[int, typer.Option("--seed", "-s")] = 0,
+    world: Annotated[World, typer.Option("--world", help="what truly helps a teacher")] = DEFAULT_WORLD,
 ) -> None:
     """Write a synthetic province in the contract format (ground truth under DIR/_truth/)."""
     from data.synthetic import generate as run
 
-    summary = run(out, n_teachers=teachers, seed=seed)
-    console.print(summary)
+    console.print(generation_table(run(out, n_teachers=teachers, seed=seed, world=world)))
 
 
 @app.command()
@@ -84,7 +133,7 @@ def ingest(
     except UnreadableFileError as e:
         err.print(f"[red]无法读取文件[/red] {e}")
         raise typer.Exit(2) from e
-    console.print(report.to_rich_table())
+    console.print(ingest_table(report))
 
 
 def _train_shown(ws: Workspace, settings: Settings, executor: ExecutorFactory | None = None) -> Path:
@@ -109,9 +158,19 @@ def _train_shown(ws: Workspace, settings: Settings, executor: ExecutorFactory | 
         return run(ws, settings, step=report, progress=encoded, executor=executor)
 
 
+def _from_env(kind: type[S], **overrides: object) -> S:
+    """Settings built here at the edge from the environment and passed down; a TDR_* variable whose value does
+    not parse stops the command with the variable's name."""
+    try:
+        return kind.from_env(**overrides)
+    except SettingsError as e:
+        err.print(f"[red]{e}[/red]")
+        raise typer.Exit(2) from e
+
+
 def _settings(policy: str | None = None) -> Settings:
-    s = Settings()
-    return replace(s, policy=policy) if policy else s
+    """The engine's settings, ``policy`` overriding TDR_POLICY."""
+    return _from_env(Settings, **({"policy": policy} if policy else {}))
 
 
 @app.command()
@@ -130,12 +189,25 @@ def train(
     ] = None,
 ) -> None:
     """Portraits, encoder index, IRT and ranker → a new artifact bundle."""
-    from recommender.incremental import train_incremental
+    from models.bundle import BundleBusyError
 
     if engine not in ("local", "ray"):
         err.print(f"[red]unknown engine {engine!r}[/red]; available: local, ray")
         raise typer.Exit(2)
     ws, s = Workspace.open(workspace), _settings(policy)
+    try:
+        bundle = _train_command(ws, s, incremental, engine, address, workers)
+    except BundleBusyError as e:
+        err.print(f"[red]已有训练在此工作区运行[/red]（{e}）")
+        raise typer.Exit(2) from e
+    console.print(f"bundle [bold]{bundle.name}[/bold] → {bundle}")
+
+
+def _train_command(
+    ws: Workspace, s: Settings, incremental: bool, engine: str, address: str | None, workers: int | None
+) -> Path:
+    from recommender.incremental import train_incremental
+
     with ExitStack() as stack:
         executor = None
         if engine == "ray":
@@ -157,7 +229,7 @@ def train(
                     f"增量更新：{result.changed} 位教师画像已刷新，{result.removed} 位已移除；"
                     f"能力估计分布稳定性指数 PSI = {result.estimate_psi:.4f}"
                 )
-    console.print(f"bundle [bold]{bundle.name}[/bold] → {bundle}")
+    return bundle
 
 
 # why `tdr train --incremental` trained in full (recommender.incremental.train_incremental's reasons)
@@ -257,10 +329,10 @@ def recommend(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """One teacher's portrait summary and menu, human-readable."""
-    from recommender.explain import FORMAT_ZH
+    from data.schema import FORMAT, STAGE
     from recommender.service import Engine
 
-    engine = Engine.load(Workspace.open(workspace))
+    engine = Engine.load(Workspace.open(workspace), config=_settings())
     view, plan = engine.portrait(teacher_id), engine.menu(teacher_id)
     if view is None or plan is None:
         err.print(f"[red]未找到教师 {teacher_id}[/red]（工作区 {workspace}）")
@@ -269,14 +341,14 @@ def recommend(
         typer.echo(json.dumps({"portrait": view, "menu": plan}, ensure_ascii=False, default=str))
         return
     console.print(
-        f"[bold]教师 {teacher_id}[/bold]  {view['county']} · {view['stage']} · {view['subject']} · "
+        f"[bold]教师 {teacher_id}[/bold]  {view['county']} · {STAGE.label(view['stage'])} · {view['subject']} · "
         f"本周期已修 {view['hours_done'] or 0:g} / {view['hours_required'] or 0:g} 学时"
     )
     console.print(view["need_statement"])
     table = Table("课程", "学时", "形式", "推荐理由")
     for item in plan["items"]:
         table.add_row(
-            f"{item['course_id']} {item['title']}", f"{item['hours']:g}", FORMAT_ZH.get(item["format"], ""),
+            f"{item['course_id']} {item['title']}", f"{item['hours']:g}", FORMAT.label_map().get(item["format"], ""),
             item["reason"],
         )  # fmt: skip
     console.print(table)
@@ -299,7 +371,10 @@ def search_cmd(
     ws = Workspace.open(workspace)
     s = _settings()
     hits = search(
-        load_current(ws.bundles_dir), Encoder(s.encoder_model, cache_dir=s.model_cache), query, top_k
+        load_current(ws.bundles_dir),
+        Encoder(s.encoder_model, cache_dir=s.model_cache, backend=s.encoder_backend),
+        query,
+        top_k,
     )
     if as_json:
         for rec in hits.to_dict("records"):
@@ -321,8 +396,26 @@ def serve(
     import uvicorn
 
     from api.app import create_app
+    from api.settings import ServiceSettings
 
-    uvicorn.run(create_app(Workspace.open(workspace).root), host=host, port=port, log_level="info")
+    app = create_app(Workspace.open(workspace).root, settings=_from_env(ServiceSettings))
+    uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+bundles_app = typer.Typer(help="trained bundles of a workspace", no_args_is_help=True)
+app.add_typer(bundles_app, name="bundles")
+
+
+@bundles_app.command("prune")
+def bundles_prune(
+    workspace: WorkspaceOpt,
+    keep: Annotated[int, typer.Option("--keep", min=1, help="how many of the newest bundles to keep")],
+) -> None:
+    """Remove all but the newest N bundles; the bundle in force (CURRENT) is always kept."""
+    from models.bundle import prune
+
+    removed = prune(Workspace.open(workspace).bundles_dir, keep)
+    console.print(f"已删除 {len(removed)} 个旧模型版本" + "".join(f"\n  {v}" for v in removed))
 
 
 token_app = typer.Typer(help="access tokens for the service", no_args_is_help=True)
@@ -339,15 +432,59 @@ def token_create(
     scope: Annotated[
         str | None, typer.Option("--scope", help="county:<名称> | city:<名称> | province:<名称>")
     ] = None,
+    days: Annotated[
+        float | None, typer.Option("--days", help="lifetime in days (default TDR_TOKEN_TTL_DAYS, 30)")
+    ] = None,
 ) -> None:
-    """Create a bearer token (printed once; only its hash is stored)."""
+    """Create a bearer token (printed once; only its hash is stored). It expires after its lifetime."""
+    from datetime import timedelta
+
     from api.auth import create_token
 
     try:
-        typer.echo(create_token(Workspace.open(workspace).root, role, teacher, scope))
+        ttl = None if days is None else timedelta(days=days)
+        typer.echo(create_token(Workspace.open(workspace).root, role, teacher, scope, ttl))
     except ValueError as e:
         err.print(f"[red]{e}[/red]")
         raise typer.Exit(2) from e
+
+
+_TOKEN_STATE = {"active": "有效", "expired": "已过期", "revoked": "已吊销"}
+
+
+@token_app.command("list")
+def token_list(
+    workspace: WorkspaceOpt,
+    show_all: Annotated[bool, typer.Option("--all", help="also expired and revoked tokens")] = False,
+) -> None:
+    """List tokens by id (never the tokens themselves): role, binding, creation, expiry, state."""
+    from datetime import UTC, datetime
+
+    from api.auth import TokenStore
+
+    now = datetime.now(UTC)
+    table = Table("令牌编号", "角色", "教师 / 范围", "创建时间", "到期时间", "状态")
+    for info in TokenStore(Workspace.open(workspace).root).list_tokens():
+        state = info.state(now)
+        if show_all or state == "active":
+            table.add_row(
+                info.token_id, info.role, info.teacher_id or info.scope or "—", info.created_at, info.expires_at,
+                _TOKEN_STATE[state],
+            )  # fmt: skip
+    console.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[str, typer.Argument(help="the id `tdr token list` shows")], workspace: WorkspaceOpt
+) -> None:
+    """Revoke a token: the service refuses it from its next request on."""
+    from api.auth import TokenStore
+
+    if not TokenStore(Workspace.open(workspace).root).revoke(token_id):
+        err.print(f"[red]没有编号为 {token_id} 的有效令牌[/red]")
+        raise typer.Exit(1)
+    console.print(f"令牌 {token_id} 已吊销")
 
 
 @app.command()
@@ -368,7 +505,7 @@ def demo(
     src = ws.root / "input"
     with console.status("生成合成省份 generating…"):
         run_generate(src, n_teachers=teachers, seed=seed)
-    console.print(run_ingest(src, ws).to_rich_table())
+    console.print(ingest_table(run_ingest(src, ws)))
     _train_shown(ws, _settings(None))
     with console.status("评分 scoring…"):
         score_local(ws, ws.root / "scores", 20, 2000)
@@ -414,9 +551,8 @@ def evaluate(
         table.add_row(name, f"{figures.get('mean', float('nan')):.4f}")
     if ranking.get("methods"):
         console.print(table)
-    console.print_json(
-        json.dumps({key: result[key] for key in result if key != "ranking"}, default=str)[:4000]
-    )
+    # everything but the ranking table above, whole: a cut JSON text no longer parses
+    console.print_json(data={key: result[key] for key in result if key != "ranking"}, default=str)
     console.print(f"report → {path}")
 
 
@@ -435,6 +571,7 @@ def select(
         chosen = run_selection(
             Workspace.open(workspace),
             project_id,
+            _settings(),
             out,
             mix_counties=mix_counties,
             allocations=read_allocations(allocations) if allocations else None,

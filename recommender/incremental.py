@@ -42,7 +42,7 @@ from data.workspace import Workspace, atomic_write, write_parquet_atomic, write_
 from features.portrait import Tables, as_of, finish_block, measure_block
 from models.bundle import MANIFEST, BundleWriter, current_bundle_dir, read_manifest
 from recommender.artifacts import load
-from recommender.batch import PortraitBlock, _fingerprint, score_batch
+from recommender.batch import OUTPUTS, RUN_STAMP, _fingerprint, run_complete
 from recommender.config import Settings
 from recommender.digests import (
     ESTIMATE_BINS,
@@ -56,6 +56,7 @@ from recommender.digests import (
     shared_digest,
 )
 from recommender.portraits import latest_dates, read_portraits, rows_of
+from recommender.scoring import PortraitBlock, score_batch
 
 log = logging.getLogger(__name__)
 
@@ -296,14 +297,14 @@ def _swap(folder: Path, new: pd.DataFrame, drop: np.ndarray, order: list[str]) -
 def can_score_changed(ws: Workspace, out: Path) -> bool:
     """True when OUT holds a finished run whose bundle had the same model files as the current one (an
     incremental train keeps them; a full one does not, and then every teacher must be rescored)."""
-    stamp_path = out / "_run.json"
-    if not ((out / SCORED_DIGESTS).exists() and stamp_path.exists()):
+    stamp_path = out / RUN_STAMP
+    if not ((out / SCORED_DIGESTS).exists() and run_complete(out)):
         return False
     scored = ws.bundles_dir / str(json.loads(stamp_path.read_text(encoding="utf-8")).get("bundle"))
     if not (scored / MANIFEST).exists():
         return False
     same = read_manifest(scored).files == read_manifest(current_bundle_dir(ws.bundles_dir)).files
-    return same and any((out / "recommendations.parquet").glob("part-*.parquet"))
+    return same
 
 
 def score_changed(
@@ -313,8 +314,8 @@ def score_changed(
     docstring; OUT must pass `can_score_changed`); returns how many were rescored."""
     if not can_score_changed(ws, out):
         raise FileNotFoundError(f"{out} holds no finished `tdr score` run of these models to update")
-    stamp_path, stored = out / "_run.json", out / SCORED_DIGESTS
-    rec_dir, menu_dir = out / "recommendations.parquet", out / "menus.parquet"
+    stamp_path, stored = out / RUN_STAMP, out / SCORED_DIGESTS
+    rec_dir, menu_dir = (out / name for name in OUTPUTS)
     stamp = json.loads(stamp_path.read_text(encoding="utf-8"))
     top_k = int(stamp["top_k"])
     now = portrait_digests(ws.portraits_dir)

@@ -19,10 +19,9 @@ import operator
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, replace
 from functools import reduce
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -54,6 +53,7 @@ from features.portrait import (
 )
 from recommender.batch import available_cores
 from recommender.digests import BuildState, estimate_histogram, input_digests, save_state, shared_digest
+from recommender.workers import worker_pool
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -179,10 +179,6 @@ _worker_job: list[_Job] = []
 ExecutorFactory = Callable[[int, Callable[..., None], tuple[Any, ...]], Executor]
 
 
-def local_processes(workers: int, initializer: Callable[..., None], initargs: tuple[Any, ...]) -> Executor:
-    return ProcessPoolExecutor(workers, get_context("spawn"), initializer, initargs)
-
-
 def _start_worker(job: _Job) -> None:
     # one thread per worker: the workers share the cores, BLAS pools inside them would fight
     threadpool_limits(1)
@@ -231,7 +227,7 @@ def build_workspace_portraits(
     executor: ExecutorFactory | None = None,
 ) -> int:
     """Build and write the workspace's portraits (see the module docstring) with `workers` processes (default:
-    one per core), made by `executor` (default: local processes; `recommender.ray_engine.ray_executors` gives
+    one per core), made by `executor` (default: `recommender.workers.worker_pool`; `recommender.ray_engine.ray_executors` gives
     Ray tasks); returns the number of teachers.
 
     `base` holds the courses (with every course's competencies, inferred ones included), items and taxonomy;
@@ -246,7 +242,7 @@ def build_workspace_portraits(
     n_workers = workers or available_cores()
     with tempfile.TemporaryDirectory(prefix=".portraits-", dir=ws.root) as tmp:
         job = _Job(cal, policy, asof, base.taxonomy, target_level, _Spill(Path(tmp)))
-        with (executor or local_processes)(n_workers, _start_worker, (job,)) as pool:
+        with (executor or worker_pool)(n_workers, _start_worker, (job,)) as pool:
             blocks = ((_measure, (i, b)) for i, b in enumerate(teacher_blocks(ws, base, block_size)))
             pops = list(_bounded(pool, blocks, n_workers))
             if not pops:

@@ -1,8 +1,11 @@
 """The recommender as the service sees it: one teacher's portrait, menu and recommendations, course search and
 cohort portraits, answered from the workspace's current bundle and portraits (loaded once per engine).
 
-Default menus come from the `tdr score` output of the same bundle when there is one (WS/scores), else are
-computed on first request and kept; a re-plan with the teacher's own constraints is always solved live.
+Default menus come from the `tdr score` output of the same bundle when there is one (WS/scores). After a
+retrain, until that run covers a teacher, the menu comes from the previous finished run (WS/scores/_previous
+while the new run is under way, WS/scores itself before it starts; marked with that run's bundle version), so
+a hot swap does not turn every request into a live plan; only a teacher no run has scored is planned on first
+request, and kept. A re-plan with the teacher's own constraints is always solved live.
 """
 
 from __future__ import annotations
@@ -24,10 +27,13 @@ from data.workspace import Workspace
 from features.cohort import MIN_SIZE, behind_on_hours, cohort_portrait
 from models.encoder import Encoder
 from recommender.artifacts import Artifacts, load_current
-from recommender.batch import PortraitBlock, Ranked, menu_teachers, rank_block
-from recommender.config import settings
+from recommender.batch import PREVIOUS_RUN, RUN_STAMP
+from recommender.config import Settings, settings
 from recommender.menu import MenuRequest, TeacherMenuContext, plan_menu
+from recommender.scoring import PortraitBlock, Ranked, menu_teachers, rank_block
 from recommender.search import search
+from recommender.selection import Project, Selection, SelectionContext, project_table, select_trainees
+from recommender.selection.scope import check_in_scope, projects_in_scope, visible_selection
 
 # `tdr demo` scores into WS/scores; `tdr score --workspace WS --out WS/scores` does the same for any workspace.
 SCORES_DIR = "scores"
@@ -36,6 +42,7 @@ MENU_CACHE = 20_000
 RANKED_CACHE = 256
 PORTRAIT_CACHE = 4_096
 COHORT_CACHE = 256
+SELECTION_CACHE = 32
 SCORE_PARTS_CACHE = 16
 # How often a lookup that finds no scored menu may list WS/scores again (a `tdr score` run may be under way).
 RESCAN_S = 30.0
@@ -137,6 +144,16 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [{str(k): _plain(v) for k, v in rec.items()} for rec in frame.to_dict("records")]
 
 
+def stamped_bundle(out: Path) -> str | None:
+    """The bundle version a scoring run in `out` was made with (its OUT/_run.json), if any."""
+    try:
+        stamp = json.loads((out / RUN_STAMP).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    bundle = stamp.get("bundle") if isinstance(stamp, dict) else None
+    return bundle if isinstance(bundle, str) else None
+
+
 class ScoredMenus:
     """The menus a `tdr score` run wrote for one bundle (OUT/menus.parquet/part-*.parquet, stamped in
     OUT/_run.json), found by teacher_id through each part's min/max statistics.
@@ -151,21 +168,20 @@ class ScoredMenus:
         self._bounds: dict[Path, tuple[str, str]] = {}
         self._parts: Lru[Path, tuple[np.ndarray, pd.DataFrame]] = Lru(SCORE_PARTS_CACHE)
         self._lock = threading.Lock()
+        # one part read at a time: the requests that miss together (just after a swap) wait for one read
+        # instead of each reading and sorting the same part, which stalled the service for seconds
+        self._reading = threading.Lock()
         self._scanned_at = -np.inf
         self.scan()
 
-    def _stamped(self) -> bool:
-        try:
-            stamp = json.loads((self.out / "_run.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return False
-        return isinstance(stamp, dict) and stamp.get("bundle") == self.version
+    def stamped(self) -> bool:
+        return stamped_bundle(self.out) == self.version
 
     def scan(self) -> None:
         """Index the parts written so far (each part file appears whole: it is written atomically)."""
         with self._lock:
             self._scanned_at = time.monotonic()
-            if not self._stamped():
+            if not self.stamped():
                 self._bounds = {}
                 return
             for path in sorted((self.out / "menus.parquet").glob("part-*.parquet")):
@@ -189,10 +205,18 @@ class ScoredMenus:
             part = pd.read_parquet(path)
         except (OSError, ValueError):
             return None
-        if not self._stamped():
+        if not self.stamped():
             return None
         part = part.sort_values(["teacher_id", "position"], kind="stable").reset_index(drop=True)
         return _teacher_ids(part), part
+
+    def _part(self, path: Path) -> tuple[np.ndarray, pd.DataFrame] | None:
+        part = self._parts.get(path)
+        if part is not None:
+            return part
+        with self._reading:
+            part = self._parts.get(path) or self._read(path)
+        return None if part is None else self._parts.put(path, part)
 
     def rows_in_memory(self, teacher_id: str) -> pd.DataFrame | None:
         """The teacher's menu rows if a part holding them is in memory (no file is read), else None."""
@@ -213,12 +237,9 @@ class ScoredMenus:
                 paths = [p for p, (lo, hi) in self._bounds.items() if lo <= teacher_id <= hi]
                 due = time.monotonic() - self._scanned_at > RESCAN_S
             for path in paths:
-                part = self._parts.get(path)
+                part = self._part(path)
                 if part is None:
-                    part = self._read(path)
-                    if part is None:
-                        continue
-                    self._parts.put(path, part)
+                    continue
                 found = _rows_of(part[1], part[0], teacher_id)
                 if len(found):
                     return found
@@ -228,20 +249,64 @@ class ScoredMenus:
         return None
 
 
-_encoders: dict[tuple[str, Path], Encoder] = {}
+class PreviousMenus:
+    """The menus of the finished run a newer bundle's run replaces: OUT/_previous while that run is under way
+    (`tdr score` moves the finished run there), else OUT itself while its stamp names another bundle.
+
+    Where they lie is decided again as soon as they vanish from where they were (the move is a few renames),
+    so the answers follow the files without a wait."""
+
+    def __init__(self, out: Path, current: str) -> None:
+        self.out = Path(out)
+        self.current = current
+        self._store: ScoredMenus | None = None
+        self._lock = threading.Lock()
+        self.locate()
+
+    def locate(self) -> None:
+        found: ScoredMenus | None = None
+        # OUT/_previous whatever its bundle (a re-run of the same bundle on new inputs sets one aside too);
+        # OUT itself only for another bundle (for this one it is the engine's own run)
+        for folder in (self.out / PREVIOUS_RUN, self.out):
+            version = stamped_bundle(folder)
+            if version is not None and (folder != self.out or version != self.current):
+                found = ScoredMenus(folder, version)
+                break
+        with self._lock:
+            self._store = found
+
+    def rows(self, teacher_id: str) -> tuple[str, pd.DataFrame] | None:
+        """(the run's bundle version, the teacher's menu rows), or None when no previous run covers them."""
+        for attempt in range(2):
+            with self._lock:
+                store = self._store
+            if store is not None:
+                found = store.rows_in_memory(teacher_id)
+                found = found if found is not None else store.rows(teacher_id)
+                if found is not None:
+                    return store.version, found
+                if store.stamped():
+                    return None
+            if attempt == 0:
+                self.locate()
+        return None
+
+
+_encoders: dict[tuple[str, Path, str], Encoder] = {}
 _encoders_lock = threading.Lock()
 
 
-def shared_encoder(model: str, cache_dir: Path) -> Encoder:
+def shared_encoder(model: str, cache_dir: Path, backend: str) -> Encoder:
     """One encoder per process, its model loaded: it does not depend on the bundle, so a reloaded engine keeps
     it, and the lock makes concurrent first searches wait for one load instead of each loading the model."""
     with _encoders_lock:
-        if (model, cache_dir) not in _encoders:
+        key = (model, cache_dir, backend)
+        if key not in _encoders:
             # one short query at a time: intra-op threads would only contend with the request threads
-            encoder = Encoder(model, cache_dir=cache_dir, num_threads=1)
+            encoder = Encoder(model, cache_dir=cache_dir, num_threads=1, backend=backend)
             encoder.load()  # loaded here, under the lock
-            _encoders[(model, cache_dir)] = encoder
-        return _encoders[(model, cache_dir)]
+            _encoders[key] = encoder
+        return _encoders[key]
 
 
 @dataclass
@@ -254,6 +319,8 @@ class Engine:
     competencies: pd.DataFrame  # long, sorted by teacher_id
     records: pd.DataFrame  # training records sorted by teacher_id
     scored: ScoredMenus | None = None
+    previous: PreviousMenus | None = None
+    config: Settings = field(default_factory=settings)
     _courses: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     _names: dict[str, tuple[str | None, str | None]] = field(default_factory=dict, repr=False)
     # teacher ids of `competencies` and `records` as plain arrays: a teacher's rows are found by bisection
@@ -268,6 +335,11 @@ class Engine:
     _cohorts: Lru[tuple[str, str, tuple[str, str] | None], dict[str, Any]] = field(
         default_factory=lambda: Lru(COHORT_CACHE), repr=False
     )
+    _selections: Lru[tuple[str, bool], Selection] = field(
+        default_factory=lambda: Lru(SELECTION_CACHE), repr=False
+    )
+    _selection_ctx: SelectionContext | None = field(default=None, repr=False)
+    _selection_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         self._comp_ids = _teacher_ids(self.competencies)
@@ -293,9 +365,12 @@ class Engine:
         }
 
     @classmethod
-    def load(cls, workspace: Path | Workspace, scores: Path | None = None) -> Engine:
+    def load(
+        cls, workspace: Path | Workspace, scores: Path | None = None, config: Settings | None = None
+    ) -> Engine:
         """The engine of the workspace's current bundle; default menus from `scores` (WS/scores by default)
-        when a `tdr score` run there was made with this bundle."""
+        when a `tdr score` run there was made with this bundle; ``config`` as the edge (CLI, app) built it —
+        the environment's when not given, for tests and notebooks."""
         ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
         art = load_current(ws.bundles_dir)
         rows = pd.read_parquet(ws.portraits_dir / "teachers.parquet")
@@ -310,6 +385,8 @@ class Engine:
             comp.sort_values(["teacher_id", "competency"], kind="stable").reset_index(drop=True),
             records,
             ScoredMenus(scores or ws.root / SCORES_DIR, art.version),
+            PreviousMenus(scores or ws.root / SCORES_DIR, art.version),
+            config or settings(),
         )
 
     @property
@@ -376,7 +453,7 @@ class Engine:
             tuple(str(x) for x in _listed(t["missing_mandatory"])),
             frozenset(str(x) for x in _listed(t["completed"])),
         )
-        return self._ranked.put(teacher_id, (rank_block(block, self.art, settings().top_k), teacher))
+        return self._ranked.put(teacher_id, (rank_block(block, self.art, self.config.top_k), teacher))
 
     def recommendations(self, teacher_id: str, top_k: int = 20) -> pd.DataFrame | None:
         block = self.block(teacher_id)
@@ -415,7 +492,7 @@ class Engine:
         if teacher_id not in self.rows.index:
             return None
         if constraints is None:
-            return self._menus.get_or_make(teacher_id, lambda: self._default_menu(teacher_id))
+            return self._menus.get(teacher_id) or self._default_menu(teacher_id)
         request = MenuRequest(
             hours_target=constraints.hours,
             formats=tuple(constraints.formats) if constraints.formats else None,
@@ -433,23 +510,29 @@ class Engine:
         return None if rows is None else self._menus.put(teacher_id, self._scored_menu(teacher_id, rows))
 
     def _default_menu(self, teacher_id: str) -> dict[str, Any]:
+        """This bundle's scored menu, else the previous run's (not kept: this bundle's run may cover the
+        teacher any moment), else one planned live (kept)."""
         # a scoring run may finish while this engine serves: the store looks for new parts now and then
         rows = self.scored.rows(teacher_id) if self.scored is not None else None
-        if rows is None:
-            planned = self._planned(teacher_id, None)
-            assert planned is not None
-            return planned
-        return self._scored_menu(teacher_id, rows)
+        if rows is not None:
+            return self._menus.put(teacher_id, self._scored_menu(teacher_id, rows))
+        earlier = self.previous.rows(teacher_id) if self.previous is not None else None
+        if earlier is not None:
+            return self._scored_menu(teacher_id, earlier[1], earlier[0])
+        planned = self._planned(teacher_id, None)
+        assert planned is not None
+        return self._menus.put(teacher_id, planned)
 
-    def _scored_menu(self, teacher_id: str, rows: pd.DataFrame) -> dict[str, Any]:
+    def _scored_menu(self, teacher_id: str, rows: pd.DataFrame, version: str | None = None) -> dict[str, Any]:
         status, message = rows["status"].iloc[0], rows["message"].iloc[0]
-        return self._menu_record(
+        record = self._menu_record(
             teacher_id,
             rows,
             self.art.policy.menu_hours_target,
             str(status),
             str(message) if isinstance(message, str) and message else None,
         )
+        return record if version is None else {**record, "model_version": version}
 
     def _planned(self, teacher_id: str, request: MenuRequest | None) -> dict[str, Any] | None:
         found = self._ranked_for(teacher_id)
@@ -474,8 +557,7 @@ class Engine:
     # ------------------------------------------------------------------------------------------ courses
 
     def _encoder(self) -> Encoder:
-        s = settings()
-        return shared_encoder(s.encoder_model, s.model_cache)
+        return shared_encoder(self.config.encoder_model, self.config.model_cache, self.config.encoder_backend)
 
     def warm(self) -> None:
         """Load the query model and the word segmenter and run a search, so the first one asked for does not
@@ -524,6 +606,40 @@ class Engine:
 
         view = self._cohorts.get_or_make((by, value, scope), make)
         return view if view["n_teachers"] else None
+
+    # ------------------------------------------------------------------------------------------ projects
+
+    def selection_context(self) -> SelectionContext:
+        """Selection over this engine's bundle, portraits and records, built on the first project request (the
+        projects' contents are inferred with the query model) and kept with the engine, so a new bundle brings
+        a new one."""
+        with self._selection_lock:
+            if self._selection_ctx is None:
+                self._selection_ctx = SelectionContext.build(
+                    self.art,
+                    self.rows.reset_index(drop=True),
+                    self.competencies,
+                    self.records,
+                    project_table(self.workspace),
+                    self._encoder(),
+                    self.config.target_level,
+                )
+            return self._selection_ctx
+
+    def projects(self, scope: tuple[str, str] | None) -> list[Project]:
+        return projects_in_scope(self.selection_context(), scope)
+
+    def selection(
+        self, project_id: str, mix_counties: bool, scope: tuple[str, str] | None, min_cohort_size: int
+    ) -> Selection | None:
+        ctx = self.selection_context()
+        if not (ctx.projects["project_id"].astype(str) == project_id).any():
+            return None
+        check_in_scope(ctx, ctx.project(project_id), scope)
+        full = self._selections.get_or_make(
+            (project_id, mix_counties), lambda: select_trainees(ctx, project_id, mix_counties=mix_counties)
+        )
+        return visible_selection(full, ctx.teachers, scope, min_cohort_size)
 
 
 def cohort_view(

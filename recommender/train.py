@@ -5,6 +5,7 @@ a new versioned bundle that the scorer and the service pick up.
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,7 +16,7 @@ import scipy.sparse as sp
 
 from data.policy import Policy
 from data.reference import load_policy, load_taxonomy
-from data.schema import TRAINING_RECORDS
+from data.schema import STAGE, TRAINING_RECORDS
 from data.workspace import Workspace
 from features.history import FORMATS, history_features, hours_owed
 from features.pairs import CourseAttrs
@@ -40,7 +41,6 @@ from recommender.sampling import stratified_sample
 
 log = logging.getLogger(__name__)
 
-STAGE_ZH = {"kindergarten": "幼儿园", "primary": "小学", "junior": "初中", "senior": "高中"}
 TABLES = ("teachers", "courses", "training_records", "items", "responses", "competency_scores")
 
 
@@ -130,7 +130,7 @@ def build_course_side(
         competencies_inferred=~tagged,
         tag_confidence=np.where(tagged, 1.0, confidence),
     )
-    context = {f"stage:{s}": f"{STAGE_ZH[s]}教师的教学与专业发展" for s in STAGES}
+    context = {f"stage:{s}": f"{STAGE.label(s)}教师的教学与专业发展" for s in STAGES}
     subjects = sorted(set(courses["subjects"].explode().dropna().astype(str)) | set(teacher_subjects))
     context.update({f"subject:{s}": f"{s}学科教学能力提升" for s in subjects})
     ctx_vecs = encoder.encode_queries(list(context.values()))
@@ -218,12 +218,20 @@ def train(
     `executor` makes the portrait workers (default local processes; `ray_engine.ray_executors`: Ray tasks)."""
     inputs = [ws.table_path(t) for t in TABLES if ws.has_table(t)]
     writer = BundleWriter(ws.bundles_dir, data_hash(inputs))
+    # the writer's lock means no other train runs here: portrait scratch folders are a killed train's
+    for stale in ws.root.glob(".portraits-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     try:
         tables = load_tables(ws)
         policy = load_policy(settings.policy)
         asof = as_of(latest_dates(ws))
         step("课程编码与标注 course encoding and tagging")
-        encoder = Encoder(settings.encoder_model, cache_dir=settings.model_cache, progress=progress)
+        encoder = Encoder(
+            settings.encoder_model,
+            cache_dir=settings.model_cache,
+            backend=settings.encoder_backend,
+            progress=progress,
+        )
         subjects = sorted(tables.teachers["subject"].dropna().astype(str).unique())
         side = build_course_side(tables.courses, tables.taxonomy, encoder, policy, subjects)
         index = VectorIndex.build(side.catalogue.vectors, side.catalogue.course_ids)
