@@ -37,12 +37,13 @@ MODEL_ENV = "TDR_ENCODER_MODEL"
 CACHE_ENV = "TDR_CACHE_DIR"
 THREADS_ENV = "TDR_ENCODER_THREADS"
 BACKEND_ENV = "TDR_ENCODER_BACKEND"
-# "onnx-int8" (models/onnx_encoder.py): ~2x the texts per CPU second of fp32 torch at recall@10 ~0.97 against
-# its vectors (bench/encode_index.py); "torch": the fp32 sentence-transformers model as converted
+# "onnx-int8" (models/onnx_encoder.py): 1.7-1.9x the texts per CPU second of fp32 torch, cosine 0.997 to its
+# vectors (bench/encode_index.py, "backends"); "torch": the fp32 sentence-transformers model as converted
 BACKENDS = ("onnx-int8", "torch")
 DEFAULT_BACKEND = "onnx-int8"
-# a first encoding of at least this many texts runs in one single-threaded process per core: on a shared
-# machine processes keep the cores busier than intra-op threads, which wait for each other at every layer
+# a first encoding of at least this many texts runs in one single-threaded process per core (intra-op threads
+# of one process wait for each other at every layer); each worker costs ~4 CPU s to start, and where no core
+# is idle the pool cannot help (bench/encode_index.py, "parallel", measured on a loaded shared machine)
 PARALLEL_MIN_TEXTS = 2048
 _CHUNK = 256  # texts per task handed to a worker; vectors are cached (and progress shown) as chunks finish
 QUERY_PROMPT = "query: "
