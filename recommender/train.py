@@ -64,10 +64,13 @@ def load_tables(ws: Workspace) -> Tables:
 
 
 def course_texts(courses: pd.DataFrame) -> list[str]:
+    """The text that stands for a course wherever one is embedded, tagged or matched (training, project
+    content, benchmarks): its title and description."""
     return (courses["title"].fillna("") + "。" + courses["description"].fillna("")).tolist()
 
 
 def competency_texts(taxonomy: pd.DataFrame) -> list[str]:
+    """The text that stands for a competency: its name and description."""
     return (taxonomy["name"].fillna("") + "：" + taxonomy["description"].fillna("")).tolist()
 
 
