@@ -25,7 +25,7 @@ class SettingsError(ValueError):
 class Settings(BaseSettings):
     """Engine-wide settings; a deployment overrides them with TDR_* environment variables
     (TDR_ENCODER_MODEL, TDR_ENCODER_BACKEND, TDR_POLICY, TDR_TOP_K, TDR_TARGET_LEVEL, TDR_TRAIN_SAMPLE,
-    TDR_MODEL_CACHE)."""
+    TDR_MODEL_CACHE, TDR_INGEST_MAX_SHRINK)."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
 
@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     # teachers whose records train the signals and the ranker (recommender.sampling)
     train_sample: int = Field(default=DEFAULT_TRAIN_SAMPLE, ge=1)
     model_cache: Path = Path.home() / ".cache" / "tdr" / "models"
+    # share of a table's rows one ingest may drop without --replace (data.ingest.MAX_SHRINK)
+    ingest_max_shrink: float = Field(default=0.1, ge=0, le=1)
 
     @classmethod
     def from_env(cls, **overrides: object) -> Self:

@@ -219,7 +219,7 @@ def train(
     """Build portraits and every model from the workspace's tables; returns the new bundle's folder.
     `progress(done, total)` follows the course texts going through the encoder (none when all are cached);
     `executor` makes the portrait workers (default local processes; `ray_engine.ray_executors`: Ray tasks)."""
-    inputs = [ws.table_path(t) for t in TABLES if ws.has_table(t)]
+    inputs = [part for t in TABLES for part in ws.table_files(t)]
     writer = BundleWriter(ws.bundles_dir, data_hash(inputs))
     # the writer's lock means no other train runs here: portrait scratch folders are a killed train's
     for stale in ws.root.glob(".portraits-*"):
