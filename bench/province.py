@@ -10,8 +10,8 @@ Run ``.venv/bin/python -m bench.province --teachers 20000`` from the repository 
   their proportional set sizes (`bench.batch.Usage`: shared pages counted once) and the largest single
   process's resident size.
 - The daily update: new completed training records dated the day after the latest one, for a seeded 1 % of
-  the teachers. `tdr ingest --append` is not on main yet, so the day's records are taken in by re-ingesting
-  the training-records file with the new rows added (the only table that changed).
+  the teachers, taken in by re-ingesting the training-records file with the new rows added (the only table
+  that changed). `tdr ingest --append`, which takes only the day's rows, reached main after the recorded run.
 - The encoder's vectors of the catalogue are cached from earlier runs unless ``--fresh-cache`` (then the model
   conversion, its int8 export and every course text are paid inside `tdr train`).
 """
@@ -158,7 +158,7 @@ def main() -> None:
         "daily_update": {
             "share": DAILY_SHARE,
             **update,
-            "append": "re-ingest of training_records (no --append on main)",
+            "append": "re-ingest of training_records with the day's rows added",
         }
         | {
             "stages": daily,
