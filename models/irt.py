@@ -22,7 +22,7 @@ objective is the ELBO plus every log prior, the one all these steps raise; itera
 less than ``tol`` relative. Unlike the Laplace approximation (posterior mode and curvature), the variational
 posterior keeps the estimated correlations and the interval coverage honest when a competency has only one or
 two items. The reported standard errors also carry the calibration error of the person's items and of the
-scale (`_calibration_inflation`), which dominates on a bank whose items have few respondents each.
+scale (`_calibration_middle`), which dominates on a bank whose items have few respondents each.
 """
 
 from __future__ import annotations
@@ -172,6 +172,7 @@ class _Chunk:
     dims_p: IntArray  # persons x S: the dimensions each person's responses load on first, then the others
     touched_p: BoolArray  # persons x S: which of dims_p are loaded on
     mat_cells: IntArray  # responses x L x L: positions in a (persons x S x S) block over dims_p
+    groups: tuple[tuple[IntArray, int], ...]  # persons batched by their number of dimensions, rounded up to 8
 
     @property
     def n(self) -> int:
@@ -185,7 +186,7 @@ class _Chunk:
     ) -> FloatArray:
         """Per person: expected log-likelihood under q minus the prior's quadratic form in the mean."""
         loglik = np.bincount(self.local, w_o * (self.y * m - e_sp), minlength=self.n)
-        return loglik - 0.5 * np.einsum("pk,kl,pl->p", theta, precision, theta)
+        return loglik - 0.5 * np.einsum("pk,pk->p", theta @ precision, theta)
 
     def update(
         self,
@@ -279,12 +280,8 @@ class _Local:
     def solve(c: _Chunk, data: FloatArray, sigma: FloatArray) -> _Local:
         n, width = c.dims_p.shape
         cov, gain, logdet = np.empty_like(data), np.empty_like(data), np.empty(n)
-        size = c.touched_p.sum(axis=1)
-        # persons are batched by their number of dimensions, rounded up to a multiple of 8 (identity padding)
-        bucket = np.minimum(-(-size // 8) * 8, width)
         eye = np.eye(width)
-        for b in np.unique(bucket):
-            rows = np.flatnonzero(bucket == b)
+        for rows, b in c.groups:  # padded with the identity
             dims, touched = c.dims_p[rows, :b], c.touched_p[rows, :b]
             mask = touched[:, :, None] & touched[:, None, :]
             prior = np.where(mask, sigma[dims[:, :, None], dims[:, None, :]], eye[:b, :b])
@@ -316,10 +313,22 @@ class _Local:
         scattered = np.bincount(cells.ravel(), self.gain.ravel(), minlength=k * k).reshape(k, k)
         return np.asarray(c.n * sigma - sigma @ scattered @ sigma, dtype=np.float64)
 
-    def full(self, sigma: FloatArray, c: _Chunk) -> FloatArray:
-        """persons x K x K: the whole covariances (for reporting; a fit never forms them)."""
-        side = sigma[:, c.dims_p].transpose(1, 0, 2)  # persons x K x width: Sigma_.S
-        return np.asarray(sigma - side @ self.gain @ np.swapaxes(side, 1, 2), dtype=np.float64)
+    def entries(
+        self, sigma: FloatArray, c: _Chunk, rows: IntArray, cols: IntArray, middle: FloatArray | None = None
+    ) -> FloatArray:
+        """persons x len(rows): the entries C[rows, cols], without forming C; with ``middle`` (persons x width x
+        width over dims_p, a matrix living on the answered dimensions) plus those of C_.S middle C_S.."""
+        out = np.empty((c.n, len(rows)))
+        for group, b in c.groups:
+            dims = c.dims_p[group, :b]
+            side = sigma[:, dims].transpose(1, 0, 2)  # persons x K x b: Sigma_.S
+            weighted = side @ self.gain[group, :b, :b]
+            out[group] = sigma[rows, cols] - np.einsum("pqw,pqw->pq", weighted[:, rows], side[:, cols])
+            if middle is not None:
+                block = side - weighted @ sigma[dims[:, :, None], dims[:, None, :]]  # C_.S
+                product = block @ middle[group, :b, :b]
+                out[group] += np.einsum("pqw,pqw->pq", product[:, rows], block[:, cols])
+        return out
 
 
 def _chunks(resp: _Responses, layout: _Layout, k: int) -> Iterator[_Chunk]:
@@ -340,7 +349,9 @@ def _chunks(resp: _Responses, layout: _Layout, k: int) -> Iterator[_Chunk]:
         pos = np.where(free, where[local[:, None], dims], 0)
         mat = local[:, None, None] * (width * width) + pos[:, :, None] * width + pos[:, None, :]
         touched_p = np.take_along_axis(touched, dims_p, axis=1)
-        yield _Chunk(p0, p1, rows, local, item, resp.score[rows], free, vec, dims_p, touched_p, mat)
+        bucket = np.minimum(-(-touched_p.sum(axis=1) // 8) * 8, width)
+        groups = tuple((np.flatnonzero(bucket == b), int(b)) for b in np.unique(bucket))
+        yield _Chunk(p0, p1, rows, local, item, resp.score[rows], free, vec, dims_p, touched_p, mat, groups)
 
 
 @dataclass(frozen=True)
@@ -416,13 +427,14 @@ def _posterior(
     which other persons share the chunk (a province scored in blocks gives what it gives scored whole).
 
     With ``item_cov`` (per item, the covariance of its estimated slots and intercept) the covariances also
-    carry the calibration error of the person's items (`_calibration_inflation`) and of the scale's origin and
+    carry the calibration error of the person's items (`_calibration_middle`) and of the scale's origin and
     unit, estimated from ``n_calibration`` persons."""
     n_persons, k = theta0.shape
     precision = np.asarray(np.linalg.inv(sigma), dtype=np.float64)
     theta = theta0.copy()
     se = np.empty((n_persons, k))
     pair_cov = np.empty((n_persons, len(pairs)))
+    rows, cols = np.concatenate([np.arange(k), pairs[:, 0]]), np.concatenate([np.arange(k), pairs[:, 1]])
     for c in chunks:
         a_o, d_o, w_o, th = a[c.item], d[c.item], w[c.item], theta[c.p0 : c.p1]
         s = _spread(a_o, c.prior_slot_cov(sigma) if slot_cov0 is None else slot_cov0[c.rows])
@@ -442,25 +454,27 @@ def _posterior(
             if not active.any():
                 break
         assert kept is not None
-        cov = kept.full(sigma, c)
+        middle = None if item_cov is None else _calibration_middle(c, th, s, a_o, d_o, w_o, item_cov[c.item])
+        values = kept.entries(sigma, c, rows, cols, middle)
+        var, pair_var = values[:, :k], values[:, k:]
         if item_cov is not None:
-            cov = cov + _calibration_inflation(c, th, s, cov, a_o, d_o, w_o, item_cov[c.item])
             # the population's mean and spread, which define the scale, are estimated from n_calibration
             # persons too: a responding person at theta is placed with the variance (1 + theta^2 / 2) / n of
             # that estimate (one without responses keeps the population prior itself)
             answered = np.bincount(c.local, minlength=c.n) > 0
-            cov[:, np.arange(k), np.arange(k)] += answered[:, None] * (1.0 + 0.5 * th**2) / n_calibration
+            origin = answered[:, None] * (1.0 + 0.5 * th**2) / n_calibration
+            var = var + origin
+            pair_var = pair_var + origin[:, pairs[:, 0]] * (pairs[:, 0] == pairs[:, 1])
         theta[c.p0 : c.p1] = th
-        se[c.p0 : c.p1] = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
-        pair_cov[c.p0 : c.p1] = cov[:, pairs[:, 0], pairs[:, 1]]
+        se[c.p0 : c.p1] = np.sqrt(var)
+        pair_cov[c.p0 : c.p1] = pair_var
     return theta, se, pair_cov
 
 
-def _calibration_inflation(
+def _calibration_middle(
     c: _Chunk,
     theta: FloatArray,
     s: FloatArray,
-    cov: FloatArray,
     a_o: FloatArray,
     d_o: FloatArray,
     w_o: FloatArray,
@@ -474,17 +488,18 @@ def _calibration_inflation(
     other, so the added covariance is C (sum_j v_j a_j a_j^T) C with v_j = (w_j p'_j)^2 x_j^T V_j x_j,
     x_j = (theta on item j's slots, 1) and V_j the covariance of psi_j. On a bank whose items have a handful of
     respondents each this is what makes the intervals of the most-assessed persons honest.
+
+    Returns the middle matrix, which lives on the person's answered dimensions (persons x width x width over
+    ``dims_p``; `_Local.entries` adds the sandwich).
     """
-    n, k = theta.shape
+    n = len(theta)
     slope = _gh(c.eta(theta, a_o, d_o), s, softplus=False)[1]
     x = np.concatenate([theta.ravel()[c.vec_cells] * c.free, np.ones((len(a_o), 1))], axis=1)
     v = (w_o * slope) ** 2 * np.einsum("op,opq,oq->o", x, item_cov_o, x)
     outer = v[:, None, None] * a_o[:, :, None] * a_o[:, None, :]
     width = c.dims_p.shape[1]
     summed = np.bincount(c.mat_cells.ravel(), outer.ravel(), minlength=n * width * width)
-    # the middle matrix lives on the person's answered dimensions: C_.S (summed on S) C_S.
-    side = np.take_along_axis(cov, c.dims_p[:, None, :], axis=2)
-    return np.asarray(side @ summed.reshape(n, width, width) @ np.swapaxes(side, 1, 2), dtype=np.float64)
+    return np.asarray(summed, dtype=np.float64).reshape(n, width, width)
 
 
 # ------------------------------------------------------------------------------------------------- items
@@ -538,7 +553,9 @@ class _SkillMeans:
         q = np.asarray(Q).astype(bool).astype(np.float64)
         skills = q / np.maximum(q.sum(axis=1, keepdims=True), 1.0)
         design = np.concatenate([skills, (q.sum(axis=1, keepdims=True) == 0).astype(np.float64)], axis=1)
-        return _SkillMeans(design, np.linalg.pinv(design))
+        # through the (skills x skills) Gram matrix: a far smaller problem than the design's own SVD
+        with threadpool_limits(limits=1, user_api="blas"):
+            return _SkillMeans(design, np.linalg.pinv(design.T @ design, hermitian=True) @ design.T)
 
     def fitted(self, d: FloatArray) -> FloatArray:
         """The per-item averages of the skill intercepts that fit ``d`` best (an orthogonal projection)."""
@@ -669,7 +686,7 @@ class MIRT(BaseEstimator):  # type: ignore[misc]
     dispersion: estimate, per item with fractional (partial-credit or continuous) scores, how much less its
         scores scatter than 0/1 answers would, and weight its responses by the inverse (quasi-likelihood).
     calibration_error: let the standard errors and predictions carry the error of the estimated item
-        parameters (`_calibration_inflation`), not only the persons' own.
+        parameters (`_calibration_middle`), not only the persons' own.
     random_state: seed of the jitter on the starting loadings.
 
     Learned state: ``a_`` (items x dims), ``d_`` (items), ``sigma_`` (dims x dims correlation), ``weights_``
