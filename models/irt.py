@@ -340,9 +340,9 @@ def _chunks(resp: _Responses, layout: _Layout, k: int) -> Iterator[_Chunk]:
         local, item = resp.person[rows] - p0, resp.item[rows]
         dims, free = layout.dims[item], layout.free[item]
         vec = local[:, None] * k + dims
-        touched = np.zeros((p1 - p0) * k, dtype=bool)
-        touched[vec[free]] = True
-        touched = touched.reshape(p1 - p0, k)
+        flat = np.zeros((p1 - p0) * k, dtype=bool)
+        flat[vec[free]] = True
+        touched = flat.reshape(p1 - p0, k)
         width = max(1, int(touched.sum(axis=1).max(initial=0)))
         dims_p = np.argsort(~touched, axis=1, kind="stable")[:, :width]
         where = np.cumsum(touched, axis=1) - 1  # position of a touched dimension within dims_p

@@ -272,9 +272,8 @@ def test_posterior_on_the_answered_dimensions_equals_the_full_inverse() -> None:
     width = c.dims_p.shape[1]
     a_o = rng.random(layout.dims.shape)[c.item] * c.free
     outer = a_o[:, :, None] * a_o[:, None, :]
-    data = np.bincount(c.mat_cells.ravel(), outer.ravel(), minlength=n * width * width).reshape(
-        n, width, width
-    )
+    summed = np.bincount(c.mat_cells.ravel(), outer.ravel(), minlength=n * width * width)
+    data: NDArray[np.float64] = summed.reshape(n, width, width).astype(np.float64)
     dims = c.vec_cells - c.local[:, None] * k
     cells = c.local[:, None, None] * k * k + dims[:, :, None] * k + dims[:, None, :]
     full_data = np.bincount(cells.ravel(), outer.ravel(), minlength=n * k * k).reshape(n, k, k)
