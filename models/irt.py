@@ -14,7 +14,8 @@ an item nobody answered is predicted from them.
 Estimation is variational EM, an approximation to regularised marginal maximum likelihood. Every person has
 a Gaussian posterior N(theta_i, C_i) with full covariance; each E-step moves it once towards the optimum of
 the evidence lower bound (ELBO), by the fixed point C_i = (Sigma^-1 + sum_j E[sigmoid'] a_j a_j^T)^-1 and a
-Newton step on theta_i, computed in person chunks with one small Cholesky inversion per person. Expectations
+Newton step on theta_i, computed in person chunks; the data term lives on the dimensions the person's responses
+load on, so only those are factorised (`_Local`, batched by their number) and C_i is never formed. Expectations
 over each response's linear predictor use Gauss-Hermite quadrature. The M-step updates Sigma under its
 shrinkage prior (parameter-expanded: each dimension's scale moves into its loadings), takes one Newton step
 per item on the expected log-likelihood plus the item prior, and refits the prior's skill means. The monitored
