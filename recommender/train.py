@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from data.events import read_events
 from data.policy import Policy
 from data.reference import load_policy, load_taxonomy
-from data.schema import STAGE
+from data.schema import STAGE, TRAINING_RECORDS
 from data.workspace import Workspace
 from features.history import FORMATS
 from features.pairs import CourseAttrs
@@ -31,9 +31,16 @@ from recommender import artifacts
 from recommender.config import Settings
 from recommender.feedback import dismissals, rows_asof, with_events
 from recommender.outcomes import measurements
-from recommender.portraits import build_workspace_portraits, latest_dates, read_portraits
+from recommender.portraits import (
+    ExecutorFactory,
+    build_workspace_portraits,
+    latest_dates,
+    read_portraits,
+    rows_of,
+)
 from recommender.ranking import TRAIN_TEACHERS, fit_ranker, fit_signals, ranking_data
 from recommender.retrieval import STAGES, Catalogue
+from recommender.sampling import stratified_sample
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +48,8 @@ TABLES = ("teachers", "courses", "training_records", "items", "responses", "comp
 
 
 def load_tables(ws: Workspace) -> Tables:
-    """The tables training reads whole; responses and scores are left empty (portrait building streams them,
-    `recommender.portraits`)."""
+    """The tables training reads whole; training records, responses and scores are left empty (portrait
+    building streams them, `recommender.portraits`; the ranker reads a sample's, `recommender.sampling`)."""
 
     def read(name: str) -> pd.DataFrame:
         return ws.read_table(name) if ws.has_table(name) else pd.DataFrame()
@@ -51,7 +58,7 @@ def load_tables(ws: Workspace) -> Tables:
     return Tables(
         teachers=ws.read_table("teachers"),
         courses=ws.read_table("courses"),
-        records=read("training_records"),
+        records=pd.DataFrame(),
         items=read("items"),
         responses=pd.DataFrame(),
         scores=pd.DataFrame(),
@@ -206,8 +213,17 @@ def previous_dismissals(ws: Workspace) -> pd.DataFrame | None:
     return pd.read_parquet(path) if path.exists() else None
 
 
-def train(ws: Workspace, settings: Settings, step: Callable[[str], None] = log.info, seed: int = 0) -> Path:
-    """Build portraits and every model from the workspace's tables; returns the new bundle's folder."""
+def train(
+    ws: Workspace,
+    settings: Settings,
+    step: Callable[[str], None] = log.info,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+    executor: ExecutorFactory | None = None,
+) -> Path:
+    """Build portraits and every model from the workspace's tables; returns the new bundle's folder.
+    `progress(done, total)` follows the course texts going through the encoder (none when all are cached);
+    `executor` makes the portrait workers (default local processes; `ray_engine.ray_executors`: Ray tasks)."""
     inputs = [part for t in TABLES for part in ws.table_files(t)]
     writer = BundleWriter(ws.bundles_dir, data_hash(inputs))
     # the writer's lock means no other train runs here: portrait scratch folders are a killed train's
@@ -215,23 +231,41 @@ def train(ws: Workspace, settings: Settings, step: Callable[[str], None] = log.i
         shutil.rmtree(stale, ignore_errors=True)
     try:
         tables = load_tables(ws)
+        # enrolled / completed events count as records from now on (recommender.feedback): in the portraits
+        # (streamed with them) and in the sample the ranker learns from
         events = read_events(ws)
-        # enrolled / completed events count as records from now on (recommender.feedback)
-        tables = replace(tables, records=with_events(tables.records, events, tables.courses))
         policy = load_policy(settings.policy)
         asof = as_of(latest_dates(ws))
         if len(events) and events["ts"].notna().any():
             asof = max(asof, pd.Timestamp(events["ts"].max()).normalize() + pd.Timedelta(days=1))
         step("课程编码与标注 course encoding and tagging")
-        encoder = Encoder(settings.encoder_model, cache_dir=settings.model_cache)
+        encoder = Encoder(
+            settings.encoder_model,
+            cache_dir=settings.model_cache,
+            backend=settings.encoder_backend,
+            progress=progress,
+        )
         subjects = sorted(tables.teachers["subject"].dropna().astype(str).unique())
         side = build_course_side(tables.courses, tables.taxonomy, encoder, policy, subjects)
         index = VectorIndex.build(side.catalogue.vectors, side.catalogue.course_ids)
         step("画像 portraits")
         # history counts hours by competency domain: inferred tags count like given ones
         tables = replace(tables, courses=side.courses.assign(competencies=side.courses["competencies_used"]))
-        build_workspace_portraits(ws, tables, policy, asof, settings.target_level, seed, events=events)
+        build_workspace_portraits(
+            ws, tables, policy, asof, settings.target_level, seed, executor=executor, events=events
+        )
         step("排序模型 ranker")
+        # signals, ranking data and the ranker learn from a stratified sample's records (recommender.sampling)
+        in_sample = stratified_sample(tables.teachers, settings.train_sample, seed)
+        tables = replace(
+            tables,
+            teachers=tables.teachers[tables.teachers["teacher_id"].astype(str).isin(in_sample)],
+            records=with_events(
+                rows_of(ws, TRAINING_RECORDS, in_sample),
+                events[events["teacher_id"].isin(set(map(str, in_sample)))],
+                tables.courses,
+            ),
+        )
         rng = np.random.default_rng(seed)
         ids = tables.teachers["teacher_id"].astype(str).to_numpy()
         sample = np.sort(rng.choice(ids, size=min(TRAIN_TEACHERS, len(ids)), replace=False))
@@ -271,6 +305,7 @@ def train(ws: Workspace, settings: Settings, step: Callable[[str], None] = log.i
             }
         )
         writer.info.update({"encoder": encoder.model_id, "features": ranker.features_, "seed": seed})
+        writer.info["train_sample"] = {"teachers": len(in_sample), "records": len(tables.records)}
         return writer.commit()
     except BaseException:
         writer.abort()
