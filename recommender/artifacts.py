@@ -19,6 +19,7 @@ from models.bundle import BundleWriter, current_bundle_dir, read_manifest
 from models.index import VectorIndex
 from models.lexical import BM25
 from models.ranker import Ranker
+from recommender.feedback import in_force
 from recommender.ranking import Blend, Signals
 from recommender.retrieval import Catalogue
 
@@ -140,7 +141,7 @@ def load(bundle_dir: Path) -> Artifacts:
         info={**manifest.info, "metrics": manifest.metrics},
         blend=Blend.from_dict(manifest.info["blend"]) if "blend" in manifest.info else None,
         dismissed=(
-            pd.read_parquet(bundle_dir / "dismissed.parquet")
+            in_force(pd.read_parquet(bundle_dir / "dismissed.parquet"), courses)
             if (bundle_dir / "dismissed.parquet").exists()
             else None
         ),
