@@ -27,10 +27,12 @@ def hired(province: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
     """A copy of the province whose first three teachers' training records are gone (new hires), and their ids."""
     ws = tmp_path_factory.mktemp("hired") / "ws"
     shutil.copytree(province / "ws", ws)
-    table = Workspace.open(ws).table_path("training_records")
+    table = Workspace.open(ws).table_path("training_records")  # a folder of Parquet parts
     records = pd.read_parquet(table)
     new = sorted(records["teacher_id"].astype(str).unique())[:3]
-    records[~records["teacher_id"].isin(new)].to_parquet(table, index=False)
+    shutil.rmtree(table)
+    table.mkdir()
+    records[~records["teacher_id"].isin(new)].to_parquet(table / "part-0.parquet", index=False)
     return ws, new
 
 
