@@ -112,21 +112,17 @@ def _error_variances(rows: pd.DataFrame, numeric: Sequence[str]) -> list[tuple[i
     return out
 
 
-def _adjusted_fit(
-    rows: pd.DataFrame, t: sp.csr_matrix, groups: Sequence[str], numeric: Sequence[str]
-) -> tuple[FloatArray, FloatArray] | None:
-    """Errors-in-variables least squares of post on covariates and unit indicators (see module docstring):
-    the unit coefficients and their sandwich standard errors; None when the design is singular."""
-    z = _covariates(rows, groups, numeric)
-    p = z.shape[1]
-    x = sp.hstack([sp.csr_matrix(z), t], format="csr")
-    y = rows["post"].to_numpy(dtype=np.float64)
-    xtx = np.asarray((x.T @ x).todense())
+def _eiv_wls(
+    x: sp.csr_matrix, y: FloatArray, w: FloatArray, errors: list[tuple[int, FloatArray]]
+) -> tuple[FloatArray, FloatArray, FloatArray] | None:
+    """Weighted errors-in-variables least squares: coefficients, their sandwich covariance and the residuals;
+    None when the design is singular."""
+    xw = sp.csr_matrix(x.multiply(w[:, None]))
+    xtx = np.asarray((xw.T @ x).todense())
     # a covariate's own noise inflates its sum of squares by the summed error variances
-    errors = _error_variances(rows, numeric)
     for col, var in errors:
-        xtx[col, col] -= var.sum()
-    xty = np.asarray(x.T @ y).ravel()
+        xtx[col, col] -= float(np.sum(w * var))
+    xty = np.asarray(xw.T @ y).ravel()
     ridge = 1e-8 * np.trace(xtx) / len(xtx)
     try:
         a_inv = np.linalg.inv(xtx + ridge * np.eye(len(xtx)))
@@ -134,14 +130,41 @@ def _adjusted_fit(
         return None
     beta = a_inv @ xty
     resid = y - x @ beta
-    # estimating-equation terms per row: x_i r_i + (error variance) β at each noisy covariate's column
-    psi = sp.csr_matrix(x.multiply(resid[:, None]))
-    rows_i = np.arange(len(rows))
+    # estimating-equation terms per row: w_i (x_i r_i + (error variance) β at each noisy covariate's column)
+    psi = sp.csr_matrix(xw.multiply(resid[:, None]))
+    rows_i = np.arange(len(y))
     for col, var in errors:
-        psi = psi + sp.csr_matrix((var * beta[col], (rows_i, np.full(len(rows), col))), shape=x.shape)
+        psi = psi + sp.csr_matrix((w * var * beta[col], (rows_i, np.full(len(y), col))), shape=x.shape)
     meat = np.asarray((psi.T @ psi).todense())
     n, k = x.shape
-    cov = a_inv @ meat @ a_inv * (n / max(n - k, 1))
+    return beta, a_inv @ meat @ a_inv * (n / max(n - k, 1)), resid
+
+
+def _adjusted_fit(
+    rows: pd.DataFrame, t: sp.csr_matrix, groups: Sequence[str], numeric: Sequence[str]
+) -> tuple[FloatArray, FloatArray] | None:
+    """Errors-in-variables least squares of post on covariates and unit indicators (see module docstring):
+    the unit coefficients and their sandwich standard errors; None when the design is singular.
+
+    Teachers are measured with very different precision (a few items or many, a test or a self-rating): a first
+    unweighted fit gives the pre score's slope and the spread the measurements do not explain; the second
+    weighs each teacher by the inverse of their residual's variance (that spread + post error + slope² × pre
+    error)."""
+    z = _covariates(rows, groups, numeric)
+    p = z.shape[1]
+    x = sp.hstack([sp.csr_matrix(z), t], format="csr")
+    y = rows["post"].to_numpy(dtype=np.float64)
+    errors = _error_variances(rows, numeric)
+    first = _eiv_wls(x, y, np.ones(len(y)), errors)
+    if first is None:
+        return None
+    beta, _, resid = first
+    noise = rows["post_se"].to_numpy(dtype=np.float64) ** 2 + beta[1] ** 2 * errors[0][1]
+    spread = max(float(np.mean(resid**2) - np.mean(noise)), 1.0)
+    fit = _eiv_wls(x, y, 1.0 / (spread + noise), errors)
+    if fit is None:
+        return None
+    beta, cov, _ = fit
     return beta[p:], np.sqrt(np.clip(np.diag(cov)[p:], 0.0, None))
 
 
@@ -205,7 +228,7 @@ def estimate_effects(
     teaches: pd.DataFrame,
     method: Method = "adjusted",
     groups: Sequence[str] = ("stage", "subject"),
-    numeric: Sequence[str] = ("level",),
+    numeric: Sequence[str] = (),
     min_treated: int = MIN_TREATED,
     level: float = LEVEL,
 ) -> pd.DataFrame:
