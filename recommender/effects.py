@@ -123,12 +123,22 @@ def _taxonomy(ws: Workspace) -> pd.DataFrame:
     return t if len(t) else load_taxonomy()
 
 
-def read_growth(ws: Workspace) -> Growth | None:
-    """WS/effects/ as written by `measure_growth`; None when it has not been measured."""
+def read_growth(ws: Workspace, history: bool = True) -> Growth | None:
+    """WS/effects/ as written by `measure_growth` (without the history, empty, unless `history`); None when it
+    has not been measured."""
     folder = growth_dir(ws)
     if not all((folder / f"{n}.parquet").exists() for n in _FILES):
         return None
-    return Growth(**{n: pd.read_parquet(folder / f"{n}.parquet") for n in _FILES})
+    frames = {n: pd.read_parquet(folder / f"{n}.parquet") for n in _FILES if history or n != "history"}
+    return Growth(**{"history": pd.DataFrame(), **frames})
+
+
+def history_of(ws: Workspace, teacher_id: str) -> pd.DataFrame:
+    """One teacher's rows of WS/effects/history.parquet (filtered while reading; empty when not measured)."""
+    path = growth_dir(ws) / "history.parquet"
+    if not path.exists():
+        return pd.DataFrame(columns=["teacher_id", "date", "competency", "estimate", "std_error", "source"])
+    return pd.read_parquet(path, filters=[("teacher_id", "==", teacher_id)])
 
 
 def growth_of(ws: Workspace) -> Growth:
@@ -173,3 +183,129 @@ def _effects(ch: pd.DataFrame, growth: Growth, method: Method) -> pd.DataFrame:
         other = UNIT_COLUMN["project" if kind == "course" else "course"]
         parts.append(e.rename(columns={"unit_id": UNIT_COLUMN[kind]}).assign(**{other: None}))
     return pd.concat(parts, ignore_index=True)[OUTPUT_COLUMNS]
+
+
+# ------------------------------------------------------------------------------------------ service views
+# what the 训后成效 page and a teacher's 我的成长 read (the API's `EffectsReport` and `Growth` schemas)
+
+
+def unit_outcomes(records: pd.DataFrame, teacher_ids: np.ndarray | None = None) -> pd.DataFrame:
+    """Per (kind, unit_id): records ended one way or another (`n_records`), the share completed among them
+    (enrolled ones are still open) and the mean satisfaction (1–5) of those who rated, over all teachers or
+    `teacher_ids`."""
+    r = records if teacher_ids is None else records[records["teacher_id"].astype(str).isin(teacher_ids)]
+    parts = []
+    for kind in KINDS:
+        column = UNIT_COLUMN[kind]
+        if column not in r.columns:
+            continue
+        closed = r[r[column].notna() & r["status"].isin(["completed", "dropped", "no_show"])]
+        sat = (
+            closed["satisfaction"]
+            if "satisfaction" in closed.columns
+            else pd.Series(np.nan, index=closed.index)
+        )
+        g = closed.assign(done=closed["status"] == "completed", sat=pd.to_numeric(sat, errors="coerce"))
+        agg = g.groupby(g[column].astype(str)).agg(
+            n_records=("done", "size"), completion_rate=("done", "mean"), satisfaction=("sat", "mean")
+        )
+        parts.append(agg.rename_axis("unit_id").reset_index().assign(kind=kind))
+    empty = pd.DataFrame(columns=["unit_id", "n_records", "completion_rate", "satisfaction", "kind"])
+    return pd.concat(parts, ignore_index=True) if parts else empty
+
+
+def effects_report(
+    growth: Growth,
+    records: pd.DataFrame,
+    titles: dict[str, str],
+    names: dict[str, str],
+    teacher_ids: np.ndarray | None,
+    scope: str | None,
+) -> dict[str, object]:
+    """The `EffectsReport` of the teachers `teacher_ids` (all when None): one row per unit and competency that
+    someone in scope took (measured change with its interval, or none where evidence is thin), beside the
+    unit's completion rate and satisfaction in scope; units nobody was measured on still show those two."""
+    effects = unit_effects(growth, teacher_ids=teacher_ids)
+    effects = effects.assign(
+        kind=np.where(effects["course_id"].notna(), "course", "project"),
+        unit_id=effects["course_id"].fillna(effects["project_id"]),
+    )
+    effects = effects[effects["n_treated"] > 0]
+    outcomes = unit_outcomes(records, teacher_ids)
+    rows = outcomes.merge(effects, on=["kind", "unit_id"], how="left")
+    rows = rows.assign(
+        title=rows["unit_id"].map(titles),
+        competency_name=rows["competency"].map(names),
+        n_treated=rows["n_treated"].fillna(0).astype(int),
+        n_comparison=rows["n_comparison"].fillna(0).astype(int),
+        known=rows["known"].fillna(False).astype(bool),
+    )
+    rows = rows.sort_values(["known", "effect"], ascending=[False, False], kind="stable")
+    keep = [
+        "kind", "unit_id", "title", "competency", "competency_name", "effect", "ci_low", "ci_high", "n_treated",
+        "n_comparison", "known", "method", "n_records", "completion_rate", "satisfaction",
+    ]  # fmt: skip
+    measured = (
+        growth.changes
+        if teacher_ids is None
+        else growth.changes[growth.changes["teacher_id"].isin(teacher_ids)]
+    )
+    return {
+        "scope": scope,
+        "n_teachers_measured": int(measured["teacher_id"].nunique()),
+        "level": 0.9,
+        "rows": rows[keep].astype(object).where(rows[keep].notna(), None).to_dict("records"),
+    }
+
+
+def teacher_growth(
+    history: pd.DataFrame,
+    records: pd.DataFrame,
+    effects: pd.DataFrame,
+    titles: dict[str, str],
+    names: dict[str, tuple[str | None, str | None]],
+) -> dict[str, object]:
+    """The `Growth` of one teacher from their rows of WS/effects/history.parquet and of the training records:
+    the trajectory (estimate and standard error per competency at each occasion), and each course completed
+    between their first and last occasion with, per competency it teaches, the teacher's own measured change
+    and the course's estimated effect across the province (`effects`: `unit_effects` rows)."""
+    h = history.sort_values(["date", "competency"], kind="stable")
+    dates = sorted(pd.to_datetime(h["date"]).dt.date.unique().tolist())
+    points = [
+        {
+            "date": pd.Timestamp(d).date(),
+            "competency": str(c),
+            "name": names.get(str(c), (None, None))[0],
+            "domain": names.get(str(c), (None, None))[1],
+            "estimate": float(e),
+            "std_error": float(s),
+        }
+        for d, c, e, s in zip(h["date"], h["competency"], h["estimate"], h["std_error"], strict=True)
+    ]
+    moved: list[dict[str, object]] = []
+    if len(dates) >= 2 and len(records):
+        by_comp = h.sort_values("date", kind="stable").groupby("competency")["estimate"]
+        change_of = (by_comp.last() - by_comp.first()).to_dict()
+        done = exposures(records, "course_id")
+        lo, hi = pd.Timestamp(dates[0]), pd.Timestamp(dates[-1])
+        done = done[(done["date"] > lo) & (done["date"] <= hi)].sort_values("date", kind="stable")
+        e = effects[effects["course_id"].notna()].set_index(["course_id", "competency"])
+        for cid, when in zip(done["unit_id"], done["date"], strict=True):
+            rows = e.loc[cid] if cid in e.index.get_level_values(0) else pd.DataFrame()
+            comps = []
+            for comp, row in rows.iterrows():
+                comps.append(
+                    {
+                        "competency": str(comp),
+                        "name": names.get(str(comp), (None, None))[0],
+                        "change": change_of.get(comp),
+                        "effect": row["effect"],
+                        "ci_low": row["ci_low"],
+                        "ci_high": row["ci_high"],
+                        "known": bool(row["known"]),
+                    }
+                )
+            moved.append(
+                {"course_id": cid, "title": titles.get(cid), "date": when.date(), "competencies": comps}
+            )
+    return {"dates": dates, "points": points, "courses": moved}
