@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from data.synthetic import load_truth
 from data.workspace import Workspace
 from recommender.artifacts import load_current
-from recommender.evaluate import blocks, load_truth, pick_teachers, read_workspace, write_report
+from recommender.evaluate import blocks, pick_teachers, read_workspace, write_report
 from recommender.ranking import teacher_inputs
 from recommender.retrieval import LEXICAL_WEIGHT, eligibility_matrix, lexical_scores, query_vectors, retrieve
 

@@ -23,6 +23,7 @@ from rich.progress import (
 from rich.status import Status
 from rich.table import Table
 
+from data.synthetic import DEFAULT_WORLD, World
 from data.workspace import Workspace, write_csv_atomic, write_parquet_atomic
 from recommender.config import Settings
 
@@ -70,11 +71,12 @@ def generate(
     out: Annotated[Path, typer.Argument(help="folder to write the synthetic province into")],
     teachers: Annotated[int, typer.Option("--teachers", "-n")] = 5000,
     seed: Annotated[int, typer.Option("--seed", "-s")] = 0,
+    world: Annotated[World, typer.Option("--world", help="what truly helps a teacher")] = DEFAULT_WORLD,
 ) -> None:
     """Write a synthetic province in the contract format (ground truth under DIR/_truth/)."""
     from data.synthetic import generate as run
 
-    summary = run(out, n_teachers=teachers, seed=seed)
+    summary = run(out, n_teachers=teachers, seed=seed, world=world)
     console.print(summary)
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from data.synthetic import Truth, load_truth
 from data.workspace import Workspace, write_text_atomic
 from models.collab import Interactions, ItemKNN, Popularity
 from recommender.artifacts import Artifacts, load_current
@@ -44,33 +45,6 @@ Z95 = 1.959964
 MIN_GROUP = 20
 # share of courses whose stages and subjects must agree with the truth for it to be this province's
 TRUTH_AGREEMENT = 0.95
-
-
-@dataclass(frozen=True)
-class Truth:
-    """A synthetic province's hidden truth (DIR/_truth/): utilities, latent competencies, course tags."""
-
-    utility: pd.DataFrame  # teacher_id, course_id, utility (each teacher's top positive utilities)
-    latent: pd.DataFrame  # teacher_id, competency, score_0_100
-    courses: pd.DataFrame  # course_id, competencies (true codes, main first), stages, subjects
-    meta: dict[str, Any]
-
-
-def load_truth(truth_dir: Path) -> Truth:
-    """Read a truth folder; `truth_dir` may be the province folder or its _truth/ subfolder."""
-    root = truth_dir / "_truth" if (truth_dir / "_truth").is_dir() else truth_dir
-    missing = [f for f in ("utility.parquet", "latent.parquet", "courses.parquet") if not (root / f).exists()]
-    if missing:
-        raise FileNotFoundError(f"truth folder {root} lacks {', '.join(missing)} (written by `tdr generate`)")
-    meta_path = root / "meta.json"
-    return Truth(
-        utility=pd.read_parquet(root / "utility.parquet", columns=["teacher_id", "course_id", "utility"]),
-        latent=pd.read_parquet(root / "latent.parquet", columns=["teacher_id", "competency", "score_0_100"]),
-        courses=pd.read_parquet(
-            root / "courses.parquet", columns=["course_id", "competencies", "stages", "subjects"]
-        ),
-        meta=json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {},
-    )
 
 
 # ---------------------------------------------------------------------------------------------------------

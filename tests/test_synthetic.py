@@ -163,13 +163,21 @@ def test_records_hold_all_four_statuses_and_enrolments_only_in_the_latest_year(
     assert records.loc[no_course, "project_id"].notna().all()
 
 
-def test_a_quarter_of_teachers_are_never_assessed(tables: dict[str, pd.DataFrame]) -> None:
-    assessed = set(tables["responses"]["teacher_id"])
+def test_a_quarter_of_teachers_are_never_assessed_and_some_are_assessed_twice_on_the_same_form(
+    tables: dict[str, pd.DataFrame],
+) -> None:
+    responses = tables["responses"]
+    assessed = set(responses["teacher_id"])
     share_never = 1 - len(assessed) / len(tables["teachers"])
     assert 0.18 < share_never < 0.38
     assert set(tables["competency_scores"]["teacher_id"]) <= assessed
-    per_teacher = tables["responses"].groupby("teacher_id").size()
-    assert per_teacher.min() >= 60 and per_teacher.max() <= 100
+    per_sitting = responses.groupby(["teacher_id", "taken_at"]).size()
+    assert per_sitting.min() >= 60 and per_sitting.max() <= 100
+    sittings = responses.groupby("teacher_id")["taken_at"].nunique()
+    assert set(sittings) == {1, 2} and 0.3 < (sittings == 2).mean() < 0.7
+    twice = responses[responses["teacher_id"].isin(sittings.index[sittings == 2])]
+    items_by_sitting = twice.groupby(["teacher_id", "taken_at"])["item_id"].apply(frozenset)
+    assert (items_by_sitting.groupby(level=0).nunique() == 1).all()  # the same form at both waves
 
 
 def test_responses_are_informative(tables: dict[str, pd.DataFrame], truth: Truth) -> None:
@@ -294,9 +302,12 @@ def test_taxonomy_has_the_2_0_micro_abilities_and_every_domain() -> None:
     assert tax.loc[tax["environment"].isna(), "dimension"].isna().all()
 
 
-def test_truth_meta_says_which_scale_the_latent_competencies_are_on(truth: Truth) -> None:
+def test_truth_meta_documents_every_truth_file_and_the_scale_of_the_latent_competencies(
+    province: tuple[Path, GenerationSummary], truth: Truth
+) -> None:
     files = truth.meta["files"]
-    assert {"latent.parquet", "courses.parquet", "items.parquet", "utility.parquet"} == set(files)
+    written = {p.name for p in (province[0] / "_truth").iterdir()} - {"meta.json"}
+    assert written == set(files) >= {"latent.parquet", "courses.parquet", "items.parquet", "utility.parquet"}
     assert "theta" in files["latent.parquet"] and "score_0_100" in files["latent.parquet"]
     centre, scale = truth.meta["display"]["centre"], truth.meta["display"]["scale"]
     expected = np.clip(centre + scale * truth.latent["theta"], 0, 100)
@@ -307,9 +318,9 @@ def test_truth_meta_says_which_scale_the_latent_competencies_are_on(truth: Truth
 def test_a_large_province_gets_true_utilities_for_a_random_sample_of_teachers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import data.synthetic
+    import data.synthetic.province
 
-    monkeypatch.setattr(data.synthetic, "UTILITY_CELLS_MAX", 600 * 40)
+    monkeypatch.setattr(data.synthetic.province, "UTILITY_CELLS_MAX", 600 * 40)
     summary = generate(tmp_path, n_teachers=200, seed=4, n_courses=600)
     truth = load_truth(tmp_path)
     assert summary.utility_teachers == truth.meta["utility_teachers"] == 40
@@ -334,3 +345,124 @@ def test_a_province_of_one_unassessed_teacher_is_still_written(tmp_path: Path) -
     summary = generate(tmp_path, n_teachers=1, seed=9)  # seed 9: the one teacher is never assessed
     assert summary.rows["teachers"] == 1 and summary.rows["responses"] == 0
     assert list(pd.read_csv(tmp_path / "responses.csv").columns) == CONTRACT_COLUMNS["responses"]
+
+
+def test_the_truth_reader_takes_the_province_folder_or_its_truth_folder_and_names_what_is_missing(
+    province: tuple[Path, GenerationSummary], tmp_path: Path
+) -> None:
+    out, _ = province
+    by_province, by_truth = load_truth(out), load_truth(out / "_truth")
+    pd.testing.assert_frame_equal(by_province.utility, by_truth.utility)
+    assert by_province.meta == by_truth.meta and by_truth.items is not None
+    (tmp_path / "utility.parquet").write_bytes((out / "_truth" / "utility.parquet").read_bytes())
+    with pytest.raises(FileNotFoundError, match=r"latent\.parquet, courses\.parquet"):
+        load_truth(tmp_path)
+
+
+# --- worlds, waves and effects ---------------------------------------------------------------------------
+
+
+def _wave_pairs(truth: Truth) -> pd.DataFrame:
+    """Teacher × competency rows of the teachers assessed at both waves: theta and theta_day at each."""
+    assert truth.waves is not None
+    wide = truth.waves.pivot_table(
+        index=["teacher_id", "competency"], columns="wave", values=["theta", "theta_day"]
+    ).dropna()
+    wide.columns = [f"{name}{wave}" for name, wave in wide.columns]
+    days = truth.waves.drop_duplicates(["teacher_id", "wave"]).pivot(
+        index="teacher_id", columns="wave", values="taken_at"
+    )
+    out = wide.reset_index()
+    return out.assign(
+        day1=pd.to_datetime(out["teacher_id"].map(days[1])),
+        day2=pd.to_datetime(out["teacher_id"].map(days[2])),
+    )
+
+
+def test_the_worlds_disagree_on_what_helps_a_teacher(tables: dict[str, pd.DataFrame], truth: Truth) -> None:
+    teachers = tables["teachers"].head(60)
+    records = tables["training_records"]
+    records = records[records["teacher_id"].isin(teachers["teacher_id"])]
+    utility = {
+        world: true_utility(truth.latent, truth.courses, teachers, records, world)
+        for world in ("need", "quality", "popularity", "mixed")
+    }
+
+    def mean_rank_correlation(a: str, b: str) -> float:
+        rows = [
+            pd.Series(ua[ua > 0]).rank().corr(pd.Series(ub[ua > 0]).rank())
+            for ua, ub in zip(utility[a], utility[b], strict=True)
+        ]
+        return float(np.nanmean(rows))
+
+    assert mean_rank_correlation("need", "quality") < 0.35
+    assert mean_rank_correlation("need", "popularity") < 0.35
+    assert mean_rank_correlation("mixed", "need") > 0.6  # the mix keeps the need
+
+
+def test_a_world_is_deterministic_under_its_seed_and_changes_outcomes_not_what_is_offered(
+    tmp_path: Path,
+) -> None:
+    generate(tmp_path / "a", n_teachers=150, seed=3, world="need")
+    generate(tmp_path / "b", n_teachers=150, seed=3, world="need")
+    summary = generate(tmp_path / "c", n_teachers=150, seed=3, world="quality")
+    a, c = _digest(tmp_path / "a"), _digest(tmp_path / "c")
+    assert a == _digest(tmp_path / "b")
+    assert summary.world == "quality" == load_truth(tmp_path / "c").meta["world"]
+    for same in ("teachers.csv", "courses.csv", "items.csv", "projects.csv"):
+        assert a[same] == c[same], same
+    for differs in ("training_records.csv", "responses.csv", "_truth/utility.parquet"):
+        assert a[differs] != c[differs], differs
+    with pytest.raises(ValueError, match="world"):
+        generate(tmp_path / "d", n_teachers=10, world="fame")  # type: ignore[arg-type]
+
+
+def test_wave_two_minus_wave_one_is_the_effects_completed_between_plus_the_trend(truth: Truth) -> None:
+    pairs = _wave_pairs(truth)
+    assert truth.record_effects is not None and len(pairs) > 0
+    effects = truth.record_effects.assign(end_date=pd.to_datetime(truth.record_effects["end_date"])).merge(
+        pairs[["teacher_id", "competency", "day2"]], on=["teacher_id", "competency"]
+    )
+    moved = (
+        effects[effects["end_date"] <= effects["day2"]].groupby(["teacher_id", "competency"])["effect"].sum()
+    )
+    years = (pairs["day2"] - pairs["day1"]).dt.days / 365.25
+    slope = pairs["competency"].map(truth.meta["growth"]["trend_per_year"])
+    key = pd.MultiIndex.from_frame(pairs[["teacher_id", "competency"]])
+    expected = moved.reindex(key).fillna(0.0).to_numpy() + (years * slope).to_numpy()
+    np.testing.assert_allclose(pairs["theta2"] - pairs["theta1"], expected, atol=2e-4)
+    assert (moved > 0).mean() > 0.5  # training moved most of what it touched
+
+
+def test_effects_are_heterogeneous_larger_where_the_gap_was_larger(truth: Truth) -> None:
+    pairs = _wave_pairs(truth)
+    assert truth.record_effects is not None and truth.course_effects is not None
+    e = truth.record_effects[truth.record_effects["between_waves"]].merge(
+        pairs, on=["teacher_id", "competency"]
+    )
+    assert e["effect"].corr(e["theta1"]) < -0.2
+    per_course = truth.course_effects.dropna(subset=["effect_points_between"])
+    assert per_course["effect_points"].std() > 1.0 and (per_course["effect_points"] >= 0).all()
+    assert truth.project_effects is not None and truth.project_effects["effect_points"].mean() > 0
+
+
+def test_naive_pre_post_of_a_course_is_biased_upward_because_of_selection_trend_and_other_training(
+    truth: Truth,
+) -> None:
+    pairs = _wave_pairs(truth)
+    assert truth.record_effects is not None
+    takers = truth.record_effects[
+        truth.record_effects["between_waves"] & truth.record_effects["course_id"].notna()
+    ]
+    m = takers.merge(pairs, on=["teacher_id", "competency"])
+    naive = 15.0 * (m["theta_day2"] - m["theta_day1"])
+    per_course = (
+        pd.DataFrame({"naive": naive, "true": m["effect_points"]})
+        .groupby([m["course_id"], m["competency"]])
+        .mean()
+    )
+    assert (per_course["naive"] - per_course["true"]).mean() > 1.0
+    # teachers chose on the need their first test showed them: the day's error regresses to the mean
+    state = m["theta_day1"] - m["theta1"]
+    everyone = pairs["theta_day1"] - pairs["theta1"]
+    assert state.mean() < everyone.mean() - 0.005
