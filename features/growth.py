@@ -19,7 +19,9 @@ measurements that scatter around the truth with a known standard error, which th
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -34,6 +36,17 @@ MIN_RELIABILITY = 0.2
 # an occasion's key while it is measured as its own respondent
 _SEP = "\x1f"
 MEASUREMENT_COLUMNS = ["teacher_id", "date", "competency", "estimate", "std_error", "source"]
+
+
+def independent(cal: Calibration) -> Calibration:
+    """The calibration with the competencies independent a priori (identity prior correlation, items as they
+    are): each competency is then read from its own items, so a change in one competency does not leak into the
+    measurement of its correlated neighbours, and undoing the shrinkage (`unshrunk`) is exact per competency."""
+    if cal.model is None:
+        return cal
+    model = copy.copy(cal.model)
+    model.sigma_ = np.eye(len(model.sigma_))
+    return replace(cal, model=model)
 
 
 def occasions(responses: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
@@ -130,9 +143,9 @@ def changes(
     competency's), with `level_se`. The input of `models.effects.estimate_effects`."""
     m = measured.sort_values(["teacher_id", "competency", "date"], kind="stable")
     key = ["teacher_id", "competency"]
-    first = m.drop_duplicates(key, keep="first").set_index(key)
-    last = m.drop_duplicates(key, keep="last").set_index(key)
-    both = first.join(last, lsuffix="_pre", rsuffix="_post", how="inner")
+    first = m.drop_duplicates(key, keep="first")
+    last = m.drop_duplicates(key, keep="last")
+    both = first.merge(last, on=key, suffixes=("_pre", "_post")).set_index(key)
     both = both[both["date_post"] > both["date_pre"]]
     out = pd.DataFrame(
         {

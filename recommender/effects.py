@@ -28,6 +28,7 @@ from features.growth import (
     changes,
     course_teaches,
     exposures,
+    independent,
     occasion_measurements,
     project_teaches,
     unshrunk,
@@ -84,7 +85,9 @@ def compute_growth(tables: Tables, courses: pd.DataFrame, asof: pd.Timestamp, se
     sample = calibration_sample(tables.teachers["teacher_id"], seed)
     cal = calibrate_on(tables, sample, asof, seed)
     history = occasion_measurements(cal, tables.responses, tables.scores, cumulative=True)
-    waves = unshrunk(occasion_measurements(cal, tables.responses, tables.scores, cumulative=False))
+    waves = unshrunk(
+        occasion_measurements(independent(cal), tables.responses, tables.scores, cumulative=False)
+    )
     cohort = [c for c in COHORT_COLUMNS if c in tables.teachers.columns]
     ch = changes(waves, tables.teachers[["teacher_id", *cohort, "subject"]], covariates=(*cohort, "subject"))
     codes = tables.taxonomy["code"].astype(str).tolist()
