@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -183,9 +184,60 @@ def _effects(ch: pd.DataFrame, growth: Growth, method: Method) -> pd.DataFrame:
             growth.teaches[growth.teaches["kind"] == kind],
             method=method,
         )
+        if kind == "project":
+            # a project is estimated on every competency: the rows of competencies none of its takers was
+            # assessed on twice say nothing (a course keeps its rows: that it has no number is news)
+            e = e[e["n_treated"] > 0]
         other = UNIT_COLUMN["project" if kind == "course" else "course"]
         parts.append(e.rename(columns={"unit_id": UNIT_COLUMN[kind]}).assign(**{other: None}))
     return pd.concat(parts, ignore_index=True)[OUTPUT_COLUMNS]
+
+
+# ------------------------------------------------------------------------------------------ against a truth
+
+# recovery is reported for the (unit, competency) pairs with at least this many takers assessed twice
+RECOVERY_TAKERS = (5, 30, 50)
+
+
+def effect_recovery(estimates: pd.DataFrame, truth: pd.DataFrame, key: str) -> dict[str, Any]:
+    """How `estimates` (unit_id, competency, effect, ci_low, ci_high, n_treated, known) recover the truth's mean
+    effect between a teacher's two waves (`truth`: `key`, competency, effect_points_between, as
+    `tdr generate` writes course_effects / project_effects): per minimum number of takers, the pairs given a
+    number, Pearson correlation, mean bias (points), coverage of the interval and RMSE."""
+    t = truth.rename(columns={key: "unit_id"})[["unit_id", "competency", "effect_points_between"]].dropna()
+    j = estimates[estimates["known"].astype(bool)].merge(t, on=["unit_id", "competency"])
+    out: dict[str, Any] = {}
+    for lo in RECOVERY_TAKERS:
+        k = j[j["n_treated"] >= lo]
+        true, est = k["effect_points_between"].to_numpy(), k["effect"].to_numpy(dtype=np.float64)
+        figures: dict[str, Any] = {"pairs": int(len(k))}
+        if len(k) >= 3:
+            figures.update(
+                correlation=round(float(np.corrcoef(est, true)[0, 1]), 3),
+                bias=round(float(np.mean(est - true)), 2),
+                coverage=round(float(np.mean((k["ci_low"] <= true) & (true <= k["ci_high"]))), 3),
+                rmse=round(float(np.sqrt(np.mean((est - true) ** 2))), 2),
+            )
+        out[f"takers_ge_{lo}"] = figures
+    return out
+
+
+def truth_recovery(
+    growth: Growth, course_truth: pd.DataFrame, project_truth: pd.DataFrame | None
+) -> dict[str, Any]:
+    """`tdr evaluate --truth`'s effects section: recovery of course and project effects by TDR's estimator and,
+    for scale, by the naive pre/post difference, on the same changes."""
+    report: dict[str, Any] = {"teachers_assessed_twice": int(growth.changes["teacher_id"].nunique())}
+    for kind, truth, key in (("course", course_truth, "course_id"), ("project", project_truth, "project_id")):
+        if truth is None:
+            continue
+        ex = growth.exposures[growth.exposures["kind"] == kind]
+        te = growth.teaches[growth.teaches["kind"] == kind]
+        report[f"{kind}s"] = {
+            method: effect_recovery(estimate_effects(growth.changes, ex, te, method=method), truth, key)
+            for method in ("adjusted", "naive")
+        }
+    return report
 
 
 # ------------------------------------------------------------------------------------------ service views
