@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -64,8 +65,10 @@ def create_app(
 ) -> FastAPI:
     """The service for one workspace; `engine_factory(workspace)` loads the engine of its current bundle."""
     ws = Path(workspace).resolve()
-    settings = settings or ServiceSettings()
-    engine_holder = EngineHolder(ws, engine_factory or default_engine_factory, settings.reload_interval_s)
+    # built once here, at the edge, and passed down: routes get it through deps.get_settings, the engine at load
+    config = settings or ServiceSettings.from_env()
+    factory = engine_factory or partial(default_engine_factory, settings=config)
+    engine_holder = EngineHolder(ws, factory, config.reload_interval_s)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -82,7 +85,7 @@ def create_app(
         redoc_url=None,
         openapi_url=f"{API_PREFIX}/openapi.json",
     )
-    app.state.settings = settings
+    app.state.settings = config
     app.state.engine_holder = engine_holder
     app.state.tokens = TokenStore(ws)
     app.state.events = EventStore(ws)

@@ -24,6 +24,7 @@ from api.errors import ApiError
 from api.events import EventStore
 from api.schemas import MenuConstraints
 from api.settings import ServiceSettings
+from recommender.selection import Project, Selection
 
 log = logging.getLogger(__name__)
 
@@ -76,17 +77,30 @@ class EngineProtocol(Protocol):
         """-> `schemas.Growth` of the teacher; None when unknown."""
         ...
 
+    def projects(self, scope: tuple[str, str] | None) -> Sequence[Project]:
+        """The training projects a caller with `scope` (kind, value; None: everything) selects for."""
+        ...
+
+    def selection(
+        self, project_id: str, mix_counties: bool, scope: tuple[str, str] | None, min_cohort_size: int
+    ) -> Selection | None:
+        """The project's selection (kept for the bundle) as a caller with `scope` may see it, classes under
+        `min_cohort_size` showing their size only; None for an unknown project. Raises
+        `recommender.selection.scope.OutsideScope` when the project lies outside the caller's area and
+        `recommender.selection.SelectionError` when it cannot be selected for."""
+        ...
+
 
 EngineFactory = Callable[[Path], EngineProtocol]
 
 
-def default_engine_factory(workspace: Path) -> EngineProtocol:
-    """Load the recommender engine of the workspace's current bundle, its search model included (once per
-    process): the first load happens before the server accepts requests, so no search waits for the model
-    and no request runs beside the model's import."""
+def default_engine_factory(workspace: Path, settings: ServiceSettings | None = None) -> EngineProtocol:
+    """Load the recommender engine of the workspace's current bundle with the app's ``settings``, its search
+    model included (once per process): the first load happens before the server accepts requests, so no
+    search waits for the model and no request runs beside the model's import."""
     from recommender.service import Engine
 
-    engine = Engine.load(workspace)
+    engine = Engine.load(workspace, config=settings)
     engine.warm()
     served: EngineProtocol = engine
     return served

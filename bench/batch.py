@@ -46,8 +46,9 @@ from threadpoolctl import threadpool_limits
 
 from data.workspace import Workspace, write_text_atomic
 from recommender.artifacts import Artifacts, load_current
-from recommender.batch import CANDIDATES, available_cores, blocks_of, prepare_run, score_batch, score_local
+from recommender.batch import available_cores, blocks_of, prepare_run, score_local
 from recommender.config import settings
+from recommender.scoring import CANDIDATES, score_batch
 
 RESULTS = Path(__file__).resolve().parent / "results" / "batch.json"
 NATION = 19_000_000

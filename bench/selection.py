@@ -178,7 +178,7 @@ def main() -> None:
         else:
             src, ws = build(Path(tmp), args.teachers, args.seed)
         start = time.perf_counter()
-        ctx = SelectionContext.load(ws)
+        ctx = SelectionContext.load(ws, settings())
         load_seconds = time.perf_counter() - start
         ids = pd.Index(ctx.teachers["teacher_id"].astype(str))
         codes = np.asarray(ctx.art.catalogue.comp_codes).astype(str)

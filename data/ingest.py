@@ -119,34 +119,6 @@ class IngestReport:
             "skipped": [{"file": s.file, "reason": s.reason} for s in self.skipped],
         }
 
-    def to_rich_table(self) -> Any:
-        """A rich ``Table`` of accepted / rejected rows per table, for the CLI."""
-        from rich.table import Table
-
-        table = Table(title="数据导入结果 (ingest)", title_justify="left")
-        table.add_column("表 table")
-        table.add_column("文件 files")
-        table.add_column("读入 rows in", justify="right")
-        table.add_column("接受 accepted", justify="right", style="green")
-        table.add_column("拒绝 rejected", justify="right")
-        for t in self.tables:
-            rejected = f"[red]{t.rejected:,}[/red]" if t.rejected else "0"
-            table.add_row(
-                TABLES[t.table].label + f" {t.table}",
-                "、".join(t.files),
-                f"{t.rows_in:,}",
-                f"{t.accepted:,}",
-                rejected,
-            )
-        source = "内置能力框架" if self.taxonomy_source == "builtin" else self.taxonomy_source
-        notes = [f"能力框架：{source}（{self.taxonomy_codes} 个能力点）"]
-        if self.rejected:
-            notes.append(f"被拒绝的行及原因见 {self.workspace / 'rejects'}")
-        notes.extend(f"已跳过 {s.file}：{s.reason}" for s in self.skipped)
-        table.caption = "\n".join(notes)
-        table.caption_justify = "left"
-        return table
-
 
 # ------------------------------------------------------------------------------------------------ entry point
 

@@ -32,7 +32,8 @@ class EnumSpec:
 
     name: str
     values: tuple[str, ...]
-    aliases: Mapping[str, tuple[str, ...]]  # value -> accepted spellings; the first one is its Chinese label
+    # value -> accepted spellings; the first one is its Chinese label (`label`), the only place it is declared
+    aliases: Mapping[str, tuple[str, ...]]
 
     def lookup(self) -> dict[str, str]:
         """Normalised spelling -> contract value."""
@@ -41,9 +42,19 @@ class EnumSpec:
             table.update({normalise_token(s): value for s in spellings})
         return table
 
+    def label(self, value: object) -> str:
+        """The Chinese label of a contract value — its first accepted spelling, the one word every page,
+        reason, workbook and CLI line uses for it — or the value itself when it has none."""
+        spellings = self.aliases.get(str(value))
+        return spellings[0] if spellings else str(value)
+
+    def label_map(self) -> dict[str, str]:
+        """Contract value -> Chinese label, for every value."""
+        return {v: self.label(v) for v in self.values}
+
     def labels(self) -> str:
         """What a clerk may write, e.g. ``幼儿园/小学/初中/高中``."""
-        return "/".join(self.aliases[v][0] if self.aliases.get(v) else v for v in self.values)
+        return "/".join(self.label(v) for v in self.values)
 
 
 STAGE = EnumSpec(
@@ -90,10 +101,11 @@ FORMAT = EnumSpec(
     {
         "online": ("线上", "网络", "在线", "网络研修"),
         "offline": ("线下集中", "线下", "集中", "面授", "集中面授"),
-        "blended": ("混合", "混合式", "线上线下混合"),
+        # the labels are the format names of the policy documents (seeds 003/004: 混合式培训, 跟岗研修, 校本研修)
+        "blended": ("混合式", "混合", "线上线下混合"),
         "workshop": ("工作坊",),
-        "shadowing": ("跟岗", "跟岗研修", "影子培训"),
-        "school_based": ("校本", "校本研修"),
+        "shadowing": ("跟岗研修", "跟岗", "影子培训"),
+        "school_based": ("校本研修", "校本"),
     },
 )
 STATUS = EnumSpec(

@@ -14,11 +14,12 @@ import numpy as np
 import pandas as pd
 
 from data.policy import Policy
+from data.schema import FORMAT
 
 CAREER_STAGES: Final = ("novice", "developing", "backbone", "expert")
 CAREER_STAGE_ZH: Final = {"novice": "新入职", "developing": "成长期", "backbone": "骨干", "expert": "专家"}
 
-FORMATS: Final = ("online", "offline", "blended", "workshop", "shadowing", "school_based")
+FORMATS: Final = FORMAT.values
 STATUSES: Final = ("enrolled", "completed", "dropped", "no_show")
 WINDOWS: Final = (1, 3, 5)
 UNKNOWN: Final = "unknown"

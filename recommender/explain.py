@@ -12,15 +12,11 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
-FORMAT_ZH: Final = {
-    "online": "线上",
-    "offline": "线下集中",
-    "blended": "混合式",
-    "workshop": "工作坊",
-    "shadowing": "跟岗研修",
-    "school_based": "校本研修",
-}
-LEVEL_ZH: Final = {1: "入门", 2: "进阶", 3: "高级"}
+from data.schema import FORMAT, LEVEL
+
+# the labels of data.schema, keyed as the reasons look them up
+FORMAT_ZH: Final = FORMAT.label_map()
+LEVEL_ZH: Final = {int(v): LEVEL.label(v) for v in LEVEL.values}
 
 # A gap is named when the estimate is this many points below the peer mean, or below WEAK_BELOW by itself.
 GAP_POINTS: Final = 3.0

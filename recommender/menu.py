@@ -7,6 +7,24 @@ its own (one teacher, plan_menu, is a block of one).
 
 Rules (codes, Chinese labels) are defined once in RULES; the programme and check_menu() both read their numbers
 from MenuLimits, which combines the policy, the teacher and the teacher's own request in one place.
+
+Where each rule lives — to change a rule, change every face in its row (tests/recommender/test_menu_rules.py
+fails when a relaxable rule lacks its MILP row, its explanation or its check):
+
+rule (RULES)     policy field (data/policy.py)   MenuLimits          MILP row (_rows)            branch and bound
+                                                                                             (_programmes → Programmes)
+mandatory_topic  mandatory_topics                topics              ≥ 1 course per owed topic   covers, need
+practical_share  practical_share_min             practical_share     Σ (practical − share)·h ≥ 0 gain (the same sum)
+hours            menu_hours_target, _slack       hours_min, _max     min ≤ Σ h (max never relaxed) hours_min, hours_max
+budget           budget_yuan (and the request's) budget_yuan         Σ cost ≤ budget             cost, budget
+formats          allowed_formats (∩ request's)   formats             Σ h in other formats ≤ 0    allowed (_row_rules)
+per_competency   max_courses_per_competency      max_per_competency  ≤ cap per crowded comp.     cap_ptr, cap_idx
+prerequisites    —                               —                   prerequisite ≥ dependant    pre_ptr, pre_idx
+completed        exclude_completed               exclude_completed   (left out of the candidates: _row_rules)
+excluded         — (the request's exclude)       exclude             (left out of the candidates: _row_rules)
+
+Every relaxable rule's sentence is built by _why (mandatory topics: _topic_reason) and checked by check_menu;
+the relaxation order is the order of RULES.
 """
 
 from __future__ import annotations
@@ -1012,17 +1030,19 @@ def _why(code: str, sl: _Slice, chosen: np.ndarray, limits: MenuLimits) -> str:
     if code == "formats":
         other = float(sl.hours[chosen & ~_format_allowed(sl.fmt, limits.formats)].sum())
         return label + f"允许形式的课程不足，菜单含 {other:g} 学时其他形式的课程"
-    codes, counts = np.unique(sl.comp_code[chosen[sl.comp_of]], return_counts=True)
-    # by name: codes are numbered per block, and a teacher's message must not depend on the others in it
-    crowded = "、".join(
-        f"「{name}」{k} 门"
-        for name, k in sorted(
-            (str(sl.comp_names[c]), int(k))
-            for c, k in zip(codes, counts, strict=True)
-            if k > (limits.max_per_competency or 0)
+    if code == "per_competency":
+        codes, counts = np.unique(sl.comp_code[chosen[sl.comp_of]], return_counts=True)
+        # by name: codes are numbered per block, and a teacher's message must not depend on the others in it
+        crowded = "、".join(
+            f"「{name}」{k} 门"
+            for name, k in sorted(
+                (str(sl.comp_names[c]), int(k))
+                for c, k in zip(codes, counts, strict=True)
+                if k > (limits.max_per_competency or 0)
+            )
         )
-    )
-    return label + f"可选课程集中在少数能力点，菜单中{crowded}"
+        return label + f"可选课程集中在少数能力点，菜单中{crowded}"
+    raise ValueError(f"rule {code!r} has no explanation")
 
 
 def _settle(

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from data.schema import STAGE
 from models.index import VectorIndex
 
-STAGES = ("kindergarten", "primary", "junior", "senior")
+STAGES = STAGE.values
 # how much of the query vector is the teacher's stage and subject context, beside the gap competencies
 CONTEXT_WEIGHT = 0.35
 # weight of the lexical signal in the hybrid score (dense cosine and BM25 are both scaled to about [0, 1])

@@ -24,11 +24,13 @@ from data.workspace import Workspace
 from features.cohort import MIN_SIZE, behind_on_hours, cohort_portrait
 from models.encoder import Encoder
 from recommender.artifacts import Artifacts, load_current
-from recommender.batch import PortraitBlock, Ranked, menu_teachers, rank_block
-from recommender.config import settings
+from recommender.config import Settings, settings
 from recommender.effects import Growth, effects_report, history_of, read_growth, teacher_growth, unit_effects
 from recommender.menu import MenuRequest, TeacherMenuContext, plan_menu
+from recommender.scoring import PortraitBlock, Ranked, menu_teachers, rank_block
 from recommender.search import search
+from recommender.selection import Project, Selection, SelectionContext, project_table, select_trainees
+from recommender.selection.scope import check_in_scope, projects_in_scope, visible_selection
 
 # `tdr demo` scores into WS/scores; `tdr score --workspace WS --out WS/scores` does the same for any workspace.
 SCORES_DIR = "scores"
@@ -37,6 +39,7 @@ MENU_CACHE = 20_000
 RANKED_CACHE = 256
 PORTRAIT_CACHE = 4_096
 COHORT_CACHE = 256
+SELECTION_CACHE = 32
 SCORE_PARTS_CACHE = 16
 # How often a lookup that finds no scored menu may list WS/scores again (a `tdr score` run may be under way).
 RESCAN_S = 30.0
@@ -255,6 +258,7 @@ class Engine:
     competencies: pd.DataFrame  # long, sorted by teacher_id
     records: pd.DataFrame  # training records sorted by teacher_id
     scored: ScoredMenus | None = None
+    config: Settings = field(default_factory=settings)
     _courses: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     _names: dict[str, tuple[str | None, str | None]] = field(default_factory=dict, repr=False)
     # teacher ids of `competencies` and `records` as plain arrays: a teacher's rows are found by bisection
@@ -269,6 +273,11 @@ class Engine:
     _cohorts: Lru[tuple[str, str, tuple[str, str] | None], dict[str, Any]] = field(
         default_factory=lambda: Lru(COHORT_CACHE), repr=False
     )
+    _selections: Lru[tuple[str, bool], Selection] = field(
+        default_factory=lambda: Lru(SELECTION_CACHE), repr=False
+    )
+    _selection_ctx: SelectionContext | None = field(default=None, repr=False)
+    _selection_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     # 训后成效: WS/effects/ without the history (read per teacher), course and project titles, the
     # province-wide effects (made once; two threads racing both make the same), and a report per scope
     _once: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -300,9 +309,12 @@ class Engine:
         }
 
     @classmethod
-    def load(cls, workspace: Path | Workspace, scores: Path | None = None) -> Engine:
+    def load(
+        cls, workspace: Path | Workspace, scores: Path | None = None, config: Settings | None = None
+    ) -> Engine:
         """The engine of the workspace's current bundle; default menus from `scores` (WS/scores by default)
-        when a `tdr score` run there was made with this bundle."""
+        when a `tdr score` run there was made with this bundle; ``config`` as the edge (CLI, app) built it —
+        the environment's when not given, for tests and notebooks."""
         ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
         art = load_current(ws.bundles_dir)
         rows = pd.read_parquet(ws.portraits_dir / "teachers.parquet")
@@ -317,6 +329,7 @@ class Engine:
             comp.sort_values(["teacher_id", "competency"], kind="stable").reset_index(drop=True),
             records,
             ScoredMenus(scores or ws.root / SCORES_DIR, art.version),
+            config or settings(),
         )
 
     @property
@@ -383,7 +396,7 @@ class Engine:
             tuple(str(x) for x in _listed(t["missing_mandatory"])),
             frozenset(str(x) for x in _listed(t["completed"])),
         )
-        return self._ranked.put(teacher_id, (rank_block(block, self.art, settings().top_k), teacher))
+        return self._ranked.put(teacher_id, (rank_block(block, self.art, self.config.top_k), teacher))
 
     def recommendations(self, teacher_id: str, top_k: int = 20) -> pd.DataFrame | None:
         block = self.block(teacher_id)
@@ -481,8 +494,7 @@ class Engine:
     # ------------------------------------------------------------------------------------------ courses
 
     def _encoder(self) -> Encoder:
-        s = settings()
-        return shared_encoder(s.encoder_model, s.model_cache)
+        return shared_encoder(self.config.encoder_model, self.config.model_cache)
 
     def warm(self) -> None:
         """Load the query model and the word segmenter and run a search, so the first one asked for does not
@@ -531,6 +543,40 @@ class Engine:
 
         view = self._cohorts.get_or_make((by, value, scope), make)
         return view if view["n_teachers"] else None
+
+    # ------------------------------------------------------------------------------------------ projects
+
+    def selection_context(self) -> SelectionContext:
+        """Selection over this engine's bundle, portraits and records, built on the first project request (the
+        projects' contents are inferred with the query model) and kept with the engine, so a new bundle brings
+        a new one."""
+        with self._selection_lock:
+            if self._selection_ctx is None:
+                self._selection_ctx = SelectionContext.build(
+                    self.art,
+                    self.rows.reset_index(drop=True),
+                    self.competencies,
+                    self.records,
+                    project_table(self.workspace),
+                    self._encoder(),
+                    self.config.target_level,
+                )
+            return self._selection_ctx
+
+    def projects(self, scope: tuple[str, str] | None) -> list[Project]:
+        return projects_in_scope(self.selection_context(), scope)
+
+    def selection(
+        self, project_id: str, mix_counties: bool, scope: tuple[str, str] | None, min_cohort_size: int
+    ) -> Selection | None:
+        ctx = self.selection_context()
+        if not (ctx.projects["project_id"].astype(str) == project_id).any():
+            return None
+        check_in_scope(ctx, ctx.project(project_id), scope)
+        full = self._selections.get_or_make(
+            (project_id, mix_counties), lambda: select_trainees(ctx, project_id, mix_counties=mix_counties)
+        )
+        return visible_selection(full, ctx.teachers, scope, min_cohort_size)
 
     # ------------------------------------------------------------------------------------------ 训后成效
 

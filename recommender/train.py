@@ -15,6 +15,7 @@ import scipy.sparse as sp
 
 from data.policy import Policy
 from data.reference import load_policy, load_taxonomy
+from data.schema import STAGE
 from data.workspace import Workspace
 from features.history import FORMATS, history_features, hours_owed
 from features.pairs import CourseAttrs
@@ -32,7 +33,6 @@ from recommender.retrieval import STAGES, Catalogue
 
 log = logging.getLogger(__name__)
 
-STAGE_ZH = {"kindergarten": "幼儿园", "primary": "小学", "junior": "初中", "senior": "高中"}
 TABLES = ("teachers", "courses", "training_records", "items", "responses", "competency_scores")
 
 
@@ -122,7 +122,7 @@ def build_course_side(
         competencies_inferred=~tagged,
         tag_confidence=np.where(tagged, 1.0, confidence),
     )
-    context = {f"stage:{s}": f"{STAGE_ZH[s]}教师的教学与专业发展" for s in STAGES}
+    context = {f"stage:{s}": f"{STAGE.label(s)}教师的教学与专业发展" for s in STAGES}
     subjects = sorted(set(courses["subjects"].explode().dropna().astype(str)) | set(teacher_subjects))
     context.update({f"subject:{s}": f"{s}学科教学能力提升" for s in subjects})
     ctx_vecs = encoder.encode_queries(list(context.values()))

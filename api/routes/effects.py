@@ -20,7 +20,7 @@ from api.errors import ApiError
 from api.export import XLSX_MEDIA_TYPE, spooled, xlsx_response
 from api.routes.common import problems
 from api.routes.teachers import TeacherId, authorise_teacher
-from api.schemas import EffectsReport, Growth
+from api.schemas.effects import EffectsReport, Growth
 from recommender.workbook import append_sheet
 
 router = APIRouter(tags=["训后成效"])

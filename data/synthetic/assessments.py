@@ -122,28 +122,36 @@ def make_responses(
     loadings[bank.comp_idx[:, 0], cols] += bank.a[:, 0]
     loadings[bank.comp_idx[:, 1], cols] += bank.a[:, 1]
     loadings = loadings[:k]
-    # an empty block first, so that a province where nobody is assessed still concatenates
-    out_t, out_i, out_s, out_w = ([np.empty(0, np.int64)] for _ in range(4))
+    # an empty block first, so that a province where nobody is assessed still concatenates; narrow integer
+    # types, since a province of 100 000 teachers answers some ten million items
+    out_t, out_i, out_s, out_w = (
+        [np.empty(0, np.int32)],
+        [np.empty(0, np.int32)],
+        [np.empty(0, np.int8)],
+        [np.empty(0, np.int8)],
+    )
     for wave, theta in enumerate(theta_waves):
         measured = theta + plan.state[wave]
         for f in range(N_FORMS):
-            who = np.flatnonzero(plan.assessed[wave] & (plan.form == f))
-            items = bank.forms[f]
+            who = np.flatnonzero(plan.assessed[wave] & (plan.form == f)).astype(np.int32)
+            items = bank.forms[f].astype(np.int32)
             for lo in range(0, len(who), 20_000):
                 w = who[lo : lo + 20_000]
                 p = sigmoid(measured[w] @ loadings[:, items] - bank.b[items][None, :])
                 scores = rng.binomial(bank.max_score[items][None, :], p)
                 out_t.append(np.repeat(w, len(items)))
                 out_i.append(np.tile(items, len(w)))
-                out_s.append(scores.ravel())
-                out_w.append(np.full(len(w) * len(items), wave))
-    t_idx, item, wave_of = np.concatenate(out_t), np.concatenate(out_i), np.concatenate(out_w)
+                out_s.append(scores.ravel().astype(np.int8))
+                out_w.append(np.full(len(w) * len(items), wave, dtype=np.int8))
+    t_idx, item, wave_of, score = (np.concatenate(part) for part in (out_t, out_i, out_w, out_s))
+    del out_t, out_i, out_w, out_s
     order = np.lexsort((item, wave_of, t_idx))
+    t_idx, wave_of = t_idx[order], wave_of[order]
     return {
-        "teacher": t_idx[order],
+        "teacher": t_idx,
         "item": item[order],
-        "score": np.concatenate(out_s)[order].astype(np.int64),
-        "taken": plan.day[wave_of[order], t_idx[order]],
+        "score": score[order],
+        "taken": plan.day[wave_of, t_idx],
     }
 
 

@@ -6,7 +6,6 @@ import json
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -90,21 +89,6 @@ class GenerationSummary:
     utility_teachers: int  # teachers whose true utilities are in _truth/utility.parquet (all, or a sample)
     note: str
     world: World = DEFAULT_WORLD
-
-    def __rich__(self) -> Any:
-        """What `tdr generate` prints: rows per file and where the ground truth is."""
-        from rich.console import Group
-        from rich.table import Table
-
-        table = Table(
-            title=f"合成省份已写入 {self.out_dir}（种子 {self.seed}，世界 {self.world}）",
-            title_justify="left",
-        )
-        table.add_column("文件 file")
-        table.add_column("行数 rows", justify="right")
-        for name, count in self.rows.items():
-            table.add_row(f"{name}.csv", f"{count:,}")
-        return Group(table, f"真实值（训练不读取）：{self.out_dir / '_truth'}", self.note)
 
 
 def generate(
@@ -208,6 +192,9 @@ def generate(
     }
     for name, tbl in tables.items():
         write_csv(tbl, out / f"{name}.csv")
+    rows = {name: tbl.num_rows for name, tbl in tables.items()}
+    # the largest tables are written: free them before the truth is built (a province's peak memory)
+    del tables, responses_tbl, scores_tbl, resp, scales
 
     # ground truth
     n, k = theta.shape
@@ -229,11 +216,9 @@ def generate(
         truth_dir / "waves.parquet",
     )
     effects = record_effects(moves, records_tbl, record_order(rec, proj), codes_arr, plan.day, plan.assessed)
-    write_parquet(pa.Table.from_pandas(effects, preserve_index=False), truth_dir / "record_effects.parquet")
+    write_parquet(effects, truth_dir / "record_effects.parquet")
     for key, name in (("course_id", "course_effects.parquet"), ("project_id", "project_effects.parquet")):
-        write_parquet(
-            pa.Table.from_pandas(effect_summary(effects, key), preserve_index=False), truth_dir / name
-        )
+        write_parquet(effect_summary(effects, key), truth_dir / name)
     write_parquet(
         pa.table(
             {
@@ -281,7 +266,6 @@ def generate(
             f"utility.parquet：随机抽样的 {utility_teachers:,} 位教师（编号最小者）各自真实效用最高的 "
             f"{UTILITY_TOP_PER_TEACHER} 门课程；其余教师可用 true_utility() 分块计算"
         )
-    rows = {name: tbl.num_rows for name, tbl in tables.items()}
     meta = {
         "seed": seed,
         "n_teachers": n_teachers,

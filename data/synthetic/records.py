@@ -85,8 +85,8 @@ class ChoiceModel:
 
     def choose(
         self, rows: np.ndarray, picks: np.ndarray, y: int, done_keys: np.ndarray, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Each teacher in rows enrols in up to picks courses of year y: (teacher, course, believed utility)."""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each teacher in rows enrols in up to picks courses of year y: (teacher, course)."""
         cat, c = self.cat, len(self.cat.ids)
         cand = np.zeros((len(rows), CONSIDERED), dtype=np.int64)
         usable = np.ones(len(rows), dtype=bool)
@@ -129,8 +129,7 @@ class ChoiceModel:
         )
         keep = ~blocked & (np.cumsum(~blocked, axis=1) <= picks[:, None])
         r_i, col = np.nonzero(keep)
-        m_i = top[r_i, col]
-        return rows[r_i], cand[r_i, m_i], u[r_i, m_i]
+        return rows[r_i], cand[r_i, top[r_i, col]]
 
 
 def _outcomes(
@@ -274,7 +273,7 @@ def make_records(
             )
             rows = tb[n_pick > 0]
             if len(rows):
-                teacher, course, _ = model.choose(rows, n_pick[n_pick > 0], y, done_keys, rng)
+                teacher, course = model.choose(rows, n_pick[n_pick > 0], y, done_keys, rng)
                 ci = cat.comp_idx[course]
                 local = (teacher - lo)[:, None]
                 b = benefit(

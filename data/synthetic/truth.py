@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from data.synthetic.common import DEFAULT_WORLD, DISPLAY_CENTRE, DISPLAY_SCALE, to_display
 from data.synthetic.growth import Moves
@@ -158,40 +159,47 @@ def record_effects(
     codes: np.ndarray,
     day: np.ndarray,
     assessed: np.ndarray,
-) -> pd.DataFrame:
+) -> pa.Table:
     """record_effects.parquet from the completed records' Moves; `records` is training_records in file order and
     `order` its record_order (row i of the file is record order[i])."""
     row = np.empty_like(order)
     row[order] = np.arange(len(order))
     rows = pa.array(row[moves.record])
     twice = assessed[0] & assessed[1]
-    return pd.DataFrame(
+    return pa.table(
         {
-            "record_id": records["record_id"].take(rows).to_numpy(zero_copy_only=False),
-            "teacher_id": records["teacher_id"].take(rows).to_numpy(zero_copy_only=False),
-            "course_id": records["course_id"].take(rows).to_pandas(),
-            "project_id": records["project_id"].take(rows).to_pandas(),
-            "competency": codes[moves.code],
-            "end_date": moves.end.astype("datetime64[D]"),
-            "effect": moves.effect.astype(np.float32),
-            "effect_points": (DISPLAY_SCALE * moves.effect).astype(np.float32),
-            "between_waves": twice[moves.teacher] & (moves.end <= day[1, moves.teacher]),
+            "record_id": records["record_id"].take(rows),
+            "teacher_id": records["teacher_id"].take(rows),
+            "course_id": records["course_id"].take(rows),
+            "project_id": records["project_id"].take(rows),
+            "competency": pa.array(codes).take(pa.array(moves.code)),
+            "end_date": dates_array(moves.end),
+            "effect": pa.array(moves.effect.astype(np.float32)),
+            "effect_points": pa.array((DISPLAY_SCALE * moves.effect).astype(np.float32)),
+            "between_waves": pa.array(twice[moves.teacher] & (moves.end <= day[1, moves.teacher])),
         }
     )
 
 
-def effect_summary(effects: pd.DataFrame, key: str) -> pd.DataFrame:
+def effect_summary(effects: pa.Table, key: str) -> pa.Table:
     """Mean true effect per `key` (course_id or project_id) and competency: over all completions and over
-    those between a teacher's two waves (NaN where there are none)."""
-    e = effects.dropna(subset=[key])
-    between = e["effect_points"].where(e["between_waves"])
-    g = e.assign(between=between).groupby([key, "competency"], sort=True)
-    return g.agg(
-        effect_points=("effect_points", "mean"),
-        n_completed=("effect_points", "size"),
-        effect_points_between=("between", "mean"),
-        n_between=("between", "count"),
-    ).reset_index()
+    those between a teacher's two waves (null where there are none), sorted by key and competency."""
+    e = effects.filter(pc.is_valid(effects[key]))
+    between = pc.if_else(e["between_waves"], e["effect_points"], pa.scalar(None, pa.float32()))
+    g = e.append_column("between", between).group_by([key, "competency"])
+    agg = g.aggregate(
+        [("effect_points", "mean"), ("effect_points", "count"), ("between", "mean"), ("between", "count")]
+    )
+    names = {
+        key: key,
+        "competency": "competency",
+        "effect_points_mean": "effect_points",
+        "effect_points_count": "n_completed",
+        "between_mean": "effect_points_between",
+        "between_count": "n_between",
+    }
+    out = pa.table({new: agg[old] for old, new in names.items()})
+    return out.sort_by([(key, "ascending"), ("competency", "ascending")])
 
 
 def utility_table(

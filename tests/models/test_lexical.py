@@ -88,7 +88,7 @@ def test_jieba_loads_its_dictionary_without_writing_to_stderr() -> None:
         capture_output=True,
         text=True,
         check=True,
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=Path(__file__).resolve().parents[2],
     )
     assert done.stderr == ""
     assert "师德" in done.stdout

@@ -11,7 +11,8 @@ import pytest
 
 from data.workspace import Workspace
 from recommender.artifacts import load_current
-from recommender.batch import MENU_COLUMNS, REC_COLUMNS, PortraitBlock, blocks_of, score_batch, score_local
+from recommender.batch import blocks_of, score_local
+from recommender.scoring import MENU_COLUMNS, REC_COLUMNS, PortraitBlock, score_batch
 
 TOP_K = 20
 BLOCK_SIZE = 100  # the province's 600 teachers in 6 blocks

@@ -400,7 +400,7 @@ def test_the_worlds_disagree_on_what_helps_a_teacher(tables: dict[str, pd.DataFr
     assert mean_rank_correlation("mixed", "need") > 0.6  # the mix keeps the need
 
 
-def test_a_world_is_deterministic_under_its_seed_and_changes_outcomes_not_what_is_offered(
+def test_a_world_is_deterministic_under_its_seed_and_changes_outcomes_not_offers_or_choices(
     tmp_path: Path,
 ) -> None:
     generate(tmp_path / "a", n_teachers=150, seed=3, world="need")
@@ -413,6 +413,15 @@ def test_a_world_is_deterministic_under_its_seed_and_changes_outcomes_not_what_i
         assert a[same] == c[same], same
     for differs in ("training_records.csv", "responses.csv", "_truth/utility.parquet"):
         assert a[differs] != c[differs], differs
+    # enrolments follow what teachers believe, not what helps them: nearly the same in both worlds
+    enrolled = [
+        pd.read_csv(tmp_path / x / "training_records.csv", dtype={"course_id": str})[
+            "course_id"
+        ].value_counts()
+        for x in ("a", "c")
+    ]
+    both = pd.concat(enrolled, axis=1).fillna(0)
+    assert both.iloc[:, 0].corr(both.iloc[:, 1]) > 0.9
     with pytest.raises(ValueError, match="world"):
         generate(tmp_path / "d", n_teachers=10, world="fame")  # type: ignore[arg-type]
 

@@ -18,7 +18,7 @@ from data.reference import (
 )
 from data.schema import FORMAT, ROLE, STAGE, TITLE
 
-SEEDS = Path(__file__).resolve().parents[1].parent / "shared" / "seeds"
+SEEDS = Path(__file__).resolve().parents[2].parent / "shared" / "seeds"
 EXPECTED_PROJECT_COUNT = 78  # rows of 附件1 in 赣教师字〔2022〕14号, counted by hand
 SEED_003_TOPICS = [
     "思想政治",

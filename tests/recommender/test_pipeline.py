@@ -10,11 +10,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from data.schema import STAGE
 from data.workspace import Workspace
 from recommender.artifacts import load_current
-from recommender.batch import PortraitBlock, menu_teachers, rank_block, score_batch
 from recommender.cli import app
 from recommender.menu import Menu, TeacherMenuContext, check_menu
+from recommender.scoring import PortraitBlock, menu_teachers, rank_block, score_batch
 from recommender.service import Engine
 
 runner = CliRunner()
@@ -126,6 +127,11 @@ def test_recommend_prints_the_teacher_and_menu_and_refuses_unknown_ids(
     payload = json.loads(out)
     assert payload["portrait"]["teacher_id"] == tid
     assert payload["menu"]["items"]
+    text = _cli("recommend", tid, "--workspace", str(province / "ws"))
+    row = portraits.iloc[0]
+    # one vocabulary in front of users: the stage and the formats in Chinese, never the contract codes
+    assert f" · {STAGE.label(row['stage'])} · " in text and f" · {row['stage']} · " not in text
+    assert not {"online", "offline", "blended", "workshop", "shadowing", "school_based"} & set(text.split())
     missing = runner.invoke(app, ["recommend", "NOPE-0", "--workspace", str(province / "ws")])
     assert missing.exit_code == 1
     assert "未找到教师" in missing.output

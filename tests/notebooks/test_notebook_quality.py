@@ -8,7 +8,7 @@ import jupytext
 import pytest
 from nbclient import NotebookClient
 
-NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "recommendation_quality.py"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "recommendation_quality.py"
 
 
 def test_recommendation_quality_notebook_executes_and_draws(

@@ -604,6 +604,8 @@ def test_unreadable_file_raises_before_anything_is_written(tmp_path: Path) -> No
 def test_report_is_written_as_json_and_renders_as_a_table(tmp_path: Path) -> None:
     from rich.console import Console
 
+    from recommender.cli import ingest_table
+
     report, ws = run(tmp_path, {"teachers": with_row(TEACHERS, teacher_id="T9", stage="大学")})
     saved = json.loads((ws.root / "ingest_report.json").read_text(encoding="utf-8"))
     assert saved["tables"]["teachers"] == {
@@ -613,7 +615,7 @@ def test_report_is_written_as_json_and_renders_as_a_table(tmp_path: Path) -> Non
         "rejected": 1,
     }
     console = Console(record=True, width=140)
-    console.print(report.to_rich_table())
+    console.print(ingest_table(report))
     text = console.export_text()
     assert "教师表" in text and "teachers" in text
 

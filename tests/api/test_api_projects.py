@@ -17,12 +17,7 @@ from openpyxl import load_workbook
 from api.app import create_app
 from api.auth import TokenStore
 from data.reference import load_jiangxi_projects
-
-
-class StubEngine:
-    """The engine the other routes use; the project routes load their own from the workspace."""
-
-    version = "stub"
+from recommender.service import Engine
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +29,8 @@ def ws(province: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def client(ws: Path) -> Iterator[TestClient]:
-    app = create_app(ws, engine_factory=lambda _: StubEngine())  # type: ignore[arg-type,return-value]
+    # the project routes reach selection through the engine, like every other route
+    app = create_app(ws, engine_factory=Engine.load)
     with TestClient(app) as c:
         yield c
 
@@ -132,6 +128,22 @@ def test_a_county_trainer_sees_own_teachers_and_no_mixed_class_portraits(
         if c["n_mine"] < c["n_teachers"]:
             assert not c["visible"] and c["portrait"] == [] and c["common_gaps"] is None
     assert any(not c["visible"] for c in mine["classes"])
+
+
+def test_a_county_trainer_sees_in_scope_ranks_and_cost_only(
+    client: TestClient, ws: Path, province_wide: dict[str, Any]
+) -> None:
+    view = province_wide
+    county = pd.Series([r["county"] for r in view["roster"]]).value_counts().index[-1]
+    headers = bearer(ws, "trainer", scope=f"county:{county}")
+    pid = view["project"]["project_id"]
+    mine = client.get(f"/api/v1/projects/{pid}/selection", headers=headers).json()
+    assert [r["rank"] for r in mine["roster"]] == list(range(1, len(mine["roster"]) + 1))
+    assert mine["cost"]["trainees"] == mine["n_selected"] == len(mine["roster"]) < view["n_selected"]
+    assert mine["cost"]["total_yuan"] == mine["cost"]["per_trainee_yuan"] * len(mine["roster"])
+    last = mine["roster"][-1]["teacher_id"]
+    status = client.get(f"/api/v1/projects/{pid}/teachers/{last}", headers=headers).json()
+    assert status["rank"] == len(mine["roster"])
 
 
 def test_the_export_holds_what_the_page_shows(
