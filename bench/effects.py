@@ -222,7 +222,7 @@ def _scale_run(ws_dir: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/tdr-bench-effects"))
-    parser.add_argument("--worlds", nargs="+", default=["mixed", "need", "quality"])
+    parser.add_argument("--worlds", nargs="*", default=["mixed", "need"])
     parser.add_argument("--teachers", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--scale", type=int, nargs="*", default=[])

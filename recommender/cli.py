@@ -407,6 +407,7 @@ def demo(
     from data.ingest import ingest as run_ingest
     from data.synthetic import generate as run_generate
     from recommender.batch import score_local
+    from recommender.effects import measure_growth
     from recommender.train import train as run_train
 
     ws = Workspace.open(workspace)
@@ -418,6 +419,8 @@ def demo(
         run_train(ws, _settings(None), step=_step_reporter(status))
     with console.status("评分 scoring…"):
         score_local(ws, ws.root / "scores", 20, 2000)
+    with console.status("训后成效 measuring growth…"):
+        measure_growth(ws)
     rows = pd.read_parquet(ws.portraits_dir / "teachers.parquet", columns=["teacher_id", "county"])
     first = rows.iloc[0]
     teacher_token = create_token(ws.root, "teacher", str(first["teacher_id"]))

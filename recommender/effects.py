@@ -116,8 +116,16 @@ def measure_growth(ws: Workspace, seed: int = 0) -> Growth:
     growth = compute_growth(tables, _courses_with_competencies(ws), as_of(latest_dates(ws)), seed)
     for name in _FILES:
         write_parquet_atomic(getattr(growth, name), growth_dir(ws) / f"{name}.parquet")
+    # the province-wide effects, estimated once here: the service reads them instead of estimating per request
+    write_parquet_atomic(unit_effects(growth), growth_dir(ws) / "units.parquet")
     log.info("growth: %d teachers with changes", growth.changes["teacher_id"].nunique())
     return growth
+
+
+def province_effects(ws: Workspace, growth: Growth) -> pd.DataFrame:
+    """`unit_effects(growth)` as `measure_growth` wrote it (WS/effects/units.parquet), estimated now when absent."""
+    path = growth_dir(ws) / "units.parquet"
+    return pd.read_parquet(path) if path.exists() else unit_effects(growth)
 
 
 def _taxonomy(ws: Workspace) -> pd.DataFrame:
@@ -276,11 +284,15 @@ def effects_report(
     names: dict[str, str],
     teacher_ids: np.ndarray | None,
     scope: str | None,
+    province: pd.DataFrame | None = None,
 ) -> dict[str, object]:
     """The `EffectsReport` of the teachers `teacher_ids` (all when None): one row per unit and competency that
     someone in scope took (measured change with its interval, or none where evidence is thin), beside the
-    unit's completion rate and satisfaction in scope; units nobody was measured on still show those two."""
-    effects = unit_effects(growth, teacher_ids=teacher_ids)
+    unit's completion rate and satisfaction in scope; units nobody was measured on still show those two.
+    `province`: the effects over all teachers when already estimated (used when the scope holds them all)."""
+    everyone = teacher_ids is None or bool(growth.changes["teacher_id"].isin(teacher_ids).all())
+    known = province if everyone else None
+    effects = known if known is not None else unit_effects(growth, teacher_ids=teacher_ids)
     effects = effects.assign(
         kind=np.where(effects["course_id"].notna(), "course", "project"),
         unit_id=effects["course_id"].fillna(effects["project_id"]),

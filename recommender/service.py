@@ -25,7 +25,14 @@ from features.cohort import MIN_SIZE, behind_on_hours, cohort_portrait
 from models.encoder import Encoder
 from recommender.artifacts import Artifacts, load_current
 from recommender.config import Settings, settings
-from recommender.effects import Growth, effects_report, history_of, read_growth, teacher_growth, unit_effects
+from recommender.effects import (
+    Growth,
+    effects_report,
+    history_of,
+    province_effects,
+    read_growth,
+    teacher_growth,
+)
 from recommender.menu import MenuRequest, TeacherMenuContext, plan_menu
 from recommender.scoring import PortraitBlock, Ranked, menu_teachers, rank_block
 from recommender.search import search
@@ -598,6 +605,9 @@ class Engine:
 
         return self._memo("titles", make)
 
+    def _province(self, growth: Growth) -> pd.DataFrame:
+        return self._memo("effects", lambda: province_effects(self.workspace, growth))
+
     def effects(self, scope: tuple[str, str] | None) -> dict[str, Any] | None:
         """训后成效 of the teachers in `scope` (all when None), estimated among them; None before growth is
         measured (`tdr effects` or `tdr demo` write WS/effects/)."""
@@ -612,7 +622,9 @@ class Engine:
                 ids = self.rows.loc[self.rows[kind].astype(str) == area, "teacher_id"].astype(str).to_numpy()
             names = {c: n or c for c, (n, _) in self._names.items()}
             text = f"{scope[0]}:{scope[1]}" if scope else None
-            return effects_report(growth, self.records, self._titles(), names, ids, text)
+            return effects_report(
+                growth, self.records, self._titles(), names, ids, text, self._province(growth)
+            )
 
         return self._effects.get_or_make(scope, make)
 
@@ -626,7 +638,7 @@ class Engine:
                 columns=["course_id", "competency", "effect", "ci_low", "ci_high", "known"]
             )
         else:
-            effects = self._memo("effects", lambda: unit_effects(growth))
+            effects = self._province(growth)
         history = history_of(self.workspace, teacher_id)
         return teacher_growth(history, self._records_of(teacher_id), effects, self._titles(), self._names)
 
