@@ -1,7 +1,9 @@
 """Access control: bearer tokens with roles (teacher, trainer, admin) and the rules of who may see what.
 
 Tokens are random and stored only as an HMAC-SHA256 under a per-workspace pepper kept beside the database,
-so a copy of WS/service.sqlite alone neither reveals nor verifies a token.
+so a copy of WS/service.sqlite alone neither reveals nor verifies a token. Each token expires (a lifetime set at
+creation, by default the service settings' `token_ttl_days`) and can be revoked by its public `token_id`; the
+store is consulted on every request, so a revoked or expired token is refused at once.
 """
 
 from __future__ import annotations
@@ -11,15 +13,16 @@ import hmac
 import os
 import secrets
 import sqlite3
-import threading
-from collections.abc import Collection, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
 import pandas as pd
+
+from api.db import ThreadConnections
+from api.settings import ServiceSettings
 
 SERVICE_DB = "service.sqlite"
 PEPPER_FILE = "service.pepper"
@@ -33,9 +36,15 @@ CREATE TABLE IF NOT EXISTS tokens (
     teacher_id  TEXT,
     scope_kind  TEXT CHECK (scope_kind IN ('county', 'city', 'province')),
     scope_value TEXT,
-    created_at  TEXT NOT NULL
+    created_at  TEXT NOT NULL,
+    token_id    TEXT,
+    expires_at  TEXT,
+    revoked_at  TEXT
 )
 """
+# Columns added after the first release: a store made before them gains them on opening (see _upgrade).
+_LATER_COLUMNS = ("token_id", "expires_at", "revoked_at")
+_TOKEN_ID_INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS tokens_id ON tokens (token_id)"
 
 
 class Role(StrEnum):
@@ -66,6 +75,8 @@ class Principal:
     teacher_id: str | None = None
     scope_kind: ScopeKind | None = None
     scope_value: str | None = None
+    # when the token that named this caller expires: not part of who the caller is
+    expires_at: datetime | None = field(default=None, compare=False)
 
     @property
     def scope(self) -> tuple[str, str] | None:
@@ -144,73 +155,144 @@ def _load_or_create_pepper(ws_root: Path) -> bytes:
     return path.read_bytes()
 
 
+@dataclass(frozen=True)
+class TokenInfo:
+    """What `tdr token list` shows of a token: never the token itself, which only its holder has."""
+
+    token_id: str
+    role: str
+    teacher_id: str | None
+    scope: str | None
+    created_at: str
+    expires_at: str
+    revoked_at: str | None
+
+    def state(self, now: datetime) -> str:
+        """'revoked', 'expired' or 'active'."""
+        if self.revoked_at:
+            return "revoked"
+        return "expired" if datetime.fromisoformat(self.expires_at) <= now else "active"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")
+
+
+def _upgrade(con: sqlite3.Connection, ttl: timedelta) -> None:
+    """Give tokens made before ids and lifetimes their id (from their hash) and a lifetime from now."""
+    present = {row[1] for row in con.execute("PRAGMA table_info(tokens)")}
+    for column in _LATER_COLUMNS:
+        if column not in present:
+            con.execute(f"ALTER TABLE tokens ADD COLUMN {column} TEXT")
+    con.execute("UPDATE tokens SET token_id = substr(token_hash, 1, 12) WHERE token_id IS NULL")
+    con.execute("UPDATE tokens SET expires_at = ? WHERE expires_at IS NULL", (_stamp(_now() + ttl),))
+
+
 class TokenStore:
     """Tokens of one workspace in WS/service.sqlite (WAL); safe to share across the server's threads."""
 
-    def __init__(self, ws_root: Path) -> None:
+    def __init__(self, ws_root: Path, settings: ServiceSettings | None = None) -> None:
         self.ws_root = Path(ws_root)
         self.db_path = self.ws_root / SERVICE_DB
+        self.default_ttl = timedelta(days=(settings or ServiceSettings.from_env()).token_ttl_days)
         self._pepper = _load_or_create_pepper(self.ws_root)
-        self._local = threading.local()
-        with self._connect() as con:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute(_SCHEMA)
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
         # one connection per thread, kept: authentication runs on every request
-        con: sqlite3.Connection | None = getattr(self._local, "con", None)
-        if con is None:
-            con = sqlite3.connect(self.db_path, timeout=10.0)
-            con.execute("PRAGMA synchronous=FULL")
-            self._local.con = con
-        with con:
-            yield con
+        self._db = ThreadConnections(self.db_path)
+        with self._db.transaction() as con:
+            con.execute(_SCHEMA)
+            _upgrade(con, self.default_ttl)
+            con.execute(_TOKEN_ID_INDEX)
 
     def _hash(self, token: str) -> str:
         return hmac.new(self._pepper, token.encode("utf-8"), hashlib.sha256).hexdigest()
 
-    def create(self, role: str, teacher_id: str | None = None, scope: str | None = None) -> str:
+    def create(
+        self, role: str, teacher_id: str | None = None, scope: str | None = None, ttl: timedelta | None = None
+    ) -> str:
+        """A new token for the role and binding, valid for `ttl` (default: the settings' lifetime)."""
         principal = _principal_for(role, teacher_id, scope)
+        lifetime = self.default_ttl if ttl is None else ttl
+        if lifetime <= timedelta(0):
+            raise ValueError("a token's lifetime must be positive")
         _check_against_teachers(self.ws_root, principal)
         token = TOKEN_PREFIX + secrets.token_urlsafe(_TOKEN_BYTES)
-        with self._connect() as con:
+        now = _now()
+        with self._db.transaction() as con:
             con.execute(
-                "INSERT INTO tokens (token_hash, role, teacher_id, scope_kind, scope_value, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO tokens (token_hash, role, teacher_id, scope_kind, scope_value, created_at, token_id,"
+                " expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     self._hash(token),
                     principal.role.value,
                     principal.teacher_id,
                     principal.scope_kind.value if principal.scope_kind else None,
                     principal.scope_value,
-                    datetime.now(UTC).isoformat(timespec="seconds"),
+                    _stamp(now),
+                    secrets.token_hex(6),
+                    _stamp(now + lifetime),
                 ),
             )
         return token
 
     def authenticate(self, token: str) -> Principal:
+        """The caller of a live token; InvalidTokenError for an unknown, expired or revoked one."""
         if not token.startswith(TOKEN_PREFIX) or len(token) > 128:
             raise InvalidTokenError
-        with self._connect() as con:
+        with self._db.transaction() as con:
             row = con.execute(
-                "SELECT role, teacher_id, scope_kind, scope_value FROM tokens WHERE token_hash = ?",
+                "SELECT role, teacher_id, scope_kind, scope_value, expires_at FROM tokens"
+                " WHERE token_hash = ? AND revoked_at IS NULL",
                 (self._hash(token),),
             ).fetchone()
         if row is None:
             raise InvalidTokenError
-        role, teacher_id, scope_kind, scope_value = row
+        role, teacher_id, scope_kind, scope_value, expires_at = row
+        expires = datetime.fromisoformat(expires_at)
+        if expires <= _now():
+            raise InvalidTokenError
         return Principal(
             Role(role),
             teacher_id=teacher_id,
             scope_kind=ScopeKind(scope_kind) if scope_kind else None,
             scope_value=scope_value,
+            expires_at=expires,
         )
 
+    def list_tokens(self) -> list[TokenInfo]:
+        """Every token, oldest first."""
+        with self._db.transaction() as con:
+            rows = con.execute(
+                "SELECT token_id, role, teacher_id, scope_kind, scope_value, created_at, expires_at, revoked_at"
+                " FROM tokens ORDER BY created_at, token_id"
+            ).fetchall()
+        return [
+            TokenInfo(tid, role, teacher, f"{kind}:{value}" if kind else None, created, expires, revoked)
+            for tid, role, teacher, kind, value, created, expires, revoked in rows
+        ]
 
-def create_token(ws_root: Path, role: str, teacher_id: str | None = None, scope: str | None = None) -> str:
+    def revoke(self, token_id: str) -> bool:
+        """Revoke the token with this id from now on; False when no live token has it."""
+        with self._db.transaction() as con:
+            cur = con.execute(
+                "UPDATE tokens SET revoked_at = ? WHERE token_id = ? AND revoked_at IS NULL",
+                (_stamp(_now()), token_id),
+            )
+            return cur.rowcount == 1
+
+
+def create_token(
+    ws_root: Path,
+    role: str,
+    teacher_id: str | None = None,
+    scope: str | None = None,
+    ttl: timedelta | None = None,
+) -> str:
     """Mint a token for `tdr token create`; raises ValueError with a message for the operator when misused."""
-    return TokenStore(Path(ws_root)).create(role, teacher_id=teacher_id, scope=scope)
+    return TokenStore(Path(ws_root)).create(role, teacher_id=teacher_id, scope=scope, ttl=ttl)
 
 
 def can_see_teacher(principal: Principal, teacher_row: Mapping[str, object]) -> bool:

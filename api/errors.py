@@ -12,8 +12,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,8 @@ class ApiError(StarletteHTTPException):
     """An HTTP error whose `detail` is already a Chinese sentence meant for the user."""
 
 
-def _problem(status: int, detail: str, extra: dict[str, Any] | None = None) -> JSONResponse:
+def problem_response(status: int, detail: str, extra: dict[str, Any] | None = None) -> JSONResponse:
+    """The problem+json answer every error takes (also sent by middleware, before any route runs)."""
     # No `instance`: the concrete path would repeat the teacher id the caller was refused.
     body: dict[str, Any] = {
         "type": "about:blank",
@@ -54,11 +56,31 @@ def _problem(status: int, detail: str, extra: dict[str, Any] | None = None) -> J
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route of the app takes on this path: a path's GET and POST are separate routes, and
+    the router's own 405 names only the first one's methods."""
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)
+    ]
+    return ", ".join([*allowed, "OPTIONS"])
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 405:
+        allow = {"Allow": _allowed_methods(request)}
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers=allow)
+        exc = StarletteHTTPException(405, headers=allow)
     # Framework errors carry English phrases; only our own ApiError texts are shown as they are.
     detail = exc.detail if isinstance(exc, ApiError) else _DEFAULT_DETAIL.get(exc.status_code, "请求失败。")
-    response = _problem(exc.status_code, detail)
+    response = problem_response(exc.status_code, detail)
     for name, value in (exc.headers or {}).items():
         response.headers[name] = value
     if exc.status_code == 401:
@@ -78,13 +100,13 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     places = "；".join(dict.fromkeys(_where(tuple(e.get("loc", ()))) for e in errors))
     # Only where and what kind: echoing the rejected input back could reflect someone's data.
     listed = [{"loc": [str(p) for p in e.get("loc", ())], "type": str(e.get("type", ""))} for e in errors]
-    return _problem(422, f"请求参数不合法，请检查：{places}。", {"errors": listed})
+    return problem_response(422, f"请求参数不合法，请检查：{places}。", {"errors": listed})
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     incident = uuid.uuid4().hex[:12]
     log.error("unhandled error %s on %s %s", incident, request.method, request.url.path, exc_info=exc)
-    return _problem(500, f"服务内部错误，请稍后重试（错误编号 {incident}）。")
+    return problem_response(500, f"服务内部错误，请稍后重试（错误编号 {incident}）。")
 
 
 def _document_problems(app: FastAPI) -> None:
@@ -97,6 +119,8 @@ def _document_problems(app: FastAPI) -> None:
             problem = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
             for operations in schema.get("paths", {}).values():
                 for operation in operations.values():
+                    if "requestBody" in operation:  # the body-size limit (api.app.BodySizeLimit) guards it
+                        operation["responses"].setdefault("413", {"description": "请求内容过大"})
                     for status, response in operation.get("responses", {}).items():
                         if status[:1] in "45":
                             response["content"] = problem

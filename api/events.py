@@ -1,15 +1,13 @@
 """Feedback events (shown / clicked / enrolled / completed / dismissed / rated): an append-only SQLite store.
 
-Writes are idempotent by the client's event_id and durable (WAL, synchronous=FULL) before `record` returns, so
-a client may retry a POST safely and a 2xx means the event survives a crash.
+Writes are idempotent by the client's event_id within a teacher's own events (two teachers' ids never meet, so
+one cannot probe another's) and durable (WAL, synchronous=FULL) before `record` returns, so a client may retry a
+POST safely and a 2xx means the event survives a crash.
 """
 
 from __future__ import annotations
 
 import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import astuple, dataclass, fields
 from enum import StrEnum
 from pathlib import Path
@@ -17,19 +15,21 @@ from typing import Any
 
 import pandas as pd
 
+from api.db import ThreadConnections
 from data.workspace import write_parquet_atomic
 
 EVENTS_DB = "events.sqlite"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
-    event_id    TEXT PRIMARY KEY,
+    event_id    TEXT NOT NULL,
     teacher_id  TEXT NOT NULL,
     course_id   TEXT NOT NULL,
     type        TEXT NOT NULL CHECK (type IN ('shown', 'clicked', 'enrolled', 'completed', 'dismissed', 'rated')),
     value       REAL,
     ts          TEXT NOT NULL,
-    received_at TEXT NOT NULL
+    received_at TEXT NOT NULL,
+    PRIMARY KEY (teacher_id, event_id)
 )
 """
 _BY_TEACHER_INDEX = "CREATE INDEX IF NOT EXISTS events_teacher ON events (teacher_id, ts)"
@@ -71,48 +71,52 @@ _COLUMNS = tuple(f.name for f in fields(Event))
 CONTRACT_COLUMNS = ("event_id", "teacher_id", "course_id", "type", "value", "ts")
 
 
+def _scope_ids_per_teacher(con: sqlite3.Connection) -> None:
+    """Move a store made when event ids were global (primary key event_id alone) to per-teacher ids."""
+    keyed = [row[1] for row in con.execute("PRAGMA table_info(events)") if row[5]]
+    if keyed != ["event_id"]:
+        return
+    con.execute("ALTER TABLE events RENAME TO events_global_ids")
+    con.execute("DROP TRIGGER IF EXISTS events_append_only_update")
+    con.execute("DROP TRIGGER IF EXISTS events_append_only_delete")
+    con.execute("DROP INDEX IF EXISTS events_teacher")
+    con.execute(_SCHEMA)
+    con.execute(f"INSERT INTO events SELECT {', '.join(_COLUMNS)} FROM events_global_ids")
+    con.execute("DROP TABLE events_global_ids")
+
+
 class EventStore:
     """WS/events.sqlite; one connection per server thread, each write committed with a full fsync."""
 
     def __init__(self, ws_root: Path) -> None:
         self.db_path = Path(ws_root) / EVENTS_DB
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        with self._connect() as con:
-            con.execute("PRAGMA journal_mode=WAL")
+        self._db = ThreadConnections(self.db_path)
+        with self._db.transaction() as con:
+            _scope_ids_per_teacher(con)
             for statement in (_SCHEMA, _BY_TEACHER_INDEX, _NO_UPDATE, _NO_DELETE):
                 con.execute(statement)
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        con: sqlite3.Connection | None = getattr(self._local, "con", None)
-        if con is None:
-            con = sqlite3.connect(self.db_path, timeout=10.0)
-            # FULL: the WAL is fsynced at every commit, so a returned write survives power loss
-            con.execute("PRAGMA synchronous=FULL")
-            self._local.con = con
-        with con:
-            yield con
-
     def record(self, event: Event) -> bool:
-        """Store `event` unless its event_id is already stored; True when it was new."""
-        with self._connect() as con:
+        """Store `event` unless the teacher already has an event with its event_id; True when it was new."""
+        with self._db.transaction() as con:
             cur = con.execute(
                 f"INSERT OR IGNORE INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
                 astuple(event),
             )
             return cur.rowcount == 1
 
-    def get(self, event_id: str) -> Event | None:
-        with self._connect() as con:
+    def get(self, teacher_id: str, event_id: str) -> Event | None:
+        """The teacher's event with this id, if stored."""
+        with self._db.transaction() as con:
             row = con.execute(
-                f"SELECT {', '.join(_COLUMNS)} FROM events WHERE event_id = ?", (event_id,)
+                f"SELECT {', '.join(_COLUMNS)} FROM events WHERE teacher_id = ? AND event_id = ?",
+                (teacher_id, event_id),
             ).fetchone()
         return None if row is None else _event(row)
 
     def list_events(self, teacher_id: str) -> list[Event]:
         """A teacher's events, oldest first."""
-        with self._connect() as con:
+        with self._db.transaction() as con:
             rows = con.execute(
                 f"SELECT {', '.join(_COLUMNS)} FROM events WHERE teacher_id = ? ORDER BY ts, event_id",
                 (teacher_id,),
@@ -121,7 +125,7 @@ class EventStore:
 
     def to_frame(self) -> pd.DataFrame:
         """Every event in the contract's `events` layout (ts as datetime64)."""
-        with self._connect() as con:
+        with self._db.transaction() as con:
             df = pd.read_sql_query(
                 f"SELECT {', '.join(CONTRACT_COLUMNS)} FROM events ORDER BY ts, event_id", con
             )

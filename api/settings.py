@@ -17,3 +17,9 @@ class ServiceSettings(Settings):
     # Cohorts (and heatmap cells) smaller than this are not shown: with fewer people an aggregate is a person.
     min_cohort_size: int = Field(default=5, ge=1)
     search_max_k: int = Field(default=50, ge=1)
+    # Lifetime of a token `tdr token create` mints unless told otherwise (--days); tokens made before lifetimes
+    # existed get it from the first time the store is opened.
+    token_ttl_days: float = Field(default=30.0, gt=0)
+    # Largest request body accepted, checked before the body is read or the token looked at (413 beyond it).
+    # The largest legitimate body, a re-plan excluding 500 courses, is about 35 KB.
+    max_body_bytes: int = Field(default=128 * 1024, ge=1)

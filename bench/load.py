@@ -10,6 +10,17 @@ whose menu it asks for, drawn at random from a sample of teachers.
 
 The workspace's default menus come from WS/scores when a `tdr score` run of the current bundle is there
 (`tdr demo` makes one); --score writes it first when it is missing.
+
+--swap (issue 15) measures the same endpoint across a retrain instead, in one run, phase by phase: `before`;
+`swap` (a new bundle switched in at its start, loaded and swapped by the server while the load goes on);
+`after_swap` (the new bundle in service, its menus from the previous scored run); `after_swap_no_previous_run`
+(another swap with WS/scores moved away: every menu planned live, as the service before issue 15 did after
+each retrain; the baseline); `rescoring` (`tdr score` for the bundle in service running beside the server)
+and `after_rescore`. The new
+bundle is the current one copied under a new version (--retrain copy: the swap itself, no training beside it)
+or a real `tdr train` (--retrain train). Writes bench/results/load_swap.json.
+
+    .venv/bin/python bench/load.py --workspace workspace/demo --swap [--rate 50] [--seconds 20]
 """
 
 from __future__ import annotations
@@ -38,6 +49,8 @@ from data.workspace import Workspace, write_text_atomic  # noqa: E402
 from models.bundle import current_bundle_dir, read_manifest  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "load.json"
+SWAP_RESULTS = RESULTS.with_name("load_swap.json")
+SWAP_TARGET_P99_MS = 100.0
 TARGET_P99_MS = 50.0
 TARGET_RATE = 100.0
 
@@ -164,6 +177,105 @@ def _summary(latency: np.ndarray, status: list[int], wall: float) -> dict[str, o
     }
 
 
+def _phase(
+    base: str, tokens: list[tuple[str, str]], rate: float, seconds: float, seed: int
+) -> dict[str, object]:
+    latency, status, wall = asyncio.run(_open_loop(base, tokens, rate, seconds, seed))
+    return _summary(latency, status, wall)
+
+
+def _copy_bundle(ws: Workspace) -> str:
+    """The current bundle under a new version, switched in as `tdr train` does (CURRENT last)."""
+    import shutil
+    from datetime import UTC, datetime
+
+    current = current_bundle_dir(ws.bundles_dir)
+    version = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ") + "-swapbench"
+    shutil.copytree(current, ws.bundles_dir / f".{version}.copy")
+    manifest = json.loads((ws.bundles_dir / f".{version}.copy" / "manifest.json").read_text(encoding="utf-8"))
+    write_text_atomic(
+        ws.bundles_dir / f".{version}.copy" / "manifest.json", json.dumps({**manifest, "version": version})
+    )
+    os.replace(ws.bundles_dir / f".{version}.copy", ws.bundles_dir / version)
+    write_text_atomic(ws.bundles_dir / "CURRENT", version + "\n")
+    return version
+
+
+def _tdr(*args: str) -> subprocess.Popen[bytes]:
+    tdr = Path(sys.executable).with_name("tdr")
+    return subprocess.Popen([str(tdr), *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _wait_version(base: str, version: str, timeout_s: float = 600.0) -> float:
+    start = time.perf_counter()
+    while httpx.get(f"{base}/readyz", timeout=5.0).json().get("model_version") != version:
+        if time.perf_counter() - start > timeout_s:
+            raise TimeoutError(f"the server did not swap in {version}")
+        time.sleep(0.2)
+    return time.perf_counter() - start
+
+
+def _swap_run(
+    ws: Workspace, base: str, tokens: list[tuple[str, str]], args: argparse.Namespace
+) -> dict[str, object]:
+    """The phases of --swap (see the module docstring), each at the same rate for --seconds (rescoring: as
+    long as `tdr score` runs)."""
+    rate, seconds, seed = args.rate, args.seconds, args.seed
+    phases: dict[str, object] = {"before": _phase(base, tokens, rate, seconds, seed)}
+    old = read_manifest(current_bundle_dir(ws.bundles_dir)).version
+    if args.retrain == "train":
+        trainer = _tdr("train", "--workspace", str(ws.root))
+        phases["training"] = _phase(base, tokens, rate, seconds, seed + 1)
+        trainer.wait()
+        new = read_manifest(current_bundle_dir(ws.bundles_dir)).version
+    else:
+        new = _copy_bundle(ws)
+    # the server notices CURRENT within its reload interval, loads the bundle beside the load, then swaps
+    phases["swap"] = _phase(base, tokens, rate, seconds, seed + 2)
+    swapped_after_s = _wait_version(base, new)
+    phases["after_swap"] = _phase(base, tokens, rate, seconds, seed + 3)
+    # the baseline: another swap with no scored run in the workspace, as the service before issue 15 treated
+    # every run of another bundle; each teacher's menu is then planned live
+    scores, aside = ws.root / "scores", ws.root / "scores.aside"
+    os.replace(scores, aside)
+    try:
+        baseline = _copy_bundle(ws)
+        _wait_version(base, baseline)
+        phases["after_swap_no_previous_run"] = _phase(base, tokens, rate, seconds, seed + 4)
+    finally:
+        os.replace(aside, scores)
+    scorer = _tdr(
+        "score", "--workspace", str(ws.root), "--out", str(scores), "--workers", "1", "--block-size", "250"
+    )
+    start = time.perf_counter()
+    rescoring = []
+    while scorer.poll() is None:
+        rescoring.append(asyncio.run(_open_loop(base, tokens, rate, 5.0, seed + 5 + len(rescoring))))
+    score_s = time.perf_counter() - start
+    phases["rescoring"] = _summary(
+        np.concatenate([r[0] for r in rescoring]),
+        [s for r in rescoring for s in r[1]],
+        sum(r[2] for r in rescoring),
+    )
+    phases["after_rescore"] = _phase(base, tokens, rate, seconds, seed + 6)
+    return {
+        "endpoint": "GET /api/v1/teachers/{teacher_id}/menu",
+        "retrain": args.retrain,
+        "bundles": {"before": old, "after": new, "baseline_swap": baseline},
+        "swap_seen_after_phase_s": round(swapped_after_s, 1),
+        "rescore_seconds": round(score_s, 1),
+        "load": {"rate_rps": rate, "seconds_per_phase": seconds, "teachers_sampled": len(tokens)},
+        "phases": phases,
+        "goal": {
+            "p99_ms": SWAP_TARGET_P99_MS,
+            "met_across_the_swap": all(
+                phases[p]["errors"] == 0 and float(phases[p]["p99_ms"]) <= SWAP_TARGET_P99_MS  # type: ignore[index,arg-type]
+                for p in ("before", "swap", "after_swap")
+            ),
+        },
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -182,8 +294,15 @@ def main() -> None:
         help="niceness of server and client (negative, as root, to stand out on a machine others share)",
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--out", type=Path, default=None, help="default bench/results/load.json (load_swap.json)"
+    )
+    parser.add_argument("--swap", action="store_true", help="measure across a retrain's hot swap (issue 15)")
+    parser.add_argument(
+        "--retrain", choices=["copy", "train"], default="copy", help="how --swap makes the bundle"
+    )
     args = parser.parse_args()
+    args.out = args.out or (SWAP_RESULTS if args.swap else RESULTS)
 
     ws = Workspace.open(args.workspace)
     scored = _scores_ready(ws)
@@ -205,6 +324,12 @@ def main() -> None:
         ready_s = time.perf_counter() - start
         if args.warmup > 0:
             asyncio.run(_open_loop(base, tokens, args.rate, args.warmup, args.seed + 1))
+        if args.swap:
+            swap = {**_swap_run(ws, base, tokens, args), "server_ready_seconds": round(ready_s, 1)}
+            text = json.dumps(swap, ensure_ascii=False, indent=2)
+            write_text_atomic(args.out, text + "\n")
+            print(text)
+            return
         server = psutil.Process(proc.pid)
         cpu_before = server.cpu_times()
         latency, status, wall = asyncio.run(_open_loop(base, tokens, args.rate, args.seconds, args.seed))

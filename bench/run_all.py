@@ -14,6 +14,7 @@ BENCHMARKS = (
     "generate",
     "encode_index",
     "irt_math2015",
+    "cdm",
     "mooccubex",
     "quality",
     "selection",

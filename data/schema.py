@@ -360,7 +360,8 @@ EVENTS = TableSpec(
         _c("value", "str", "值"),
         _c("ts", "date", "时间"),
     ),
-    key=("event_id",),
+    # ids are the client's, unique within one teacher's events (the service's store keys them so)
+    key=("teacher_id", "event_id"),
     file_aliases=("events", "事件", "反馈"),
 )
 

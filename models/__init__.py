@@ -5,7 +5,8 @@ Entry points:
 - `Encoder` — sentence embeddings of courses, competencies and queries (cached by content);
 - `VectorIndex` — faiss retrieval over course vectors; `BM25` — lexical scores;
 - `CompetencyTagger` — competencies of an untagged course or project;
-- `MIRT` — multidimensional IRT over a Q-matrix; `Ranker` — LightGBM LambdaRank;
+- `MIRT` — multidimensional IRT over a Q-matrix (`Posterior`: persons scored under it); `Ranker` — LightGBM
+  LambdaRank;
 - `BundleWriter` / `read_manifest` — artifact bundles with a manifest;
 - `estimate_effects` — what each course or project changed, with an interval (训后成效).
 """
@@ -19,7 +20,7 @@ __all__, __getattr__ = lazy_exports(
         "models.index": ("VectorIndex", "IndexConfig"),
         "models.lexical": ("BM25",),
         "models.tagger": ("CompetencyTagger",),
-        "models.irt": ("MIRT",),
+        "models.irt": ("MIRT", "Posterior"),
         "models.ranker": ("Ranker",),
         "models.forest": ("Forest",),
         "models.collab": ("Popularity", "ItemKNN"),

@@ -3,10 +3,15 @@
 A bundle is a folder WS/bundles/<version>/ holding one file per component plus manifest.json (version, creation
 time, hash of the data it saw, per-file sha256, metrics, feature list). WS/bundles/CURRENT names the bundle in
 force; it is switched atomically after the new bundle is complete, so a reader never sees half a bundle.
+
+One writer at a time: a `BundleWriter` holds an exclusive lock on WS/bundles/.writer.lock (released by the
+kernel when its process dies, even by SIGKILL), so any staging folder (.<version>.*) it finds on starting is a
+killed writer's and is removed. `prune` removes old bundles, never the one CURRENT names.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -22,6 +27,27 @@ from data.workspace import write_text_atomic
 
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
+WRITER_LOCK = ".writer.lock"
+
+
+class BundleBusyError(RuntimeError):
+    """Another process is writing a bundle into the same folder."""
+
+
+def _writer_lock(bundles_dir: Path) -> int:
+    """An exclusive lock on the bundles folder, held through the returned descriptor."""
+    fd = os.open(bundles_dir / WRITER_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise BundleBusyError(f"another process is training into {bundles_dir}") from None
+    return fd
+
+
+def stale_staging(bundles_dir: Path) -> list[Path]:
+    """Staging folders of writers that are gone; call only while holding the writer lock."""
+    return sorted(p for p in Path(bundles_dir).glob(".*") if p.is_dir())
 
 
 def file_sha256(path: Path) -> str:
@@ -64,6 +90,9 @@ class BundleWriter:
     def __init__(self, bundles_dir: Path, data_hash: str) -> None:
         self.bundles_dir = Path(bundles_dir)
         self.bundles_dir.mkdir(parents=True, exist_ok=True)
+        self._lock: int | None = _writer_lock(self.bundles_dir)
+        for stale in stale_staging(self.bundles_dir):
+            shutil.rmtree(stale, ignore_errors=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         self.version = f"{stamp}-{data_hash[:8]}"
         self.data_hash = data_hash
@@ -93,10 +122,17 @@ class BundleWriter:
         final = self.bundles_dir / self.version
         os.replace(self.staging, final)
         write_text_atomic(self.bundles_dir / CURRENT, self.version + "\n")
+        self._release()
         return final
 
     def abort(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # closing the descriptor drops the lock
+            self._lock = None
 
 
 def current_bundle_dir(bundles_dir: Path) -> Path:
@@ -104,6 +140,32 @@ def current_bundle_dir(bundles_dir: Path) -> Path:
     if not pointer.exists():
         raise FileNotFoundError(f"no trained bundle in {bundles_dir}; run `tdr train` first")
     return Path(bundles_dir) / pointer.read_text(encoding="utf-8").strip()
+
+
+def bundle_versions(bundles_dir: Path) -> list[str]:
+    """The complete bundles in the folder (those with a manifest), oldest first (versions start with their
+    creation time)."""
+    return sorted(
+        p.name for p in Path(bundles_dir).iterdir() if not p.name.startswith(".") and (p / MANIFEST).exists()
+    )
+
+
+def prune(bundles_dir: Path, keep: int) -> list[str]:
+    """Remove all but the `keep` newest bundles, never the one CURRENT names; returns the removed versions.
+
+    Each is first renamed to a staging-like .pruned-<version> (one atomic step, so no reader finds half a
+    bundle under its name), then deleted; a prune killed in between leaves a folder the next writer sweeps."""
+    if keep < 1:
+        raise ValueError("keep at least one bundle")
+    bundles_dir = Path(bundles_dir)
+    current = current_bundle_dir(bundles_dir).name if (bundles_dir / CURRENT).exists() else None
+    versions = bundle_versions(bundles_dir)
+    removed = [v for v in versions[: max(0, len(versions) - keep)] if v != current]
+    for version in removed:
+        doomed = bundles_dir / f".pruned-{version}"
+        os.replace(bundles_dir / version, doomed)
+        shutil.rmtree(doomed)
+    return removed
 
 
 def read_manifest(bundle_dir: Path) -> Manifest:

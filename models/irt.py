@@ -6,23 +6,29 @@ Model: P(x_ij = 1 | theta_i) = sigmoid(sum_k a_jk theta_ik + d_j), with a_jk fre
 item j measures competency k (plus, optionally, a general factor every item loads on). Scores in [0, 1]
 (partial credit divided by the full score) enter as fractional Bernoulli outcomes, optionally weighted by
 their estimated dispersion. theta_i ~ N(0, Sigma) with unit variances; the correlations are estimated, which
-lets a competency with few items borrow strength from the correlated ones.
+lets a competency with few items borrow strength from the correlated ones. The item parameters are
+hierarchical: each loading is drawn around its dimension's mean loading and each intercept around the mean of
+its skills' intercepts, so an item with a handful of respondents borrows from the items of the same skills and
+an item nobody answered is predicted from them.
 
 Estimation is variational EM, an approximation to regularised marginal maximum likelihood. Every person has
 a Gaussian posterior N(theta_i, C_i) with full covariance; each E-step moves it once towards the optimum of
 the evidence lower bound (ELBO), by the fixed point C_i = (Sigma^-1 + sum_j E[sigmoid'] a_j a_j^T)^-1 and a
 Newton step on theta_i, computed in person chunks with one small Cholesky inversion per person. Expectations
-over each response's linear predictor use Gauss-Hermite quadrature. The M-step updates Sigma from the
-posterior moments (parameter-expanded: each dimension's scale moves into its loadings) and takes one Newton
-step per item on the expected log-likelihood under the posteriors. Iterations stop when the ELBO changes by
-less than ``tol`` relative; its last iterations move the estimates by far less than their standard errors.
-Unlike the Laplace approximation (posterior mode and curvature), the variational posterior keeps the
-estimated correlations and the interval coverage honest when a competency has only one or two items.
+over each response's linear predictor use Gauss-Hermite quadrature. The M-step updates Sigma under its
+shrinkage prior (parameter-expanded: each dimension's scale moves into its loadings), takes one Newton step
+per item on the expected log-likelihood plus the item prior, and refits the prior's skill means. The monitored
+objective is the ELBO plus every log prior, the one all these steps raise; iterations stop when it changes by
+less than ``tol`` relative. Unlike the Laplace approximation (posterior mode and curvature), the variational
+posterior keeps the estimated correlations and the interval coverage honest when a competency has only one or
+two items. The reported standard errors also carry the calibration error of the person's items and of the
+scale (`_calibration_inflation`), which dominates on a bank whose items have few respondents each.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -33,6 +39,7 @@ import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 from scipy.linalg import lapack
 from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 log = logging.getLogger(__name__)
@@ -342,6 +349,8 @@ def _posterior(
     theta0: FloatArray,
     slot_cov0: FloatArray | None,
     pairs: IntArray,
+    item_cov: FloatArray | None,
+    n_calibration: int = 0,
     max_steps: int = 20,
     tol: float = 1e-2,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -349,7 +358,11 @@ def _posterior(
     of their responses moves by ``tol`` (in units of theta's population spread, far below any standard error);
     the means, standard errors and covariances at ``pairs`` (row >= col entries), chunk by chunk so that no
     (persons x K x K) array outlives its chunk. A person stops on their own: the result does not depend on
-    which other persons share the chunk (a province scored in blocks gives what it gives scored whole)."""
+    which other persons share the chunk (a province scored in blocks gives what it gives scored whole).
+
+    With ``item_cov`` (per item, the covariance of its estimated slots and intercept) the covariances also
+    carry the calibration error of the person's items (`_calibration_inflation`) and of the scale's origin and
+    unit, estimated from ``n_calibration`` persons."""
     n_persons, k = theta0.shape
     precision = np.asarray(np.linalg.inv(sigma), dtype=np.float64)
     theta = theta0.copy()
@@ -371,13 +384,85 @@ def _posterior(
             active &= moved >= tol
             if not active.any():
                 break
+        if item_cov is not None:
+            cov = cov + _calibration_inflation(c, th, s, cov, a_o, d_o, w_o, item_cov[c.item])
+            # the population's mean and spread, which define the scale, are estimated from n_calibration
+            # persons too: a responding person at theta is placed with the variance (1 + theta^2 / 2) / n of
+            # that estimate (one without responses keeps the population prior itself)
+            answered = np.bincount(c.local, minlength=c.n) > 0
+            cov[:, np.arange(k), np.arange(k)] += answered[:, None] * (1.0 + 0.5 * th**2) / n_calibration
         theta[c.p0 : c.p1] = th
         se[c.p0 : c.p1] = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
         pair_cov[c.p0 : c.p1] = cov[:, pairs[:, 0], pairs[:, 1]]
     return theta, se, pair_cov
 
 
+def _calibration_inflation(
+    c: _Chunk,
+    theta: FloatArray,
+    s: FloatArray,
+    cov: FloatArray,
+    a_o: FloatArray,
+    d_o: FloatArray,
+    w_o: FloatArray,
+    item_cov_o: FloatArray,
+) -> FloatArray:
+    """What the error of the estimated item parameters adds to each person's posterior covariance (delta method).
+
+    The person's estimate solves sum_j w_j (y_j - p_j) a_j = prior term. Moving item j's slots and intercept
+    psi_j = (a_j, d_j) by delta moves that score by -w_j p'_j a_j (theta_j, 1) . delta in expectation, so the
+    estimate moves by C (that), with C the posterior covariance. Items are calibrated independently of each
+    other, so the added covariance is C (sum_j v_j a_j a_j^T) C with v_j = (w_j p'_j)^2 x_j^T V_j x_j,
+    x_j = (theta on item j's slots, 1) and V_j the covariance of psi_j. On a bank whose items have a handful of
+    respondents each this is what makes the intervals of the most-assessed persons honest.
+    """
+    n, k = theta.shape
+    slope = _gh(c.eta(theta, a_o, d_o), s, softplus=False)[1]
+    x = np.concatenate([theta.ravel()[c.vec_cells] * c.free, np.ones((len(a_o), 1))], axis=1)
+    v = (w_o * slope) ** 2 * np.einsum("op,opq,oq->o", x, item_cov_o, x)
+    outer = v[:, None, None] * a_o[:, :, None] * a_o[:, None, :]
+    summed = np.bincount(c.mat_cells.ravel(), outer.ravel(), minlength=n * k * k).reshape(n, k, k)
+    return np.asarray(cov @ summed @ cov, dtype=np.float64)
+
+
 # ------------------------------------------------------------------------------------------------- items
+
+
+@dataclass(frozen=True)
+class _ItemPrior:
+    """The hierarchical prior of the item parameters: a_jl ~ N(loading_mean[dim], 1/l2_a) for each loaded slot
+    and d_j ~ N(intercept_mean_j, 1/l2_d), where intercept_mean_j averages the skill means of item j's skills."""
+
+    loading_mean: FloatArray  # per dimension
+    intercept_mean: FloatArray  # per item
+    l2_a: float
+    l2_d: float
+
+    def centre(self, layout: _Layout) -> FloatArray:
+        return np.where(layout.free, self.loading_mean[layout.dims], 0.0)
+
+    def penalty(self, a: FloatArray, d: FloatArray, layout: _Layout) -> FloatArray:
+        """Per item: minus the log prior density, up to a constant."""
+        da = np.where(layout.free, a - self.centre(layout), 0.0)
+        return 0.5 * (self.l2_a * np.sum(da**2, axis=1) + self.l2_d * (d - self.intercept_mean) ** 2)
+
+    @staticmethod
+    def fitted(
+        a: FloatArray, d: FloatArray, layout: _Layout, skills: FloatArray, l2_a: float, l2_d: float
+    ) -> _ItemPrior:
+        """The skill means that maximise the prior density of the current item parameters (an exact M-step):
+        each dimension's mean loading, and the skill intercepts whose per-item averages (rows of ``skills``,
+        each item's skills weighted 1/count) fit the intercepts in least squares. Items with no skill of their
+        own (``skills`` row 0) fall back on the mean intercept."""
+        k = int(layout.dims.max(initial=0)) + 1
+        dims = layout.dims[layout.free]
+        n_loaded = np.bincount(dims, minlength=k)
+        total = np.bincount(dims, a[layout.free], minlength=k)
+        overall = total.sum() / max(n_loaded.sum(), 1)
+        loading_mean = np.where(n_loaded > 0, total / np.maximum(n_loaded, 1), overall)
+        design = np.concatenate([skills, (skills.sum(axis=1, keepdims=True) == 0).astype(np.float64)], axis=1)
+        delta = np.linalg.lstsq(design, d, rcond=None)[0]
+        return _ItemPrior(loading_mean, design @ delta, l2_a, l2_d)
 
 
 def _item_newton(
@@ -388,39 +473,39 @@ def _item_newton(
     d: FloatArray,
     w: FloatArray,
     layout: _Layout,
-    l2_a: float,
-    l2_d: float,
-) -> tuple[FloatArray, FloatArray, FloatArray]:
+    prior: _ItemPrior,
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     """One Newton step per item on its expected penalised log-likelihood under the persons' posteriors.
 
     ``mu`` and ``slot_cov`` are, per response, the posterior mean and covariance of the item's slots. Items
     are independent given the posteriors, so the Hessian is block-diagonal (one (L+1)^2 block per item) and
-    every block is solved at once. The objective is convex; a step that would raise it is halved.
+    every block is solved at once. The objective is convex; a step that would raise it is halved. An item
+    nobody answered lands on its prior mean (the objective is then the prior's quadratic).
 
-    Also returns each item's dispersion at the old parameters: the mean squared residual over the mean
-    Bernoulli variance. It is 1 for right/wrong answers; a fractional score varies less around its
-    expectation than a 0/1 one (about 1/n for n binomial points), so its responses deserve the weight
-    1/dispersion (quasi-likelihood).
+    Also returns, per item, the inverse of that Hessian (the approximate covariance of its slots and intercept:
+    their calibration error) and the dispersion at the old parameters: the mean squared residual over the mean
+    Bernoulli variance. It is 1 for right/wrong answers (and for items nobody answered); a fractional score
+    varies less around its expectation than a 0/1 one (about 1/n for n binomial points), so its responses
+    deserve the weight 1/dispersion (quasi-likelihood).
     """
     n_items, n_slots = a.shape
     n_par = n_slots + 1
     item, y = resp.item, resp.score
     to_item = sp.csr_matrix((w[item], (item, np.arange(item.size))), shape=(n_items, item.size))
-    ridge = np.concatenate([np.full(n_slots, l2_a), [l2_d]])
+    ridge = np.concatenate([np.full(n_slots, prior.l2_a), [prior.l2_d]])
+    centre = np.concatenate([prior.centre(layout), prior.intercept_mean[:, None]], axis=1)
     pad_fix = np.concatenate([~layout.free, np.zeros((n_items, 1), dtype=bool)], axis=1)
-
-    def penalty(a_: FloatArray, d_: FloatArray) -> FloatArray:
-        return 0.5 * (l2_a * np.sum(a_**2, axis=1) + l2_d * d_**2)
 
     a_o = a[item]
     c = np.einsum("olm,om->ol", slot_cov, a_o)
     s = np.sqrt(np.maximum(np.einsum("ol,ol->o", a_o, c), _MIN_VAR))
     m = np.einsum("ol,ol->o", a_o, mu) + d[item]
     e_sp, e_p, e_f, e_fz, e_fz2 = _gh(m, s, stein=True)
-    value = np.asarray(to_item @ (e_sp - y * m)).ravel() + penalty(a, d)
+    value = np.asarray(to_item @ (e_sp - y * m)).ravel() + prior.penalty(a, d, layout)
     # E[(y - p)^2] = y^2 - 2 y E[p] + E[p] - E[p (1 - p)]
     squared = np.bincount(item, y * y - 2.0 * y * e_p + e_p - e_f, minlength=n_items)
-    dispersion = squared / np.maximum(np.bincount(item, e_f, minlength=n_items), _MIN_VAR)
+    spread = np.bincount(item, e_f, minlength=n_items)
+    dispersion = np.where(spread > _MIN_VAR, squared / np.maximum(spread, _MIN_VAR), 1.0)
     # Stein's lemma: E[sigmoid(eta) theta] = E[sigmoid] mu + E[sigmoid'] c, with c = Cov(theta, eta).
     g_obs = np.concatenate([(e_p - y)[:, None] * mu + e_f[:, None] * c, (e_p - y)[:, None]], axis=1)
     # Exact Hessian E[sigmoid'(eta) (theta,1)(theta,1)^T] from theta | eta = mu + c z / s + independent rest.
@@ -435,13 +520,15 @@ def _item_newton(
     h_obs[:, :n_slots, n_slots] = h_ad
     h_obs[:, n_slots, :n_slots] = h_ad
     h_obs[:, n_slots, n_slots] = e_f
-    grad = np.asarray(to_item @ g_obs) + ridge * np.concatenate([a, d[:, None]], axis=1)
+    params = np.concatenate([a, d[:, None]], axis=1)
+    grad = np.asarray(to_item @ g_obs) + ridge * (params - centre)
     hess = np.asarray(to_item @ h_obs.reshape(item.size, -1)).reshape(n_items, n_par, n_par)
     hess += np.eye(n_par) * ridge
     grad[pad_fix] = 0.0
     hess[pad_fix] = 0.0
     hess += np.eye(n_par)[None] * pad_fix[:, :, None]
-    step = -np.linalg.solve(hess, grad[:, :, None])[:, :, 0]
+    item_cov = np.linalg.inv(hess) * ~(pad_fix[:, :, None] | pad_fix[:, None, :])
+    step = -np.einsum("ipq,iq->ip", item_cov, grad)
     a, d = a.copy(), d.copy()
     todo = np.ones(n_items, dtype=bool)
     t = 1.0
@@ -450,54 +537,79 @@ def _item_newton(
         a_co = a_c[item]
         m_c = np.einsum("ol,ol->o", a_co, mu) + d_c[item]
         e_c = _gh_softplus(m_c, _spread(a_co, slot_cov))
-        cand = np.asarray(to_item @ (e_c - y * m_c)).ravel() + penalty(a_c, d_c)
+        cand = np.asarray(to_item @ (e_c - y * m_c)).ravel() + prior.penalty(a_c, d_c, layout)
         ok = todo & (cand <= value + 1e-9)
         a[ok], d[ok] = a_c[ok], d_c[ok]
         todo &= ~ok
         if not todo.any():
             break
         t *= 0.5
-    return a, d, dispersion
+    return a, d, dispersion, item_cov
 
 
 # ------------------------------------------------------------------------------------------------- model
 
 
+@dataclass(frozen=True)
+class Posterior:
+    """Gaussian posteriors of some persons' competencies under a fitted model: means and standard errors
+    (persons x dims) and the covariances at the model's ``pairs_`` (persons x pairs), which predictions need."""
+
+    theta: FloatArray
+    se: FloatArray
+    pair_cov: FloatArray
+
+
+def _sigma_log_prior(sigma: FloatArray, nu: float) -> float:
+    """Log density, up to a constant, of the prior that shrinks the covariance of theta towards the identity:
+    -nu/2 (log det sigma + trace sigma^-1), maximised with the data's nS by (nS + nu I) / (n + nu)."""
+    if nu == 0.0 or not np.isfinite(nu):
+        return 0.0
+    return float(-0.5 * nu * (np.linalg.slogdet(sigma)[1] + np.trace(np.linalg.inv(sigma))))
+
+
 class MIRT(BaseEstimator):  # type: ignore[misc]
-    """Compensatory multidimensional 2PL over a Q-matrix, scikit-learn style.
+    """Compensatory multidimensional 2PL over a Q-matrix, with hierarchical item parameters, scikit-learn style.
 
     Parameters
     ----------
     max_iter: EM iterations at most.
-    tol: stop when the evidence lower bound changes by less than this, relative, in one EM iteration.
-    item_l2: ridge penalty on the loadings (a Gaussian prior N(0, 1/item_l2) on each a_jk).
-    intercept_l2: ridge penalty on the intercepts d_j.
+    tol: stop when the penalised evidence lower bound changes by less than this, relative, in one iteration.
+    item_l2: precision of the prior of each loading a_jk around its dimension's mean loading. Loadings are
+        the first thing a sparse bank overfits (an item with ten respondents can separate them), so the default
+        keeps them close to the mean unless an item's respondents say otherwise.
+    intercept_l2: precision of the prior of each intercept d_j around the mean of its skills' intercepts (an
+        item with few respondents borrows from the items of the same skills; an unseen item gets that mean).
     covariance: "estimate" learns the correlations of theta (borrowing strength across competencies);
         "identity" keeps the competencies independent a priori.
-    corr_shrinkage: weight of the identity in the estimated correlation matrix (keeps it well conditioned when
-        a competency has few items).
+    corr_shrinkage: weight of the identity in the estimated covariance of theta (keeps it well conditioned
+        when a competency has few items); it is the prior `_sigma_log_prior`, part of the monitored bound.
     general_factor: add a dimension every item loads on (last column of ``a_`` and ``theta_``), kept
         uncorrelated with the Q-matrix dimensions (bifactor structure).
     dispersion: estimate, per item with fractional (partial-credit or continuous) scores, how much less its
         scores scatter than 0/1 answers would, and weight its responses by the inverse (quasi-likelihood).
+    calibration_error: let the standard errors and predictions carry the error of the estimated item
+        parameters (`_calibration_inflation`), not only the persons' own.
     random_state: seed of the jitter on the starting loadings.
 
     Learned state: ``a_`` (items x dims), ``d_`` (items), ``sigma_`` (dims x dims correlation), ``weights_``
-    (per item: 1, or the inverse dispersion), ``theta_`` and ``se_`` (posterior mean and standard deviation of
-    the training persons), ``pairs_`` and ``pair_cov_`` (the posterior covariances predict_proba needs, per
-    training person), ``elbo_`` (evidence lower bound per EM iteration), ``n_iter_``, ``converged_``.
+    (per item: 1, or the inverse dispersion), ``item_cov_`` (per item, the covariance of its loaded slots and
+    intercept), ``theta_`` and ``se_`` (posterior mean and standard deviation of the training persons),
+    ``pairs_`` and ``pair_cov_`` (the posterior covariances predictions need, per training person),
+    ``objective_`` (the penalised evidence lower bound EM maximises, per iteration), ``n_iter_``, ``converged_``.
     """
 
     def __init__(
         self,
         max_iter: int = 50,
         tol: float = 5e-4,
-        item_l2: float = 1.0,
-        intercept_l2: float = 0.01,
+        item_l2: float = 10.0,
+        intercept_l2: float = 1.0,
         covariance: Literal["estimate", "identity"] = "estimate",
         corr_shrinkage: float = 0.05,
         general_factor: bool = False,
         dispersion: bool = False,
+        calibration_error: bool = True,
         random_state: int | None = 0,
     ) -> None:
         self.max_iter = max_iter
@@ -508,6 +620,7 @@ class MIRT(BaseEstimator):  # type: ignore[misc]
         self.corr_shrinkage = corr_shrinkage
         self.general_factor = general_factor
         self.dispersion = dispersion
+        self.calibration_error = calibration_error
         self.random_state = random_state
 
     # -------------------------------------------------------------------------------------------- fitting
@@ -525,9 +638,16 @@ class MIRT(BaseEstimator):  # type: ignore[misc]
         n_persons: int,
         Q: ArrayLike,
     ) -> MIRT:
-        """Fit on long-form responses: one row per (person, item) with the score scaled to [0, 1]."""
+        """Fit on long-form responses: one row per (person, item) with the score scaled to [0, 1].
+
+        Every step raises (or keeps) the monitored objective: the person E-step, the covariance of theta under
+        its shrinkage prior, one Newton step per item and the skill means of the item prior, each with the
+        others held fixed. The parameter expansion (dimension scales moved into the loadings) leaves the bound
+        unchanged but moves the priors, so it is taken only where it does not lower the objective.
+        """
         self._check_params()
         pattern = self._pattern(Q)
+        skills = self._skills(Q)
         n_items, k = pattern.shape
         resp = _responses(person_idx, item_idx, score01, n_persons, n_items)
         w = np.ones(n_items)
@@ -552,23 +672,25 @@ class MIRT(BaseEstimator):  # type: ignore[misc]
         else:
             start = start / np.sqrt(n_loaded)
         a = np.where(layout.free, start, 0.0)
+        prior = _ItemPrior.fitted(a, d, layout, skills, self.item_l2, self.intercept_l2)
         sigma = np.eye(k)
+        nu = self._nu(n_persons)
         chunks = list(_chunks(resp, layout, k))
         post = _Posteriors.prior(resp, chunks, sigma, layout.dims.shape[1])
         dims_o, free_o = layout.dims[resp.item], layout.free[resp.item]
 
         self.converged_ = False
-        self.elbo_: list[float] = []
+        self.objective_: list[float] = []
         with threadpool_limits(limits=1, user_api="blas"):
             for it in range(1, self.max_iter + 1):
                 post, elbo = _e_step(chunks, a, d, w, sigma, post)
-                self.elbo_.append(elbo)
+                objective = elbo - float(prior.penalty(a, d, layout).sum()) + _sigma_log_prior(sigma, nu)
+                self.objective_.append(objective)
                 self.n_iter_ = it
-                sigma, a, post = self._update_sigma(post, a, layout, resp)
+                sigma, a, prior, post = self._update_sigma(post, sigma, a, prior, layout, resp, nu)
                 mu = np.where(free_o, post.theta[resp.person[:, None], dims_o], 0.0)
-                a, d, phi = _item_newton(
-                    resp, mu, post.slot_cov, a, d, w, layout, self.item_l2, self.intercept_l2
-                )
+                a, d, phi, item_cov = _item_newton(resp, mu, post.slot_cov, a, d, w, layout, prior)
+                prior = _ItemPrior.fitted(a, d, layout, skills, self.item_l2, self.intercept_l2)
                 if not weights_settled:
                     new_w = np.where(partial, np.clip(1.0 / phi, 1.0 / _MAX_WEIGHT, _MAX_WEIGHT), 1.0)
                     # the bound moves with the weights, so convergence is judged once they have settled (they
@@ -576,28 +698,44 @@ class MIRT(BaseEstimator):  # type: ignore[misc]
                     weights_settled = bool(np.max(np.abs(new_w / w - 1.0)) < 0.05) or it >= _WEIGHT_ITERATIONS
                     w = new_w
                     continue
-                log.debug("irt iteration %d: evidence lower bound %.3f", it, elbo)
-                if len(self.elbo_) > 1 and abs(elbo - self.elbo_[-2]) < self.tol * abs(elbo):
+                log.debug("irt iteration %d: penalised evidence lower bound %.3f", it, objective)
+                if len(self.objective_) > 1 and abs(objective - self.objective_[-2]) < self.tol * abs(
+                    objective
+                ):
                     self.converged_ = True
                     break
+            # report theta on unit population variances (a reparametrisation: predictions do not move)
+            scale = np.sqrt(np.diag(sigma))
+            slot_scale = np.where(layout.free, scale[layout.dims], 1.0)
+            a, sigma = a * slot_scale, sigma / np.outer(scale, scale)
+            post = post.rescaled(scale, slot_scale[resp.item])
+            par_scale = np.concatenate([slot_scale, np.ones((n_items, 1))], axis=1)
+            item_cov = item_cov * par_scale[:, :, None] * par_scale[:, None, :]
             pairs = layout.pairs()
-            theta, se, pair_cov = _posterior(chunks, a, d, w, sigma, post.theta, post.slot_cov, pairs)
+            used_cov = item_cov if self.calibration_error else None
+            theta, se, pair_cov = _posterior(
+                chunks, a, d, w, sigma, post.theta, post.slot_cov, pairs, used_cov, n_persons
+            )
 
         a_dense = np.zeros((n_items, k))
         rows = np.broadcast_to(np.arange(n_items)[:, None], layout.dims.shape)
         a_dense[rows[layout.free], layout.dims[layout.free]] = a[layout.free]
         # A dimension and its loadings can flip sign together; report the one where loadings are positive.
         sign = np.where(a_dense.sum(axis=0) < 0.0, -1.0, 1.0)
+        par_sign = np.concatenate(
+            [np.where(layout.free, sign[layout.dims], 1.0), np.ones((n_items, 1))], axis=1
+        )
         self.a_ = a_dense * sign
         self.d_ = d
         self.sigma_ = sigma * np.outer(sign, sign)
+        self.item_cov_ = item_cov * par_sign[:, :, None] * par_sign[:, None, :]
         self.theta_ = theta * sign
         self.se_ = se
         self.pattern_ = pattern
         self.weights_ = w
         self.pairs_ = pairs
         self.pair_cov_ = pair_cov * sign[pairs[:, 0]] * sign[pairs[:, 1]]
-        self.n_items_, self.n_dims_ = n_items, k
+        self.n_items_, self.n_dims_, self.n_calibration_ = n_items, k, n_persons
         return self
 
     def _check_params(self) -> None:
@@ -623,79 +761,142 @@ class MIRT(BaseEstimator):  # type: ignore[misc]
             raise ValueError("every item needs at least one competency in Q (or general_factor=True)")
         return pattern
 
-    def _update_sigma(
-        self, post: _Posteriors, a: FloatArray, layout: _Layout, resp: _Responses
-    ) -> tuple[FloatArray, FloatArray, _Posteriors]:
-        """Population covariance from the posterior moments, rescaled to unit variances.
+    @staticmethod
+    def _skills(Q: ArrayLike) -> FloatArray:
+        """Each item's skills weighted 1/count (its intercept's prior mean averages their means)."""
+        q = np.asarray(Q).astype(bool).astype(np.float64)
+        return q / np.maximum(q.sum(axis=1, keepdims=True), 1.0)
 
-        The rescaling moves each dimension's scale into its loadings (parameter-expanded EM), which leaves the
-        likelihood unchanged and speeds EM up a lot. Returns the correlation matrix, the rescaled loadings and
-        the posteriors in the new units.
+    def _nu(self, n_persons: int) -> float:
+        """Weight of the shrinkage prior in persons, so that it makes corr_shrinkage of the covariance's update."""
+        if self.covariance == "identity" or self.corr_shrinkage >= 1.0:
+            return float("inf")
+        return n_persons * self.corr_shrinkage / (1.0 - self.corr_shrinkage)
+
+    def _update_sigma(
+        self,
+        post: _Posteriors,
+        sigma: FloatArray,
+        a: FloatArray,
+        prior: _ItemPrior,
+        layout: _Layout,
+        resp: _Responses,
+        nu: float,
+    ) -> tuple[FloatArray, FloatArray, _ItemPrior, _Posteriors]:
+        """The covariance of theta maximising the bound plus its shrinkage prior, then rescaled to unit variances.
+
+        The update is (n S + nu I) / (n + nu), S the posterior second moment, restricted to the allowed
+        structure (diagonal for "identity"; the general factor uncorrelated with the rest). The rescaling moves
+        each dimension's scale into its loadings (parameter-expanded EM), which leaves the likelihood and the
+        bound unchanged and speeds EM up a lot; it is skipped when the priors would lose by it. Returns the
+        covariance, the loadings, the item prior and the posteriors in the units kept.
         """
-        k = post.theta.shape[1]
-        second = (post.theta.T @ post.theta + post.cov_sum) / post.theta.shape[0]
-        scale = np.sqrt(np.maximum(np.diag(second), _MIN_VAR))
-        corr = second / np.outer(scale, scale)
-        if self.covariance == "identity":
-            corr = np.eye(k)
-        elif self.general_factor:
-            corr[-1, :-1] = corr[:-1, -1] = 0.0
-        sigma = (1.0 - self.corr_shrinkage) * corr + self.corr_shrinkage * np.eye(k)
-        np.fill_diagonal(sigma, 1.0)
-        a_scaled = np.where(layout.free, a * scale[layout.dims], 0.0)
-        return sigma, a_scaled, post.rescaled(scale, scale[layout.dims[resp.item]])
+        n, k = post.theta.shape
+        second = (post.theta.T @ post.theta + post.cov_sum) / n
+        if np.isfinite(nu):
+            target = (n * second + nu * np.eye(k)) / (n + nu)
+        else:
+            target = np.diag(np.diag(second)) if self.covariance == "identity" else np.eye(k)
+        if self.general_factor:
+            target[-1, :-1] = target[:-1, -1] = 0.0
+        scale = np.sqrt(np.maximum(np.diag(target), _MIN_VAR))
+        scaled_sigma = target / np.outer(scale, scale)
+        slot_scale = np.where(layout.free, scale[layout.dims], 1.0)
+        scaled_a = a * slot_scale
+        scaled_prior = dataclasses.replace(prior, loading_mean=prior.loading_mean * scale)
+        gain = (
+            float(prior.penalty(a, prior.intercept_mean, layout).sum())
+            - float(scaled_prior.penalty(scaled_a, prior.intercept_mean, layout).sum())
+            + _sigma_log_prior(scaled_sigma, nu)
+            - _sigma_log_prior(target, nu)
+        )
+        if gain < 0.0:
+            return target, a, prior, post
+        return scaled_sigma, scaled_a, scaled_prior, post.rescaled(scale, slot_scale[resp.item])
 
     def items_only(self) -> MIRT:
-        """A copy with the item parameters only (all `transform` needs), without the training persons'
-        posteriors (``theta_``, ``se_``, ``pairs_``, ``pair_cov_``: persons x dims², large for a province)."""
+        """A copy with the item parameters only (all scoring needs), without the training persons'
+        posteriors (``theta_``, ``se_``, ``pair_cov_``: persons x dims², large for a province)."""
         slim = copy.copy(self)
-        for name in ("theta_", "se_", "pairs_", "pair_cov_"):
+        for name in ("theta_", "se_", "pair_cov_"):
             slim.__dict__.pop(name, None)
         return slim
 
     # -------------------------------------------------------------------------------------------- scoring
 
     def transform(self, X: ArrayLike) -> tuple[FloatArray, FloatArray]:
-        """Posterior mode and standard error of theta for new persons (rows of X), items held fixed."""
+        """Posterior mean and standard error of theta for new persons (rows of X), items held fixed."""
         person, item, score, n_persons = _dense_to_long(X)
         return self.transform_long(person, item, score, n_persons)
 
     def transform_long(
         self, person_idx: ArrayLike, item_idx: ArrayLike, score01: ArrayLike, n_persons: int
     ) -> tuple[FloatArray, FloatArray]:
-        """Long-form ``transform``: persons 0..n_persons-1 with no response get the prior (0, 1).
+        """Long-form ``transform``: persons 0..n_persons-1 with no response get the prior (0, 1)."""
+        post = self.posterior_long(person_idx, item_idx, score01, n_persons)
+        return post.theta, post.se
+
+    def posterior_long(
+        self, person_idx: ArrayLike, item_idx: ArrayLike, score01: ArrayLike, n_persons: int
+    ) -> Posterior:
+        """Posteriors of new persons 0..n_persons-1 from their responses, items held fixed; a person with no
+        response gets the population prior (mean 0, covariance ``sigma_``), so `predict_proba` with this
+        posterior predicts a newcomer from the population and the item.
 
         Persons are scored in chunks, so memory beyond the responses grows with n_persons x dims only.
         """
-        if not hasattr(self, "a_"):
-            raise ValueError("MIRT is not fitted yet: call fit or fit_long first")
+        check_is_fitted(self, "a_")
         resp = _responses(person_idx, item_idx, score01, n_persons, self.n_items_)
         layout = _Layout.from_pattern(self.pattern_)
         a = np.take_along_axis(self.a_, layout.dims, axis=1) * layout.free
+        item_cov = self.item_cov_ if self.calibration_error else None
         with threadpool_limits(limits=1, user_api="blas"):
             chunks = _chunks(resp, layout, self.n_dims_)
             theta0 = np.zeros((n_persons, self.n_dims_))
-            theta, se, _ = _posterior(
-                chunks, a, self.d_, self.weights_, self.sigma_, theta0, None, np.zeros((0, 2), np.int64)
+            theta, se, pair_cov = _posterior(
+                chunks,
+                a,
+                self.d_,
+                self.weights_,
+                self.sigma_,
+                theta0,
+                None,
+                self.pairs_,
+                item_cov,
+                self.n_calibration_,
             )
-        return theta, se
+        return Posterior(theta, se, pair_cov)
 
-    def predict_proba(self, person_idx: ArrayLike, item_idx: ArrayLike) -> FloatArray:
-        """Posterior predictive probability of success (expected score in [0, 1]) for training persons."""
-        if not hasattr(self, "a_"):
-            raise ValueError("MIRT is not fitted yet: call fit or fit_long first")
+    def predict_proba(
+        self, person_idx: ArrayLike, item_idx: ArrayLike, posterior: Posterior | None = None
+    ) -> FloatArray:
+        """Posterior predictive probability of success (expected score in [0, 1]) of persons on items: the
+        training persons by default, or the persons of ``posterior`` (from `posterior_long`). The spread of
+        each linear predictor includes the person's posterior covariance and, with ``calibration_error``,
+        the item's own calibration error."""
+        check_is_fitted(self, "a_")
+        if posterior is None:
+            if not hasattr(self, "theta_"):
+                raise ValueError("this model keeps no training persons (items_only): pass a posterior")
+            posterior = Posterior(self.theta_, self.se_, self.pair_cov_)
         person = np.asarray(person_idx, dtype=np.int64).ravel()
         item = np.asarray(item_idx, dtype=np.int64).ravel()
         if person.shape != item.shape:
             raise ValueError("person_idx and item_idx must have the same length")
-        if person.size and (person.min() < 0 or person.max() >= len(self.theta_)):
-            raise ValueError(f"person_idx must lie in [0, {len(self.theta_)}) (the training persons)")
+        if person.size and (person.min() < 0 or person.max() >= len(posterior.theta)):
+            raise ValueError(f"person_idx must lie in [0, {len(posterior.theta)}) (the posterior's persons)")
         if item.size and (item.min() < 0 or item.max() >= self.n_items_):
             raise ValueError(f"item_idx must lie in [0, {self.n_items_})")
         a = self.a_[item]
-        m = np.einsum("ok,ok->o", a, self.theta_[person]) + self.d_[item]
+        theta = posterior.theta[person]
+        m = np.einsum("ok,ok->o", a, theta) + self.d_[item]
         # Var(a . theta) from the stored covariance entries; off-diagonal pairs count twice.
         r, c = self.pairs_[:, 0], self.pairs_[:, 1]
         weight = np.where(r == c, 1.0, 2.0) * a[:, r] * a[:, c]
-        s2 = np.einsum("oq,oq->o", weight, self.pair_cov_[person])
+        s2 = np.einsum("oq,oq->o", weight, posterior.pair_cov[person])
+        if self.calibration_error:
+            layout = _Layout.from_pattern(self.pattern_)
+            slots = np.take_along_axis(theta, layout.dims[item], axis=1) * layout.free[item]
+            x = np.concatenate([slots, np.ones((len(item), 1))], axis=1)
+            s2 = s2 + np.einsum("op,opq,oq->o", x, self.item_cov_[item], x)
         return _gh(m, np.sqrt(np.maximum(s2, 0.0)), softplus=False)[0]

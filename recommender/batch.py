@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from functools import partial
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from data.workspace import Workspace, atomic_write, write_parquet_atomic, write_
 from models.bundle import current_bundle_dir, read_manifest
 from recommender.artifacts import Artifacts, load
 from recommender.scoring import PortraitBlock, score_batch
+from recommender.workers import worker_pool
 
 # --------------------------------------------------------------------------------------------------------------
 # Blocks: the teachers in deterministic blocks (sorted by teacher_id), each a self-contained partition, one row per
@@ -140,6 +140,11 @@ def write_blocks(ws: Workspace, folder: Path, block_size: int) -> Iterator[int]:
     write_text_atomic(folder / "_manifest.json", json.dumps({"rows": rows}))
 
 
+RUN_STAMP = "_run.json"
+OUTPUTS = ("recommendations.parquet", "menus.parquet")
+# the finished run a new run replaces, kept while the new one is under way
+PREVIOUS_RUN = "_previous"
+
 # --------------------------------------------------------------------------------------------------------------
 # Runs: one output folder per run, resumable because every block's outputs are written atomically and a re-run
 # skips the blocks whose outputs exist (the stamp wipes them when the bundle, the inputs or the settings change).
@@ -174,14 +179,41 @@ def _fingerprint(ws: Workspace) -> list[list[object]]:
     ]
 
 
+def run_complete(out: Path) -> bool:
+    """Whether OUT holds a finished run: every block its partitions list has both part files."""
+    manifest = out / "_blocks" / "_manifest.json"
+    if not (out / RUN_STAMP).exists() or not manifest.exists():
+        return False
+    blocks = len(json.loads(manifest.read_text(encoding="utf-8"))["rows"])
+    return all((out / folder / _part(i)).exists() for folder in OUTPUTS for i in range(blocks))
+
+
+def _set_aside(out: Path) -> None:
+    """Move a finished run's outputs and stamp to OUT/_previous, which the service answers from until the run
+    replacing it is finished (see `finish_run`), instead of planning every menu live meanwhile."""
+    staging = out / f".{PREVIOUS_RUN}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    write_text_atomic(staging / RUN_STAMP, (out / RUN_STAMP).read_text(encoding="utf-8"))
+    for folder in OUTPUTS:
+        os.replace(out / folder, staging / folder)
+    shutil.rmtree(out / PREVIOUS_RUN, ignore_errors=True)
+    os.replace(staging, out / PREVIOUS_RUN)
+
+
+def finish_run(run: Run) -> None:
+    """Every block is scored: the outputs the run replaced are no longer needed."""
+    shutil.rmtree(run.menu_dir.parent / PREVIOUS_RUN, ignore_errors=True)
+
+
 def start_run(ws: Workspace, out: Path, top_k: int, block_size: int) -> Run:
     """Stamp OUT for this bundle, inputs and settings, wiping the outputs and partitions of a different run."""
     bundle_dir = current_bundle_dir(ws.bundles_dir)
     run = Run(
         bundle_dir=bundle_dir,
         blocks_dir=out / "_blocks",
-        rec_dir=out / "recommendations.parquet",
-        menu_dir=out / "menus.parquet",
+        rec_dir=out / OUTPUTS[0],
+        menu_dir=out / OUTPUTS[1],
         block_rows=(),
         top_k=top_k,
     )
@@ -195,8 +227,10 @@ def start_run(ws: Workspace, out: Path, top_k: int, block_size: int) -> Run:
         sort_keys=True,
         ensure_ascii=False,
     )
-    stamp_path = out / "_run.json"
+    stamp_path = out / RUN_STAMP
     if stamp_path.exists() and stamp_path.read_text(encoding="utf-8") != stamp:
+        if run_complete(out):
+            _set_aside(out)
         for folder in (run.rec_dir, run.menu_dir, run.blocks_dir):
             shutil.rmtree(folder, ignore_errors=True)
     for folder in (run.rec_dir, run.menu_dir, run.blocks_dir):
@@ -302,14 +336,13 @@ def score_local(
             else:
                 # a block is handed out only when a worker is free: an interrupted run leaves at most the blocks
                 # then being scored to finish, and none waits in a queue
-                pool = pool or ProcessPoolExecutor(
-                    n_workers, get_context("spawn"), _start_worker, (run.bundle_dir,)
-                )
+                pool = pool or worker_pool(n_workers, _start_worker, (run.bundle_dir,))
                 while len(running) >= n_workers:
                     finished, running = wait(running, return_when=FIRST_COMPLETED)
                     count(f.result() for f in finished)
                 running.add(pool.submit(_score_in_worker, run, i))
         count(f.result() for f in wait(running).done)
+        finish_run(run)
         if not started:
             report()
     finally:

@@ -175,14 +175,19 @@ def train(
     ] = None,
 ) -> None:
     """Portraits, encoder index, IRT and ranker → a new artifact bundle."""
+    from models.bundle import BundleBusyError
     from recommender.train import train as run
 
-    with console.status("训练中 training…") as status:
-        bundle = run(
-            Workspace.open(workspace),
-            _settings(policy),
-            step=_step_reporter(status),
-        )
+    try:
+        with console.status("训练中 training…") as status:
+            bundle = run(
+                Workspace.open(workspace),
+                _settings(policy),
+                step=_step_reporter(status),
+            )
+    except BundleBusyError as e:
+        err.print(f"[red]已有训练在此工作区运行[/red]（{e}）")
+        raise typer.Exit(2) from e
     console.print(f"bundle [bold]{bundle.name}[/bold] → {bundle}")
 
 
@@ -369,6 +374,22 @@ def serve(
     uvicorn.run(app, host=host, port=port, log_level="info")
 
 
+bundles_app = typer.Typer(help="trained bundles of a workspace", no_args_is_help=True)
+app.add_typer(bundles_app, name="bundles")
+
+
+@bundles_app.command("prune")
+def bundles_prune(
+    workspace: WorkspaceOpt,
+    keep: Annotated[int, typer.Option("--keep", min=1, help="how many of the newest bundles to keep")],
+) -> None:
+    """Remove all but the newest N bundles; the bundle in force (CURRENT) is always kept."""
+    from models.bundle import prune
+
+    removed = prune(Workspace.open(workspace).bundles_dir, keep)
+    console.print(f"已删除 {len(removed)} 个旧模型版本" + "".join(f"\n  {v}" for v in removed))
+
+
 token_app = typer.Typer(help="access tokens for the service", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 
@@ -383,15 +404,59 @@ def token_create(
     scope: Annotated[
         str | None, typer.Option("--scope", help="county:<名称> | city:<名称> | province:<名称>")
     ] = None,
+    days: Annotated[
+        float | None, typer.Option("--days", help="lifetime in days (default TDR_TOKEN_TTL_DAYS, 30)")
+    ] = None,
 ) -> None:
-    """Create a bearer token (printed once; only its hash is stored)."""
+    """Create a bearer token (printed once; only its hash is stored). It expires after its lifetime."""
+    from datetime import timedelta
+
     from api.auth import create_token
 
     try:
-        typer.echo(create_token(Workspace.open(workspace).root, role, teacher, scope))
+        ttl = None if days is None else timedelta(days=days)
+        typer.echo(create_token(Workspace.open(workspace).root, role, teacher, scope, ttl))
     except ValueError as e:
         err.print(f"[red]{e}[/red]")
         raise typer.Exit(2) from e
+
+
+_TOKEN_STATE = {"active": "有效", "expired": "已过期", "revoked": "已吊销"}
+
+
+@token_app.command("list")
+def token_list(
+    workspace: WorkspaceOpt,
+    show_all: Annotated[bool, typer.Option("--all", help="also expired and revoked tokens")] = False,
+) -> None:
+    """List tokens by id (never the tokens themselves): role, binding, creation, expiry, state."""
+    from datetime import UTC, datetime
+
+    from api.auth import TokenStore
+
+    now = datetime.now(UTC)
+    table = Table("令牌编号", "角色", "教师 / 范围", "创建时间", "到期时间", "状态")
+    for info in TokenStore(Workspace.open(workspace).root).list_tokens():
+        state = info.state(now)
+        if show_all or state == "active":
+            table.add_row(
+                info.token_id, info.role, info.teacher_id or info.scope or "—", info.created_at, info.expires_at,
+                _TOKEN_STATE[state],
+            )  # fmt: skip
+    console.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[str, typer.Argument(help="the id `tdr token list` shows")], workspace: WorkspaceOpt
+) -> None:
+    """Revoke a token: the service refuses it from its next request on."""
+    from api.auth import TokenStore
+
+    if not TokenStore(Workspace.open(workspace).root).revoke(token_id):
+        err.print(f"[red]没有编号为 {token_id} 的有效令牌[/red]")
+        raise typer.Exit(1)
+    console.print(f"令牌 {token_id} 已吊销")
 
 
 @app.command()
@@ -463,9 +528,8 @@ def evaluate(
         table.add_row(name, f"{figures.get('mean', float('nan')):.4f}")
     if ranking.get("methods"):
         console.print(table)
-    console.print_json(
-        json.dumps({key: result[key] for key in result if key != "ranking"}, default=str)[:4000]
-    )
+    # everything but the ranking table above, whole: a cut JSON text no longer parses
+    console.print_json(data={key: result[key] for key in result if key != "ranking"}, default=str)
     console.print(f"report → {path}")
 
 

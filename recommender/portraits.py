@@ -19,10 +19,9 @@ import operator
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, replace
 from functools import reduce
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -53,6 +52,7 @@ from features.portrait import (
     population,
 )
 from recommender.batch import available_cores
+from recommender.workers import worker_pool
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -232,7 +232,7 @@ def build_workspace_portraits(
     n_workers = workers or available_cores()
     with tempfile.TemporaryDirectory(prefix=".portraits-", dir=ws.root) as tmp:
         job = _Job(cal, policy, asof, base.taxonomy, target_level, _Spill(Path(tmp)))
-        with ProcessPoolExecutor(n_workers, get_context("spawn"), _start_worker, (job,)) as pool:
+        with worker_pool(n_workers, _start_worker, (job,)) as pool:
             blocks = ((_measure, (i, b)) for i, b in enumerate(teacher_blocks(ws, base, block_size)))
             pops = list(_bounded(pool, blocks, n_workers))
             if not pops:

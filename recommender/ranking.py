@@ -118,17 +118,18 @@ def teacher_inputs(
     estimate, gaps, std_error, peer_mean = _wide(comp, ids, cat.comp_codes, fills)
     r = _course_records(records[records["teacher_id"].isin(ids)], cat, asof)
     row_of = ids.get_indexer(pd.Index(r["teacher_id"].astype(str)))
-    weight = r["status"].map(HISTORY_WEIGHT).fillna(0.0).to_numpy()
+    # explicit dtypes: a block whose teachers have no records (new hires) gives empty object columns
+    weight = r["status"].map(HISTORY_WEIGHT).fillna(0.0).to_numpy(dtype=np.float64)
     history = sp.csr_matrix((weight, (row_of, r["course"])), shape=(n, c))
     history.sum_duplicates()
     history.data = np.minimum(history.data, 1.0)
-    done = (r["status"] == "completed").to_numpy()
+    done = (r["status"] == "completed").to_numpy(dtype=bool)
     completed = sp.csr_matrix(
         (np.ones(done.sum()), (row_of[done], r["course"].to_numpy()[done])), shape=(n, c)
     )
     completed.data[:] = 1.0
     recent = done & (r["start_date"] >= asof - pd.DateOffset(years=3)).to_numpy()
-    hours = r["hours"].fillna(0.0).to_numpy()
+    hours = pd.to_numeric(r["hours"], errors="coerce").fillna(0.0).to_numpy(dtype=np.float64)
     recent_hours = sp.csr_matrix(
         (hours[recent], (row_of[recent], r["course"].to_numpy()[recent])), shape=(n, c)
     )

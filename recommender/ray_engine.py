@@ -20,7 +20,7 @@ from threadpoolctl import threadpool_limits
 
 from data.workspace import Workspace
 from recommender.artifacts import load
-from recommender.batch import Run, available_cores, prepare_run, score_block
+from recommender.batch import Run, available_cores, finish_run, prepare_run, score_block
 
 # A local Ray instance only carries block summaries and small read buffers through its object store; Ray's
 # default (30 % of memory) would take gigabytes from a 2-core CI machine.
@@ -116,6 +116,7 @@ def score_ray(
     if progress:
         progress(done, total)
     if not todo:
+        finish_run(run)
         return run.rec_dir, run.menu_dir
     started = _connect(address, num_workers or available_cores())
     try:
@@ -142,6 +143,7 @@ def score_ray(
             done += int(pc.sum(summary.column("teachers")).as_py() or 0)
             if progress:
                 progress(done, total)
+        finish_run(run)
     finally:
         if started:
             ray.shutdown()

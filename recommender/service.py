@@ -1,8 +1,11 @@
 """The recommender as the service sees it: one teacher's portrait, menu and recommendations, course search and
 cohort portraits, answered from the workspace's current bundle and portraits (loaded once per engine).
 
-Default menus come from the `tdr score` output of the same bundle when there is one (WS/scores), else are
-computed on first request and kept; a re-plan with the teacher's own constraints is always solved live.
+Default menus come from the `tdr score` output of the same bundle when there is one (WS/scores). After a
+retrain, until that run covers a teacher, the menu comes from the previous finished run (WS/scores/_previous
+while the new run is under way, WS/scores itself before it starts; marked with that run's bundle version), so
+a hot swap does not turn every request into a live plan; only a teacher no run has scored is planned on first
+request, and kept. A re-plan with the teacher's own constraints is always solved live.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from data.workspace import Workspace
 from features.cohort import MIN_SIZE, behind_on_hours, cohort_portrait
 from models.encoder import Encoder
 from recommender.artifacts import Artifacts, load_current
+from recommender.batch import PREVIOUS_RUN, RUN_STAMP
 from recommender.config import Settings, settings
 from recommender.effects import (
     Growth,
@@ -148,6 +152,16 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [{str(k): _plain(v) for k, v in rec.items()} for rec in frame.to_dict("records")]
 
 
+def stamped_bundle(out: Path) -> str | None:
+    """The bundle version a scoring run in `out` was made with (its OUT/_run.json), if any."""
+    try:
+        stamp = json.loads((out / RUN_STAMP).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    bundle = stamp.get("bundle") if isinstance(stamp, dict) else None
+    return bundle if isinstance(bundle, str) else None
+
+
 class ScoredMenus:
     """The menus a `tdr score` run wrote for one bundle (OUT/menus.parquet/part-*.parquet, stamped in
     OUT/_run.json), found by teacher_id through each part's min/max statistics.
@@ -162,21 +176,20 @@ class ScoredMenus:
         self._bounds: dict[Path, tuple[str, str]] = {}
         self._parts: Lru[Path, tuple[np.ndarray, pd.DataFrame]] = Lru(SCORE_PARTS_CACHE)
         self._lock = threading.Lock()
+        # one part read at a time: the requests that miss together (just after a swap) wait for one read
+        # instead of each reading and sorting the same part, which stalled the service for seconds
+        self._reading = threading.Lock()
         self._scanned_at = -np.inf
         self.scan()
 
-    def _stamped(self) -> bool:
-        try:
-            stamp = json.loads((self.out / "_run.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return False
-        return isinstance(stamp, dict) and stamp.get("bundle") == self.version
+    def stamped(self) -> bool:
+        return stamped_bundle(self.out) == self.version
 
     def scan(self) -> None:
         """Index the parts written so far (each part file appears whole: it is written atomically)."""
         with self._lock:
             self._scanned_at = time.monotonic()
-            if not self._stamped():
+            if not self.stamped():
                 self._bounds = {}
                 return
             for path in sorted((self.out / "menus.parquet").glob("part-*.parquet")):
@@ -200,10 +213,18 @@ class ScoredMenus:
             part = pd.read_parquet(path)
         except (OSError, ValueError):
             return None
-        if not self._stamped():
+        if not self.stamped():
             return None
         part = part.sort_values(["teacher_id", "position"], kind="stable").reset_index(drop=True)
         return _teacher_ids(part), part
+
+    def _part(self, path: Path) -> tuple[np.ndarray, pd.DataFrame] | None:
+        part = self._parts.get(path)
+        if part is not None:
+            return part
+        with self._reading:
+            part = self._parts.get(path) or self._read(path)
+        return None if part is None else self._parts.put(path, part)
 
     def rows_in_memory(self, teacher_id: str) -> pd.DataFrame | None:
         """The teacher's menu rows if a part holding them is in memory (no file is read), else None."""
@@ -224,18 +245,58 @@ class ScoredMenus:
                 paths = [p for p, (lo, hi) in self._bounds.items() if lo <= teacher_id <= hi]
                 due = time.monotonic() - self._scanned_at > RESCAN_S
             for path in paths:
-                part = self._parts.get(path)
+                part = self._part(path)
                 if part is None:
-                    part = self._read(path)
-                    if part is None:
-                        continue
-                    self._parts.put(path, part)
+                    continue
                 found = _rows_of(part[1], part[0], teacher_id)
                 if len(found):
                     return found
             if attempt or not due:
                 return None
             self.scan()
+        return None
+
+
+class PreviousMenus:
+    """The menus of the finished run a newer bundle's run replaces: OUT/_previous while that run is under way
+    (`tdr score` moves the finished run there), else OUT itself while its stamp names another bundle.
+
+    Where they lie is decided again as soon as they vanish from where they were (the move is a few renames),
+    so the answers follow the files without a wait."""
+
+    def __init__(self, out: Path, current: str) -> None:
+        self.out = Path(out)
+        self.current = current
+        self._store: ScoredMenus | None = None
+        self._lock = threading.Lock()
+        self.locate()
+
+    def locate(self) -> None:
+        found: ScoredMenus | None = None
+        # OUT/_previous whatever its bundle (a re-run of the same bundle on new inputs sets one aside too);
+        # OUT itself only for another bundle (for this one it is the engine's own run)
+        for folder in (self.out / PREVIOUS_RUN, self.out):
+            version = stamped_bundle(folder)
+            if version is not None and (folder != self.out or version != self.current):
+                found = ScoredMenus(folder, version)
+                break
+        with self._lock:
+            self._store = found
+
+    def rows(self, teacher_id: str) -> tuple[str, pd.DataFrame] | None:
+        """(the run's bundle version, the teacher's menu rows), or None when no previous run covers them."""
+        for attempt in range(2):
+            with self._lock:
+                store = self._store
+            if store is not None:
+                found = store.rows_in_memory(teacher_id)
+                found = found if found is not None else store.rows(teacher_id)
+                if found is not None:
+                    return store.version, found
+                if store.stamped():
+                    return None
+            if attempt == 0:
+                self.locate()
         return None
 
 
@@ -265,6 +326,7 @@ class Engine:
     competencies: pd.DataFrame  # long, sorted by teacher_id
     records: pd.DataFrame  # training records sorted by teacher_id
     scored: ScoredMenus | None = None
+    previous: PreviousMenus | None = None
     config: Settings = field(default_factory=settings)
     _courses: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     _names: dict[str, tuple[str | None, str | None]] = field(default_factory=dict, repr=False)
@@ -336,6 +398,7 @@ class Engine:
             comp.sort_values(["teacher_id", "competency"], kind="stable").reset_index(drop=True),
             records,
             ScoredMenus(scores or ws.root / SCORES_DIR, art.version),
+            PreviousMenus(scores or ws.root / SCORES_DIR, art.version),
             config or settings(),
         )
 
@@ -442,7 +505,7 @@ class Engine:
         if teacher_id not in self.rows.index:
             return None
         if constraints is None:
-            return self._menus.get_or_make(teacher_id, lambda: self._default_menu(teacher_id))
+            return self._menus.get(teacher_id) or self._default_menu(teacher_id)
         request = MenuRequest(
             hours_target=constraints.hours,
             formats=tuple(constraints.formats) if constraints.formats else None,
@@ -460,23 +523,29 @@ class Engine:
         return None if rows is None else self._menus.put(teacher_id, self._scored_menu(teacher_id, rows))
 
     def _default_menu(self, teacher_id: str) -> dict[str, Any]:
+        """This bundle's scored menu, else the previous run's (not kept: this bundle's run may cover the
+        teacher any moment), else one planned live (kept)."""
         # a scoring run may finish while this engine serves: the store looks for new parts now and then
         rows = self.scored.rows(teacher_id) if self.scored is not None else None
-        if rows is None:
-            planned = self._planned(teacher_id, None)
-            assert planned is not None
-            return planned
-        return self._scored_menu(teacher_id, rows)
+        if rows is not None:
+            return self._menus.put(teacher_id, self._scored_menu(teacher_id, rows))
+        earlier = self.previous.rows(teacher_id) if self.previous is not None else None
+        if earlier is not None:
+            return self._scored_menu(teacher_id, earlier[1], earlier[0])
+        planned = self._planned(teacher_id, None)
+        assert planned is not None
+        return self._menus.put(teacher_id, planned)
 
-    def _scored_menu(self, teacher_id: str, rows: pd.DataFrame) -> dict[str, Any]:
+    def _scored_menu(self, teacher_id: str, rows: pd.DataFrame, version: str | None = None) -> dict[str, Any]:
         status, message = rows["status"].iloc[0], rows["message"].iloc[0]
-        return self._menu_record(
+        record = self._menu_record(
             teacher_id,
             rows,
             self.art.policy.menu_hours_target,
             str(status),
             str(message) if isinstance(message, str) and message else None,
         )
+        return record if version is None else {**record, "model_version": version}
 
     def _planned(self, teacher_id: str, request: MenuRequest | None) -> dict[str, Any] | None:
         found = self._ranked_for(teacher_id)

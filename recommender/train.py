@@ -5,6 +5,7 @@ a new versioned bundle that the scorer and the service pick up.
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -56,10 +57,13 @@ def load_tables(ws: Workspace) -> Tables:
 
 
 def course_texts(courses: pd.DataFrame) -> list[str]:
+    """The text that stands for a course wherever one is embedded, tagged or matched (training, project
+    content, benchmarks): its title and description."""
     return (courses["title"].fillna("") + "。" + courses["description"].fillna("")).tolist()
 
 
 def competency_texts(taxonomy: pd.DataFrame) -> list[str]:
+    """The text that stands for a competency: its name and description."""
     return (taxonomy["name"].fillna("") + "：" + taxonomy["description"].fillna("")).tolist()
 
 
@@ -201,6 +205,9 @@ def train(ws: Workspace, settings: Settings, step: Callable[[str], None] = log.i
     """Build portraits and every model from the workspace's tables; returns the new bundle's folder."""
     inputs = [ws.table_path(t) for t in TABLES if ws.has_table(t)]
     writer = BundleWriter(ws.bundles_dir, data_hash(inputs))
+    # the writer's lock means no other train runs here: portrait scratch folders are a killed train's
+    for stale in ws.root.glob(".portraits-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     try:
         tables = load_tables(ws)
         policy = load_policy(settings.policy)

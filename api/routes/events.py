@@ -1,7 +1,8 @@
 """Event route: teachers' feedback on recommended courses, stored once per client event_id before the 2xx.
 
-A retried POST (same event_id, same content) answers 200 with `stored: false`; reusing an id for different
-content is a client error (409), never a silent overwrite.
+Event ids are the teacher's own: a retried POST (same teacher, event_id and content) answers 200 with
+`stored: false`; a teacher reusing an id for different content gets a 409, never a silent overwrite, and
+another teacher's ids never conflict (so they cannot be probed). Events name a teacher the service knows.
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ def post_event(
     # Feedback is the teacher's own voice (or a platform's, with an admin token); trainers do not speak for them.
     if principal.role is Role.TRAINER or not can_see_teacher(principal, {"teacher_id": event_in.teacher_id}):
         raise ApiError(403, "只能为本人提交反馈。")
+    # an admin token may speak for any teacher, but only for one the service knows (as portrait and menu do)
+    if engine.portrait(event_in.teacher_id) is None:
+        raise ApiError(404, "未找到该教师，请检查教师编号。")
     if engine.course(event_in.course_id) is None:
         raise ApiError(404, "未找到该课程，请检查课程编号。")
     received_at = datetime.now(UTC)
@@ -70,7 +74,7 @@ def post_event(
     )
     stored = events.record(event)
     if not stored:
-        existing = events.get(event.event_id)
+        existing = events.get(event.teacher_id, event.event_id)
         if existing is None or not _same_content(existing, event, compare_ts=event_in.ts is not None):
             raise ApiError(409, "该事件编号已用于另一条反馈，请使用新的编号。")
         event = existing

@@ -15,4 +15,9 @@ router = APIRouter(tags=["身份"])
 @router.get("/me", response_model=Me, responses=problems(401))
 def me(principal: Principal = Depends(get_principal)) -> Me:
     """当前令牌对应的角色与范围。"""
-    return Me(role=principal.role.value, teacher_id=principal.teacher_id, scope=principal.scope_text)
+    return Me(
+        role=principal.role.value,
+        teacher_id=principal.teacher_id,
+        scope=principal.scope_text,
+        expires_at=principal.expires_at,
+    )

@@ -36,3 +36,12 @@ def _page(path: str, template: str, title: str) -> None:
 
 for _path, (_template, _title) in PAGES.items():
     _page(_path, _template, _title)
+
+
+@router.get("/api/docs")
+def docs(request: Request) -> HTMLResponse:
+    """Swagger UI on the service's OpenAPI, its assets vendored in api/static/swagger (no CDN, no inline
+    script, so the pages' CSP holds for it too)."""
+    return TEMPLATES.TemplateResponse(
+        request, "docs.html", {"title": request.app.title, "openapi_url": request.app.openapi_url}
+    )

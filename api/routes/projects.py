@@ -77,18 +77,24 @@ def list_projects(
     return [ProjectSummary.of(p) for p in engine.projects(_scope(principal))]
 
 
-@router.get(
-    "/{project_id}/selection", response_model=SelectionView, responses=problems(401, 403, 404, 422, 503)
-)
-def get_selection(
+def caller_selection(
     project_id: ProjectId,
     mix_counties: MixCounties = False,
     principal: Principal = Depends(get_principal),
     engine: EngineProtocol = Depends(get_engine),
     settings: ServiceSettings = Depends(get_settings),
+) -> Selection:
+    """The selection of the path's project as the caller may see it (the dependency of the selection routes)."""
+    return visible_selection(engine, principal, project_id, mix_counties, settings)
+
+
+@router.get(
+    "/{project_id}/selection", response_model=SelectionView, responses=problems(401, 403, 404, 422, 503)
+)
+def get_selection(
+    selection: Selection = Depends(caller_selection), principal: Principal = Depends(get_principal)
 ) -> SelectionView:
     """精准选人与编班：入选名单及理由、各班人数与班级画像、不符合条件的人数、经费测算。"""
-    selection = visible_selection(engine, principal, project_id, mix_counties, settings)
     return SelectionView.of(selection, principal.scope_text)
 
 
@@ -104,15 +110,8 @@ def get_selection(
         ok={"content": {XLSX_MEDIA_TYPE: {}}, "description": "名单与分班 Excel 工作簿"},
     ),
 )
-def export_selection(
-    project_id: ProjectId,
-    mix_counties: MixCounties = False,
-    principal: Principal = Depends(get_principal),
-    engine: EngineProtocol = Depends(get_engine),
-    settings: ServiceSettings = Depends(get_settings),
-) -> Response:
+def export_selection(project_id: ProjectId, selection: Selection = Depends(caller_selection)) -> Response:
     """把名单、分班与班级画像导出为 Excel（.xlsx），内容与页面所示一致。"""
-    selection = visible_selection(engine, principal, project_id, mix_counties, settings)
     filename = quote(f"选人结果_{project_id}.xlsx")
     return Response(
         selection_workbook(selection),
@@ -123,24 +122,30 @@ def export_selection(
     )
 
 
+def _visible_teacher(
+    teacher_id: TeacherId,
+    principal: Principal = Depends(get_principal),
+    engine: EngineProtocol = Depends(get_engine),
+) -> str:
+    """The path's teacher, or 403 — the same words whether the teacher exists or lies outside the caller's
+    area — before anything of the project is looked at."""
+    _scope(principal)
+    authorise_teacher(principal, teacher_id, engine)
+    return teacher_id
+
+
 @router.get(
     "/{project_id}/teachers/{teacher_id}",
     response_model=TeacherStatus,
     responses=problems(401, 403, 404, 422, 503),
 )
 def teacher_status(
-    project_id: ProjectId,
-    teacher_id: TeacherId,
-    mix_counties: MixCounties = False,
-    principal: Principal = Depends(get_principal),
-    engine: EngineProtocol = Depends(get_engine),
-    settings: ServiceSettings = Depends(get_settings),
+    project_id: ProjectId,  # read by caller_selection; declared first, as the path names it
+    teacher_id: str = Depends(_visible_teacher),
+    selection: Selection = Depends(caller_selection),
 ) -> TeacherStatus:
     """某位教师在该项目中的情况：入选（名次与班级）、符合条件未入选，或不符合条件的原因。"""
-    _scope(principal)
-    # the same words whether the teacher exists or lies outside the caller's area
-    authorise_teacher(principal, teacher_id, engine)
-    found = standing(visible_selection(engine, principal, project_id, mix_counties, settings), teacher_id)
+    found = standing(selection, teacher_id)
     if found is None:
         raise ApiError(404, "未找到该教师。")
     return TeacherStatus.of(found)

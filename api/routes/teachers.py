@@ -62,7 +62,10 @@ def get_portrait(
 
 
 def _as_menu(engine: EngineProtocol, raw: object) -> Menu:
-    return Menu.model_validate(raw).model_copy(update={"model_version": engine.version})
+    # a menu names the bundle that made it (a previous bundle's scored menu, just after a hot swap), else the
+    # engine's
+    menu = Menu.model_validate(raw)
+    return menu if menu.model_version else menu.model_copy(update={"model_version": engine.version})
 
 
 def _menu(

@@ -27,6 +27,9 @@ from api.events import EventType
 from data.schema import FORMAT
 
 CourseId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+# "Holds a character that str.strip() keeps": the whitespace set written out (\uXXXX reads the same in
+# JSON Schema, Python and Rust regexes), so the schema refuses exactly the texts the server would strip to "".
+NOT_BLANK = "[^" + "".join(f"\\u{i:04x}" for i in range(0x10000) if chr(i).isspace()) + "]"
 # the contract values of data.schema (a subscript with a tuple is the Literal of its members)
 Format = Literal[FORMAT.values]  # type: ignore[name-defined]
 CohortBy = Literal[
@@ -571,8 +574,15 @@ class Me(BaseModel):
     role: Literal["teacher", "trainer", "admin"]
     teacher_id: str | None = None
     scope: str | None = Field(None, description="如 county:修水县")
+    expires_at: datetime | None = Field(None, description="令牌到期时间（UTC）；页面到期即丢弃令牌")
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"role": "trainer", "scope": "county:修水县"}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"role": "trainer", "scope": "county:修水县", "expires_at": "2026-01-31T08:00:00+00:00"}
+            ]
+        }
+    )
 
 
 class Health(BaseModel):

@@ -4,6 +4,8 @@
 
 const TDR = (() => {
   const TOKEN_KEY = "tdr_token";
+  // when the token stops being valid (ISO 8601, from /me): the page drops it then, without asking the server
+  const EXPIRES_KEY = "tdr_token_expires";
   const API = "/api/v1";
 
   const labels = {
@@ -26,11 +28,26 @@ const TDR = (() => {
     return (labels[kind] && labels[kind][value]) || String(value);
   }
 
-  function token() { return localStorage.getItem(TOKEN_KEY); }
-  function setToken(value) { localStorage.setItem(TOKEN_KEY, value); sessionStorage.removeItem("tdr_me"); }
-  function signOut() {
+  function forget() {
     localStorage.removeItem(TOKEN_KEY);
+    localStorage.removeItem(EXPIRES_KEY);
     sessionStorage.removeItem("tdr_me");
+  }
+  function msLeft() {
+    const expires = Date.parse(localStorage.getItem(EXPIRES_KEY) || "");
+    return Number.isNaN(expires) ? Infinity : expires - Date.now();
+  }
+  function token() {
+    if (msLeft() <= 0) forget();
+    return localStorage.getItem(TOKEN_KEY);
+  }
+  function setToken(value) {
+    forget();
+    localStorage.setItem(TOKEN_KEY, value);
+  }
+  function keepUntil(expiresAt) { if (expiresAt) localStorage.setItem(EXPIRES_KEY, expiresAt); }
+  function signOut() {
+    forget();
     location.assign("/login");
   }
 
@@ -53,7 +70,7 @@ const TDR = (() => {
       throw new ApiError(0, "无法连接服务，请检查网络后重试。");
     }
     if (response.status === 401 && !options.noRedirect) {
-      localStorage.removeItem(TOKEN_KEY);
+      forget();
       location.assign("/login");
       throw new ApiError(401, "请重新登录。");
     }
@@ -70,6 +87,7 @@ const TDR = (() => {
     if (cached) return JSON.parse(cached);
     const who = await request("/me");
     sessionStorage.setItem("tdr_me", JSON.stringify(who));
+    keepUntil(who.expires_at);
     return who;
   }
 
@@ -176,6 +194,8 @@ const TDR = (() => {
       if (!token()) { location.assign("/login"); return; }
       try {
         const who = await me();
+        // an open page signs out when its token expires (timers hold at most about 24 days)
+        if (msLeft() < 2 ** 31) setTimeout(signOut, Math.max(0, msLeft()));
         renderNav(who);
         await page(who);
       } catch (e) {
@@ -184,7 +204,7 @@ const TDR = (() => {
     });
   }
 
-  return { label, labels, token, setToken, request, me, homeFor, el, fill, toast, notice, fmt, pct, newEventId, escapeHtml, chart, download, start, ApiError };
+  return { label, labels, token, setToken, keepUntil, forget, request, me, homeFor, el, fill, toast, notice, fmt, pct, newEventId, escapeHtml, chart, download, start, ApiError };
 })();
 
 if (document.body.dataset.page === "index") {

@@ -12,9 +12,10 @@
     try {
       const who = await TDR.request("/me", { noRedirect: true });
       sessionStorage.setItem("tdr_me", JSON.stringify(who));
+      TDR.keepUntil(who.expires_at);
       location.assign(TDR.homeFor(who));
     } catch (e) {
-      localStorage.removeItem("tdr_token");
+      TDR.forget();
       error.textContent = e.status === 401 ? "令牌无效或已失效，请向培训管理员重新申请。" : e.message;
       error.hidden = false;
     }

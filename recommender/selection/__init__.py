@@ -12,12 +12,13 @@ One module per step, in the order a selection runs:
 - `ranking`: need for the project's content (`need_scores`) and the seats (`fill_quota`);
 - `classes`: size-constrained k-means (`form_classes`) and its `spread`;
 - `select`: the selection itself (`SelectionContext`, `select_trainees`, `Selection`);
-- `export`: the page's and the workbook's rows, the workbook, the text `tdr select` prints.
+- `export`: the page's and the workbook's rows, the workbook, the text `tdr select` prints;
+- `scope`: what a caller may see (`visible_selection`) and where one teacher stands (`standing`).
 """
 
 from recommender.selection.classes import class_sizes, form_classes, random_spread, spread
 from recommender.selection.content import CONTENT_SOURCE_ZH, ProjectContent, infer_contents
-from recommender.selection.eligibility import REPEAT_YEARS, RULES, eligibility
+from recommender.selection.eligibility import REPEAT_YEARS, RULES, bar_guards, eligibility
 from recommender.selection.export import (
     class_rows,
     overview_rows,
@@ -37,6 +38,13 @@ from recommender.selection.project import (
     zh_label,
 )
 from recommender.selection.ranking import fill_quota, need_scores
+from recommender.selection.scope import (
+    OutsideScope,
+    Standing,
+    projects_in_scope,
+    standing,
+    visible_selection,
+)
 from recommender.selection.select import (
     Cost,
     Selection,
@@ -50,12 +58,15 @@ __all__ = [
     "REPEAT_YEARS",
     "RULES",
     "Cost",
+    "OutsideScope",
     "Project",
     "ProjectContent",
     "Selection",
     "SelectionContext",
     "SelectionError",
+    "Standing",
     "as_list",
+    "bar_guards",
     "class_rows",
     "class_sizes",
     "eligibility",
@@ -67,6 +78,7 @@ __all__ = [
     "parse_county_quotas",
     "portrait_rows",
     "project_table",
+    "projects_in_scope",
     "random_spread",
     "read_allocations",
     "roster_rows",
@@ -74,7 +86,9 @@ __all__ = [
     "select_trainees",
     "selection_workbook",
     "spread",
+    "standing",
     "summary_text",
     "taxonomy_names",
+    "visible_selection",
     "zh_label",
 ]

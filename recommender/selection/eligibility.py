@@ -83,6 +83,12 @@ def _record_title(rec: pd.DataFrame) -> pd.Series:
     return name.fillna(rec.get("project_id", "")).astype(str)
 
 
+def bar_guards(project: Project, policy: Policy) -> bool:
+    """Whether the three-year bar guards ``project``: a face-to-face format (``policy.bar_formats``: 集中培训,
+    a 工作坊 included), or days of it when the format is not given."""
+    return project.format in policy.bar_formats if project.format else project.days > 0
+
+
 def _bar(rec: pd.DataFrame, policy: Policy, asof: pd.Timestamp, n: int) -> tuple[np.ndarray, pd.Series]:
     """Teachers under the three-year bar: a face-to-face project record that ended as no-show, dropped or
     unfinished (still enrolled after its end date) within ``policy.bar_years`` before ``asof``."""
@@ -243,7 +249,7 @@ def eligibility(
             index=t.index,
         )
     rec = _project_records(records, pd.Index(t["teacher_id"]))
-    if project.face_to_face(policy):
+    if bar_guards(project, policy):
         fails["bar"], texts["bar"] = _bar(rec, policy, asof, n)
     fails["repeat"], texts["repeat"] = _repeat(rec, project, asof, repeat_years, n)
 

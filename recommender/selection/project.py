@@ -13,7 +13,6 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from data.policy import Policy
 from data.reference import load_jiangxi_projects
 from data.schema import FORMAT, EnumSpec
 from data.workspace import Workspace
@@ -138,11 +137,6 @@ class Project:
             county_quotas=tuple(parse_county_quotas(row.get("county_quotas")).items()),
             competencies=tuple(as_list(row.get("competencies"))),
         )
-
-    def face_to_face(self, policy: Policy) -> bool:
-        """Whether the three-year bar guards this project: a face-to-face format, or days of it when the
-        format is not given."""
-        return self.format in policy.bar_formats if self.format else self.days > 0
 
     @property
     def format_label(self) -> str:

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook
+from typer.testing import CliRunner
 
-from api.app import create_app
+import api.auth
+from api.app import API_PREFIX, create_app
 from api.auth import (
+    PEPPER_FILE,
     SERVICE_DB,
+    InvalidTokenError,
     Principal,
     Role,
     ScopeKind,
@@ -26,6 +32,7 @@ from api.auth import (
     create_token,
 )
 from api.settings import ServiceSettings
+from recommender.cli import app as cli
 
 # (teacher_id, city, county, school_id, stage); all in 江西省
 ROSTER = [
@@ -396,7 +403,92 @@ def test_events_refuse_a_trainer_and_a_teacher_speaking_for_another(client: Test
 
 def test_me_tells_the_pages_who_is_signed_in(client: TestClient, ws: Path) -> None:
     body = client.get("/api/v1/me", headers=_auth(ws, "trainer", scope="county:修水县")).json()
+    assert body.pop("expires_at") is not None
     assert body == {"role": "trainer", "teacher_id": None, "scope": "county:修水县"}
+
+
+# --- token lifetimes: expiry, listing, revocation ---------------------------------------------------------
+
+
+def _me(client: TestClient, token: str) -> int:
+    return client.get(f"{API_PREFIX}/me", headers={"Authorization": f"Bearer {token}"}).status_code
+
+
+def test_a_token_is_refused_once_its_lifetime_is_over(
+    client: TestClient, ws: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = create_token(ws, "admin", ttl=timedelta(hours=1))
+    assert _me(client, token) == 200
+    later = datetime.now(UTC) + timedelta(hours=1, seconds=1)
+    monkeypatch.setattr(api.auth, "_now", lambda: later)
+    assert _me(client, token) == 401
+
+
+def test_me_tells_the_pages_when_the_token_expires(client: TestClient, ws: Path) -> None:
+    token = create_token(ws, "admin", ttl=timedelta(days=2))
+    body = client.get(f"{API_PREFIX}/me", headers={"Authorization": f"Bearer {token}"}).json()
+    left = datetime.fromisoformat(body["expires_at"]) - datetime.now(UTC)
+    assert timedelta(days=2) - timedelta(minutes=1) < left <= timedelta(days=2)
+
+
+def test_the_default_lifetime_is_the_settings_one(ws: Path) -> None:
+    store = TokenStore(ws, ServiceSettings(token_ttl_days=3))
+    store.create("admin")
+    (info,) = store.list_tokens()
+    lifetime = datetime.fromisoformat(info.expires_at) - datetime.fromisoformat(info.created_at)
+    assert lifetime == timedelta(days=3)
+    with pytest.raises(ValueError, match="positive"):
+        store.create("admin", ttl=timedelta(0))
+
+
+def test_a_revoked_token_is_refused_by_the_running_service_at_once(client: TestClient, ws: Path) -> None:
+    token = create_token(ws, "admin")
+    kept = create_token(ws, "admin")
+    assert _me(client, token) == 200
+    # revoked from another process's store (the CLI), while the service keeps its own connections
+    first = TokenStore(ws).list_tokens()[0]
+    assert TokenStore(ws).revoke(first.token_id)
+    assert {_me(client, token), _me(client, kept)} == {401, 200}
+    assert not TokenStore(ws).revoke(first.token_id), "revoking twice says nothing was revoked"
+
+
+def test_cli_lists_tokens_by_id_and_revokes_one(ws: Path) -> None:
+    runner = CliRunner()
+    made = runner.invoke(cli, ["token", "create", "--workspace", str(ws), "--role", "admin", "--days", "7"])
+    assert made.exit_code == 0, made.output
+    token = made.output.strip()
+    (info,) = TokenStore(ws).list_tokens()
+    listed = runner.invoke(cli, ["token", "list", "--workspace", str(ws)])
+    assert listed.exit_code == 0 and info.token_id in listed.output and "有效" in listed.output
+    assert token not in listed.output, "a listing never shows a token"
+    assert runner.invoke(cli, ["token", "revoke", info.token_id, "--workspace", str(ws)]).exit_code == 0
+    with pytest.raises(InvalidTokenError):
+        TokenStore(ws).authenticate(token)
+    assert info.token_id not in runner.invoke(cli, ["token", "list", "--workspace", str(ws)]).output
+    assert "已吊销" in runner.invoke(cli, ["token", "list", "--workspace", str(ws), "--all"]).output
+    assert runner.invoke(cli, ["token", "revoke", "no-such-id", "--workspace", str(ws)]).exit_code == 1
+
+
+def test_tokens_made_before_lifetimes_get_an_id_and_the_default_lifetime(ws: Path) -> None:
+    TokenStore(ws)  # the pepper
+    (ws / SERVICE_DB).unlink()
+    token = "tdr_" + "a" * 43
+    digest = hmac.new((ws / PEPPER_FILE).read_bytes(), token.encode(), hashlib.sha256).hexdigest()
+    with sqlite3.connect(ws / SERVICE_DB) as con:
+        con.execute(
+            "CREATE TABLE tokens (token_hash TEXT PRIMARY KEY, role TEXT NOT NULL, teacher_id TEXT,"
+            " scope_kind TEXT, scope_value TEXT, created_at TEXT NOT NULL)"
+        )
+        con.execute(
+            "INSERT INTO tokens VALUES (?, 'admin', NULL, NULL, NULL, '2024-01-01T00:00:00+00:00')", (digest,)
+        )
+    store = TokenStore(ws, ServiceSettings(token_ttl_days=1))
+    assert store.authenticate(token).expires_at is not None
+    (info,) = store.list_tokens()
+    assert info.token_id == digest[:12]
+    assert store.revoke(info.token_id)
+    with pytest.raises(InvalidTokenError):
+        store.authenticate(token)
 
 
 # --- errors ----------------------------------------------------------------------------------------------

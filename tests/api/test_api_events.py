@@ -29,6 +29,8 @@ class FakeEngine:
         return {"course_id": course_id, "title": "课程", "hours": 8.0} if course_id in {"C1", "C2"} else None
 
     def portrait(self, teacher_id: str) -> dict[str, object] | None:
+        if teacher_id not in {"T1", "T2"}:
+            return None
         return {"teacher_id": teacher_id, "province": "江西省", "city": "九江市", "county": "修水县"}
 
 
@@ -122,6 +124,28 @@ def test_malformed_events_are_refused_with_a_422_problem(
     assert response.status_code == 422 and response.json()["detail"].startswith("请求参数不合法")
 
 
+def test_an_event_id_of_one_teacher_does_not_conflict_for_another(
+    client: TestClient, teacher: dict[str, str], ws: Path
+) -> None:
+    other = {"Authorization": f"Bearer {create_token(ws, 'teacher', teacher_id='T2')}"}
+    assert client.post("/api/v1/events", json=_event(), headers=teacher).status_code == 201
+    # the same id with other content: a 409 would tell T2 that someone else used it
+    theirs = client.post("/api/v1/events", json=_event(teacher_id="T2", type="dismissed"), headers=other)
+    assert (theirs.status_code, theirs.json()["stored"]) == (201, True)
+    mine = client.get("/api/v1/teachers/T1/events", headers=teacher).json()
+    assert [e["type"] for e in mine] == ["enrolled"]
+
+
+def test_an_event_for_a_teacher_the_service_does_not_know_is_refused(client: TestClient, ws: Path) -> None:
+    admin = {"Authorization": f"Bearer {create_token(ws, 'admin')}"}
+    refused = client.post("/api/v1/events", json=_event(teacher_id="T404"), headers=admin)
+    assert refused.status_code == 404 and refused.headers["content-type"].startswith(
+        "application/problem+json"
+    )
+    assert EventStore(ws).list_events("T404") == []
+    assert client.post("/api/v1/events", json=_event(teacher_id="T2"), headers=admin).status_code == 201
+
+
 def test_an_event_for_an_unknown_course_is_refused(client: TestClient, teacher: dict[str, str]) -> None:
     assert client.post("/api/v1/events", json=_event(course_id="C404"), headers=teacher).status_code == 404
 
@@ -141,6 +165,23 @@ def test_concurrent_duplicates_are_stored_exactly_once(ws: Path) -> None:
     with ThreadPoolExecutor(max_workers=8) as pool:
         outcomes = list(pool.map(lambda _: store.record(_stored("same-id")), range(32)))
     assert outcomes.count(True) == 1 and len(store.list_events("T1")) == 1
+
+
+def test_a_store_made_with_global_event_ids_keeps_its_events_and_scopes_ids_per_teacher(ws: Path) -> None:
+    with sqlite3.connect(ws / EVENTS_DB) as con:
+        con.execute(
+            "CREATE TABLE events (event_id TEXT PRIMARY KEY, teacher_id TEXT NOT NULL, course_id TEXT NOT NULL,"
+            " type TEXT NOT NULL, value REAL, ts TEXT NOT NULL, received_at TEXT NOT NULL)"
+        )
+        con.execute(
+            "INSERT INTO events VALUES ('old-1', 'T1', 'C1', 'clicked', NULL, '2024-01-01', '2024-01-01')"
+        )
+    store = EventStore(ws)
+    assert [e.event_id for e in store.list_events("T1")] == ["old-1"]
+    assert store.record(_stored("old-1", teacher_id="T2")) is True
+    assert store.record(_stored("old-1")) is False
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"), sqlite3.connect(ws / EVENTS_DB) as con:
+        con.execute("DELETE FROM events")
 
 
 def test_events_survive_reopening_the_store_in_wal_mode(ws: Path) -> None:

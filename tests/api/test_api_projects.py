@@ -68,6 +68,13 @@ def province_wide(client: TestClient, admin: dict[str, str], projects: pd.DataFr
     return best
 
 
+def county_trainer(ws: Path, view: dict[str, Any], which: int) -> tuple[str, dict[str, str]]:
+    """The county with the most (``which`` 0) or the fewest (-1) trainees on the admin's roster, and a token of
+    that county's trainer."""
+    county = str(pd.Series([r["county"] for r in view["roster"]]).value_counts().index[which])
+    return county, bearer(ws, "trainer", scope=f"county:{county}")
+
+
 def test_requests_without_a_token_are_refused(client: TestClient) -> None:
     assert client.get("/api/v1/projects").status_code == 401
 
@@ -115,8 +122,7 @@ def test_a_county_trainer_sees_own_teachers_and_no_mixed_class_portraits(
     client: TestClient, ws: Path, province_wide: dict[str, Any]
 ) -> None:
     view = province_wide
-    county = pd.Series([r["county"] for r in view["roster"]]).value_counts().index[0]
-    headers = bearer(ws, "trainer", scope=f"county:{county}")
+    county, headers = county_trainer(ws, view, 0)
     mine = client.get(f"/api/v1/projects/{view['project']['project_id']}/selection", headers=headers).json()
     assert mine["scope"] == f"county:{county}"
     assert {r["county"] for r in mine["roster"]} == {county}
@@ -134,8 +140,7 @@ def test_a_county_trainer_sees_in_scope_ranks_and_cost_only(
     client: TestClient, ws: Path, province_wide: dict[str, Any]
 ) -> None:
     view = province_wide
-    county = pd.Series([r["county"] for r in view["roster"]]).value_counts().index[-1]
-    headers = bearer(ws, "trainer", scope=f"county:{county}")
+    _, headers = county_trainer(ws, view, -1)
     pid = view["project"]["project_id"]
     mine = client.get(f"/api/v1/projects/{pid}/selection", headers=headers).json()
     assert [r["rank"] for r in mine["roster"]] == list(range(1, len(mine["roster"]) + 1))
@@ -150,8 +155,7 @@ def test_the_export_holds_what_the_page_shows(
     client: TestClient, ws: Path, province_wide: dict[str, Any]
 ) -> None:
     view = province_wide
-    county = pd.Series([r["county"] for r in view["roster"]]).value_counts().index[0]
-    headers = bearer(ws, "trainer", scope=f"county:{county}")
+    _, headers = county_trainer(ws, view, 0)
     path = f"/api/v1/projects/{view['project']['project_id']}/selection"
     page = client.get(path + "?mix_counties=true", headers=headers).json()
     response = client.get(path + "/export?mix_counties=true", headers=headers)

@@ -83,9 +83,11 @@ def api_schema(service: FastAPI) -> Any:
 
     @schema.hook
     def map_body(context: Any, body: Any) -> Any:
-        if isinstance(body, dict) and "course_id" in body and isinstance(body["course_id"], str):
-            return {**body, "course_id": real(body["course_id"], courses)}
-        return body
+        if not isinstance(body, dict):
+            return body
+        # events name a teacher and a course the service knows, or are refused (404)
+        pools = {"course_id": courses, "teacher_id": teachers}
+        return {k: real(v, pools[k]) if k in pools and isinstance(v, str) else v for k, v in body.items()}
 
     return schema
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import threading
 from collections.abc import Iterator
@@ -501,3 +502,82 @@ def test_a_new_bundle_is_picked_up_without_a_failed_request(ws: Path, tmp_path: 
     assert statuses == [200] * len(seen)
     switch = versions.index("29991231T000000000000Z-reloaded")
     assert set(versions[:switch]) == {old} and set(versions[switch:]) == {"29991231T000000000000Z-reloaded"}
+
+
+class _Stop(Exception):
+    """Ends a scoring run after its first block, as a kill would."""
+
+
+def _first_block_only(done: int, total: int) -> None:
+    if 0 < done < total:
+        raise _Stop
+
+
+def _scored_in_two_blocks(
+    ws: Path, tmp_path: Path, places: Places, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Path, int]:
+    """A copy of the workspace scored in two blocks (the block size returned), parts found at once."""
+    monkeypatch.setattr("recommender.service.RESCAN_S", 0.0)
+    copy = tmp_path / "ws"
+    shutil.copytree(ws, copy, ignore=shutil.ignore_patterns("*.sqlite*", "service.pepper"))
+    block = len(places.roster) // 2 + 1
+    score_local(Workspace.open(copy), copy / "scores", 20, block, workers=1)
+    return copy, block
+
+
+def _forbid_live_plans(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_live_plans(*_: object) -> None:
+        raise AssertionError("a default menu was planned live")
+
+    monkeypatch.setattr(engine, "_planned", no_live_plans)
+
+
+def test_after_a_retrain_menus_come_from_the_previous_run_until_the_new_run_covers_them(
+    ws: Path, tmp_path: Path, places: Places, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copy, block = _scored_in_two_blocks(ws, tmp_path, places, monkeypatch)
+    teachers = sorted(places.roster["teacher_id"])
+    first, last = teachers[0], teachers[-1]  # in the first and the last block
+    old = Engine.load(copy)
+    before = {t: old.menu(t) for t in (first, last)}
+    _new_bundle(copy, "29991231T000000000000Z-retrained")
+    engine = Engine.load(copy)
+    assert engine.version.endswith("-retrained")
+
+    _forbid_live_plans(engine, monkeypatch)
+    # the new bundle's run has not started: the previous run answers, and says which bundle made the menu
+    for t in (first, last):
+        assert engine.menu(t) == before[t] and before[t]["model_version"] == old.version
+    headers = _auth(copy, "teacher", teacher_id=last)
+    app = create_app(copy, engine_factory=lambda _: engine, settings=ServiceSettings(reload_interval_s=3600))
+    with TestClient(app) as c:
+        answer = c.get(f"{API_PREFIX}/teachers/{last}/menu", headers=headers)
+    assert answer.json()["model_version"] == old.version
+    assert answer.headers["x-tdr-model-version"] == engine.version
+    # the new run is under way (one block of two): each teacher gets the newest menu there is
+    with pytest.raises(_Stop):
+        score_local(Workspace.open(copy), copy / "scores", 20, block, _first_block_only, workers=1)
+    assert (copy / "scores" / "_previous").is_dir()
+    assert engine.menu(first)["model_version"] == engine.version  # type: ignore[index]
+    assert engine.menu(last) == before[last]
+    # finished: the previous run is gone and the new one answers for everyone
+    score_local(Workspace.open(copy), copy / "scores", 20, block, workers=1)
+    assert not (copy / "scores" / "_previous").exists()
+    assert engine.menu(last)["model_version"] == engine.version  # type: ignore[index]
+
+
+def test_a_rerun_of_the_same_bundle_on_new_inputs_answers_from_the_run_it_replaces(
+    ws: Path, tmp_path: Path, places: Places, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copy, block = _scored_in_two_blocks(ws, tmp_path, places, monkeypatch)
+    last = sorted(places.roster["teacher_id"])[-1]
+    engine = Engine.load(copy)
+    before = engine.menu(last)
+    portraits = Workspace.open(copy).portraits_dir / "teachers.parquet"
+    os.utime(portraits, ns=(portraits.stat().st_atime_ns, portraits.stat().st_mtime_ns + 10**9))  # new inputs
+    with pytest.raises(_Stop):
+        score_local(Workspace.open(copy), copy / "scores", 20, block, _first_block_only, workers=1)
+    fresh = Engine.load(copy)
+
+    _forbid_live_plans(fresh, monkeypatch)
+    assert fresh.menu(last) == before

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +155,26 @@ def test_teacher_signs_in_sees_the_radar_and_accepts_a_course(
     assert page.js_errors == []
 
 
+def test_the_page_keeps_the_tokens_lifetime_and_drops_it_once_expired(
+    page: Any, service: tuple[str, Path, Any]
+) -> None:
+    url, ws, _ = service
+    _sign_in(page, url, create_token(ws, "teacher", teacher_id="XS01", ttl=timedelta(seconds=4)))
+    page.wait_for_url(f"{url}/me/portrait")
+    assert page.evaluate("localStorage.getItem('tdr_token_expires')") is not None
+    # the open page signs itself out when the lifetime ends, without a request to tell it
+    page.wait_for_url(f"{url}/login", timeout=15_000)
+    assert page.evaluate("localStorage.getItem('tdr_token')") is None
+    # a page opened later with an expired token kept in storage drops it before any request
+    page.evaluate(
+        "localStorage.setItem('tdr_token', 'tdr_stale'); localStorage.setItem('tdr_token_expires', '2000-01-01T00:00:00Z')"
+    )
+    page.goto(f"{url}/me/menu")
+    page.wait_for_url(f"{url}/login")
+    assert page.evaluate("localStorage.getItem('tdr_token')") is None
+    assert page.js_errors == []
+
+
 def test_trainer_sees_the_county_heatmap(page: Any, service: tuple[str, Path, Any], drawn: Any) -> None:
     url, ws, _ = service
     _sign_in(page, url, create_token(ws, "trainer", scope="county:修水县"))
@@ -209,3 +230,20 @@ def test_trainer_sees_effects_as_a_forest_plot_sorts_them_and_exports_them(
     assert book["训后成效"]["C2"].value.startswith("课程")
     page.snap("effects")
     assert page.js_errors == []
+
+
+def test_api_docs_render_from_the_service_itself_under_its_csp(
+    page: Any, service: tuple[str, Path, Any]
+) -> None:
+    url = service[0]
+    elsewhere: list[str] = []
+    blocked: list[str] = []
+    page.on("request", lambda r: None if r.url.startswith(url) else elsewhere.append(r.url))
+    page.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
+    response = page.goto(f"{url}/api/docs")
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    page.wait_for_selector(".swagger-ui .info .title", timeout=20_000)
+    assert "TDR" in page.inner_text(".swagger-ui .info .title")
+    page.wait_for_selector(".opblock-summary-path", timeout=20_000)
+    assert "/api/v1/events" in page.inner_text("#swagger-ui")
+    assert elsewhere == [] and blocked == [] and page.js_errors == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 
 from models.irt import MIRT
 
@@ -161,8 +163,89 @@ def test_bad_inputs_are_refused() -> None:
         MIRT().fit_long([0, 1], [0], [1.0], 2, sim.q)
 
 
-def test_scoring_before_fitting_is_refused() -> None:
-    with pytest.raises(ValueError, match="not fitted"):
+def test_scoring_before_fitting_is_refused_the_scikit_learn_way() -> None:
+    with pytest.raises(NotFittedError):
         MIRT().transform(np.ones((2, 3)))
-    with pytest.raises(ValueError, match="not fitted"):
+    with pytest.raises(NotFittedError):
         MIRT().predict_proba([0], [0])
+    with pytest.raises(NotFittedError):
+        MIRT().posterior_long([0], [0], [1.0], 1)
+
+
+def test_the_monitored_bound_never_falls_with_correlation_shrinkage() -> None:
+    sim = simulate(n=500, seed=5)
+    for general_factor in (False, True):
+        model = MIRT(corr_shrinkage=0.3, general_factor=general_factor, tol=1e-7, max_iter=40).fit(
+            sim.X, sim.q
+        )
+        steps = np.diff(model.objective_)
+        assert len(steps) >= 20
+        assert steps.min() >= -1e-9 * abs(model.objective_[-1])
+
+
+def sparse_bank(seed: int, n: int = 150, n_items: int = 1500, taken: int = 300) -> tuple[FloatArray, Any]:
+    """A bank of many items with about thirty respondents each, every person answering `taken` random items:
+    the persons' own errors are small, so the items' calibration error and the sampled scale show."""
+    rng = np.random.default_rng(seed)
+    theta = rng.standard_normal((n, 1))
+    a = rng.uniform(0.8, 2.0, n_items)
+    d = rng.normal(0.0, 1.0, n_items)
+    person = np.repeat(np.arange(n), taken)
+    item = np.concatenate([rng.choice(n_items, taken, replace=False) for _ in range(n)])
+    p = 1.0 / (1.0 + np.exp(-(theta[person, 0] * a[item] + d[item])))
+    return theta, (person, item, (rng.random(p.size) < p).astype(np.float64), n, np.ones((n_items, 1), bool))
+
+
+def test_intervals_carry_the_calibration_error_of_a_sparse_bank() -> None:
+    covered, conditional = [], []
+    for seed in (0, 1, 2):
+        theta, data = sparse_bank(seed)
+        model = MIRT(random_state=0).fit_long(*data)
+        items_known = MIRT(random_state=0, calibration_error=False).fit_long(*data)
+        covered.append(np.abs(model.theta_ - theta) <= 1.96 * model.se_)
+        conditional.append(np.abs(items_known.theta_ - theta) <= 1.96 * items_known.se_)
+    assert 0.92 <= np.mean(covered) <= 0.98
+    assert np.mean(conditional) < np.mean(covered) - 0.04
+
+
+def test_intercepts_of_rarely_answered_items_are_shrunk_toward_their_skills_mean() -> None:
+    # skill 0's items are easy, skill 1's hard; the last item of each skill has three respondents, all right
+    rng = np.random.default_rng(6)
+    n, n_items = 600, 20
+    q = np.zeros((n_items, 2), dtype=bool)
+    q[np.arange(n_items), np.arange(n_items) % 2] = True
+    d = np.where(q[:, 0], 1.5, -1.5) + rng.normal(0.0, 0.3, n_items)
+    theta = rng.standard_normal((n, 2))
+    p = 1.0 / (1.0 + np.exp(-(theta @ q.T + d)))
+    X = (rng.random(p.shape) < p).astype(np.float64)
+    X[3:, -2:] = np.nan
+    X[:3, -2:] = 1.0
+    shrunk = MIRT(random_state=0).fit(X, q)
+    loose = MIRT(random_state=0, intercept_l2=1e-4).fit(X, q)
+    easy, hard = n_items - 2, n_items - 1
+    assert abs(loose.d_[hard]) > 3.0
+    assert abs(shrunk.d_[hard] - d[q[:, 1]][:-1].mean()) < 2.0 < abs(loose.d_[hard] - d[q[:, 1]][:-1].mean())
+    assert shrunk.d_[easy] > shrunk.d_[hard]
+
+
+def test_unseen_items_and_new_persons_are_predicted_from_the_prior() -> None:
+    sim = simulate(n=400, seed=7)
+    q = np.concatenate([sim.q, sim.q[:1]])  # one more item of the first items' skills that nobody answered
+    X = np.concatenate([sim.X, np.full((len(sim.X), 1), np.nan)], axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = MIRT(dispersion=True, random_state=0).fit(X, q)
+    unseen = len(q) - 1
+    skill_items = np.flatnonzero((sim.q & sim.q[0]).any(axis=1))
+    everyone = np.arange(len(X))
+    on_unseen = model.predict_proba(everyone, np.full(len(X), unseen))
+    assert abs(on_unseen.mean() - np.nanmean(sim.X[:, skill_items])) < 0.05
+    assert np.corrcoef(on_unseen, sim.theta[:, :2].sum(axis=1))[0, 1] > 0.5
+
+    # a newcomer without responses is predicted from the population; one with responses from them
+    post = model.posterior_long([1] * 6, skill_items[:6], [1.0] * 6, n_persons=2)
+    newcomer = model.predict_proba([0] * len(skill_items), skill_items, post)
+    population = [model.predict_proba(everyone, np.full(len(X), j)).mean() for j in skill_items]
+    np.testing.assert_allclose(newcomer, population, atol=0.03)
+    strong = model.predict_proba([1] * len(skill_items), skill_items, post)
+    assert np.all(strong > newcomer)

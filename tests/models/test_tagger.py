@@ -19,6 +19,7 @@ from data.reference import load_taxonomy
 from data.synthetic import generate
 from models.lexical import BM25, tokenize
 from models.tagger import MAX_TAGS, MIN_PROBABILITY, CompetencyTagger, top_tags
+from recommender.train import competency_texts, course_texts
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,9 @@ def catalogue(tmp_path_factory: pytest.TempPathFactory) -> Split:
     )
     taxonomy = load_taxonomy()
     codes = {code: i for i, code in enumerate(taxonomy["code"])}
-    texts = (courses["title"] + "。" + courses["description"].fillna("")).tolist()
-    comp_texts = (taxonomy["name"] + "：" + taxonomy["description"]).tolist()
+    # the texts training encodes: one recipe (recommender.train)
+    texts = course_texts(courses)
+    comp_texts = competency_texts(taxonomy)
 
     tfidf = TfidfVectorizer(tokenizer=tokenize, token_pattern=None, lowercase=False, sublinear_tf=True)
     svd = TruncatedSVD(96, random_state=0).fit(tfidf.fit_transform(texts + comp_texts))

@@ -14,6 +14,7 @@ from recommender.selection import (
     Project,
     eligibility,
 )
+from recommender.selection.eligibility import bar_guards
 
 POLICY = load_policy("jiangxi_2022")
 ASOF = pd.Timestamp("2025-11-01")
@@ -101,7 +102,7 @@ def test_three_year_bar_counts_a_workshop_as_face_to_face(policy: str) -> None:
     frame = pd.DataFrame([teacher("absent")])
     v = eligibility(frame, project(), recs, rules, ASOF).set_index("teacher_id")
     assert v.loc["absent", "bar"]
-    assert project(format="workshop").face_to_face(rules)
+    assert bar_guards(project(format="workshop"), rules)
     barred = records(record("absent", "2024-05-10", "no_show"))
     assert eligibility(frame, project(format="workshop"), barred, rules, ASOF)["bar"].all()
 
