@@ -158,7 +158,7 @@ def true_changes(truth_waves: pd.DataFrame, changes: pd.DataFrame) -> pd.DataFra
     return t.merge(keep, on=["teacher_id", "competency"])
 
 
-def world_quality(ws: Workspace, src: Path) -> dict[str, Any]:
+def world_quality(ws: Workspace, src: Path, dml: bool = True) -> dict[str, Any]:
     start = time.perf_counter()
     reused = read_growth(ws)
     growth = reused or measure_growth(ws)
@@ -184,7 +184,9 @@ def world_quality(ws: Workspace, src: Path) -> dict[str, Any]:
         methods: dict[str, pd.DataFrame] = {}
         timing: dict[str, float] = {}
         # DML fits two cross-fitted models per (unit, competency): courses only (a project spans every competency)
-        for name in ("tdr", "naive", "did", "dml_plr") if kind == "course" else ("tdr", "naive", "did"):
+        for name in (
+            ("tdr", "naive", "did", "dml_plr") if kind == "course" and dml else ("tdr", "naive", "did")
+        ):
             t0 = time.perf_counter()
             if name == "dml_plr":
                 methods[name] = dml_plr(ch, ex, te)
@@ -227,6 +229,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--scale", type=int, nargs="*", default=[])
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--no-dml", action="store_true", help="leave out the DML estimator (the slowest)")
     parser.add_argument(
         "--merge", type=Path, nargs="*", default=[], help="results of runs made beside this one, to include"
     )
@@ -249,7 +252,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result["scale"].extend(other.get("scale", []))
     for world in args.worlds:
         ws = province(args.workdir, world, args.teachers, args.seed)
-        result["worlds"][world] = world_quality(ws, args.workdir / f"{world}-{args.teachers}-{args.seed}")
+        src = args.workdir / f"{world}-{args.teachers}-{args.seed}"
+        result["worlds"][world] = world_quality(ws, src, dml=not args.no_dml)
         print(json.dumps({world: result["worlds"][world]}, ensure_ascii=False))
     for n in args.scale:
         t0 = time.perf_counter()
