@@ -23,6 +23,7 @@ import pandas as pd
 
 from api.db import ThreadConnections
 from api.settings import ServiceSettings
+from data.workspace import Workspace
 
 SERVICE_DB = "service.sqlite"
 PEPPER_FILE = "service.pepper"
@@ -119,7 +120,7 @@ def _principal_for(role: str, teacher_id: str | None, scope: str | None) -> Prin
 
 def _check_against_teachers(ws_root: Path, principal: Principal) -> None:
     """Refuse a token bound to a teacher or area the workspace does not know (a typo would mint a dead token)."""
-    table = ws_root / "tables" / "teachers.parquet"
+    table = Workspace(ws_root).table_path("teachers")
     if principal.role is Role.ADMIN or not table.exists():
         return
     if principal.role is Role.TEACHER:

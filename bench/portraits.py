@@ -52,7 +52,12 @@ def synthetic_tables(source: Workspace, dest: Path, n: int) -> Workspace:
         return ws
     ws.tables_dir.mkdir(parents=True, exist_ok=True)
     for name in SHARED:
-        shutil.copyfile(source.table_path(name), ws.table_path(name))
+        target = ws.table_path(name)
+        if target.is_file():
+            target.unlink()
+        target.mkdir(exist_ok=True)
+        for part in source.table_files(name):
+            shutil.copyfile(part, target / part.name)
     con = duckdb.connect()
     size = con.execute(
         "SELECT count(*) FROM read_parquet($p)", {"p": str(source.table_path("teachers"))}

@@ -2,31 +2,42 @@
 
 Every input row ends either in ``WS/tables/<table>.parquet`` or in ``WS/rejects/<table>.csv`` with its file,
 row, column and a reason a clerk can act on: rows in = rows accepted + rows rejected, for every table, always.
+
+Streamed, so memory does not grow with the province: files are read in bounded chunks (data.readers), each chunk
+checked on its own here (every column, then across columns) and staged; keys and references are then checked by
+DuckDB over the staged rows (data.crosscheck). The tables of one ingest form a new workspace version, switched in
+whole or not at all (data.workspace); an ingest that would lose data is refused before the switch.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
+from data.crosscheck import COLUMN, FILE, ORD, RAW, REASON, ROW, Merged, Target, crosscheck, merge
+from data.crosscheck import RAW_LINE as STAGED_LINE
 from data.readers import (
     RAW_LINE,
     READ_PROBLEM,
     ROW_NUMBER,
     SOURCE_FILE,
     SUPPORTED_SUFFIXES,
-    RawFile,
+    RawSource,
     UnreadableFileError,
-    read_file,
+    mojibake,
+    open_file,
 )
 from data.schema import (
     FALSE_TOKENS,
@@ -41,9 +52,26 @@ from data.schema import (
     map_header,
     normalise_token,
 )
-from data.workspace import Workspace, atomic_write, write_text_atomic
+from data.stream import parquet_files
+from data.workspace import (
+    MANIFEST,
+    REPORT,
+    Workspace,
+    begin_version,
+    commit_version,
+    fault_point,
+    ingest_lock,
+)
 
-__all__ = ["IngestReport", "TableCounts", "SkippedFile", "UnreadableFileError", "ingest"]
+__all__ = [
+    "MAX_SHRINK",
+    "IngestRefused",
+    "IngestReport",
+    "SkippedFile",
+    "TableCounts",
+    "UnreadableFileError",
+    "ingest",
+]
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +118,7 @@ class IngestReport:
     source: Path
     workspace: Path
     tables: tuple[TableCounts, ...]
-    taxonomy_source: str  # "builtin" or the deployment's file names
+    taxonomy_source: str  # "builtin" or the deployment's file names (this ingest's or the version before's)
     taxonomy_codes: int
     skipped: tuple[SkippedFile, ...] = ()
 
@@ -122,91 +150,279 @@ class IngestReport:
 
 # ------------------------------------------------------------------------------------------------ entry point
 
+# a table may shrink by at most this share of its rows in one ingest unless the caller says --replace (a
+# truncated export or a wrong file must not silently empty a table; real provinces lose a few % a year)
+MAX_SHRINK = 0.1
+
+
+class IngestRefused(Exception):
+    """An ingest that would lose data: nothing was written. ``problems`` name each file (or table) and why."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("；".join(problems))
+        self.problems = problems
+
 
 def ingest(
     src_dir: str | Path,
     workspace: Workspace | str | Path,
     *,
     builtin_taxonomy: pd.DataFrame | None = None,
+    replace: bool = False,
+    append: bool = False,
+    max_shrink: float = MAX_SHRINK,
 ) -> IngestReport:
-    """Validate every contract file in ``src_dir`` and load it into ``workspace``.
+    """Validate every contract file in ``src_dir`` and load it into ``workspace`` as a new version.
 
-    A ``taxonomy`` file in the folder replaces the built-in framework (``builtin_taxonomy`` when given, else
-    ``data.reference.load_taxonomy()``). References to a table absent from the folder are checked against the
-    workspace's existing table. Raises UnreadableFileError, before writing anything, if a file cannot be read.
+    A ``taxonomy`` file in the folder replaces the framework in force (a deployment's own framework ingested
+    before, else ``builtin_taxonomy`` when given, else ``data.reference.load_taxonomy()``). Tables absent from the folder are kept as they are, and
+    references to them are checked against them. All tables switch together (``data.workspace``); on any error
+    the workspace is left as it was. Raises UnreadableFileError if a file cannot be read, IngestRefused if a
+    file lacks a required column or holds no data row, or a table would shrink by more than ``max_shrink`` of
+    its rows (unless ``replace``).
+
+    With ``append`` the folder holds a day's new or changed rows: each table's accepted rows are merged into the
+    workspace's table by key (``data.crosscheck.merge``; the same folder twice changes nothing), and the
+    manifest lists the teachers whose rows are new or changed (``changed_teachers.parquet``), for a later
+    incremental train or score. Without it, a table in the folder replaces the workspace's.
     """
     src = Path(src_dir)
     ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
     if not src.is_dir():
         raise UnreadableFileError(src, "不是一个文件夹")
     files, skipped = _read_folder(src)
-
-    ctx = _Context(ws)
-    results: dict[str, _Validated] = {}
-    if "taxonomy" in files:
-        results["taxonomy"] = _validate(TAXONOMY, files["taxonomy"], ctx)
-        taxonomy = _taxonomy_frame(results["taxonomy"].table)
-        taxonomy_source = "、".join(f.path.name for f in files["taxonomy"])
-    else:
-        taxonomy = _taxonomy_frame(
-            builtin_taxonomy if builtin_taxonomy is not None else _load_builtin_taxonomy()
-        )
-        taxonomy_source = "builtin"
-    ctx.set_taxonomy(taxonomy)
-    for name, spec in TABLES.items():
-        if name == "taxonomy" or name not in files:
-            continue
-        results[name] = _validate(spec, files[name], ctx)
-        ctx.add_table(name, results[name].table, results[name].rejected_keys)
-
-    _write_table(ws, TAXONOMY, taxonomy)
-    for name, result in results.items():
-        if name != "taxonomy":
-            _write_table(ws, TABLES[name], result.table)
-        _write_rejects(result.rejects, ws.rejects_dir / f"{name}.csv")
-
-    report = IngestReport(
-        source=src.resolve(),
-        workspace=ws.root,
-        tables=tuple(
-            TableCounts(
-                name, tuple(f.path.name for f in files[name]), r.rows_in, len(r.table), len(r.rejects)
+    _refuse_unusable(files)
+    with ingest_lock(ws):
+        previous = ws.pinned()
+        staged = begin_version(ws)
+        try:
+            out = staged.folder
+            ctx = _Context(previous, out, append=append)
+            counts: dict[str, Counts] = {}
+            if "taxonomy" in files:
+                counts["taxonomy"] = _validate(TAXONOMY, files["taxonomy"], ctx)
+                taxonomy = _taxonomy_frame(pd.read_parquet(ctx.written("taxonomy")))
+                taxonomy_source = "、".join(f.path.name for f in files["taxonomy"])
+            elif _deployment_taxonomy(previous) is not None:
+                taxonomy = _taxonomy_frame(previous.read_table("taxonomy"))
+                taxonomy_source = str(_deployment_taxonomy(previous))
+            else:
+                taxonomy = _taxonomy_frame(
+                    builtin_taxonomy if builtin_taxonomy is not None else _load_builtin_taxonomy()
+                )
+                taxonomy_source = "builtin"
+            _write_table(out / "tables", TAXONOMY, taxonomy)
+            ctx.set_taxonomy(taxonomy)
+            for name, spec in TABLES.items():
+                if name != "taxonomy" and name in files:
+                    counts[name] = _validate(spec, files[name], ctx)
+                    fault_point("table_written")
+            problems = ctx.empty_files
+            if not replace:
+                new_rows = {
+                    n: ctx.merged[n].rows if n in ctx.merged else c.accepted for n, c in counts.items()
+                }
+                new_rows["taxonomy"] = len(taxonomy)
+                problems = problems + _shrinking(previous, new_rows, files, max_shrink)
+            if problems:
+                raise IngestRefused(problems)
+            changed = _changed_teachers(ctx) if append else None
+            shutil.rmtree(ctx.work)
+            (out / "rejects").mkdir(exist_ok=True)
+            kept = _keep_previous(previous, out, {"taxonomy", *counts})
+            report = IngestReport(
+                source=src.resolve(),
+                workspace=ws.root,
+                tables=tuple(
+                    TableCounts(
+                        name, tuple(f.path.name for f in files[name]), c.rows_in, c.accepted, c.rejected
+                    )
+                    for name, c in counts.items()
+                ),
+                taxonomy_source=taxonomy_source,
+                taxonomy_codes=len(taxonomy),
+                skipped=tuple(skipped),
             )
-            for name, r in results.items()
-        ),
-        taxonomy_source=taxonomy_source,
-        taxonomy_codes=len(taxonomy),
-        skipped=tuple(skipped),
-    )
-    write_text_atomic(
-        ws.root / "ingest_report.json", json.dumps(report.to_dict(), ensure_ascii=False, indent=2)
-    )
+            (out / REPORT).write_text(
+                json.dumps(report.to_dict() | {"version": staged.name}, ensure_ascii=False, indent=2),
+                encoding="utf-8",
+            )
+            manifest = _manifest(staged.name, previous, src, out, kept) | {
+                "mode": "append" if append else "full",
+                "appended": {n: vars(m) for n, m in ctx.merged.items()},
+                "changed_teachers": changed,
+            }
+            (out / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
+            commit_version(ws, staged)
+        finally:
+            if staged.folder.exists():
+                shutil.rmtree(staged.folder, ignore_errors=True)
     for t in report.tables:
         log.info("ingested %s: %d in, %d accepted, %d rejected", t.table, t.rows_in, t.accepted, t.rejected)
     return report
 
 
-def _write_table(ws: Workspace, spec: TableSpec, table: pd.DataFrame) -> None:
+def _deployment_taxonomy(ws: Workspace) -> str | None:
+    """The files the workspace's own framework came from; None when it uses the built-in one (or has none)."""
+    report = (ws.version_dir or ws.root) / REPORT
+    if not ws.has_table("taxonomy") or not report.exists():
+        return None
+    source = json.loads(report.read_text(encoding="utf-8"))["taxonomy"]["source"]
+    return None if source == "builtin" else str(source)
+
+
+def _refuse_unusable(files: dict[str, list[RawSource]]) -> None:
+    """Refuse, before reading any row, a file that cannot yield one: 0 bytes, or a required column missing.
+    (A file with a header and no row is found while it is read: ``_Context.empty_files``.)"""
+    problems = []
+    for name, sources in files.items():
+        spec = TABLES[name]
+        for source in sources:
+            if source.path.stat().st_size == 0:
+                problems.append(f"{source.path.name}（{spec.label}）是空文件（0 字节）")
+                continue
+            missing = [c for c in spec.required if c not in map_header(spec, source.header).values()]
+            if missing:
+                labels = "、".join(f"「{spec.column(c).label}」（{c}）" for c in missing)
+                problems.append(f"{source.path.name}（{spec.label}）缺少必填列 {labels}")
+    if problems:
+        raise IngestRefused(problems)
+
+
+def table_rows(ws: Workspace, name: str) -> int:
+    """Rows of a workspace table, from the Parquet footers (nothing is read)."""
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in ws.table_files(name))
+
+
+def _shrinking(
+    previous: Workspace, new_rows: dict[str, int], files: dict[str, list[RawSource]], max_shrink: float
+) -> list[str]:
+    """Why each table that would lose more than ``max_shrink`` of its rows must not (empty: none would)."""
+    problems = []
+    for name, rows in new_rows.items():
+        if not previous.has_table(name):
+            continue
+        before = table_rows(previous, name)
+        if before and rows < before * (1 - max_shrink):
+            source = "、".join(f.path.name for f in files.get(name, [])) or "内置能力框架"
+            problems.append(
+                f"{TABLES[name].label}将从 {before:,} 行减少到 {rows:,} 行（减少 {1 - rows / before:.0%}，"
+                f"超过允许的 {max_shrink:.0%}），来自 {source}；若确需替换整张表，请加 --replace 重新导入"
+            )
+    return problems
+
+
+CHANGED_TEACHERS = "changed_teachers.parquet"
+
+
+def _changed_teachers(ctx: _Context) -> dict[str, Any]:
+    """The teachers an append touched, sorted, as the version's CHANGED_TEACHERS file; its name and count."""
+    parts = sorted((ctx.work / "changed").glob("*.parquet"))
+    target = ctx.out / CHANGED_TEACHERS
+    query = (
+        f"SELECT DISTINCT teacher_id FROM read_parquet({[str(p) for p in parts]!r}) ORDER BY teacher_id"
+        if parts
+        else "SELECT NULL::VARCHAR AS teacher_id WHERE false"
+    )
+    con = duckdb.connect()
+    try:
+        con.execute(f"COPY ({query}) TO '{target}' (FORMAT parquet)")
+    finally:
+        con.close()
+    return {"file": CHANGED_TEACHERS, "count": pq.ParquetFile(target).metadata.num_rows}
+
+
+def _keep_previous(previous: Workspace, out: Path, written: set[str]) -> list[str]:
+    """Carry the previous version's other tables (and their rejects) into the new one, as hard links."""
+    kept = []
+    for name in TABLES:
+        if name in written or not previous.has_table(name):
+            continue
+        target = out / "tables" / f"{name}.parquet"
+        target.mkdir(parents=True)
+        for i, part in enumerate(previous.table_files(name)):
+            _link(part, target / f"part-{i:05d}.parquet")
+        rejects = previous.rejects_dir / f"{name}.csv"
+        if rejects.exists():
+            _link(rejects, out / "rejects" / rejects.name)
+        kept.append(name)
+    return kept
+
+
+def _link(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system
+        shutil.copyfile(source, target)
+
+
+def _manifest(name: str, previous: Workspace, src: Path, out: Path, kept: list[str]) -> dict[str, Any]:
+    tables = {}
+    for folder in sorted((out / "tables").iterdir()):
+        parts = parquet_files(folder)
+        table = folder.name.removesuffix(".parquet")
+        tables[table] = {
+            "rows": sum(pq.ParquetFile(p).metadata.num_rows for p in parts),
+            "parts": [p.name for p in parts],
+            "kept": table in kept,
+        }
+    return {
+        "version": name,
+        "previous": previous.version,
+        "source": str(src.resolve()),
+        "tables": tables,
+    }
+
+
+def _write_table(folder: Path, spec: TableSpec, table: pd.DataFrame) -> None:
     """Parquet with list columns typed list<string> even when all lists are empty (else Arrow says null)."""
     schema = pa.Schema.from_pandas(table, preserve_index=False)
     for col in spec.columns:
         if col.kind == "list":
             i = schema.get_field_index(col.name)
             schema = schema.set(i, pa.field(col.name, pa.list_(pa.string())))
-    atomic_write(ws.table_path(spec.name), lambda p: table.to_parquet(p, index=False, schema=schema))
+    target = folder / f"{spec.name}.parquet"
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    table.to_parquet(target / "part-00000.parquet", index=False, schema=schema)
 
 
-def _write_rejects(rejects: pd.DataFrame, target: Path) -> None:
-    """UTF-8 with BOM so that Excel shows the Chinese; CRLF line ends so that a raw value holding a bare
-    carriage return is quoted and the file reads back with exactly one line per rejected row."""
-    atomic_write(
-        target, lambda p: rejects.to_csv(p, index=False, encoding="utf-8-sig", lineterminator="\r\n")
-    )
+def _write_rejects(handle: TextIO, rejects: pd.DataFrame, first: bool) -> None:
+    """Append a batch of rejected rows to the rejects file ``handle`` (opened as ``_open_rejects`` does), with
+    the header when ``first``; cells a spreadsheet would run as formulas are escaped (see ``escape_formulas``)."""
+    escape_formulas(rejects).to_csv(handle, index=False, header=first, lineterminator="\r\n")
 
 
-def _read_folder(src: Path) -> tuple[dict[str, list[RawFile]], list[SkippedFile]]:
-    """Read every data file of the folder (by name, so that "first" is stable) and sort them by table."""
-    files: dict[str, list[RawFile]] = {}
+def _open_rejects(target: Path) -> TextIO:
+    """UTF-8 with BOM so that Excel shows the Chinese; CRLF line ends (see ``_write_rejects``) so that a raw value
+    holding a bare carriage return is quoted and the file reads back with exactly one line per rejected row."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return open(target, "w", encoding="utf-8-sig", newline="")
+
+
+# OWASP's CSV-injection rule: a cell starting with one of these is run as a formula by Excel / WPS / LibreOffice
+_FORMULA_START = r"^[=+\-@\t\r]"
+_PLAIN_NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+
+
+def escape_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells that a spreadsheet would evaluate (``=HYPERLINK(…)``, ``@SUM(…)``, ``-1+2``) get a leading
+    ``'``, which shows them as text; plain numbers such as ``-5`` stay as they are, since they run nothing."""
+    out = frame.copy()
+    for name in out.columns:
+        if out[name].dtype.kind in "iufb":
+            continue
+        text = out[name].astype("str")
+        risky = text.str.contains(_FORMULA_START, regex=True) & ~text.str.fullmatch(_PLAIN_NUMBER)
+        if risky.any():
+            out[name] = text.where(~risky, "'" + text)
+    return out
+
+
+def _read_folder(src: Path) -> tuple[dict[str, list[RawSource]], list[SkippedFile]]:
+    """Open every data file of the folder (by name, so that "first" is stable) and sort them by table; only
+    headers are read here."""
+    files: dict[str, list[RawSource]] = {}
     skipped: list[SkippedFile] = []
     for path in sorted(p for p in src.iterdir() if p.is_file()):
         if path.name.startswith((".", "~$")):
@@ -214,12 +430,12 @@ def _read_folder(src: Path) -> tuple[dict[str, list[RawFile]], list[SkippedFile]
         if path.suffix.lower() not in SUPPORTED_SUFFIXES:
             skipped.append(SkippedFile(path.name, "不是 CSV、XLSX 或 Parquet 数据文件"))
             continue
-        raw = read_file(path)
-        table = identify_table(path.stem, raw.header)
+        source = open_file(path)
+        table = identify_table(path.stem, source.header)
         if table is None:
             skipped.append(SkippedFile(path.name, "无法从文件名或表头识别是哪张表"))
             continue
-        files.setdefault(table, []).append(raw)
+        files.setdefault(table, []).append(source)
     return files, skipped
 
 
@@ -245,13 +461,23 @@ def _taxonomy_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass
 class _Context:
-    """What later tables are checked against: accepted keys of earlier tables, the taxonomy, item maxima."""
+    """What later tables are checked against: the tables written so far in this ingest's staging folder ``out``
+    (else the workspace's ``previous`` version), keys seen only on rejected rows, the taxonomy, item maxima."""
 
-    ws: Workspace
-    keys: dict[str, pd.Index] = field(default_factory=dict)
-    rejected_keys: dict[str, pd.Index] = field(default_factory=dict)
+    previous: Workspace
+    out: Path
+    append: bool = False
     max_scores: pd.Series | None = None
     codes: dict[str, str] = field(default_factory=dict)
+    empty_files: list[str] = field(default_factory=list)
+    merged: dict[str, Merged] = field(default_factory=dict)
+
+    @property
+    def work(self) -> Path:
+        return self.out / "_work"
+
+    def written(self, name: str) -> Path:
+        return self.out / "tables" / f"{name}.parquet"
 
     def set_taxonomy(self, taxonomy: pd.DataFrame) -> None:
         """Codes match exactly, case- and width-insensitively, or by their unique Chinese name."""
@@ -264,24 +490,25 @@ class _Context:
         lookup.update({c: c for c in codes})
         self.codes = lookup
 
-    def add_table(self, name: str, table: pd.DataFrame, rejected_keys: pd.Index) -> None:
-        spec = TABLES[name]
-        if len(spec.key) == 1:
-            self.keys[name] = pd.Index(table[spec.key[0]].dropna().unique())
-            self.rejected_keys[name] = rejected_keys
-        if name == "items":
-            self.max_scores = table.set_index("item_id")["max_score"]
+    def rejected_keys(self, name: str) -> Path:
+        return self.work / "rejected_keys" / f"{name}.parquet"
 
-    def known_keys(self, name: str) -> pd.Index | None:
-        """Keys of ``name`` from this ingest, else from the workspace's existing table, else None."""
-        if name not in self.keys and self.ws.has_table(name):
-            key = TABLES[name].key[0]
-            table = pd.read_parquet(self.ws.table_path(name), columns=[key])
-            self.keys[name] = pd.Index(table[key].dropna().unique())
-            if name == "items":
-                items = pd.read_parquet(self.ws.table_path(name), columns=["item_id", "max_score"])
+    def target(self, name: str) -> Target:
+        """The accepted rows of ``name``: from this ingest, else the workspace's table, else none."""
+        if self.written(name).exists():
+            keys = self.rejected_keys(name)
+            return Target(parquet_files(self.written(name)), keys if keys.exists() else None)
+        if self.previous.has_table(name):
+            return Target(self.previous.table_files(name), None)
+        return Target(None, None)
+
+    def item_maxima(self) -> pd.Series | None:
+        if self.max_scores is None:
+            files = self.target("items").files
+            if files is not None:
+                items = pq.read_table(files, columns=["item_id", "max_score"]).to_pandas()
                 self.max_scores = items.set_index("item_id")["max_score"]
-        return self.keys.get(name)
+        return self.max_scores
 
 
 # --------------------------------------------------------------------------------------------------- problems
@@ -334,83 +561,177 @@ class _Problems:
 
 
 @dataclass(frozen=True)
-class _Validated:
+class Counts:
     rows_in: int
-    table: pd.DataFrame
-    rejects: pd.DataFrame
-    rejected_keys: pd.Index  # single-column keys seen only on rejected rows (so a reference can say why)
+    accepted: int
+    rejected: int
 
 
-def _validate(spec: TableSpec, raws: list[RawFile], ctx: _Context) -> _Validated:
-    frame, extras = _combine(spec, raws)
+def _validate(spec: TableSpec, sources: list[RawSource], ctx: _Context) -> Counts:
+    """Check a table chunk by chunk and stage every row (data.crosscheck's columns); then let DuckDB check
+    keys and references over the staged rows and write the accepted rows and the rejects."""
+    mappings = [map_header(spec, s.header) for s in sources]
+    extras: list[str] = []
+    for source, mapping in zip(sources, mappings, strict=True):
+        extras.extend(h for h in source.header if h not in mapping and h not in extras)
+    present = {c for m in mappings for c in m.values()}
+    raw_names = [c.name for c in spec.columns if c.name in present] + extras
+    schema = _table_schema(spec, extras)
+    staged = ctx.work / "staged" / f"{spec.name}.parquet"
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    writer: pq.ParquetWriter | None = None
+    n = 0
+    try:
+        for source, mapping in zip(sources, mappings, strict=True):
+            rows = 0
+            for chunk in source.frames():
+                frame = _conform(spec, chunk, mapping, extras, source.kind == "xlsx")
+                checked = _check_chunk(spec, frame, schema, raw_names, ctx, n)
+                # staged rows live minutes: written uncompressed and without dictionaries, for speed
+                writer = writer or pq.ParquetWriter(
+                    staged, checked.schema, compression="none", use_dictionary=False, write_statistics=False
+                )
+                writer.write_table(checked)
+                n += len(frame)
+                rows += len(frame)
+            if rows == 0:
+                ctx.empty_files.append(f"{source.path.name}（{spec.label}）只有表头，没有数据行")
+        if writer is None:  # no rows at all: stage an empty table of the right shape
+            empty = _conform(spec, _empty_raw(sources[0].header), mappings[0], extras, False)
+            writer = pq.ParquetWriter(staged, _check_chunk(spec, empty, schema, raw_names, ctx, 0).schema)
+    finally:
+        if writer is not None:
+            writer.close()
+    merging = ctx.append and ctx.previous.has_table(spec.name)
+    day = ctx.work / "day" / f"{spec.name}.parquet" if merging else ctx.written(spec.name)
+    with _open_rejects(ctx.out / "rejects" / f"{spec.name}.csv") as handle:
+        outcome = crosscheck(
+            spec,
+            staged,
+            schema,
+            raw_names,
+            ctx.target,
+            day,
+            _ensure_parent(ctx.rejected_keys(spec.name)),
+            lambda rejects, first: _write_rejects(handle, rejects, first),
+            ctx.work / "duckdb",
+        )
+    assert outcome.accepted + outcome.rejected == n, f"{spec.name}: rows in != accepted + rejected"
+    if ctx.append:
+        _append(spec, day, extras, ctx)
+    return Counts(n, outcome.accepted, outcome.rejected)
+
+
+def _append(spec: TableSpec, day: Path, extras: list[str], ctx: _Context) -> None:
+    """Merge a day's accepted rows (``day``) into the workspace's table; note the teachers they touch."""
+    changed = (
+        _ensure_parent(ctx.work / "changed" / f"{spec.name}.parquet")
+        if spec.has_column("teacher_id")
+        else None
+    )
+    if not ctx.previous.has_table(spec.name):  # a table the workspace lacked: every row is new
+        if changed is not None:
+            con = duckdb.connect()
+            try:
+                con.execute(
+                    f"COPY (SELECT DISTINCT teacher_id FROM read_parquet('{day}/*.parquet') "
+                    f"WHERE teacher_id IS NOT NULL) TO '{changed}' (FORMAT parquet)"
+                )
+            finally:
+                con.close()
+        return
+    previous = ctx.previous.table_files(spec.name)
+    before = [n for n in pq.read_schema(previous[0]).names if not spec.has_column(n)]
+    schema = _table_schema(spec, before + [e for e in extras if e not in before])
+    ctx.merged[spec.name] = merge(
+        spec, previous, parquet_files(day), schema, ctx.written(spec.name), changed, ctx.work / "duckdb"
+    )
+
+
+def _ensure_parent(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _empty_raw(header: tuple[str, ...]) -> pd.DataFrame:
+    frame = pd.DataFrame({h: pd.Series(dtype="str") for h in header})
+    frame[ROW_NUMBER] = pd.Series(dtype="int64")
+    for name in (SOURCE_FILE, READ_PROBLEM, RAW_LINE):
+        frame[name] = pd.Series(dtype="str")
+    return frame
+
+
+_DTYPES = {"str": "str", "int": "Int64", "float": "float64", "bool": "boolean", "date": "datetime64[us]"}
+
+
+def _table_schema(spec: TableSpec, extras: list[str]) -> pa.Schema:
+    """The Arrow schema of a validated table (with the pandas metadata that gives readers today's dtypes):
+    contract columns, then the extra columns as text; list columns list<string>."""
+    frame = pd.DataFrame(
+        {
+            c.name: pd.Series(
+                dtype="bool" if c.kind == "bool" and c.default is not None else _DTYPES.get(c.kind, object)
+            )
+            for c in spec.columns
+        }
+        | {e: pd.Series(dtype="str") for e in extras}
+    )
+    schema = pa.Schema.from_pandas(frame, preserve_index=False)
+    for col in spec.columns:
+        if col.kind == "list":
+            schema = schema.set(schema.get_field_index(col.name), pa.field(col.name, pa.list_(pa.string())))
+    return schema
+
+
+def _check_chunk(
+    spec: TableSpec, frame: pd.DataFrame, schema: pa.Schema, raw_names: list[str], ctx: _Context, start: int
+) -> pa.Table:
+    """One chunk's rows checked on their own (each column, then across columns), staged with their raw cells,
+    origin, order and reasons so far."""
     n = len(frame)
     problems = _Problems(n)
     readable = (frame[READ_PROBLEM] == "").to_numpy(dtype=bool)
     problems.add(~readable, "", frame[READ_PROBLEM])
-
     values = {col.name: _check_column(col, frame, readable, problems, ctx) for col in spec.columns}
     _check_consistency(spec, values, problems, ctx)
-    _check_references(spec, values, problems, ctx)
-    _check_duplicates(spec, values, frame, problems)
-
-    accepted = np.flatnonzero(~problems.rejected)
-    table = pd.DataFrame({name: v.iloc[accepted] for name, v in values.items()})
-    for name in extras:
-        text = frame[name].iloc[accepted].fillna("").str.strip()
-        table[name] = text.where(text != "")
-    table = table.reset_index(drop=True)
-
-    rejected = np.flatnonzero(problems.rejected)
-    reasons = problems.collect()
-    rejects = pd.DataFrame(
-        dict(
-            zip(
-                REJECT_COLUMNS,
-                (
-                    frame[SOURCE_FILE].iloc[rejected].to_numpy(),
-                    frame[ROW_NUMBER].iloc[rejected].to_numpy(),
-                    reasons["column"].reindex(rejected).to_numpy(),
-                    reasons["reason"].reindex(rejected).to_numpy(),
-                ),
-                strict=True,
-            )
-        )
-    )
-    raw_columns = [c.name for c in spec.columns if frame[c.name].notna().any()] + extras
-    for name in raw_columns:
-        rejects[name] = frame[name].iloc[rejected].fillna("").to_numpy()
-    if (frame[RAW_LINE] != "").any():
-        rejects["raw_line"] = frame[RAW_LINE].iloc[rejected].to_numpy()
-    assert len(table) + len(rejects) == n, f"{spec.name}: rows in != accepted + rejected"
-    rejected_keys = pd.Index([], dtype=object)
-    if len(spec.key) == 1:
-        key = values[spec.key[0]]
-        rejected_keys = pd.Index(key.iloc[rejected].dropna().unique()).difference(
-            pd.Index(table[spec.key[0]].dropna().unique())
-        )
-    return _Validated(n, table, rejects, rejected_keys)
+    typed = pd.DataFrame(values)
+    for name in schema.names[len(spec.columns) :]:
+        text = frame[name].fillna("").str.strip()
+        typed[name] = text.where(text != "")
+    table = pa.Table.from_pandas(typed.reset_index(drop=True), schema=schema, preserve_index=False)
+    reasons = problems.collect().reindex(np.arange(n))
+    meta = {
+        **{RAW + str(i): _text(frame[name].fillna("")) for i, name in enumerate(raw_names)},
+        FILE: _text(frame[SOURCE_FILE]),
+        ROW: pa.array(frame[ROW_NUMBER].to_numpy(dtype=np.int64)),
+        ORD: pa.array(np.arange(start, start + n, dtype=np.int64)),
+        COLUMN: pa.array(reasons["column"].to_numpy(dtype=object), pa.string(), from_pandas=True),
+        REASON: pa.array(reasons["reason"].to_numpy(dtype=object), pa.string(), from_pandas=True),
+        STAGED_LINE: _text(frame[RAW_LINE]),
+    }
+    for name, array in meta.items():
+        table = table.append_column(name, array)
+    return table.replace_schema_metadata(None)
 
 
-def _combine(spec: TableSpec, raws: list[RawFile]) -> tuple[pd.DataFrame, list[str]]:
-    """All files of one table under contract column names; a column a file lacks is null (not "") there."""
-    frames: list[pd.DataFrame] = []
-    extras: list[str] = []
-    for raw in raws:
-        mapping = map_header(spec, raw.header)
-        f = raw.frame.rename(columns=mapping)
-        f[FROM_XLSX] = raw.kind == "xlsx"
-        extras.extend(h for h in raw.header if h not in mapping and h not in extras)
-        frames.append(f)
-    wanted = [c.name for c in spec.columns] + extras
-    for f in frames:
-        for name in wanted:
-            if name not in f:
-                f[name] = pd.Series(np.nan, index=f.index, dtype="str")
-    frame = pd.concat(frames, ignore_index=True)
+def _text(column: pd.Series) -> pa.Array:
+    """A text column as Arrow strings (pandas' str columns are Arrow already: no copy through Python)."""
+    return pa.array(column, from_pandas=True).cast(pa.string())
+
+
+def _conform(
+    spec: TableSpec, chunk: pd.DataFrame, mapping: dict[str, str], extras: list[str], xlsx: bool
+) -> pd.DataFrame:
+    """A chunk under contract column names; a column its file lacks is null (not "") there."""
+    frame = chunk.rename(columns=mapping).reset_index(drop=True)
+    frame[FROM_XLSX] = xlsx
+    for name in [c.name for c in spec.columns] + extras:
+        if name not in frame:
+            frame[name] = pd.Series(np.nan, index=frame.index, dtype="str")
     for name in (SOURCE_FILE, READ_PROBLEM, RAW_LINE):
         frame[name] = frame[name].fillna("").astype("str")
     frame[FROM_XLSX] = frame[FROM_XLSX].astype(bool)
-    return frame, extras
+    return frame
 
 
 # Parsers work on the distinct cell texts of a column (few for enums, dates and numbers, so a 3-million-row
@@ -512,6 +833,11 @@ def _parse_str(col: Column, text: pd.Series, ctx: _Context, excel: bool) -> tupl
         bad = present & mapped.isna().to_numpy()
         _flag(reasons, bad, f"「{col.label}」中的代码「{{}}」不在能力框架中", text)
         return mapped.astype("str"), reasons
+    garbled = mojibake(text)
+    for i in np.flatnonzero(present & pd.notna(garbled)):
+        reasons[i] = (
+            f"{_quoted(col).format(text.iloc[i])}疑似乱码（{garbled[i]}），文件编码可能有误，请以 UTF-8 编码重新导出"
+        )
     return text.where(text != "").astype("str"), reasons
 
 
@@ -629,88 +955,10 @@ def _check_consistency(
         backwards = (values["end_date"] < values["start_date"]).fillna(False).to_numpy(dtype=bool)
         problems.add(backwards, "end_date", "「结束日期」早于「开始日期」")
     if spec.name == "responses":
-        ctx.known_keys("items")
-        if ctx.max_scores is not None:
-            maxima = values["item_id"].map(ctx.max_scores).astype("float64")
+        max_scores = ctx.item_maxima()
+        if max_scores is not None:
+            maxima = values["item_id"].map(max_scores).astype("float64")
             above = (values["score"] > maxima).fillna(False).to_numpy(dtype=bool)
             score = values["score"][above].map("{:g}".format).astype("str")
             top = maxima[above].map("{:g}".format).astype("str")
             problems.add(above, "score", "「得分」的值「" + score + "」超过该题满分 " + top)
-
-
-def _check_references(
-    spec: TableSpec, values: dict[str, pd.Series], problems: _Problems, ctx: _Context
-) -> None:
-    """A value naming another table's row must name one that was accepted (or already is in the workspace)."""
-    for col in spec.columns:
-        if col.references is None:
-            continue
-        ids = values[col.name]
-        present = ids.notna().to_numpy()
-        known = ctx.known_keys(col.references)
-        target = TABLES[col.references].label
-        if known is None:
-            missing = present
-            problems.add(
-                missing,
-                col.name,
-                f"{col.label} "
-                + ids[missing]
-                + f" 无法核对：本次未导入{target}，请把{target}文件放入同一文件夹后重新导入",
-            )
-            continue
-        missing = present & ~_isin(ids, known)
-        if not missing.any():
-            continue
-        bad_row = missing & _isin(ids, ctx.rejected_keys.get(col.references, pd.Index([], dtype=object)))
-        problems.add(
-            bad_row,
-            col.name,
-            f"{col.label} "
-            + ids[bad_row]
-            + f" 在{target}中的行未通过校验（见 rejects/{col.references}.csv），"
-            "请先更正该行",
-        )
-        absent = missing & ~bad_row
-        problems.add(
-            absent,
-            col.name,
-            f"{col.label} " + ids[absent] + f" 在{target}中不存在，请核对编号，或先在{target}中补录",
-        )
-
-
-def _isin(ids: pd.Series, keys: pd.Index) -> np.ndarray:
-    """Whether each id is one of keys (Arrow's hash lookup: millions of ids against millions of keys)."""
-    found = pc.is_in(pa.array(ids.array), value_set=pa.array(keys.to_numpy(dtype=object), pa.string()))
-    return np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
-
-
-def _check_duplicates(
-    spec: TableSpec, values: dict[str, pd.Series], frame: pd.DataFrame, problems: _Problems
-) -> None:
-    """The first valid row of a key wins; a later valid row with the same key is rejected, pointing at it."""
-    valid = np.flatnonzero(~problems.rejected)
-    if valid.size == 0:
-        return
-    if len(spec.key) == 1:
-        keys = pa.array(values[spec.key[0]].iloc[valid].array)
-        if len(pc.unique(keys)) == valid.size:
-            return
-    group = np.zeros(valid.size, dtype=np.int64)
-    for k in spec.key:
-        codes, uniques = pd.factorize(values[k].iloc[valid], use_na_sentinel=False)
-        group = pd.factorize(group * (len(uniques) + 1) + codes)[0]
-    _, first_index, inverse = np.unique(group, return_index=True, return_inverse=True)
-    first_seen = valid[first_index[inverse]]
-    later = first_seen != valid
-    if not later.any():
-        return
-    dup_rows, first_rows = valid[later], first_seen[later]
-    files = frame[SOURCE_FILE].astype(object).to_numpy()
-    first_file = pd.Series(files[first_rows], index=dup_rows)
-    first_number = pd.Series(frame[ROW_NUMBER].to_numpy()[first_rows], index=dup_rows).astype(str)
-    same_file = files[dup_rows] == files[first_rows]
-    where = ("第 " + first_number + " 行").where(same_file, " " + first_file + " 第 " + first_number + " 行")
-    mask = np.zeros(problems.n, dtype=bool)
-    mask[dup_rows] = True
-    problems.add(mask, "；".join(spec.key), "与" + where + f"的{spec.key_label()}重复，保留首行")

@@ -40,8 +40,10 @@ def contract_schema(spec: TableSpec, columns: list[str] | None = None) -> pa.Sch
 
 
 def parquet_files(path: Path) -> list[Path]:
-    """A Parquet source: one file, or a folder of part files read in name order."""
-    return [path] if path.is_file() else sorted(path.rglob("*.parquet"))
+    """A Parquet source: one file, or a folder of part files read in name order (hidden temporaries left out)."""
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.rglob("*.parquet") if not p.name.startswith((".", "_")))
 
 
 def source_schema(

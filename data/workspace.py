@@ -2,19 +2,40 @@
 
 Everything is written atomically (write a temporary file beside the target, then rename), so a reader never
 sees half a file and a killed job leaves the previous version in place.
+
+The tables of one ingest form a *version*, switched in together (see DESIGN.md "workspace versions")::
+
+    WS/versions/000007/manifest.json         the version: tables, rows, parts, mode, changed teachers
+    WS/versions/000007/ingest_report.json    what the ingest that made it accepted and rejected
+    WS/versions/000007/tables/<t>.parquet/   one folder of Parquet parts per table
+    WS/versions/000007/rejects/<t>.csv
+    WS/current -> versions/000007            the one switch: an atomic rename of a symlink
+    WS/tables, WS/rejects, WS/ingest_report.json, WS/manifest.json -> current/...   fixed links
+
+An ingest writes a whole version into a staging folder, renames it into ``versions/``, then replaces the
+``current`` link; a kill at any point leaves ``current`` on one complete version. ``Workspace.pinned()`` fixes
+the version a long job (train, score) reads, so an ingest finishing meanwhile cannot mix two versions in it.
+A workspace without ``current`` (made by hand or before versions) keeps its tables in ``WS/tables/``.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
+import shutil
+import signal
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
+
+from data.stream import parquet_files
 
 
 @contextmanager
@@ -57,11 +78,32 @@ def write_csv_atomic(df: pd.DataFrame, target: Path) -> Path:
     return atomic_write(target, lambda p: df.to_csv(p, index=False, encoding="utf-8-sig"))
 
 
+VERSIONS = "versions"
+CURRENT = "current"
+MANIFEST = "manifest.json"
+REPORT = "ingest_report.json"
+# names at the workspace's root that always show the current version
+LINKED = ("tables", "rejects", REPORT, MANIFEST)
+# versions kept besides the current one, so that a job pinned to the one before it can finish reading
+KEEP_PREVIOUS = 1
+_STAGING = ".staging-"
+# fault injection for tests/faults: the process kills itself (SIGKILL) at the named step of a commit
+FAULT_ENV = "TDR_FAULT_AT"
+
+
+def fault_point(step: str) -> None:
+    """Die here, as a power cut would, when the environment names this step (tests/faults only)."""
+    if os.environ.get(FAULT_ENV) == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 @dataclass(frozen=True)
 class Workspace:
-    """A deployment's folder: ``tables/`` (validated Parquet), ``rejects/``, ``portraits/``, ``bundles/``."""
+    """A deployment's folder: versioned ``tables/`` (validated Parquet) and ``rejects/``, ``portraits/``,
+    ``bundles/``. ``version`` None reads whatever version is current at each call; see ``pinned``."""
 
     root: Path
+    version: str | None = None
 
     @classmethod
     def open(cls, root: str | Path) -> Workspace:
@@ -69,13 +111,35 @@ class Workspace:
         ws.root.mkdir(parents=True, exist_ok=True)
         return ws
 
+    def current_version(self) -> str | None:
+        """The name of the current version, None for a workspace without versions."""
+        link = self.root / CURRENT
+        return Path(os.readlink(link)).name if link.is_symlink() else None
+
+    def pinned(self) -> Workspace:
+        """This workspace with its tables read from the version current now, whatever ingests follow."""
+        return replace(self, version=self.version or self.current_version())
+
+    @property
+    def version_dir(self) -> Path | None:
+        version = self.version or self.current_version()
+        return None if version is None else self.root / VERSIONS / version
+
+    def _versioned(self) -> Path:
+        """Where the version's folders are: the pinned version, else through the ``current`` link (resolved at
+        each access), else the root of a workspace without versions."""
+        if self.version:
+            return self.root / VERSIONS / self.version
+        current = self.root / CURRENT
+        return current if current.is_symlink() else self.root
+
     @property
     def tables_dir(self) -> Path:
-        return self.root / "tables"
+        return self._versioned() / "tables"
 
     @property
     def rejects_dir(self) -> Path:
-        return self.root / "rejects"
+        return self._versioned() / "rejects"
 
     @property
     def portraits_dir(self) -> Path:
@@ -89,8 +153,21 @@ class Workspace:
     def cache_dir(self) -> Path:
         return self.root / "cache"
 
+    def manifest(self) -> dict[str, Any]:
+        """The current (or pinned) version's manifest; {} for a workspace without versions."""
+        folder = self.version_dir
+        if folder is None:
+            return {}
+        return dict(json.loads((folder / MANIFEST).read_text(encoding="utf-8")))
+
     def table_path(self, name: str) -> Path:
+        """The table's Parquet: a folder of parts (or, in a workspace made by hand, one file)."""
         return self.tables_dir / f"{name}.parquet"
+
+    def table_files(self, name: str) -> list[Path]:
+        """The table's part files; [] when the workspace lacks the table."""
+        path = self.table_path(name)
+        return parquet_files(path) if path.exists() else []
 
     def has_table(self, name: str) -> bool:
         return self.table_path(name).exists()
@@ -105,11 +182,112 @@ class Workspace:
         return write_parquet_atomic(df, self.table_path(name))
 
     def tables(self) -> list[str]:
-        return sorted(p.stem for p in self.tables_dir.glob("*.parquet"))
+        return sorted(p.name.removesuffix(".parquet") for p in self.tables_dir.glob("*.parquet"))
 
     def duckdb(self) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB connection with one view per validated table."""
         con = duckdb.connect()
         for name in self.tables():
-            con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{self.table_path(name)}')")
+            files = [str(p) for p in self.table_files(name)]
+            con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({files!r})")
         return con
+
+
+# ---------------------------------------------------------------------------------------------------- versions
+
+
+@contextmanager
+def ingest_lock(ws: Workspace) -> Iterator[None]:
+    """One ingest at a time per workspace (an advisory lock the kernel drops when the process dies)."""
+    with open(ws.root / ".ingest.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A version being written: its future name and the staging folder that becomes it."""
+
+    name: str
+    folder: Path
+
+
+def begin_version(ws: Workspace) -> Staged:
+    """A fresh staging folder for the next version (left-overs of killed ingests are removed first). Call it
+    under ``ingest_lock``."""
+    versions = ws.root / VERSIONS
+    versions.mkdir(exist_ok=True)
+    current = ws.current_version()
+    for old in versions.iterdir():
+        # a staging folder, or a complete version that a killed ingest never switched to
+        if old.name.startswith(_STAGING) or (current is None or old.name > current) and old.name.isdigit():
+            shutil.rmtree(old, ignore_errors=True)
+    numbers = [int(p.name) for p in versions.iterdir() if p.name.isdigit()]
+    folder = Path(tempfile.mkdtemp(prefix=_STAGING, dir=versions))
+    return Staged(f"{max(numbers, default=0) + 1:06d}", folder)
+
+
+def commit_version(ws: Workspace, staged: Staged) -> None:
+    """Make the complete staged folder the current version, atomically; prune older versions.
+
+    Before the ``current`` link is replaced, readers see the previous version whole; after it, the new one.
+    """
+    versions = ws.root / VERSIONS
+    name, staging = staged.name, staged.folder
+    numbers = [int(p.name) for p in versions.iterdir() if p.name.isdigit()]
+    _fsync_tree(staging)
+    fault_point("staged")
+    os.replace(staging, versions / name)
+    fault_point("renamed")
+    link = ws.root / f".{CURRENT}.{os.getpid()}.tmp"
+    link.unlink(missing_ok=True)
+    link.symlink_to(Path(VERSIONS) / name)
+    os.replace(link, ws.root / CURRENT)
+    _fsync_dir(ws.root)
+    fault_point("switched")
+    link_current(ws)
+    kept = sorted(n for n in numbers if f"{n:06d}" != name)[-KEEP_PREVIOUS:] if KEEP_PREVIOUS else []
+    for n in numbers:
+        if n not in kept:
+            shutil.rmtree(versions / f"{n:06d}", ignore_errors=True)
+
+
+def link_current(ws: Workspace) -> None:
+    """Point the fixed root names (tables, rejects, the report, the manifest) into ``current``; a workspace
+    from before versions has its old folders and report moved aside (its tables are already in a version)."""
+    for name in LINKED:
+        path = ws.root / name
+        if path.is_symlink():
+            continue
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        tmp = ws.root / f".{name}.{os.getpid()}.tmp"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(Path(CURRENT) / name)
+        os.replace(tmp, path)
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Flush a staged version to disk before it is switched to, so a power cut cannot expose empty files."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    for sub in [folder, *(p for p in folder.rglob("*") if p.is_dir())]:
+        _fsync_dir(sub)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

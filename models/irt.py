@@ -14,7 +14,8 @@ an item nobody answered is predicted from them.
 Estimation is variational EM, an approximation to regularised marginal maximum likelihood. Every person has
 a Gaussian posterior N(theta_i, C_i) with full covariance; each E-step moves it once towards the optimum of
 the evidence lower bound (ELBO), by the fixed point C_i = (Sigma^-1 + sum_j E[sigmoid'] a_j a_j^T)^-1 and a
-Newton step on theta_i, computed in person chunks with one small Cholesky inversion per person. Expectations
+Newton step on theta_i, computed in person chunks; the data term lives on the dimensions the person's responses
+load on, so only those are factorised (`_Local`, batched by their number) and C_i is never formed. Expectations
 over each response's linear predictor use Gauss-Hermite quadrature. The M-step updates Sigma under its
 shrinkage prior (parameter-expanded: each dimension's scale moves into its loadings), takes one Newton step
 per item on the expected log-likelihood plus the item prior, and refits the prior's skill means. The monitored
@@ -22,7 +23,7 @@ objective is the ELBO plus every log prior, the one all these steps raise; itera
 less than ``tol`` relative. Unlike the Laplace approximation (posterior mode and curvature), the variational
 posterior keeps the estimated correlations and the interval coverage honest when a competency has only one or
 two items. The reported standard errors also carry the calibration error of the person's items and of the
-scale (`_calibration_inflation`), which dominates on a bank whose items have few respondents each.
+scale (`_calibration_middle`), which dominates on a bank whose items have few respondents each.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
-from scipy.linalg import lapack
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
@@ -170,7 +170,10 @@ class _Chunk:
     y: FloatArray
     free: BoolArray  # responses x L
     vec_cells: IntArray  # responses x L: positions in a (persons x K) block
-    mat_cells: IntArray  # responses x L x L: positions in a (persons x K x K) block
+    dims_p: IntArray  # persons x S: the dimensions each person's responses load on first, then the others
+    touched_p: BoolArray  # persons x S: which of dims_p are loaded on
+    mat_cells: IntArray  # responses x L x L: positions in a (persons x S x S) block over dims_p
+    groups: tuple[tuple[IntArray, int], ...]  # persons batched by their number of dimensions, rounded up to 8
 
     @property
     def n(self) -> int:
@@ -184,7 +187,7 @@ class _Chunk:
     ) -> FloatArray:
         """Per person: expected log-likelihood under q minus the prior's quadratic form in the mean."""
         loglik = np.bincount(self.local, w_o * (self.y * m - e_sp), minlength=self.n)
-        return loglik - 0.5 * np.einsum("pk,kl,pl->p", theta, precision, theta)
+        return loglik - 0.5 * np.einsum("pk,pk->p", theta @ precision, theta)
 
     def update(
         self,
@@ -193,13 +196,15 @@ class _Chunk:
         a_o: FloatArray,
         d_o: FloatArray,
         w_o: FloatArray,
+        sigma: FloatArray,
         precision: FloatArray,
-    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    ) -> tuple[FloatArray, _Local, FloatArray]:
         """One step of the Gaussian variational posterior N(theta, cov) of every person in the chunk.
 
         The covariance takes its fixed point cov = (prior precision + sum_j E[sigmoid'] a_j a_j^T)^-1 and the
-        mean a Newton step, both with expectations over each response's current spread ``s``. Returns the
-        new mean, the new covariance, its log-determinant and the bound's per-person part at the old mean.
+        mean a Newton step, both with expectations over each response's current spread ``s``; the data term
+        lives on the dimensions the person's responses load on, so the covariance is computed there
+        (`_Local`). Returns the new mean, the new covariance and the bound's per-person part at the old mean.
         """
         n, k = theta.shape
         m = self.eta(theta, a_o, d_o)
@@ -209,12 +214,11 @@ class _Chunk:
         scattered = np.bincount(self.vec_cells.ravel(), (resid[:, None] * a_o).ravel(), minlength=n * k)
         grad = scattered.reshape(n, k) - theta @ precision
         outer = (w_o * e_f)[:, None, None] * a_o[:, :, None] * a_o[:, None, :]
-        summed = np.bincount(self.mat_cells.ravel(), outer.ravel(), minlength=n * k * k)
-        hess = np.asarray(summed, dtype=np.float64).reshape(n, k, k) + precision
-        cov, logdet_hess = _inverse(hess)
-        step = np.einsum("pkl,pl->pk", cov, grad)
-        new = self._newton(theta, value, step, s, a_o, d_o, w_o, precision)
-        return new, cov, -logdet_hess, value
+        width = self.dims_p.shape[1]
+        summed = np.bincount(self.mat_cells.ravel(), outer.ravel(), minlength=n * width * width)
+        post = _Local.solve(self, np.asarray(summed, dtype=np.float64).reshape(n, width, width), sigma)
+        new = self._newton(theta, value, post.times_cov(grad, sigma, self), s, a_o, d_o, w_o, precision)
+        return new, post, value
 
     def _newton(
         self,
@@ -253,8 +257,79 @@ class _Chunk:
 
     def prior_slot_cov(self, sigma: FloatArray) -> FloatArray:
         k = len(sigma)
-        cells = self.mat_cells - (self.local * (k * k))[:, None, None]
-        return sigma.ravel()[cells] * (self.free[:, :, None] & self.free[:, None, :])
+        dims = self.vec_cells - (self.local * k)[:, None]
+        return sigma[dims[:, :, None], dims[:, None, :]] * (self.free[:, :, None] & self.free[:, None, :])
+
+
+@dataclass(frozen=True)
+class _Local:
+    """Posterior covariances of a chunk's persons, each computed on the S dimensions its responses load on.
+
+    With prior covariance Sigma and data precision D on those dimensions (zero elsewhere), the posterior
+    covariance is C = (Sigma^-1 + D)^-1 = Sigma - Sigma_.S G Sigma_S. with G = (Sigma_SS + D^-1)^-1
+    = D - D C_SS D (Woodbury), so only S x S matrices are factorised: C_SS = L (I + L^T D L)^-1 L^T with
+    Sigma_SS = L L^T, and log det C = log det Sigma - log det (I + L^T D L). A person answering half the skills
+    costs an eighth of the full factorisation; an unanswered dimension keeps the prior given the answered ones.
+    Arrays are persons x width x width over ``_Chunk.dims_p``, padded with identity (``cov``) and zero (``gain``).
+    """
+
+    cov: FloatArray  # C_SS
+    gain: FloatArray  # G
+    logdet: FloatArray  # log det C
+
+    @staticmethod
+    def solve(c: _Chunk, data: FloatArray, sigma: FloatArray) -> _Local:
+        n, width = c.dims_p.shape
+        cov, gain, logdet = np.empty_like(data), np.empty_like(data), np.empty(n)
+        eye = np.eye(width)
+        for rows, b in c.groups:  # padded with the identity
+            dims, touched = c.dims_p[rows, :b], c.touched_p[rows, :b]
+            mask = touched[:, :, None] & touched[:, None, :]
+            prior = np.where(mask, sigma[dims[:, :, None], dims[:, None, :]], eye[:b, :b])
+            d = data[rows, :b, :b] * mask
+            chol = np.linalg.cholesky(prior)
+            inner = eye[:b, :b] + np.swapaxes(chol, 1, 2) @ d @ chol
+            inner_chol = np.linalg.cholesky(inner)
+            logdet[rows] = -2.0 * np.log(np.diagonal(inner_chol, axis1=1, axis2=2)).sum(axis=1)
+            half = np.linalg.solve(inner_chol, np.swapaxes(chol, 1, 2))  # (I + M)^-1/2 L^T
+            c_ss = np.swapaxes(half, 1, 2) @ half
+            cov[rows] = eye
+            gain[rows] = 0.0
+            cov[rows, :b, :b] = c_ss
+            gain[rows, :b, :b] = d - d @ c_ss @ d
+        return _Local(cov, gain, logdet + np.linalg.slogdet(sigma)[1])
+
+    def times_cov(self, r: FloatArray, sigma: FloatArray, c: _Chunk) -> FloatArray:
+        """C r per person: Sigma r - Sigma_.S G (Sigma r)_S."""
+        sr = r @ sigma
+        v = np.einsum("pij,pj->pi", self.gain, np.take_along_axis(sr, c.dims_p, axis=1))
+        spread = np.zeros_like(r)
+        np.put_along_axis(spread, c.dims_p, v, axis=1)
+        return np.asarray(sr - spread @ sigma, dtype=np.float64)
+
+    def cov_sum(self, sigma: FloatArray, c: _Chunk) -> FloatArray:
+        """sum of C over the chunk's persons: n Sigma - Sigma (sum of G scattered onto the full dims) Sigma."""
+        k = len(sigma)
+        cells = c.dims_p[:, :, None] * k + c.dims_p[:, None, :]
+        scattered = np.bincount(cells.ravel(), self.gain.ravel(), minlength=k * k).reshape(k, k)
+        return np.asarray(c.n * sigma - sigma @ scattered @ sigma, dtype=np.float64)
+
+    def entries(
+        self, sigma: FloatArray, c: _Chunk, rows: IntArray, cols: IntArray, middle: FloatArray | None = None
+    ) -> FloatArray:
+        """persons x len(rows): the entries C[rows, cols], without forming C; with ``middle`` (persons x width x
+        width over dims_p, a matrix living on the answered dimensions) plus those of C_.S middle C_S.."""
+        out = np.empty((c.n, len(rows)))
+        for group, b in c.groups:
+            dims = c.dims_p[group, :b]
+            side = sigma[:, dims].transpose(1, 0, 2)  # persons x K x b: Sigma_.S
+            weighted = side @ self.gain[group, :b, :b]
+            out[group] = sigma[rows, cols] - np.einsum("pqw,pqw->pq", weighted[:, rows], side[:, cols])
+            if middle is not None:
+                block = side - weighted @ sigma[dims[:, :, None], dims[:, None, :]]  # C_.S
+                product = block @ middle[group, :b, :b]
+                out[group] += np.einsum("pqw,pqw->pq", product[:, rows], block[:, cols])
+        return out
 
 
 def _chunks(resp: _Responses, layout: _Layout, k: int) -> Iterator[_Chunk]:
@@ -264,30 +339,20 @@ def _chunks(resp: _Responses, layout: _Layout, k: int) -> Iterator[_Chunk]:
         p1 = min(resp.n_persons, p0 + size)
         rows = slice(int(resp.starts[p0]), int(resp.starts[p1]))
         local, item = resp.person[rows] - p0, resp.item[rows]
-        dims = layout.dims[item]
+        dims, free = layout.dims[item], layout.free[item]
         vec = local[:, None] * k + dims
-        mat = local[:, None, None] * (k * k) + dims[:, :, None] * k + dims[:, None, :]
-        yield _Chunk(p0, p1, rows, local, item, resp.score[rows], layout.free[item], vec, mat)
-
-
-def _inverse(hess: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Inverse and log-determinant of each symmetric positive definite matrix in the stack, in place.
-
-    One LAPACK Cholesky and inversion per matrix: for matrices this small the batched numpy routines spend
-    most of their time outside LAPACK.
-    """
-    diag = np.empty(hess.shape[:2])
-    for i in range(len(hess)):
-        # A C-ordered symmetric matrix is its own Fortran-ordered transpose: the upper factor of the view is
-        # the lower factor of the row-major array, so no copies are made.
-        factor, info = lapack.dpotrf(hess[i].T, lower=0, overwrite_a=1, clean=0)
-        if info != 0:
-            raise np.linalg.LinAlgError("posterior precision is not positive definite")
-        diag[i] = factor.diagonal()
-        lapack.dpotri(factor, lower=0, overwrite_c=1)
-    upper = np.triu_indices(hess.shape[1], 1)
-    hess[:, upper[0], upper[1]] = hess[:, upper[1], upper[0]]
-    return hess, 2.0 * np.log(diag).sum(axis=1)
+        flat = np.zeros((p1 - p0) * k, dtype=bool)
+        flat[vec[free]] = True
+        touched = flat.reshape(p1 - p0, k)
+        width = max(1, int(touched.sum(axis=1).max(initial=0)))
+        dims_p = np.argsort(~touched, axis=1, kind="stable")[:, :width]
+        where = np.cumsum(touched, axis=1) - 1  # position of a touched dimension within dims_p
+        pos = np.where(free, where[local[:, None], dims], 0)
+        mat = local[:, None, None] * (width * width) + pos[:, :, None] * width + pos[:, None, :]
+        touched_p = np.take_along_axis(touched, dims_p, axis=1)
+        bucket = np.minimum(-(-touched_p.sum(axis=1) // 8) * 8, width)
+        groups = tuple((np.flatnonzero(bucket == b), int(b)) for b in np.unique(bucket))
+        yield _Chunk(p0, p1, rows, local, item, resp.score[rows], free, vec, dims_p, touched_p, mat, groups)
 
 
 @dataclass(frozen=True)
@@ -332,11 +397,13 @@ def _e_step(
     for c in chunks:
         a_o = a[c.item]
         s = _spread(a_o, post.slot_cov[c.rows])
-        theta, cov, logdet, value = c.update(post.theta[c.p0 : c.p1], s, a_o, d[c.item], w[c.item], precision)
+        theta, local, value = c.update(
+            post.theta[c.p0 : c.p1], s, a_o, d[c.item], w[c.item], sigma, precision
+        )
         elbo += float(value.sum())
-        new.theta[c.p0 : c.p1], new.logdet[c.p0 : c.p1] = theta, logdet
-        cov_sum += cov.sum(axis=0)
-        new.slot_cov[c.rows] = c.slot_cov(cov)
+        new.theta[c.p0 : c.p1], new.logdet[c.p0 : c.p1] = theta, local.logdet
+        cov_sum += local.cov_sum(sigma, c)
+        new.slot_cov[c.rows] = c.slot_cov(local.cov)
     return new, elbo
 
 
@@ -361,47 +428,54 @@ def _posterior(
     which other persons share the chunk (a province scored in blocks gives what it gives scored whole).
 
     With ``item_cov`` (per item, the covariance of its estimated slots and intercept) the covariances also
-    carry the calibration error of the person's items (`_calibration_inflation`) and of the scale's origin and
+    carry the calibration error of the person's items (`_calibration_middle`) and of the scale's origin and
     unit, estimated from ``n_calibration`` persons."""
     n_persons, k = theta0.shape
     precision = np.asarray(np.linalg.inv(sigma), dtype=np.float64)
     theta = theta0.copy()
     se = np.empty((n_persons, k))
     pair_cov = np.empty((n_persons, len(pairs)))
+    rows, cols = np.concatenate([np.arange(k), pairs[:, 0]]), np.concatenate([np.arange(k), pairs[:, 1]])
     for c in chunks:
         a_o, d_o, w_o, th = a[c.item], d[c.item], w[c.item], theta[c.p0 : c.p1]
         s = _spread(a_o, c.prior_slot_cov(sigma) if slot_cov0 is None else slot_cov0[c.rows])
         active = np.ones(c.n, dtype=bool)
-        cov = np.empty((c.n, k, k))
+        kept: _Local | None = None
         for _ in range(max_steps):
-            new, new_cov = c.update(th, s, a_o, d_o, w_o, precision)[:2]
-            new_s = _spread(a_o, c.slot_cov(new_cov))
+            new, local = c.update(th, s, a_o, d_o, w_o, sigma, precision)[:2]
+            new_s = _spread(a_o, c.slot_cov(local.cov))
             moved = np.abs(new - th).max(axis=1, initial=0.0)
             np.maximum.at(moved, c.local, np.abs(new_s - s))
             th = np.where(active[:, None], new, th)
             s = np.where(active[c.local], new_s, s)
-            cov[active] = new_cov[active]
+            if kept is None:
+                kept = local
+            kept.cov[active], kept.gain[active] = local.cov[active], local.gain[active]
             active &= moved >= tol
             if not active.any():
                 break
+        assert kept is not None
+        middle = None if item_cov is None else _calibration_middle(c, th, s, a_o, d_o, w_o, item_cov[c.item])
+        values = kept.entries(sigma, c, rows, cols, middle)
+        var, pair_var = values[:, :k], values[:, k:]
         if item_cov is not None:
-            cov = cov + _calibration_inflation(c, th, s, cov, a_o, d_o, w_o, item_cov[c.item])
             # the population's mean and spread, which define the scale, are estimated from n_calibration
             # persons too: a responding person at theta is placed with the variance (1 + theta^2 / 2) / n of
             # that estimate (one without responses keeps the population prior itself)
             answered = np.bincount(c.local, minlength=c.n) > 0
-            cov[:, np.arange(k), np.arange(k)] += answered[:, None] * (1.0 + 0.5 * th**2) / n_calibration
+            origin = answered[:, None] * (1.0 + 0.5 * th**2) / n_calibration
+            var = var + origin
+            pair_var = pair_var + origin[:, pairs[:, 0]] * (pairs[:, 0] == pairs[:, 1])
         theta[c.p0 : c.p1] = th
-        se[c.p0 : c.p1] = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
-        pair_cov[c.p0 : c.p1] = cov[:, pairs[:, 0], pairs[:, 1]]
+        se[c.p0 : c.p1] = np.sqrt(var)
+        pair_cov[c.p0 : c.p1] = pair_var
     return theta, se, pair_cov
 
 
-def _calibration_inflation(
+def _calibration_middle(
     c: _Chunk,
     theta: FloatArray,
     s: FloatArray,
-    cov: FloatArray,
     a_o: FloatArray,
     d_o: FloatArray,
     w_o: FloatArray,
@@ -415,14 +489,18 @@ def _calibration_inflation(
     other, so the added covariance is C (sum_j v_j a_j a_j^T) C with v_j = (w_j p'_j)^2 x_j^T V_j x_j,
     x_j = (theta on item j's slots, 1) and V_j the covariance of psi_j. On a bank whose items have a handful of
     respondents each this is what makes the intervals of the most-assessed persons honest.
+
+    Returns the middle matrix, which lives on the person's answered dimensions (persons x width x width over
+    ``dims_p``; `_Local.entries` adds the sandwich).
     """
-    n, k = theta.shape
+    n = len(theta)
     slope = _gh(c.eta(theta, a_o, d_o), s, softplus=False)[1]
     x = np.concatenate([theta.ravel()[c.vec_cells] * c.free, np.ones((len(a_o), 1))], axis=1)
     v = (w_o * slope) ** 2 * np.einsum("op,opq,oq->o", x, item_cov_o, x)
     outer = v[:, None, None] * a_o[:, :, None] * a_o[:, None, :]
-    summed = np.bincount(c.mat_cells.ravel(), outer.ravel(), minlength=n * k * k).reshape(n, k, k)
-    return np.asarray(cov @ summed @ cov, dtype=np.float64)
+    width = c.dims_p.shape[1]
+    summed = np.bincount(c.mat_cells.ravel(), outer.ravel(), minlength=n * width * width)
+    return np.asarray(summed, dtype=np.float64).reshape(n, width, width)
 
 
 # ------------------------------------------------------------------------------------------------- items
@@ -448,21 +526,41 @@ class _ItemPrior:
 
     @staticmethod
     def fitted(
-        a: FloatArray, d: FloatArray, layout: _Layout, skills: FloatArray, l2_a: float, l2_d: float
+        a: FloatArray, d: FloatArray, layout: _Layout, skills: _SkillMeans, l2_a: float, l2_d: float
     ) -> _ItemPrior:
         """The skill means that maximise the prior density of the current item parameters (an exact M-step):
-        each dimension's mean loading, and the skill intercepts whose per-item averages (rows of ``skills``,
-        each item's skills weighted 1/count) fit the intercepts in least squares. Items with no skill of their
-        own (``skills`` row 0) fall back on the mean intercept."""
+        each dimension's mean loading, and the skill intercepts whose per-item averages fit the intercepts in
+        least squares (`_SkillMeans`)."""
         k = int(layout.dims.max(initial=0)) + 1
         dims = layout.dims[layout.free]
         n_loaded = np.bincount(dims, minlength=k)
         total = np.bincount(dims, a[layout.free], minlength=k)
         overall = total.sum() / max(n_loaded.sum(), 1)
         loading_mean = np.where(n_loaded > 0, total / np.maximum(n_loaded, 1), overall)
-        design = np.concatenate([skills, (skills.sum(axis=1, keepdims=True) == 0).astype(np.float64)], axis=1)
-        delta = np.linalg.lstsq(design, d, rcond=None)[0]
-        return _ItemPrior(loading_mean, design @ delta, l2_a, l2_d)
+        return _ItemPrior(loading_mean, skills.fitted(d), l2_a, l2_d)
+
+
+@dataclass(frozen=True)
+class _SkillMeans:
+    """Least squares of the intercepts on the items' skills: ``design`` has each item's skills weighted 1/count
+    (its intercept's prior mean averages their means) and a column for the items with no skill of their own
+    (they fall back on the mean intercept). The design is fixed for a fit, so its pseudo-inverse is taken once."""
+
+    design: FloatArray
+    pinv: FloatArray
+
+    @staticmethod
+    def of(Q: ArrayLike) -> _SkillMeans:
+        q = np.asarray(Q).astype(bool).astype(np.float64)
+        skills = q / np.maximum(q.sum(axis=1, keepdims=True), 1.0)
+        design = np.concatenate([skills, (q.sum(axis=1, keepdims=True) == 0).astype(np.float64)], axis=1)
+        # through the (skills x skills) Gram matrix: a far smaller problem than the design's own SVD
+        with threadpool_limits(limits=1, user_api="blas"):
+            return _SkillMeans(design, np.linalg.pinv(design.T @ design, hermitian=True) @ design.T)
+
+    def fitted(self, d: FloatArray) -> FloatArray:
+        """The per-item averages of the skill intercepts that fit ``d`` best (an orthogonal projection)."""
+        return np.asarray(self.design @ (self.pinv @ d), dtype=np.float64)
 
 
 def _item_newton(
@@ -589,7 +687,7 @@ class MIRT(BaseEstimator):  # type: ignore[misc]
     dispersion: estimate, per item with fractional (partial-credit or continuous) scores, how much less its
         scores scatter than 0/1 answers would, and weight its responses by the inverse (quasi-likelihood).
     calibration_error: let the standard errors and predictions carry the error of the estimated item
-        parameters (`_calibration_inflation`), not only the persons' own.
+        parameters (`_calibration_middle`), not only the persons' own.
     random_state: seed of the jitter on the starting loadings.
 
     Learned state: ``a_`` (items x dims), ``d_`` (items), ``sigma_`` (dims x dims correlation), ``weights_``
@@ -647,7 +745,7 @@ class MIRT(BaseEstimator):  # type: ignore[misc]
         """
         self._check_params()
         pattern = self._pattern(Q)
-        skills = self._skills(Q)
+        skills = _SkillMeans.of(Q)
         n_items, k = pattern.shape
         resp = _responses(person_idx, item_idx, score01, n_persons, n_items)
         w = np.ones(n_items)
@@ -760,12 +858,6 @@ class MIRT(BaseEstimator):  # type: ignore[misc]
         if not pattern.any(axis=1).all():
             raise ValueError("every item needs at least one competency in Q (or general_factor=True)")
         return pattern
-
-    @staticmethod
-    def _skills(Q: ArrayLike) -> FloatArray:
-        """Each item's skills weighted 1/count (its intercept's prior mean averages their means)."""
-        q = np.asarray(Q).astype(bool).astype(np.float64)
-        return q / np.maximum(q.sum(axis=1, keepdims=True), 1.0)
 
     def _nu(self, n_persons: int) -> float:
         """Weight of the shrinkage prior in persons, so that it makes corr_shrinkage of the covariance's update."""

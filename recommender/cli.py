@@ -129,18 +129,39 @@ def generate(
 
 @app.command()
 def ingest(
-    src: Annotated[Path, typer.Argument(help="folder of contract files")], workspace: WorkspaceOpt
+    src: Annotated[Path, typer.Argument(help="folder of contract files")],
+    workspace: WorkspaceOpt,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="let a table shrink by more than TDR_INGEST_MAX_SHRINK")
+    ] = False,
+    append: Annotated[
+        bool, typer.Option("--append", help="merge a day's new or changed rows into the tables by key")
+    ] = False,
 ) -> None:
-    """Validate and load contract files; print accepted / rejected per table."""
-    from data.ingest import UnreadableFileError
+    """Validate and load contract files as a new workspace version; print accepted / rejected per table.
+
+    Exit 2: a file cannot be read; exit 3: refused (a file lacks a required column or has no data row, or a
+    table would shrink too much without --replace). Either way the workspace is left as it was."""
+    from data.ingest import IngestRefused, UnreadableFileError
     from data.ingest import ingest as run
     from data.workspace import Workspace
 
     try:
-        report = run(src, Workspace.open(workspace))
+        report = run(
+            src,
+            Workspace.open(workspace),
+            replace=replace,
+            append=append,
+            max_shrink=_from_env(Settings).ingest_max_shrink,
+        )
     except UnreadableFileError as e:
         err.print(f"[red]无法读取文件[/red] {e}")
         raise typer.Exit(2) from e
+    except IngestRefused as e:
+        err.print("[red]导入已拒绝，工作区未做任何更改：[/red]")
+        for problem in e.problems:
+            err.print(f"  • {problem}")
+        raise typer.Exit(3) from e
     console.print(ingest_table(report))
 
 
@@ -181,7 +202,9 @@ def train(
     try:
         with console.status("训练中 training…") as status:
             bundle = run(
-                Workspace.open(workspace),
+                Workspace.open(
+                    workspace
+                ).pinned(),  # one version of the tables, whatever ingest runs meanwhile
                 _settings(policy),
                 step=_step_reporter(status),
             )
@@ -218,7 +241,7 @@ def score(
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        ws = Workspace.open(workspace)
+        ws = Workspace.open(workspace).pinned()
         if engine == "ray":
             from recommender.ray_engine import score_ray
 

@@ -22,7 +22,7 @@ class SettingsError(ValueError):
 
 class Settings(BaseSettings):
     """Engine-wide settings; a deployment overrides them with TDR_* environment variables
-    (TDR_ENCODER_MODEL, TDR_POLICY, TDR_TOP_K, TDR_TARGET_LEVEL, TDR_MODEL_CACHE)."""
+    (TDR_ENCODER_MODEL, TDR_POLICY, TDR_TOP_K, TDR_TARGET_LEVEL, TDR_MODEL_CACHE, TDR_INGEST_MAX_SHRINK)."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
 
@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     # the competency level (0–100) a teacher should reach: gaps and needs are measured up to it
     target_level: float = Field(default=70.0, gt=0, le=100)
     model_cache: Path = Path.home() / ".cache" / "tdr" / "models"
+    # share of a table's rows one ingest may drop without --replace (data.ingest.MAX_SHRINK)
+    ingest_max_shrink: float = Field(default=0.1, ge=0, le=1)
 
     @classmethod
     def from_env(cls, **overrides: object) -> Self:

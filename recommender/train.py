@@ -203,7 +203,7 @@ def rows_asof(tables: Tables, portrait_rows: pd.DataFrame, policy: Policy, cut: 
 
 def train(ws: Workspace, settings: Settings, step: Callable[[str], None] = log.info, seed: int = 0) -> Path:
     """Build portraits and every model from the workspace's tables; returns the new bundle's folder."""
-    inputs = [ws.table_path(t) for t in TABLES if ws.has_table(t)]
+    inputs = [part for t in TABLES for part in ws.table_files(t)]
     writer = BundleWriter(ws.bundles_dir, data_hash(inputs))
     # the writer's lock means no other train runs here: portrait scratch folders are a killed train's
     for stale in ws.root.glob(".portraits-*"):

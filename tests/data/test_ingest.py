@@ -10,7 +10,7 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from data.ingest import IngestReport, UnreadableFileError, ingest
+from data.ingest import IngestRefused, IngestReport, UnreadableFileError, ingest
 from data.workspace import Workspace
 
 TAXONOMY = pd.DataFrame(
@@ -272,10 +272,13 @@ def test_null_spellings_count_as_missing(tmp_path: Path) -> None:
     assert only_reason(ws, "teachers") == "必填字段「学段」为空"
 
 
-def test_missing_required_column_rejects_every_row_of_that_file(tmp_path: Path) -> None:
-    report, ws = run(tmp_path, {"teachers": TEACHERS.drop(columns=["subject"])})
-    assert report.counts("teachers").accepted == 0
-    assert set(rejects(ws, "teachers")["reason"]) == {"文件缺少必填列「任教学科」（subject）"}
+def test_a_file_missing_a_required_column_is_refused_naming_file_and_column(tmp_path: Path) -> None:
+    _, ws = run(tmp_path)
+    before = ws.current_version()
+    with pytest.raises(IngestRefused) as refused:
+        run(tmp_path, {"teachers": TEACHERS.drop(columns=["subject"])})
+    assert refused.value.problems == ["teachers.csv（教师表）缺少必填列 「任教学科」（subject）"]
+    assert ws.current_version() == before and len(ws.read_table("teachers")) == len(TEACHERS)
 
 
 def test_unknown_enum_value_is_rejected_listing_the_allowed_ones(tmp_path: Path) -> None:
@@ -553,14 +556,28 @@ def test_builtin_taxonomy_is_written_when_the_folder_has_none(tmp_path: Path) ->
     assert list(taxonomy.columns[:6]) == ["code", "name", "domain", "description", "environment", "dimension"]
 
 
+def version_files(ws: Workspace) -> dict[Path, object]:
+    """The current version's files: bytes, and the report and manifest as JSON without the version's name."""
+    folder = ws.version_dir
+    assert folder is not None
+    out: dict[Path, object] = {}
+    for p in sorted(folder.rglob("*")):
+        if p.suffix == ".json":
+            out[p.relative_to(folder)] = {
+                k: v for k, v in json.loads(p.read_text()).items() if k not in ("version", "previous")
+            }
+        elif p.is_file():
+            out[p.relative_to(folder)] = p.read_bytes()
+    return out
+
+
 def test_ingesting_the_same_folder_twice_gives_byte_identical_files(tmp_path: Path) -> None:
     changes = {"teachers": with_row(TEACHERS, teacher_id="T9", stage="大学")}
     _, ws = run(tmp_path, changes)
-    first = {p.relative_to(ws.root): p.read_bytes() for p in sorted(ws.root.rglob("*")) if p.is_file()}
+    first = version_files(ws)
     _, ws = run(tmp_path, changes)
-    second = {p.relative_to(ws.root): p.read_bytes() for p in sorted(ws.root.rglob("*")) if p.is_file()}
-    assert first.keys() == second.keys()
-    assert first == second
+    assert ws.current_version() == "000002"
+    assert version_files(ws) == first
 
 
 def test_tables_are_queryable_with_duckdb(tmp_path: Path) -> None:
@@ -680,3 +697,133 @@ def test_cli_ingest_exits_non_zero_naming_the_unreadable_file_and_why(tmp_path: 
     assert result.exit_code != 0
     said = result.output.replace("\n", "")  # the console wraps long lines
     assert "courses.parquet" in said and "不是有效的 Parquet 文件" in said
+
+
+# ------------------------------------------------------------------------------------- refusals and versions
+
+
+def test_a_header_only_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(IngestRefused, match=r"teachers.csv（教师表）只有表头，没有数据行"):
+        run(tmp_path, {"teachers": TEACHERS.iloc[:0]})
+    assert not Workspace.open(tmp_path / "ws").has_table("teachers")
+
+
+def test_a_zero_byte_file_is_refused(tmp_path: Path) -> None:
+    src = write_folder(tmp_path / "src", VALID)
+    (src / "teachers.csv").write_bytes(b"")
+    with pytest.raises(IngestRefused, match=r"teachers.csv（教师表）是空文件（0 字节）"):
+        ingest(src, tmp_path / "ws", builtin_taxonomy=TAXONOMY)
+
+
+def test_a_table_shrinking_sharply_is_refused_unless_replaced(tmp_path: Path) -> None:
+    _, ws = run(tmp_path)
+    with pytest.raises(IngestRefused) as refused:
+        run(tmp_path, {"teachers": TEACHERS.iloc[:2]})
+    assert refused.value.problems[0] == (
+        "教师表将从 4 行减少到 2 行（减少 50%，超过允许的 10%），来自 teachers.csv；"
+        "若确需替换整张表，请加 --replace 重新导入"
+    )
+    assert refused.value.problems[1].startswith("培训记录表将从 3 行减少到 2 行")  # its teacher went
+    assert len(ws.read_table("teachers")) == 4
+    src = write_folder(tmp_path / "src", {**VALID, "teachers": TEACHERS.iloc[:2]})
+    report = ingest(src, ws, builtin_taxonomy=TAXONOMY, replace=True)
+    assert len(ws.read_table("teachers")) == report.counts("teachers").accepted == 2
+
+
+def test_a_table_whose_every_row_is_rejected_does_not_empty_the_workspace(tmp_path: Path) -> None:
+    _, ws = run(tmp_path)
+    with pytest.raises(IngestRefused, match="课程表将从 3 行减少到 0 行"):
+        run(tmp_path, {"courses": COURSES.assign(hours="-1")})
+    assert len(ws.read_table("courses")) == 3
+
+
+def test_tables_absent_from_the_folder_are_kept_in_the_new_version(tmp_path: Path) -> None:
+    _, ws = run(tmp_path)
+    later = write_folder(tmp_path / "later", {"training_records": with_row(RECORDS, record_id="R9")})
+    ingest(later, ws, builtin_taxonomy=TAXONOMY)
+    manifest = ws.manifest()
+    assert manifest["version"] == "000002" and manifest["previous"] == "000001"
+    assert manifest["tables"]["training_records"] == {
+        "rows": 4,
+        "parts": ["part-00000.parquet"],
+        "kept": False,
+    }
+    assert manifest["tables"]["teachers"]["kept"] and len(ws.read_table("teachers")) == len(TEACHERS)
+    assert (ws.rejects_dir / "teachers.csv").exists()
+
+
+def test_only_the_previous_version_is_kept_besides_the_current(tmp_path: Path) -> None:
+    for _ in range(3):
+        _, ws = run(tmp_path)
+    assert sorted(p.name for p in (ws.root / "versions").iterdir()) == ["000002", "000003"]
+
+
+def test_a_pinned_workspace_reads_its_version_while_a_new_one_is_ingested(tmp_path: Path) -> None:
+    _, ws = run(tmp_path)
+    pinned = ws.pinned()
+    run(tmp_path, {"teachers": with_row(TEACHERS, teacher_id="T9")})
+    assert len(pinned.read_table("teachers")) == 4
+    assert len(ws.read_table("teachers")) == 5
+    assert len(pd.read_parquet(ws.root / "tables" / "teachers.parquet")) == 5  # the fixed link follows
+
+
+def test_a_workspace_from_before_versions_keeps_its_tables(tmp_path: Path) -> None:
+    _, made = run(tmp_path / "made")
+    ws = Workspace.open(tmp_path / "old")
+    ws.tables_dir.mkdir()
+    for name in ("teachers", "courses", "taxonomy"):
+        made.read_table(name).to_parquet(ws.tables_dir / f"{name}.parquet")
+    assert ws.has_table("teachers") and ws.current_version() is None
+    later = write_folder(tmp_path / "later", {"training_records": RECORDS})
+    report = ingest(later, ws, builtin_taxonomy=TAXONOMY)
+    assert report.counts("training_records").accepted == 3
+    assert ws.current_version() == "000001" and (ws.root / "tables").is_symlink()
+    assert len(ws.read_table("teachers")) == 4 and ws.manifest()["tables"]["teachers"]["kept"]
+
+
+def test_cli_ingest_refusal_exits_3_naming_the_file_and_why(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from recommender.cli import app
+
+    src = write_folder(tmp_path / "src", {**VALID, "teachers": TEACHERS.drop(columns=["teacher_id"])})
+    result = CliRunner().invoke(app, ["ingest", str(src), "--workspace", str(tmp_path / "ws")])
+    assert result.exit_code == 3
+    said = result.output.replace("\n", "")
+    assert "工作区未做任何更改" in said and "teachers.csv（教师表）缺少必填列 「教师编号」" in said
+
+
+# ------------------------------------------------------------------------------------------- garbled input
+
+
+def test_double_encoded_utf8_rows_are_rejected_as_mojibake(tmp_path: Path) -> None:
+    garbled = TEACHERS.assign(county=[c.encode("utf-8").decode("gbk", "replace") for c in TEACHERS["county"]])
+    _, ws = run(
+        tmp_path, {"teachers": pd.concat([TEACHERS, garbled.assign(teacher_id="X" + garbled["teacher_id"])])}
+    )
+    found = rejects(ws, "teachers")
+    assert found["teacher_id"].tolist() == ["XT1", "XT2", "XT3", "XT4"]
+    assert found["reason"].str.contains("疑似乱码（不常见的汉字组合），文件编码可能有误").all()
+    assert found["column"].tolist() == ["county"] * 4
+
+
+def test_merged_county_cells_in_xlsx_reach_every_teacher(tmp_path: Path) -> None:
+    src = write_folder(tmp_path / "src", {k: v for k, v in VALID.items() if k != "teachers"})
+    book = openpyxl.Workbook()
+    book.active.append(["教师编号", "学段", "任教学科", "县区"])
+    for i in range(1, 5):
+        book.active.append([f"T{i}", "小学", "语文", "南昌县" if i == 1 else None])
+    book.active.merge_cells("D2:D5")
+    book.save(src / "teachers.xlsx")
+    ingest(src, tmp_path / "ws", builtin_taxonomy=TAXONOMY)
+    assert Workspace.open(tmp_path / "ws").read_table("teachers")["county"].tolist() == ["南昌县"] * 4
+
+
+def test_rejected_cells_that_a_spreadsheet_would_run_are_escaped(tmp_path: Path) -> None:
+    link = '=HYPERLINK("http://x.example","点我")'
+    teachers = with_row(with_row(TEACHERS, teacher_id="T9", stage=link), teacher_id="T8", years_teaching="-5")
+    _, ws = run(tmp_path, {"teachers": teachers})
+    found = rejects(ws, "teachers").set_index("teacher_id")
+    assert found.loc["T9", "stage"] == "'" + link
+    assert found.loc["T8", "years_teaching"] == "-5"  # a plain number runs nothing
+    assert not found.map(lambda v: str(v).startswith(("=", "+", "@"))).any().any()

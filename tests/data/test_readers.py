@@ -11,7 +11,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from data.readers import RAW_LINE, READ_PROBLEM, ROW_NUMBER, SOURCE_FILE, UnreadableFileError, read_file
+from data import readers
+from data.readers import (
+    RAW_LINE,
+    READ_PROBLEM,
+    ROW_NUMBER,
+    SOURCE_FILE,
+    UnreadableFileError,
+    mojibake,
+    read_file,
+)
 
 CHINESE_CSV = "教师编号,学段,任教学科,县区\nT001,小学,语文,南昌县\nT002,初中,数学,进贤县\n"
 
@@ -251,3 +260,64 @@ def test_a_file_that_cannot_be_read_at_all_names_itself_and_why(
     assert caught.value.path == path
     assert why in str(caught.value)
     assert name in str(caught.value)
+
+
+def test_xlsx_merged_cells_give_every_row_of_their_range_the_value(tmp_path: Path) -> None:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["teacher_id", "county", "subject"])
+    for i in range(4):
+        sheet.append([f"T{i}", "南昌县" if i == 0 else None, "语文"])
+    sheet.merge_cells("B2:B4")
+    book.save(tmp_path / "teachers.xlsx")
+    frame = read_file(tmp_path / "teachers.xlsx").frame
+    assert frame["county"].tolist() == ["南昌县", "南昌县", "南昌县", ""]
+    assert (frame[READ_PROBLEM] == "").all()
+
+
+def test_xlsx_formula_without_a_computed_value_flags_its_row(tmp_path: Path) -> None:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["teacher_id", "教龄"])
+    sheet.append(["T1", "=5+5"])  # written by a program: Excel never computed it
+    sheet.append(["T2", 7])
+    book.save(tmp_path / "teachers.xlsx")
+    frame = read_file(tmp_path / "teachers.xlsx").frame
+    assert frame[READ_PROBLEM].tolist() == [
+        "公式单元格 「教龄」（=5+5） 没有计算结果，请在 Excel 中打开、保存后重新导出，或把公式粘贴为数值",
+        "",
+    ]
+
+
+def test_a_big5_csv_is_decoded_as_big5_not_as_gbk_garble(tmp_path: Path) -> None:
+    text = "教師編號,縣區,任教學科\nT1,南昌縣,國語\nT2,進賢縣,數學\n"
+    (tmp_path / "teachers.csv").write_bytes(text.encode("big5"))
+    raw = read_file(tmp_path / "teachers.csv")
+    assert raw.encoding == "big5"
+    assert raw.frame["縣區"].tolist() == ["南昌縣", "進賢縣"]
+
+
+def test_mojibake_is_told_from_chinese_text() -> None:
+    texts = pd.Series(["南昌县", "婺源县", "语文", "教師", "abc", "鏁欏笀", "╧", "x\x85y", "\ue000"])
+    found = mojibake(texts)
+    assert [f is None for f in found] == [True, True, True, True, True, False, False, False, False]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "gb18030"])
+def test_a_big_csv_read_in_pieces_gives_what_it_gives_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, encoding: str
+) -> None:
+    lines = ["教师编号,县区,备注"]
+    for i in range(60):
+        lines.append(f'T{i},南昌县,"多行\n备注{i}"' if i % 7 == 0 else f"T{i},进贤县,普通{i}")
+        if i % 11 == 0:
+            lines.extend(["", f"T{i}x,缺列"])  # a blank line, a short row
+        if i == 50:
+            lines.append('T99,"引号未闭合,x')  # a stray quote: the pieces after it cannot be cut
+    (tmp_path / "t.csv").write_bytes(("\r\n".join(lines) + "\r\n").encode(encoding))
+    whole = read_file(tmp_path / "t.csv")
+    monkeypatch.setattr(readers, "CHUNK_BYTES", 64)
+    pieces = read_file(tmp_path / "t.csv")
+    assert pieces.header == whole.header and pieces.encoding == whole.encoding
+    pd.testing.assert_frame_equal(pieces.frame, whole.frame)
+    assert len(list(readers.open_file(tmp_path / "t.csv").frames())) > 5

@@ -249,3 +249,43 @@ def test_unseen_items_and_new_persons_are_predicted_from_the_prior() -> None:
     np.testing.assert_allclose(newcomer, population, atol=0.03)
     strong = model.predict_proba([1] * len(skill_items), skill_items, post)
     assert np.all(strong > newcomer)
+
+
+def test_posterior_on_the_answered_dimensions_equals_the_full_inverse() -> None:
+    """The covariance computed on each person's answered dimensions (Woodbury) is the full (prior precision +
+    data precision)^-1; its log-determinant, sum and products C r match; a person without responses keeps the prior."""
+    from models.irt import _chunks, _Layout, _Local, _responses
+
+    rng = np.random.default_rng(3)
+    k, n_items, n = 9, 30, 12
+    pattern = rng.random((n_items, k)) < 0.25
+    pattern[:, -1] = True
+    pattern[:, 2] = False  # a dimension nobody's responses touch
+    raw = rng.standard_normal((k, k))
+    sigma = raw @ raw.T / k + np.eye(k)
+    person = np.repeat(np.arange(n), 6)
+    item = rng.integers(0, n_items, person.size)
+    n += 1
+    resp = _responses(person, item, rng.random(person.size), n, n_items)
+    layout = _Layout.from_pattern(pattern)
+    c = next(_chunks(resp, layout, k))
+    width = c.dims_p.shape[1]
+    a_o = rng.random(layout.dims.shape)[c.item] * c.free
+    outer = a_o[:, :, None] * a_o[:, None, :]
+    summed = np.bincount(c.mat_cells.ravel(), outer.ravel(), minlength=n * width * width)
+    data: NDArray[np.float64] = summed.reshape(n, width, width).astype(np.float64)
+    dims = c.vec_cells - c.local[:, None] * k
+    cells = c.local[:, None, None] * k * k + dims[:, :, None] * k + dims[:, None, :]
+    full_data = np.bincount(cells.ravel(), outer.ravel(), minlength=n * k * k).reshape(n, k, k)
+    local = _Local.solve(c, data, sigma)
+    expected = np.linalg.inv(np.linalg.inv(sigma) + full_data)
+    rows, cols = np.divmod(np.arange(k * k), k)
+    np.testing.assert_allclose(local.entries(sigma, c, rows, cols).reshape(n, k, k), expected, atol=1e-10)
+    sandwich = local.entries(sigma, c, rows, cols, data) - local.entries(sigma, c, rows, cols)
+    np.testing.assert_allclose(sandwich.reshape(n, k, k), expected @ full_data @ expected, atol=1e-10)
+    np.testing.assert_allclose(local.logdet, np.linalg.slogdet(expected)[1], atol=1e-10)
+    np.testing.assert_allclose(local.cov_sum(sigma, c), expected.sum(axis=0), atol=1e-10)
+    r = rng.standard_normal((n, k))
+    np.testing.assert_allclose(local.times_cov(r, sigma, c), np.einsum("pkl,pl->pk", expected, r), atol=1e-10)
+    # the last person answered nothing: the prior itself
+    np.testing.assert_allclose(local.entries(sigma, c, rows, cols)[-1].reshape(k, k), sigma, atol=1e-12)
