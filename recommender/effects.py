@@ -5,8 +5,9 @@
 assessment occasions (`features.growth`). It writes WS/effects/: `history.parquet` (the portrait as of each
 occasion: teacher_id, date, competency, estimate, std_error, source), `changes.parquet` (pre/post per teacher and
 competency, with county, city, school and stage for cohorts), and the completed units `exposures.parquet`
-(kind, teacher_id, unit_id, date) with what they teach, `teaches.parquet` (kind, unit_id, competency).
-`tdr train` runs it after the portraits; `tdr effects` and the service read those files.
+(kind, teacher_id, unit_id, date) with what they teach, `teaches.parquet` (kind, unit_id, competency), and the
+province-wide effects `units.parquet` (`unit_effects`). `tdr effects` (when WS/effects/ is absent or older
+than the tables) and `tdr demo` run it; the service reads those files.
 
 `unit_effects(growth, by)` is `models.effects.estimate_effects` for courses and for projects, over the whole
 province or per cohort (`by`), as the CLI contract's table: course_id / project_id, competency, effect, ci_low,
@@ -153,9 +154,16 @@ def history_of(ws: Workspace, teacher_id: str) -> pd.DataFrame:
     return pd.read_parquet(path, filters=[("teacher_id", "==", teacher_id)])
 
 
+_INPUTS = ("teachers", "courses", "training_records", "items", "responses", "competency_scores")
+
+
 def growth_of(ws: Workspace) -> Growth:
-    """The workspace's growth as `tdr train` wrote it, measured now when it has not been."""
-    return read_growth(ws) or measure_growth(ws)
+    """The workspace's growth as last measured, measured now when it has not been or when a table it is
+    measured from changed since (a later `tdr ingest`)."""
+    measured = growth_dir(ws) / "units.parquet"
+    inputs = [ws.table_path(t) for t in _INPUTS if ws.has_table(t)]
+    fresh = measured.exists() and all(p.stat().st_mtime <= measured.stat().st_mtime for p in inputs)
+    return (read_growth(ws) if fresh else None) or measure_growth(ws)
 
 
 def unit_effects(
