@@ -5,6 +5,8 @@
 (() => {
   const { el, fill, fmt, pct } = TDR;
   const FOREST_ROWS = 25;
+  // a province has thousands of (unit, competency) rows: the page lists the first ones, the export holds all
+  const TABLE_ROWS = 100;
   const ROW_PX = 24;
   const kindInput = document.getElementById("effects-kind");
   const sortInput = document.getElementById("effects-sort");
@@ -77,7 +79,9 @@
   }
 
   function drawTable(rows) {
-    fill(document.querySelector("#effects-table tbody"), rows.map((r) => el("tr", { dataset: { kind: r.kind, unit: r.unit_id } },
+    document.getElementById("effects-more").textContent = rows.length > TABLE_ROWS
+      ? "共 " + rows.length + " 项，此处按当前排序显示前 " + TABLE_ROWS + " 项；全部请导出 Excel。" : "";
+    fill(document.querySelector("#effects-table tbody"), rows.slice(0, TABLE_ROWS).map((r) => el("tr", { dataset: { kind: r.kind, unit: r.unit_id } },
       el("td", { class: "wrap" }, r.title || r.unit_id, el("div", { class: "muted small" }, KIND[r.kind] + " " + r.unit_id)),
       el("td", { class: "wrap" }, r.competency_name || "—"),
       el("td", {}, r.known ? fmt(r.effect, 1) : "证据不足",
