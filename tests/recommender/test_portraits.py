@@ -60,7 +60,12 @@ def blocked(
 
 def test_a_province_built_in_blocks_equals_one_built_whole(blocked: tuple[Workspace, Tables, int]) -> None:
     ws, base, seed = blocked
-    full = replace(base, responses=ws.read_table("responses"), scores=ws.read_table("competency_scores"))
+    full = replace(
+        base,
+        records=ws.read_table("training_records"),
+        responses=ws.read_table("responses"),
+        scores=ws.read_table("competency_scores"),
+    )
     st = settings()
     whole, model = build_portraits(
         full, load_policy(st.policy), as_of(workspace_dates(ws)), st.target_level, seed
@@ -141,4 +146,25 @@ def test_training_writes_the_same_portraits(
         _assert_same(
             pd.read_parquet(province_ws.portraits_dir / f"{name}.parquet"),
             pd.read_parquet(ws.portraits_dir / f"{name}.parquet"),
+        )
+
+
+def test_portraits_built_by_ray_tasks_equal_the_local_workers(
+    blocked: tuple[Workspace, Tables, int], tmp_path: Path
+) -> None:
+    from recommender.ray_engine import ray_executors
+
+    local, base, seed = blocked
+    ws = Workspace.open(tmp_path / "ws")
+    shutil.copytree(local.tables_dir, ws.tables_dir)
+    st = settings()
+    asof = as_of(workspace_dates(ws))
+    with ray_executors(None, 1) as executor:  # a one-CPU local Ray
+        build_workspace_portraits(
+            ws, base, load_policy(st.policy), asof, st.target_level, seed, block_size=37, executor=executor
+        )
+    for name in ("teachers", "competencies"):
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(ws.portraits_dir / f"{name}.parquet"),
+            pd.read_parquet(local.portraits_dir / f"{name}.parquet"),
         )

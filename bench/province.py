@@ -1,0 +1,174 @@
+"""A province end to end (issue 18, item 5): `tdr generate` → `tdr ingest` → `tdr train` → `tdr score`, then one
+daily update of 1 % of the teachers (their new training records ingested → `tdr train --incremental` →
+`tdr score --changed`); each stage's wall time, CPU time and peak memory over all its processes.
+
+Run ``.venv/bin/python -m bench.province --teachers 20000`` from the repository root; it prints JSON and writes
+``bench/results/province.json`` atomically.
+
+- Every stage is the `tdr` command a deployment runs, in its own process; CPU seconds are those of the command
+  and every process it started (`RUSAGE_CHILDREN` after it exits), peak memory the largest sampled sum of
+  their proportional set sizes (`bench.batch.Usage`: shared pages counted once) and the largest single
+  process's resident size.
+- The daily update: new completed training records dated the day after the latest one, for a seeded 1 % of
+  the teachers, taken in by re-ingesting the training-records file with the new rows added (the only table
+  that changed). `tdr ingest --append`, which takes only the day's rows, reached main after the recorded run.
+- The encoder's vectors of the catalogue are cached from earlier runs unless ``--fresh-cache`` (then the model
+  conversion, its int8 export and every course text are paid inside `tdr train`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import psutil
+
+from bench.batch import Usage
+from data.workspace import write_text_atomic
+
+RESULTS = Path(__file__).resolve().parent / "results" / "province.json"
+DAILY_SHARE = 0.01
+
+
+def _children_cpu() -> tuple[float, float]:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime, r.ru_maxrss / 1024
+
+
+def stage(name: str, args: list[str], env: dict[str, str]) -> dict[str, Any]:
+    """Run one `tdr` command; its wall seconds, CPU seconds (all its processes), peak PSS sum, and the largest
+    resident size of any process this benchmark has waited for so far."""
+    cpu0, _ = _children_cpu()
+    own = psutil.Process().memory_full_info().pss / 2**20  # the sampler counts this process too
+    start = time.perf_counter()
+    with Usage(every=0.5).watch() as usage:
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "tdr"), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    wall = time.perf_counter() - start
+    cpu1, maxrss = _children_cpu()
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"{name} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        )
+    figures = {
+        "wall_s": round(wall, 1),
+        "cpu_s": round(cpu1 - cpu0, 1),
+        "peak_pss_mb": round(usage.peak_mb - own),
+        "largest_process_rss_mb_so_far": round(maxrss),  # RUSAGE_CHILDREN keeps the maximum
+    }
+    print(name, json.dumps(figures), flush=True)
+    return figures | {"output_tail": done.stdout.strip().splitlines()[-3:]}
+
+
+def daily_records(src: Path, day: Path, share: float, seed: int) -> dict[str, int]:
+    """DAY/training_records.csv: SRC's records plus one completed course for a seeded `share` of the teachers,
+    dated the day after the latest record."""
+    records = pd.read_csv(src / "training_records.csv", dtype=str, keep_default_na=False)
+    teachers = np.sort(pd.read_csv(src / "teachers.csv", dtype=str, usecols=["teacher_id"])["teacher_id"])
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(teachers, size=max(1, int(round(share * len(teachers)))), replace=False))
+    courses = records.loc[records["course_id"] != "", "course_id"].unique()
+    latest = pd.to_datetime(records["start_date"]).max()
+    new = pd.DataFrame({c: [""] * len(chosen) for c in records.columns})
+    new["record_id"] = [f"D{i:08d}" for i in range(len(chosen))]
+    new["teacher_id"] = chosen
+    new["course_id"] = rng.choice(courses, size=len(chosen))
+    new["start_date"] = (latest + pd.Timedelta(days=1)).date().isoformat()
+    new["end_date"] = new["start_date"]
+    new["hours"] = "4"
+    new["format"] = "online"
+    new["status"] = "completed"
+    new["score"] = "88"
+    new["satisfaction"] = "4"
+    day.mkdir(parents=True, exist_ok=True)
+    pd.concat([records, new], ignore_index=True).to_csv(day / "training_records.csv", index=False)
+    return {"teachers_updated": len(chosen), "records_before": len(records), "records_added": len(new)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--teachers", type=int, default=20_000)
+    parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--workdir", type=Path, default=Path("workspace/province"))
+    parser.add_argument("--fresh-cache", action="store_true")
+    args = parser.parse_args()
+
+    shutil.rmtree(args.workdir, ignore_errors=True)
+    src, ws, out = args.workdir / "input", args.workdir / "ws", args.workdir / "scores"
+    env = dict(os.environ)
+    cache = None
+    if args.fresh_cache:
+        cache = tempfile.mkdtemp(prefix="tdr-cache-")
+        env["TDR_MODEL_CACHE"] = cache
+    load_start = os.getloadavg()[0]
+    n = str(args.teachers)
+    stages = {
+        "generate": stage("generate", ["generate", str(src), "--teachers", n, "--seed", str(args.seed)], env),
+        "ingest": stage("ingest", ["ingest", str(src), "--workspace", str(ws)], env),
+        "train": stage("train", ["train", "--workspace", str(ws)], env),
+        "score": stage("score", ["score", "--workspace", str(ws), "--out", str(out)], env),
+    }
+    day = args.workdir / "day1"
+    update = daily_records(src, day, DAILY_SHARE, args.seed)
+    daily = {
+        "ingest_day": stage("ingest day", ["ingest", str(day), "--workspace", str(ws)], env),
+        "train_incremental": stage(
+            "train --incremental", ["train", "--workspace", str(ws), "--incremental"], env
+        ),
+        "score_changed": stage(
+            "score --changed", ["score", "--workspace", str(ws), "--out", str(out), "--changed"], env
+        ),
+    }
+    if cache is not None:
+        shutil.rmtree(cache, ignore_errors=True)
+    rows = {
+        name: pd.read_parquet(ws / "tables" / f"{name}.parquet").shape[0]
+        for name in ("training_records", "responses")
+    }
+    end_to_end = {k: round(sum(s[k] for s in stages.values() if k in s), 1) for k in ("wall_s", "cpu_s")}
+    daily_total = {k: round(sum(s[k] for s in daily.values()), 1) for k in ("wall_s", "cpu_s")}
+    result = {
+        "machine": {
+            "cpus": len(os.sched_getaffinity(0)),
+            "python": platform.python_version(),
+            "load_average_1m": {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)},
+        },
+        "teachers": args.teachers,
+        "rows": rows,
+        "fresh_encoder_cache": bool(args.fresh_cache),
+        "stages": stages,
+        "end_to_end": end_to_end | {"peak_pss_mb": max(s["peak_pss_mb"] for s in stages.values())},
+        "daily_update": {
+            "share": DAILY_SHARE,
+            **update,
+            "append": "re-ingest of training_records with the day's rows added",
+        }
+        | {
+            "stages": daily,
+            "total": daily_total | {"peak_pss_mb": max(s["peak_pss_mb"] for s in daily.values())},
+        },
+    }
+    text = json.dumps(result, indent=2, ensure_ascii=False)
+    print(text)
+    write_text_atomic(RESULTS, text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,353 @@
+"""Daily updates: `tdr train --incremental` refreshes the portraits of the teachers whose inputs changed, and
+`tdr score --changed` rescores only the teachers whose portraits changed.
+
+Train: each teacher's input digest (`recommender.digests`) is compared with the one the last build stored;
+new or changed teachers get their portraits rebuilt — one block, the stored item calibration and province norms,
+the current as-of date, exactly the code path of a full build — and swapped into the portrait files (a streaming
+merge, replaced atomically); teachers no longer in the tables are dropped. The ranker, the course side and the
+collaborative signals are kept: the new bundle is the current one's files (hard links) with the new as-of date,
+so recent records count for the changed teachers. A full train runs instead when there is no earlier build,
+when courses, items or the taxonomy changed, or when drift is detected.
+
+Drift: the population stability index (`digests.psi`) of every competency estimate of the province after the
+update against the last full build's histogram (the changed teachers' old estimates taken out, their new ones
+put in); above PSI_LIMIT the calibration and norms no longer describe the province, and everything is rebuilt.
+
+Score: each teacher's portrait digest is compared with the one stored beside the output by the last run; the
+changed teachers are scored in blocks by the same `score_batch`, and each output part holding one of them is
+rewritten with their rows swapped in, atomically, so a reader (the service) sees a teacher's old rows or new rows,
+never a mix; the run's stamp then names the new bundle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from data.policy import Policy
+from data.reference import load_policy
+from data.schema import COMPETENCY_SCORES, RESPONSES, TEACHERS, TRAINING_RECORDS
+from data.workspace import Workspace, atomic_write, write_parquet_atomic, write_text_atomic
+from features.portrait import Tables, as_of, finish_block, measure_block
+from models.bundle import MANIFEST, BundleWriter, current_bundle_dir, read_manifest
+from recommender.artifacts import load
+from recommender.batch import OUTPUTS, RUN_STAMP, _fingerprint, run_complete
+from recommender.config import Settings
+from recommender.digests import (
+    ESTIMATE_BINS,
+    BuildState,
+    estimate_histogram,
+    input_digests,
+    load_state,
+    portrait_digests,
+    psi,
+    save_state,
+    shared_digest,
+)
+from recommender.portraits import latest_dates, read_portraits, rows_of
+from recommender.scoring import PortraitBlock, score_batch
+
+log = logging.getLogger(__name__)
+
+# PSI of the province's estimates against the last full build above which everything is rebuilt: 0.1 is the
+# usual "no significant shift" bound; a day's refresh of 1 % of the teachers moves it by ~0.001
+PSI_LIMIT = 0.1
+SCORED_DIGESTS = "_portrait_digests.parquet"
+
+
+@dataclass(frozen=True)
+class Changes:
+    changed: np.ndarray  # sorted ids of new teachers and teachers whose digest differs
+    removed: np.ndarray  # sorted ids no longer present
+
+
+def compare(before: pd.DataFrame, after: pd.DataFrame) -> Changes:
+    """Which teachers' digests (teacher_id, digest) are new or differ, and which disappeared."""
+    both = after.merge(before, on="teacher_id", how="outer", suffixes=("", "_before"), indicator=True)
+    differs = (both["_merge"] == "left_only") | (
+        (both["_merge"] == "both") & (both["digest"] != both["digest_before"])
+    )
+    changed = np.sort(both.loc[differs, "teacher_id"].astype(str).to_numpy())
+    removed = np.sort(both.loc[both["_merge"] == "right_only", "teacher_id"].astype(str).to_numpy())
+    return Changes(changed, removed)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Portraits
+
+
+def _sorted_by_teacher(table: pa.Table) -> pa.Table:
+    # arrow's sort is stable: a teacher's rows keep their order (competencies in taxonomy order)
+    return table.take(pc.sort_indices(table, [("teacher_id", "ascending")]))
+
+
+def merge_rows(path: Path, new: pd.DataFrame, drop: np.ndarray, hist_column: str | None = None) -> np.ndarray:
+    """Replace, in the teacher-sorted Parquet file `path`, the rows of the `drop` teachers by `new`'s rows,
+    streaming the file batch by batch (new rows go in teacher order), and replace the file atomically. Returns
+    the histogram (`estimate_histogram`) of the dropped rows' `hist_column` (zeros when None)."""
+    source = pq.ParquetFile(path)
+    old_schema = source.schema_arrow
+    fresh = pa.Table.from_pandas(new, preserve_index=False) if len(new.columns) else old_schema.empty_table()
+    schema = pa.unify_schemas(
+        [old_schema.remove_metadata(), fresh.schema.remove_metadata()], promote_options="permissive"
+    )
+    schema = pa.schema([schema.field(n) for n in old_schema.names]).with_metadata(old_schema.metadata)
+    fresh = _sorted_by_teacher(fresh.select(old_schema.names).cast(schema))
+    fresh_ids = np.asarray(fresh.column("teacher_id").to_pylist(), dtype=object)
+    drop_set = pa.array(np.asarray(drop).astype(str), type=pa.string())
+    dropped = np.zeros(len(ESTIMATE_BINS) - 1)
+
+    def write(tmp: Path) -> None:
+        nonlocal dropped
+        at = 0
+        with pq.ParquetWriter(tmp, schema) as out:
+            for batch in source.iter_batches(batch_size=1 << 16):
+                part = pa.Table.from_batches([batch]).cast(schema)
+                gone = pc.is_in(part.column("teacher_id"), value_set=drop_set)
+                if hist_column is not None:
+                    old = part.filter(gone).column(hist_column).to_numpy(zero_copy_only=False)
+                    dropped = dropped + estimate_histogram(old.astype(np.float64))
+                kept = part.filter(pc.invert(gone))
+                last = part.column("teacher_id")[-1].as_py()
+                end = int(np.searchsorted(fresh_ids, last, side="right"))
+                if end > at:
+                    kept = _sorted_by_teacher(pa.concat_tables([kept, fresh.slice(at, end - at)]))
+                    at = end
+                if kept.num_rows:
+                    out.write_table(kept)
+            if at < fresh.num_rows:
+                out.write_table(fresh.slice(at))
+
+    atomic_write(path, write)
+    return dropped
+
+
+def refresh_portraits(
+    ws: Workspace,
+    base: Tables,
+    state: BuildState,
+    changes: Changes,
+    policy: Policy,
+    asof: pd.Timestamp,
+    target_level: float,
+) -> np.ndarray:
+    """Rebuild the changed teachers' portraits against the stored calibration and norms and swap them into the
+    portrait files; returns the province's histogram of estimates afterwards."""
+    ids = changes.changed
+    block = replace(
+        base,
+        teachers=rows_of(ws, TEACHERS, ids),
+        records=rows_of(ws, TRAINING_RECORDS, ids),
+        responses=rows_of(ws, RESPONSES, ids),
+        scores=rows_of(ws, COMPETENCY_SCORES, ids),
+    )
+    m = measure_block(block, state.calibration, policy, asof)
+    fresh = finish_block(m, state.norms, policy, asof, base.taxonomy, target_level)
+    drop = np.union1d(changes.changed, changes.removed)
+    merge_rows(ws.portraits_dir / "teachers.parquet", fresh.teachers, drop)
+    old = merge_rows(ws.portraits_dir / "competencies.parquet", fresh.competencies, drop, "estimate")
+    return state.estimate_hist - old + estimate_histogram(fresh.competencies["estimate"].to_numpy(np.float64))
+
+
+@dataclass(frozen=True)
+class IncrementalResult:
+    bundle: Path
+    full: bool  # a full train ran (and why, in `reason`)
+    reason: str
+    changed: int = 0
+    removed: int = 0
+    estimate_psi: float = 0.0
+
+
+def _digest_of(frame: pd.DataFrame, extra: str) -> str:
+    h = hashlib.sha256(extra.encode())
+    h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def _bundle_like(
+    ws: Workspace, source: Path, data_hash: str, asof: pd.Timestamp, info: dict[str, object]
+) -> Path:
+    """A new bundle holding `source`'s files (hard links: nothing is copied) with a new as-of date; CURRENT
+    switches to it, which the service picks up without a restart (api.deps.EngineHolder)."""
+    manifest = read_manifest(source)
+    writer = BundleWriter(ws.bundles_dir, data_hash)
+    try:
+        for name in manifest.files:
+            target = writer.path(name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.link(source / name, target)
+        writer.metrics.update(manifest.metrics)
+        writer.info.update(manifest.info | {"asof": asof.isoformat(), "incremental": info})
+        return writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def train_incremental(
+    ws: Workspace,
+    settings: Settings,
+    full_train: Callable[[], Path],
+    step: Callable[[str], None] = log.info,
+) -> IncrementalResult:
+    """Refresh what changed (module docstring); `full_train` runs instead where nothing can be kept."""
+    loaded = load_state(ws)
+    if loaded is None or not (ws.bundles_dir / "CURRENT").exists():
+        return IncrementalResult(full_train(), True, "no earlier build")
+    state, before = loaded
+    shared = shared_digest(ws)
+    if shared != state.shared_digest:
+        return IncrementalResult(full_train(), True, "courses, items or taxonomy changed")
+    step("变化检测 finding changed teachers")
+    after = input_digests(ws)
+    changes = compare(before, after)
+    source = current_bundle_dir(ws.bundles_dir)
+    courses = pd.read_parquet(source / "courses.parquet")
+    base = Tables(
+        teachers=pd.DataFrame(),
+        courses=courses.assign(competencies=courses["competencies_used"]),
+        records=pd.DataFrame(),
+        items=ws.read_table("items") if ws.has_table("items") else pd.DataFrame(),
+        responses=pd.DataFrame(),
+        scores=pd.DataFrame(),
+        taxonomy=pd.read_parquet(source / "taxonomy.parquet"),
+    )
+    asof = as_of(latest_dates(ws))
+    hist = state.estimate_hist
+    if len(changes.changed) or len(changes.removed):
+        step(f"画像更新 refreshing {len(changes.changed)} portraits")
+        policy = load_policy(settings.policy)
+        if len(changes.changed):
+            hist = refresh_portraits(ws, base, state, changes, policy, asof, settings.target_level)
+        else:  # only removals: drop their rows
+            drop = changes.removed
+            hist = hist - merge_rows(
+                ws.portraits_dir / "competencies.parquet", pd.DataFrame(), drop, "estimate"
+            )
+            merge_rows(ws.portraits_dir / "teachers.parquet", pd.DataFrame(), drop)
+    shift = psi(state.estimate_hist, hist)
+    if shift > PSI_LIMIT:
+        step(f"漂移 drift: PSI {shift:.3f} > {PSI_LIMIT}, full train")
+        return IncrementalResult(full_train(), True, f"drift (estimate PSI {shift:.3f})", estimate_psi=shift)
+    # the reference stays the last full build's: drift accumulates over days until it triggers a rebuild
+    save_state(ws, state, after)
+    info = {
+        "base": read_manifest(source).version,
+        "changed": int(len(changes.changed)),
+        "removed": int(len(changes.removed)),
+        "estimate_psi": round(shift, 5),
+    }
+    bundle = _bundle_like(ws, source, _digest_of(after, shared)[:16], asof, info)
+    return IncrementalResult(bundle, False, "incremental", len(changes.changed), len(changes.removed), shift)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Scores
+
+
+def stamp_scored(ws: Workspace, out: Path) -> None:
+    """Store the portrait digests the output in OUT was scored from (after every `tdr score` run)."""
+    write_parquet_atomic(portrait_digests(ws.portraits_dir), out / SCORED_DIGESTS)
+
+
+def _part_bounds(folder: Path) -> list[tuple[str, str, Path]]:
+    bounds = []
+    for path in sorted(folder.glob("part-*.parquet")):
+        ids = pq.read_table(path, columns=["teacher_id"]).column(0)
+        if len(ids):
+            bounds.append((pc.min(ids).as_py(), pc.max(ids).as_py(), path))
+    return bounds
+
+
+def _home_parts(ids: np.ndarray, bounds: list[tuple[str, str, Path]]) -> dict[str, list[str]]:
+    """Part file name -> the teachers whose rows belong there: the first part whose last teacher is not before
+    theirs (teacher order is kept across parts), else the last part."""
+    highs = [hi for _, hi, _ in bounds]
+    home: dict[str, list[str]] = {}
+    for teacher in ids:
+        at = min(int(np.searchsorted(highs, teacher, side="left")), len(bounds) - 1)
+        home.setdefault(bounds[at][2].name, []).append(str(teacher))
+    return home
+
+
+def _swap(folder: Path, new: pd.DataFrame, drop: np.ndarray, order: list[str]) -> None:
+    bounds = _part_bounds(folder)
+    home = _home_parts(drop, bounds)
+    for name in home:
+        path = folder / name
+        old = pd.read_parquet(path)
+        kept = old[~old["teacher_id"].astype(str).isin(drop)]
+        mine = new[new["teacher_id"].astype(str).isin(home[name])]
+        part = pd.concat([kept, mine], ignore_index=True)
+        write_parquet_atomic(part.sort_values(order, kind="stable").reset_index(drop=True), path)
+
+
+def can_score_changed(ws: Workspace, out: Path) -> bool:
+    """True when OUT holds a finished run whose bundle had the same model files as the current one (an
+    incremental train keeps them; a full one does not, and then every teacher must be rescored)."""
+    stamp_path = out / RUN_STAMP
+    if not ((out / SCORED_DIGESTS).exists() and run_complete(out)):
+        return False
+    scored = ws.bundles_dir / str(json.loads(stamp_path.read_text(encoding="utf-8")).get("bundle"))
+    if not (scored / MANIFEST).exists():
+        return False
+    same = read_manifest(scored).files == read_manifest(current_bundle_dir(ws.bundles_dir)).files
+    return same
+
+
+def score_changed(
+    ws: Workspace, out: Path, block_size: int, progress: Callable[[int, int], None] | None = None
+) -> int:
+    """Rescore the teachers whose portraits changed since OUT was scored and swap their rows in (module
+    docstring; OUT must pass `can_score_changed`); returns how many were rescored."""
+    if not can_score_changed(ws, out):
+        raise FileNotFoundError(f"{out} holds no finished `tdr score` run of these models to update")
+    stamp_path, stored = out / RUN_STAMP, out / SCORED_DIGESTS
+    rec_dir, menu_dir = (out / name for name in OUTPUTS)
+    stamp = json.loads(stamp_path.read_text(encoding="utf-8"))
+    top_k = int(stamp["top_k"])
+    now = portrait_digests(ws.portraits_dir)
+    changes = compare(pd.read_parquet(stored), now)
+    bundle = current_bundle_dir(ws.bundles_dir)
+    art = load(bundle)
+    ids = changes.changed
+    recs, menus = [], []
+    for start in range(0, len(ids), block_size):
+        chunk = ids[start : start + block_size]
+        portraits = read_portraits(ws, chunk)
+        block = PortraitBlock(
+            portraits.teachers.sort_values("teacher_id", kind="stable").reset_index(drop=True),
+            portraits.competencies,
+            rows_of(ws, TRAINING_RECORDS, chunk),
+        )
+        r, m = score_batch(block, art, top_k)
+        recs.append(r)
+        menus.append(m)
+        if progress:
+            progress(start + len(chunk), len(ids))
+    drop = np.union1d(changes.changed, changes.removed)
+    if len(drop):
+        empty = pd.DataFrame({"teacher_id": pd.Series([], dtype=object)})
+        _swap(rec_dir, pd.concat(recs, ignore_index=True) if recs else empty, drop, ["teacher_id", "rank"])
+        _swap(
+            menu_dir,
+            pd.concat(menus, ignore_index=True) if menus else empty,
+            drop,
+            ["teacher_id", "position"],
+        )
+    stamp.update({"bundle": read_manifest(bundle).version, "inputs": _fingerprint(ws)})
+    write_text_atomic(stamp_path, json.dumps(stamp, sort_keys=True, ensure_ascii=False))
+    write_parquet_atomic(now, stored)
+    return int(len(ids))
