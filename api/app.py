@@ -21,7 +21,7 @@ from api.auth import TokenStore
 from api.deps import EngineFactory, EngineHolder, default_engine_factory
 from api.errors import install_problem_details, problem_response
 from api.events import EventStore
-from api.routes import cohorts, courses, events, health, me, pages, projects, teachers
+from api.routes import cohorts, courses, effects, events, health, me, pages, projects, teachers
 from api.settings import ServiceSettings
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -161,6 +161,7 @@ def create_app(
         cohorts.router,
         events.router,
         projects.router,
+        effects.router,
     ):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(health.router)

@@ -69,6 +69,14 @@ class EngineProtocol(Protocol):
         """-> `schemas.Cohort` of the teachers with `by == value`, restricted to `scope` (kind, value) if given."""
         ...
 
+    def effects(self, scope: tuple[str, str] | None) -> object | None:
+        """-> `schemas.EffectsReport` of the teachers in `scope` (all when None); None before growth is measured."""
+        ...
+
+    def growth(self, teacher_id: str) -> object | None:
+        """-> `schemas.Growth` of the teacher; None when unknown."""
+        ...
+
     def projects(self, scope: tuple[str, str] | None) -> Sequence[Project]:
         """The training projects a caller with `scope` (kind, value; None: everything) selects for."""
         ...

@@ -6,9 +6,12 @@ Text is always written as text: a school name beginning with '=' must not become
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
 from datetime import datetime
 from typing import IO
+from urllib.parse import quote
 
+from fastapi.responses import StreamingResponse
 from openpyxl import Workbook
 
 from api.schemas import Cohort
@@ -104,8 +107,27 @@ def cohort_workbook(cohort: Cohort) -> IO[bytes]:
             for t in cohort.behind_on_hours
         ),
     )
-    # handed to the caller, who streams and closes it
+    return spooled(wb)
+
+
+def spooled(wb: Workbook) -> IO[bytes]:
+    """The workbook saved into a temporary file (in memory while small), positioned at its start; handed to the
+    caller, who streams and closes it (`xlsx_response`)."""
     out = tempfile.SpooledTemporaryFile(max_size=_SPILL_BYTES)  # noqa: SIM115
     wb.save(out)
     out.seek(0)
     return out
+
+
+def xlsx_response(workbook: IO[bytes], ascii_name: str, filename: str) -> StreamingResponse:
+    """The workbook streamed as an attachment (`filename` may be Chinese; `ascii_name` for old clients)."""
+
+    def chunks() -> Iterator[bytes]:
+        with workbook:
+            while block := workbook.read(1 << 16):
+                yield block
+
+    disposition = f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}"
+    return StreamingResponse(
+        chunks(), media_type=XLSX_MEDIA_TYPE, headers={"Content-Disposition": disposition}
+    )

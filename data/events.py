@@ -63,7 +63,7 @@ def read_events(ws: Workspace) -> pd.DataFrame:
 FEEDBACK_TYPES = ("enrolled", "completed", "dismissed", "rated")
 
 
-def _query(root: Path, sql: str, params: tuple[object, ...]) -> pd.DataFrame:
+def _query(root: Path, sql: str, params: tuple[str, ...]) -> pd.DataFrame:
     path = Path(root) / EVENTS_DB
     if not path.exists():
         return empty_events()

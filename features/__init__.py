@@ -4,7 +4,8 @@
 - `build_portraits(tables)` — competency estimates with uncertainty, history aggregates, hours owed;
 - `estimate_competencies` — the diagnostic step alone; `history_features` — the training-history step alone;
 - `cohort_portrait(rows, competencies, by)` — aggregates of a county, school, class, …;
-- `pair_features` — what the ranker sees of a (teacher, course) pair.
+- `pair_features` — what the ranker sees of a (teacher, course) pair;
+- `occasion_measurements` / `changes` — competencies at each assessment date and pre/post changes (成长).
 """
 
 from data.lazy import lazy_exports
@@ -17,5 +18,6 @@ __all__, __getattr__ = lazy_exports(
         "features.history": ("history_features", "hours_owed"),
         "features.cohort": ("cohort_portrait", "CohortPortrait"),
         "features.pairs": ("pair_features",),
+        "features.growth": ("occasion_measurements", "changes"),
     },
 )

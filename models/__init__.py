@@ -7,7 +7,8 @@ Entry points:
 - `CompetencyTagger` — competencies of an untagged course or project;
 - `MIRT` — multidimensional IRT over a Q-matrix (`Posterior`: persons scored under it); `Ranker` — LightGBM
   LambdaRank;
-- `BundleWriter` / `read_manifest` — artifact bundles with a manifest.
+- `BundleWriter` / `read_manifest` — artifact bundles with a manifest;
+- `estimate_effects` — what each course or project changed, with an interval (训后成效).
 """
 
 from data.lazy import lazy_exports
@@ -24,5 +25,6 @@ __all__, __getattr__ = lazy_exports(
         "models.forest": ("Forest",),
         "models.collab": ("Popularity", "ItemKNN"),
         "models.bundle": ("BundleWriter", "read_manifest"),
+        "models.effects": ("estimate_effects",),
     },
 )

@@ -8,6 +8,7 @@ selection, offline evaluation and the engine the service answers from. Entry poi
 - `score_local` / `score_ray` — a province in blocks, in local processes or on Ray;
 - `select_trainees` — trainee selection and classes for a project (`recommender.selection`);
 - `evaluate` — offline metrics against baselines; `search` — hybrid course search;
+- `measure_growth` / `unit_effects` — a workspace's growth and each course's and project's effects (训后成效);
 - `Engine` — one workspace's answers for the service; `Settings` — the TDR_* settings.
 """
 
@@ -25,6 +26,7 @@ __all__, __getattr__ = lazy_exports(
         "recommender.selection": ("select_trainees",),
         "recommender.evaluate": ("evaluate",),
         "recommender.search": ("search",),
+        "recommender.effects": ("measure_growth", "unit_effects"),
         "recommender.service": ("Engine",),
         "recommender.config": ("Settings",),
         "recommender.artifacts": ("load_current",),

@@ -56,9 +56,20 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> 
 
 
 def write_table_file(df: pd.DataFrame, out: Path) -> None:
-    """Write a table as Parquet, or CSV (UTF-8 with BOM, for Excel) when the name ends in .csv."""
+    """Write a table as Parquet, or CSV (UTF-8 with BOM, for Excel) when the name ends in .csv, or a one-sheet
+    workbook when it ends in .xlsx."""
     if out.suffix.lower() == ".csv":
         write_csv_atomic(df, out)
+    elif out.suffix.lower() == ".xlsx":
+        from openpyxl import Workbook
+
+        from data.workspace import atomic_write
+        from recommender.workbook import append_sheet
+
+        wb = Workbook(write_only=True)
+        rows = df.astype(object).where(df.notna(), None).itertuples(index=False)
+        append_sheet(wb, "data", [str(c) for c in df.columns], rows)
+        atomic_write(out, wb.save)
     else:
         write_parquet_atomic(df, out)
 
@@ -311,13 +322,48 @@ def score(
 
 
 @app.command()
-def portraits(workspace: WorkspaceOpt, out: Annotated[Path, typer.Option("--out", "-o")]) -> None:
+def portraits(
+    workspace: WorkspaceOpt,
+    out: Annotated[Path, typer.Option("--out", "-o")],
+    history: Annotated[
+        bool, typer.Option("--history", help="the portrait as of each assessment date (adds a date column)")
+    ] = False,
+) -> None:
     """Export portraits, long format: teacher_id, competency, estimate, std_error, source."""
     ws = Workspace.open(workspace)
-    comp = pd.read_parquet(ws.portraits_dir / "competencies.parquet")
-    cols = ["teacher_id", "competency", "estimate", "std_error", "source"]
+    if history:
+        from recommender.effects import growth_of
+
+        comp = growth_of(ws).history
+        cols = ["teacher_id", "date", "competency", "estimate", "std_error", "source"]
+    else:
+        comp = pd.read_parquet(ws.portraits_dir / "competencies.parquet")
+        cols = ["teacher_id", "competency", "estimate", "std_error", "source"]
     write_table_file(comp[cols], out)
     console.print(f"{len(comp)} rows → {out}")
+
+
+@app.command()
+def effects(
+    workspace: WorkspaceOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help=".parquet, .csv or .xlsx")],
+    by: Annotated[
+        str | None, typer.Option("--by", help="county | school | stage | city: each cohort's own effects")
+    ] = None,
+) -> None:
+    """Each course's and project's measured effect on the competencies it teaches (训后成效), with 90 % intervals."""
+    from recommender.effects import growth_of, unit_effects
+
+    ws = Workspace.open(workspace)
+    try:
+        with console.status("估计训后成效 estimating effects…"):
+            table = unit_effects(growth_of(ws), by=by)
+    except ValueError as e:
+        err.print(f"[red]{e}[/red]")
+        raise typer.Exit(2) from e
+    write_table_file(table, out)
+    known = int(table["known"].sum())
+    console.print(f"{len(table)} rows ({known} with an estimate, {len(table) - known} 证据不足) → {out}")
 
 
 @app.command()
@@ -522,6 +568,7 @@ def demo(
     from data.ingest import ingest as run_ingest
     from data.synthetic import generate as run_generate
     from recommender.batch import score_local
+    from recommender.effects import measure_growth
 
     ws = Workspace.open(workspace)
     src = ws.root / "input"
@@ -531,6 +578,8 @@ def demo(
     _train_shown(ws, _settings(None))
     with console.status("评分 scoring…"):
         score_local(ws, ws.root / "scores", 20, 2000)
+    with console.status("训后成效 measuring growth…"):
+        measure_growth(ws)
     rows = pd.read_parquet(ws.portraits_dir / "teachers.parquet", columns=["teacher_id", "county"])
     first = rows.iloc[0]
     teacher_token = create_token(ws.root, "teacher", str(first["teacher_id"]))

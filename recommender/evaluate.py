@@ -595,6 +595,11 @@ def evaluate(
         truth.latent.assign(teacher_id=truth.latent["teacher_id"].astype(str)),
     )
     report["tagging"] = tagging(art.courses, art.catalogue, truth.courses)
+    if truth.course_effects is not None:
+        # 训后成效 (#17): how the measured effects of courses and projects recover the true ones
+        from recommender.effects import growth_of, truth_recovery
+
+        report["effects"] = truth_recovery(growth_of(ws), truth.course_effects, truth.project_effects)
     return report
 
 

@@ -34,6 +34,14 @@ from models.encoder import Encoder
 from recommender.artifacts import Artifacts, load_current
 from recommender.batch import PREVIOUS_RUN, RUN_STAMP
 from recommender.config import Settings, settings
+from recommender.effects import (
+    Growth,
+    effects_report,
+    history_of,
+    province_effects,
+    read_growth,
+    teacher_growth,
+)
 from recommender.feedback import dismissals, in_force, rows_asof, with_events
 from recommender.menu import MenuRequest, TeacherMenuContext, plan_menu
 from recommender.scoring import PortraitBlock, Ranked, menu_teachers, rank_block
@@ -355,6 +363,12 @@ class Engine:
     _fed: dict[str, int] = field(default_factory=dict, repr=False)
     _log_stamp: tuple[int, ...] = field(default=(), repr=False)
     _fed_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # 训后成效: WS/effects/ without the history (read per teacher), course and project titles, the
+    # province-wide effects (made once; two threads racing both make the same), and a report per scope
+    _once: dict[str, Any] = field(default_factory=dict, repr=False)
+    _effects: Lru[tuple[str, str] | None, dict[str, Any]] = field(
+        default_factory=lambda: Lru(COHORT_CACHE), repr=False
+    )
 
     def __post_init__(self) -> None:
         self._comp_ids = _teacher_ids(self.competencies)
@@ -696,6 +710,63 @@ class Engine:
             (project_id, mix_counties), lambda: select_trainees(ctx, project_id, mix_counties=mix_counties)
         )
         return visible_selection(full, ctx.teachers, scope, min_cohort_size)
+
+    # ------------------------------------------------------------------------------------------ 训后成效
+
+    def _memo(self, key: str, make: Callable[[], Any]) -> Any:
+        if key not in self._once:
+            self._once[key] = make()
+        return self._once[key]
+
+    def _growth_tables(self) -> Growth | None:
+        return self._memo("growth", lambda: read_growth(self.workspace, history=False))
+
+    def _titles(self) -> dict[str, str]:
+        def make() -> dict[str, str]:
+            titles = {cid: str(c["title"]) for cid, c in self._courses.items()}
+            if len(self.records) and "project_id" in self.records.columns:
+                p = self.records.dropna(subset=["project_id"]).drop_duplicates("project_id")
+                titles.update(zip(p["project_id"].astype(str), p["project_name"].astype(str), strict=True))
+            return titles
+
+        return self._memo("titles", make)
+
+    def _province(self, growth: Growth) -> pd.DataFrame:
+        return self._memo("effects", lambda: province_effects(self.workspace, growth))
+
+    def effects(self, scope: tuple[str, str] | None) -> dict[str, Any] | None:
+        """训后成效 of the teachers in `scope` (all when None), estimated among them; None before growth is
+        measured (`tdr effects` or `tdr demo` write WS/effects/)."""
+        growth = self._growth_tables()
+        if growth is None:
+            return None
+
+        def make() -> dict[str, Any]:
+            ids = None
+            if scope is not None:
+                kind, area = scope
+                ids = self.rows.loc[self.rows[kind].astype(str) == area, "teacher_id"].astype(str).to_numpy()
+            names = {c: n or c for c, (n, _) in self._names.items()}
+            text = f"{scope[0]}:{scope[1]}" if scope else None
+            return effects_report(
+                growth, self.records, self._titles(), names, ids, text, self._province(growth)
+            )
+
+        return self._effects.get_or_make(scope, make)
+
+    def growth(self, teacher_id: str) -> dict[str, Any] | None:
+        """我的成长 of one teacher (courses' effects are the province's)."""
+        if teacher_id not in self.rows.index:
+            return None
+        growth = self._growth_tables()
+        if growth is None:
+            effects = pd.DataFrame(
+                columns=["course_id", "competency", "effect", "ci_low", "ci_high", "known"]
+            )
+        else:
+            effects = self._province(growth)
+        history = history_of(self.workspace, teacher_id)
+        return teacher_growth(history, self._records_of(teacher_id), effects, self._titles(), self._names)
 
 
 def cohort_view(

@@ -6,9 +6,7 @@ than the privacy floor is shown — neither a whole cohort nor a heatmap row.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Annotated
-from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Path
 from fastapi.responses import StreamingResponse
@@ -16,7 +14,7 @@ from fastapi.responses import StreamingResponse
 from api.auth import Principal, Role, can_see_cohort
 from api.deps import EngineProtocol, get_engine, get_principal, get_settings
 from api.errors import ApiError
-from api.export import XLSX_MEDIA_TYPE, cohort_workbook
+from api.export import XLSX_MEDIA_TYPE, cohort_workbook, xlsx_response
 from api.routes.common import problems
 from api.schemas import Cohort, CohortBy, Heatmap
 from api.settings import ServiceSettings
@@ -90,18 +88,4 @@ def export_cohort(
 ) -> StreamingResponse:
     """把群体画像导出为 Excel（.xlsx）。"""
     cohort = visible_cohort(by, value, principal, engine, settings)
-    workbook = cohort_workbook(cohort)
-    filename = f"群体画像_{by}_{value}.xlsx"
-
-    def chunks() -> Iterator[bytes]:
-        with workbook:
-            while block := workbook.read(1 << 16):
-                yield block
-
-    return StreamingResponse(
-        chunks(),
-        media_type=XLSX_MEDIA_TYPE,
-        headers={
-            "Content-Disposition": f"attachment; filename=\"cohort.xlsx\"; filename*=UTF-8''{quote(filename)}"
-        },
-    )
+    return xlsx_response(cohort_workbook(cohort), "cohort.xlsx", f"群体画像_{by}_{value}.xlsx")

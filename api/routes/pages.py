@@ -1,4 +1,4 @@
-"""Web pages in Chinese (Jinja2): sign-in, 我的画像, 我的选学菜单, 群体画像.
+"""Web pages in Chinese (Jinja2): sign-in, 我的画像, 我的选学菜单, 群体画像, 训后成效.
 
 Pages carry no data themselves; their scripts call the JSON API with the token kept in the browser, so the
 API's access rules are the only ones there are.
@@ -23,6 +23,7 @@ PAGES = {
     "/me/portrait": ("portrait.html", "我的画像"),
     "/me/menu": ("menu.html", "我的选学菜单"),
     "/trainer/cohorts": ("cohorts.html", "群体画像"),
+    "/trainer/effects": ("effects.html", "训后成效"),
 }
 
 

@@ -158,11 +158,30 @@ const TDR = (() => {
     return instance;
   }
 
+  /* An XLSX export needs the bearer token, so it is fetched and handed to the browser as a file; the button
+     stays disabled meanwhile and a failure shows as a toast. */
+  async function download(path, filename, button) {
+    button.disabled = true;
+    try {
+      const response = await request(path, { raw: true, headers: { Accept: "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" } });
+      const url = URL.createObjectURL(await response.blob());
+      const a = el("a", { href: url, download: filename });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10000);
+    } catch (e) {
+      toast(e.message);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
   function renderNav(who) {
     const here = location.pathname;
     const links = who.role === "teacher"
       ? [["/me/portrait", "我的画像"], ["/me/menu", "我的选学菜单"]]
-      : [["/trainer/cohorts", "群体画像"], ["/trainer/projects", "培训项目选人"]];
+      : [["/trainer/cohorts", "群体画像"], ["/trainer/projects", "培训项目选人"], ["/trainer/effects", "训后成效"]];
     fill("nav",
       links.map(([href, text]) => el("a", { href, "aria-current": href === here ? "page" : null }, text)),
       el("span", { class: "small" }, label("role", who.role) + (who.scope ? "（" + who.scope.split(":")[1] + "）" : "")),
@@ -185,7 +204,7 @@ const TDR = (() => {
     });
   }
 
-  return { label, labels, token, setToken, keepUntil, forget, request, me, homeFor, el, fill, toast, notice, fmt, pct, newEventId, escapeHtml, chart, start, ApiError };
+  return { label, labels, token, setToken, keepUntil, forget, request, me, homeFor, el, fill, toast, notice, fmt, pct, newEventId, escapeHtml, chart, download, start, ApiError };
 })();
 
 if (document.body.dataset.page === "index") {

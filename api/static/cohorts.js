@@ -116,23 +116,9 @@
     }
   }
 
-  /* The export needs the bearer token, so it is fetched and handed to the browser as a file. */
-  async function exportXlsx() {
-    const button = document.getElementById("cohort-export");
-    button.disabled = true;
-    try {
-      const response = await TDR.request(path() + "/export", { raw: true, headers: { Accept: "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" } });
-      const url = URL.createObjectURL(await response.blob());
-      const a = el("a", { href: url, download: "群体画像_" + label("by", byInput.value) + "_" + valueInput.value.trim() + ".xlsx" });
-      document.body.append(a);
-      a.click();
-      a.remove();
-      setTimeout(() => URL.revokeObjectURL(url), 10000);
-    } catch (e) {
-      TDR.toast(e.message);
-    } finally {
-      button.disabled = false;
-    }
+  function exportXlsx() {
+    const name = "群体画像_" + label("by", byInput.value) + "_" + valueInput.value.trim() + ".xlsx";
+    return TDR.download(path() + "/export", name, document.getElementById("cohort-export"));
   }
 
   TDR.start(async (who) => {

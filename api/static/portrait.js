@@ -1,4 +1,5 @@
-/* 我的画像: competency radar with its 95% band, hours owed vs done, the training timeline. */
+/* 我的画像: competency radar with its 95% band, hours owed vs done, strengths and gaps, competencies folded by
+   domain, the training timeline, and 我的成长 (growth.js). */
 "use strict";
 
 (() => {
@@ -92,12 +93,47 @@
       el("span", { class: "point", style: "left:" + clamp(c.estimate) + "%" }));
   }
 
-  function drawTable(competencies) {
-    const sorted = [...competencies].sort((a, b) => (b.gap ?? 0) - (a.gap ?? 0));
-    fill(document.querySelector("#competencies tbody"), sorted.map((c) => el("tr", {},
+  const peerDiff = (c) => (c.peer_mean === null || c.peer_mean === undefined ? 0 : c.estimate - c.peer_mean);
+
+  /* At a glance: the three strongest competencies (furthest above peers) and the three largest gaps. */
+  function drawHighlights(competencies) {
+    const measured = competencies.filter((c) => !c.is_prior);
+    const pool = measured.length ? measured : competencies;
+    const strengths = [...pool].sort((a, b) => peerDiff(b) - peerDiff(a)).filter((c) => peerDiff(c) > 0).slice(0, 3);
+    const gaps = [...pool].sort((a, b) => (b.gap ?? 0) - (a.gap ?? 0)).filter((c) => (c.gap ?? 0) > 0).slice(0, 3);
+    const list = (title, cs, note, empty) => el("div", {},
+      el("h3", { class: "small" }, title),
+      cs.length ? el("ol", { class: "plain" }, cs.map((c) => el("li", {}, c.name || c.competency,
+        el("span", { class: "muted small" }, "（" + note(c) + "）")))) : el("p", { class: "muted small" }, empty));
+    fill("highlights",
+      list("优势", strengths, (c) => fmt(c.estimate) + " 分，高于同类 " + fmt(peerDiff(c)), "暂无明显高于同类教师的能力点。"),
+      list("待提升", gaps, (c) => fmt(c.estimate) + " 分，距目标 " + fmt(c.gap), "各能力点均已达到目标水平。"));
+  }
+
+  function competencyRow(c) {
+    return el("tr", {},
       el("td", { class: "wrap" }, c.name || c.competency, el("div", { class: "muted small" }, label("source", c.source))),
       el("td", {}, fmt(c.estimate), el("div", { class: "muted small" }, fmt(clamp(c.estimate - Z * c.std_error)) + "–" + fmt(clamp(c.estimate + Z * c.std_error)))),
-      el("td", { class: "bar-col" }, rangeBar(c)))));
+      el("td", { class: "bar-col" }, rangeBar(c)));
+  }
+
+  /* One folded block per domain, the domain with the largest mean gap first and open. */
+  function drawTable(competencies) {
+    const groups = new Map();
+    for (const c of competencies) {
+      const key = c.domain || "其他";
+      if (!groups.has(key)) groups.set(key, []);
+      groups.get(key).push(c);
+    }
+    const meanOf = (cs, f) => cs.reduce((s, c) => s + (f(c) ?? 0), 0) / cs.length;
+    const domains = Array.from(groups, ([name, cs]) => ({ name, cs, gap: meanOf(cs, (c) => c.gap), est: meanOf(cs, (c) => c.estimate) }))
+      .sort((a, b) => b.gap - a.gap);
+    fill("competencies", domains.map((d, i) => el("details", { class: "domain", open: i === 0 },
+      el("summary", {}, d.name, el("span", { class: "muted small" },
+        " · " + d.cs.length + " 项，平均 " + fmt(d.est) + " 分" + (d.gap > 0 ? "，平均差距 " + fmt(d.gap, 1) : ""))),
+      el("div", { class: "table-wrap" }, el("table", { class: "table" },
+        el("thead", {}, el("tr", {}, el("th", {}, "能力点"), el("th", {}, "估计"), el("th", { class: "bar-col" }, "95% 区间 ┆ 同类平均"))),
+        el("tbody", {}, [...d.cs].sort((a, b) => (b.gap ?? 0) - (a.gap ?? 0)).map(competencyRow)))))));
   }
 
   function drawTimeline(history) {
@@ -133,7 +169,9 @@
     drawProfile(p);
     drawRadar(p.competencies);
     drawHours(p);
+    drawHighlights(p.competencies);
     drawTable(p.competencies);
     drawTimeline(p.history);
+    await TDRGrowth.draw(teacherId);
   });
 })();

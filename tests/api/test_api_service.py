@@ -143,6 +143,10 @@ REFUSALS = {
         "/teachers/{teacher}/menu", {"hours": 30}, EVERY_OUTSIDER
     ),
     ("GET", "/teachers/{teacher_id}/events"): Refusal("/teachers/{teacher}/events", None, EVERY_OUTSIDER),
+    ("GET", "/teachers/{teacher_id}/growth"): Refusal("/teachers/{teacher}/growth", None, EVERY_OUTSIDER),
+    # 训后成效 holds cohorts' figures: no teacher sees it; a trainer sees its own area's (never another's)
+    ("GET", "/effects"): Refusal("/effects", None, ("teacher", "anonymous")),
+    ("GET", "/effects/export"): Refusal("/effects/export", None, ("teacher", "anonymous")),
     # teachers see no cohort, not even their own county's
     ("GET", "/cohorts/{by}/{value}"): Refusal("/cohorts/county/{county}", None, ("teacher", *EVERY_OUTSIDER)),
     ("GET", "/cohorts/{by}/{value}/export"): Refusal(

@@ -84,6 +84,33 @@ class FakeEngine:
                                  "hours_done": 80.0, "hours_owed": 280.0}],
         }  # fmt: skip
 
+    def growth(self, teacher_id: str) -> dict[str, Any] | None:
+        if not teacher_id.startswith("XS"):
+            return None
+        dates = ["2023-05-10", "2024-06-01"]
+        points = [
+            {"date": d, "competency": c, "name": n, "domain": dom, "estimate": 40.0 + 8 * i + 5 * k, "std_error": 5.0}
+            for k, d in enumerate(dates)
+            for i, (c, n, dom) in enumerate(CODES)
+        ]  # fmt: skip
+        moved = [{"competency": "IT-A3", "name": "数据支持的学情分析", "change": 6.5, "effect": 3.2, "ci_low": 1.1,
+                  "ci_high": 5.3, "known": True}]  # fmt: skip
+        return {"dates": dates, "points": points, "courses": [
+            {"course_id": "C2", "title": "课程2：数据支持的学情分析", "date": "2023-11-20", "competencies": moved}
+        ]}  # fmt: skip
+
+    def effects(self, scope: tuple[str, str] | None) -> dict[str, Any] | None:
+        rows = [
+            {"kind": "course", "unit_id": f"C{i}", "title": f"课程{i}：{n}", "competency": c, "competency_name": n,
+             "effect": 1.5 * i - 1.0, "ci_low": 1.5 * i - 3.0, "ci_high": 1.5 * i + 1.0, "n_treated": 10 * i,
+             "n_comparison": 400, "known": True, "method": "ancova_eiv_eb", "n_records": 12 * i,
+             "completion_rate": 0.8, "satisfaction": 4.2}
+            for i, (c, n, _) in enumerate(CODES, start=1)
+        ]  # fmt: skip
+        rows.append({"kind": "project", "unit_id": "JX2024-006", "title": "乡村教师数字素养提升", "n_records": 30,
+                     "completion_rate": 0.9, "satisfaction": 4.6, "known": False, "method": "unknown"})  # fmt: skip
+        return {"scope": None if scope is None else ":".join(scope), "n_teachers_measured": 420, "rows": rows}
+
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory, serve: Any) -> Iterator[tuple[str, Path, Any]]:
@@ -113,6 +140,9 @@ def test_teacher_signs_in_sees_the_radar_and_accepts_a_course(
     page.wait_for_selector("#timeline li")
     assert drawn(page, "#radar") and drawn(page, "#hours")
     assert page.locator("#competencies tbody tr").count() == len(CODES)
+    page.wait_for_selector("#growth canvas")
+    assert drawn(page, "#growth")
+    assert "本人 +6.5" in page.inner_text("#moved")
     page.snap("portrait")
 
     page.click("#nav >> text=我的选学菜单")
@@ -157,6 +187,48 @@ def test_trainer_sees_the_county_heatmap(page: Any, service: tuple[str, Path, An
     assert download.value.suggested_filename.endswith(".xlsx")
     book = load_workbook(io.BytesIO(Path(download.value.path()).read_bytes()))
     assert book["学时落后教师"]["A2"].value == "XS07"
+    assert page.js_errors == []
+
+
+def test_portrait_shows_strengths_and_gaps_first_and_folds_the_competencies_by_domain(
+    page: Any, service: tuple[str, Path, Any]
+) -> None:
+    url, ws, _ = service
+    _sign_in(page, url, create_token(ws, "teacher", teacher_id="XS01"))
+    page.wait_for_url(f"{url}/me/portrait")
+    page.wait_for_selector("#competencies details")
+    assert page.locator("#competencies details").count() == len({d for _, _, d in CODES})
+    # only the domain with the largest gap is open: the page no longer runs one long column
+    assert page.locator("#competencies details[open]").count() == 1
+    assert "师德践行" in page.inner_text("#highlights")
+    assert page.js_errors == []
+
+
+def test_trainer_sees_effects_as_a_forest_plot_sorts_them_and_exports_them(
+    page: Any, service: tuple[str, Path, Any], drawn: Any
+) -> None:
+    url, ws, _ = service
+    _sign_in(page, url, create_token(ws, "trainer", scope="county:修水县"))
+    page.wait_for_url(f"{url}/trainer/cohorts")
+    page.click("#nav >> text=训后成效")
+    page.wait_for_url(f"{url}/trainer/effects")
+    page.wait_for_selector("#forest canvas")
+    page.wait_for_selector("#effects-table tbody tr")
+    assert drawn(page, "#forest")
+    titles = page.locator("#effects-table tbody tr td:first-child").all_inner_texts()
+    assert titles[0].startswith(f"课程{len(CODES)}")  # largest effect first
+    page.click("#effects-table th[data-key=effect]")
+    titles = page.locator("#effects-table tbody tr td:first-child").all_inner_texts()
+    assert titles[0].startswith("课程1")  # ascending after a click
+    page.uncheck("#effects-known")
+    page.select_option("#effects-kind", "")
+    assert page.locator("#effects-table tbody tr").count() == len(CODES) + 1
+    assert "证据不足" in page.inner_text("#effects-table tbody")
+    with page.expect_download() as download:
+        page.click("#effects-export")
+    book = load_workbook(io.BytesIO(Path(download.value.path()).read_bytes()))
+    assert book["训后成效"]["C2"].value.startswith("课程")
+    page.snap("effects")
     assert page.js_errors == []
 
 

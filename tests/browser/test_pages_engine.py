@@ -1,6 +1,7 @@
-"""The pages in headless Chromium on the real engine (the trained province): a teacher signs in, sees the radar
-drawn and accepts a course from the menu (the event is stored); a trainer of the county sees its heatmap; a
-trainer of the province picks the trainees of a project.
+"""The pages in headless Chromium on the real engine (the trained province, its growth measured): a teacher signs
+in, sees the radar drawn and accepts a course from the menu (the event is stored); a trainer of the county sees
+its heatmap; a trainer of the province picks the trainees of a project and reads 训后成效; a teacher assessed
+twice sees 我的成长.
 Screenshots land in tests/artifacts/browser/.
 """
 
@@ -17,6 +18,8 @@ import pytest
 from api.app import create_app
 from api.auth import create_token
 from api.settings import ServiceSettings
+from data.workspace import Workspace
+from recommender.effects import measure_growth
 from recommender.service import Engine
 
 pytestmark = pytest.mark.browser
@@ -28,6 +31,7 @@ def service(
 ) -> Iterator[tuple[str, Path, Any]]:
     ws = tmp_path_factory.mktemp("pages") / "ws"
     shutil.copytree(province / "ws", ws)
+    measure_growth(Workspace.open(ws))
     # no search on these pages: the engine is loaded without warming the search model
     app = create_app(ws, engine_factory=Engine.load, settings=ServiceSettings(reload_interval_s=3600))
     with serve(app) as url:
@@ -104,4 +108,33 @@ def test_province_trainer_picks_trainees_for_a_project(
     assert page.locator("#roster tbody tr").count() > 0
     assert drawn(page, "#class-heatmap")
     page.snap("projects")
+    assert page.js_errors == []
+
+
+def test_province_trainer_reads_the_measured_effects_as_a_forest_plot(
+    page: Any, service: tuple[str, Path, Any], teacher: pd.Series, drawn: Any
+) -> None:
+    url = _trainer_signs_in(page, service, f"province:{teacher['province']}")
+    page.click("#nav >> text=训后成效")
+    page.wait_for_url(f"{url}/trainer/effects")
+    page.wait_for_selector("#effects-table tbody tr")
+    page.wait_for_selector("#forest canvas")
+    assert drawn(page, "#forest")
+    assert "前后两次测评的教师" in page.inner_text("#effects-summary")
+    page.snap("effects")
+    assert page.js_errors == []
+
+
+def test_teacher_assessed_twice_sees_my_growth(page: Any, service: tuple[str, Path, Any], drawn: Any) -> None:
+    url, ws, _ = service
+    changes = pd.read_parquet(Path(ws) / "effects" / "changes.parquet")
+    teacher_id = str(changes["teacher_id"].value_counts().index[0])
+    _sign_in(page, url, create_token(ws, "teacher", teacher_id=teacher_id))
+    page.wait_for_url(f"{url}/me/portrait")
+    page.wait_for_selector("#growth canvas")
+    assert drawn(page, "#growth")
+    note = page.inner_text("#growth-note")
+    assert "次测评）" in note and "只有一次" not in note
+    page.wait_for_selector("#competencies details[open]")
+    page.snap("growth")
     assert page.js_errors == []

@@ -1,0 +1,270 @@
+"""训后成效, measured (issue 17): how well `tdr effects` recovers the true effects of courses and projects, beside
+the simple estimators a reviewer would try, in worlds that disagree; and its time and memory at scale.
+
+Run ``.venv/bin/python -m bench.effects`` from the repository root; it prints JSON and writes
+``bench/results/effects.json`` atomically.
+
+Quality. For each world (`tdr generate --world …`, two dated assessment waves and true effects in DIR/_truth) a
+province is generated, ingested, measured once (`recommender.effects.compute_growth`), and every estimator reads
+the same pre/post changes and completed records, in the same run:
+
+- ``tdr`` — `models.effects.estimate_effects` (errors-in-variables ANCOVA + empirical Bayes), on the courses'
+  competency codes the data give (untagged courses get none here; `tdr effects` on a trained workspace uses the
+  codes `tdr train` infers);
+- ``naive`` — the takers' mean pre→post change;
+- ``did`` — that minus the mean change of every teacher assessed twice without the course (unmatched DiD);
+- ``dml_plr`` — the partially linear model of double machine learning (DoubleML's ``DoubleMLPLR``: cross-fitted
+  LightGBM for E[post | X], logistic regression for E[took the course | X], X = pre score, stage, subject,
+  elapsed years), one course at a time, written here with scikit-learn and LightGBM rather than adding doubleml;
+- ceilings — ``tdr_true_codes``: TDR's estimator told the true competencies of every course; ``tdr_true_scores``:
+  also fed the true competencies on the two wave days instead of measurements (an error-free instrument).
+
+Against the truth's mean effect of each course on each competency over completions between a teacher's two
+waves (`course_effects.parquet`, `effect_points_between`; projects likewise), over the (course, competency)
+pairs an estimator gives a number for: Pearson correlation, mean bias (points), 90 % interval coverage, RMSE,
+by the number of takers assessed twice (≥ 5, ≥ 30, ≥ 50).
+
+Worlds may run in parallel processes (``--out`` elsewhere), then be gathered with ``--merge FILE…``.
+
+Scale. ``--scale N``: a province of N teachers is generated and ingested, then ``tdr effects`` (measure growth,
+write WS/effects, estimate courses and projects) runs in a fresh process: seconds, CPU seconds, peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from lightgbm import LGBMRegressor
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import KFold, cross_val_predict
+
+from bench.batch import Usage, isolated
+from data.ingest import ingest
+from data.synthetic import generate, load_truth
+from data.workspace import Workspace, write_text_atomic
+from models.effects import LEVEL, estimate_effects
+from recommender.batch import available_cores
+from recommender.effects import effect_recovery, measure_growth, read_growth, unit_effects
+
+RESULTS = Path(__file__).resolve().parent / "results" / "effects.json"
+Z90 = 1.6448536269514722
+
+
+def province(root: Path, world: str, teachers: int, seed: int) -> Workspace:
+    """Generate and ingest a province of the world (reused when already there)."""
+    src, ws_dir = root / f"{world}-{teachers}-{seed}", root / f"ws-{world}-{teachers}-{seed}"
+    if not (src / "_truth" / "meta.json").exists():
+        generate(src, n_teachers=teachers, seed=seed, world=world)  # type: ignore[arg-type]
+    ws = Workspace.open(ws_dir)
+    if not ws.has_table("responses"):
+        ingest(src, ws)
+    return ws
+
+
+def _x(changes: pd.DataFrame) -> pd.DataFrame:
+    years = (changes["post_date"] - changes["pre_date"]).dt.days / 365.25
+    dummies = pd.get_dummies(changes[["stage", "subject"]].astype(str), dtype=np.float64)
+    return pd.concat(
+        [
+            changes[["pre"]].reset_index(drop=True),
+            years.rename("years").reset_index(drop=True),
+            dummies.reset_index(drop=True),
+        ],
+        axis=1,
+    )
+
+
+def dml_plr(
+    changes: pd.DataFrame, exposures: pd.DataFrame, teaches: pd.DataFrame, min_treated: int = 5
+) -> pd.DataFrame:
+    """Per (course, competency): DoubleML's partially linear estimate of the course's effect on post, with its
+    cross-fitted nuisances (see the module docstring) and the usual sandwich standard error."""
+    folds = KFold(5, shuffle=True, random_state=0)
+    rows = []
+    ex = exposures.assign(date=pd.to_datetime(exposures["date"]))
+    for comp, ch in changes.groupby("competency", sort=True):
+        units = teaches.loc[teaches["competency"] == comp, "unit_id"].unique()
+        if not len(units) or len(ch) < 50:
+            continue
+        ch = ch.reset_index(drop=True)
+        x = _x(ch).to_numpy()
+        y = ch["post"].to_numpy(dtype=np.float64)
+        y_hat = cross_val_predict(
+            LGBMRegressor(n_estimators=100, learning_rate=0.1, num_leaves=15, verbose=-1), x, y, cv=folds
+        )
+        y_res = y - y_hat
+        pos = pd.Series(np.arange(len(ch)), index=ch["teacher_id"].astype(str))
+        e = ex[ex["unit_id"].isin(units) & ex["teacher_id"].isin(pos.index)]
+        r = pos.reindex(e["teacher_id"]).to_numpy()
+        inside = (e["date"].to_numpy() > ch["pre_date"].to_numpy()[r]) & (
+            e["date"].to_numpy() <= ch["post_date"].to_numpy()[r]
+        )
+        e = e[inside].assign(row=r[inside])
+        for unit, taken in e.groupby("unit_id"):
+            d = np.zeros(len(ch))
+            d[taken["row"].unique()] = 1.0
+            n = int(d.sum())
+            if n < min_treated:
+                continue
+            d_hat = cross_val_predict(
+                LogisticRegression(max_iter=500, C=1.0), x, d, cv=folds, method="predict_proba"
+            )[:, 1]
+            d_res = d - d_hat
+            theta = float(np.sum(d_res * y_res) / np.sum(d_res**2))
+            psi = (y_res - theta * d_res) * d_res
+            se = float(np.sqrt(np.mean(psi**2)) / np.mean(d_res**2) / np.sqrt(len(d)))
+            rows.append(
+                {
+                    "unit_id": unit,
+                    "competency": comp,
+                    "effect": theta,
+                    "ci_low": theta - Z90 * se,
+                    "ci_high": theta + Z90 * se,
+                    "n_treated": n,
+                    "known": True,
+                }
+            )
+    return pd.DataFrame(
+        rows, columns=["unit_id", "competency", "effect", "ci_low", "ci_high", "n_treated", "known"]
+    )
+
+
+def true_changes(truth_waves: pd.DataFrame, changes: pd.DataFrame) -> pd.DataFrame:
+    """The measured changes' teachers and competencies with the true competencies (display points) on the two
+    wave days in place of the measurements, without error."""
+    w1, w2 = truth_waves[truth_waves["wave"] == 1], truth_waves[truth_waves["wave"] == 2]
+    both = w1.merge(w2, on=["teacher_id", "competency"], suffixes=("_1", "_2"))
+    t = pd.DataFrame(
+        {
+            "teacher_id": both["teacher_id"].astype(str),
+            "competency": both["competency"].astype(str),
+            "pre": both["score_0_100_1"],
+            "post": both["score_0_100_2"],
+            "pre_se": 0.0,
+            "post_se": 0.0,
+            "pre_date": pd.to_datetime(both["taken_at_1"]),
+            "post_date": pd.to_datetime(both["taken_at_2"]),
+        }
+    )
+    keep = changes[["teacher_id", "competency", "stage", "subject"]]
+    return t.merge(keep, on=["teacher_id", "competency"])
+
+
+def world_quality(ws: Workspace, src: Path, dml: bool = True) -> dict[str, Any]:
+    start = time.perf_counter()
+    reused = read_growth(ws)
+    growth = reused or measure_growth(ws)
+    measured_s = time.perf_counter() - start
+    truth = load_truth(src)
+    codes = truth.courses[["course_id", "competencies"]].explode("competencies").dropna()
+    true_teaches = pd.DataFrame(
+        {"unit_id": codes["course_id"].astype(str), "competency": codes["competencies"].astype(str)}
+    )
+    ch = growth.changes
+    result: dict[str, Any] = {
+        "teachers_assessed_twice": int(ch["teacher_id"].nunique()),
+        "measure_seconds": None if reused else round(measured_s, 1),
+        "courses": {},
+        "projects": {},
+    }
+    for kind, truth_table, key in (
+        ("course", truth.course_effects, "course_id"),
+        ("project", truth.project_effects, "project_id"),
+    ):
+        ex = growth.exposures[growth.exposures["kind"] == kind]
+        te = growth.teaches[growth.teaches["kind"] == kind]
+        methods: dict[str, pd.DataFrame] = {}
+        timing: dict[str, float] = {}
+        # DML fits two cross-fitted models per (unit, competency): courses only (a project spans every competency)
+        for name in (
+            ("tdr", "naive", "did", "dml_plr") if kind == "course" and dml else ("tdr", "naive", "did")
+        ):
+            t0 = time.perf_counter()
+            if name == "dml_plr":
+                methods[name] = dml_plr(ch, ex, te)
+            else:
+                methods[name] = estimate_effects(ch, ex, te, method="adjusted" if name == "tdr" else name)  # type: ignore[arg-type]
+            timing[name] = round(time.perf_counter() - t0, 1)
+        if kind == "course":
+            methods["tdr_true_codes"] = estimate_effects(ch, ex, true_teaches)
+            if truth.waves is not None:
+                methods["tdr_true_scores"] = estimate_effects(true_changes(truth.waves, ch), ex, true_teaches)
+        assert truth_table is not None
+        result[f"{kind}s"] = {
+            name: {**effect_recovery(e, truth_table, key), "seconds": timing.get(name)}
+            for name, e in methods.items()
+        }
+    return result
+
+
+def _scale_run(ws_dir: str) -> dict[str, Any]:
+    ws = Workspace.open(ws_dir)
+    start = time.perf_counter()
+    with Usage(every=1.0).watch() as usage:
+        growth = measure_growth(ws)
+        table = unit_effects(growth)
+    return {
+        "seconds": round(time.perf_counter() - start, 1),
+        "cpu_seconds": round(usage.cpu_seconds, 1),
+        "peak_pss_mb": round(usage.peak_mb),
+        "teachers_assessed_twice": int(growth.changes["teacher_id"].nunique()),
+        "rows": int(len(table)),
+        "rows_with_a_number": int(table["known"].sum()),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/tdr-bench-effects"))
+    parser.add_argument("--worlds", nargs="*", default=["mixed", "need"])
+    parser.add_argument("--teachers", type=int, default=5000)
+    parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--scale", type=int, nargs="*", default=[])
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--no-dml", action="store_true", help="leave out the DML estimator (the slowest)")
+    parser.add_argument(
+        "--merge", type=Path, nargs="*", default=[], help="results of runs made beside this one, to include"
+    )
+    args = parser.parse_args(argv)
+    result: dict[str, Any] = {
+        "machine": {
+            "cpus": available_cores(),
+            "python": platform.python_version(),
+            "load_average_1m_at_start": os.getloadavg()[0],
+        },
+        "teachers": args.teachers,
+        "seed": args.seed,
+        "level": LEVEL,
+        "worlds": {},
+        "scale": [],
+    }
+    for path in args.merge:
+        other = json.loads(path.read_text(encoding="utf-8"))
+        result["worlds"].update(other.get("worlds", {}))
+        result["scale"].extend(other.get("scale", []))
+    for world in args.worlds:
+        ws = province(args.workdir, world, args.teachers, args.seed)
+        src = args.workdir / f"{world}-{args.teachers}-{args.seed}"
+        result["worlds"][world] = world_quality(ws, src, dml=not args.no_dml)
+        print(json.dumps({world: result["worlds"][world]}, ensure_ascii=False))
+    for n in args.scale:
+        t0 = time.perf_counter()
+        ws = province(args.workdir, "mixed", n, args.seed)
+        entry = {"teachers": n, "generate_and_ingest_seconds": round(time.perf_counter() - t0, 1)}
+        entry.update(isolated(_scale_run, str(ws.root)))
+        result["scale"].append(entry)
+        print(json.dumps(entry))
+    write_text_atomic(args.out, json.dumps(result, ensure_ascii=False, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""Effect estimation (models.effects) on small simulated frames whose true effects are known."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.effects import EFFECT_COLUMNS, estimate_effects
+
+PRE = pd.Timestamp("2024-03-01")
+POST = pd.Timestamp("2025-03-01")
+
+
+@dataclass(frozen=True)
+class World:
+    changes: pd.DataFrame
+    exposures: pd.DataFrame
+    teaches: pd.DataFrame
+    truth: pd.Series  # true effect by unit_id (each unit teaches one competency)
+
+
+def simulate(
+    n: int = 3000,
+    units: int = 12,
+    noise: float = 6.0,
+    selection: float = 1.5,
+    seed: int = 0,
+    takers: int | None = None,
+) -> World:
+    """Teachers assessed before and after; the weaker a teacher truly is, the likelier they take a course
+    (selection on need); true growth regresses toward the mean and drifts upward (time trend); measurements
+    carry classical error of sd `noise`. Units 0..units-1 teach competency C{u % 3}."""
+    rng = np.random.default_rng(seed)
+    comps = ["C0", "C1", "C2"]
+    stage = rng.choice(["primary", "junior"], n)
+    level = rng.normal(60, 8, n) + np.where(stage == "junior", 4.0, 0.0)
+    theta1 = level[:, None] + rng.normal(0, 6, (n, 3))
+    effect = rng.normal(4.0, 2.5, units)
+    comp_of = np.arange(units) % 3
+    # selection on the true gap of the unit's competency
+    rows = []
+    taken = np.zeros((n, 3))
+    for u in range(units):
+        gap = (70 - theta1[:, comp_of[u]]) / 10
+        p = 1 / (1 + np.exp(-(selection * gap - 3.0)))
+        who = np.flatnonzero(rng.random(n) < p)
+        if takers is not None:
+            who = who[:takers]
+        taken[who, comp_of[u]] += effect[u]
+        days = rng.integers(30, 330, len(who))
+        rows.append(
+            pd.DataFrame(
+                {"teacher_id": who.astype(str), "unit_id": f"U{u}", "date": PRE + pd.to_timedelta(days, "D")}
+            )
+        )
+    theta2 = theta1 + 2.0 + 0.2 * (60 - theta1) + taken + rng.normal(0, 2, (n, 3))
+    pre = theta1 + rng.normal(0, noise, (n, 3))
+    post = theta2 + rng.normal(0, noise, (n, 3))
+    changes = pd.DataFrame(
+        {
+            "teacher_id": np.repeat(np.arange(n).astype(str), 3),
+            "competency": np.tile(comps, n),
+            "pre": pre.ravel(),
+            "post": post.ravel(),
+            "pre_se": noise,
+            "post_se": noise,
+            "pre_date": PRE,
+            "post_date": POST,
+            "stage": np.repeat(stage, 3),
+            # the teacher's level from the other competencies (its error independent of the pre score's)
+            "level": ((pre.sum(axis=1)[:, None] - pre) / 2).ravel(),
+            "level_se": noise / np.sqrt(2),
+        }
+    )
+    teaches = pd.DataFrame(
+        {"unit_id": [f"U{u}" for u in range(units)], "competency": [comps[c] for c in comp_of]}
+    )
+    return World(
+        changes,
+        pd.concat(rows, ignore_index=True),
+        teaches,
+        pd.Series(effect, index=[f"U{u}" for u in range(units)]),
+    )
+
+
+def _run(w: World, method: str = "adjusted", **kw: object) -> pd.DataFrame:
+    e = estimate_effects(w.changes, w.exposures, w.teaches, method=method, **kw)  # type: ignore[arg-type]
+    return e.set_index("unit_id").assign(truth=w.truth)
+
+
+def test_adjusted_recovers_effects_that_naive_and_did_overstate_under_selection_on_need() -> None:
+    w = simulate()
+    bias = {}
+    for m in ("adjusted", "naive", "did"):
+        e = _run(w, m)
+        bias[m] = float((e["effect"] - e["truth"]).mean())
+    assert abs(bias["adjusted"]) < 1.0
+    # the takers were weaker: their growth toward the mean is mistaken for the course's effect
+    assert bias["naive"] > 2.0 and bias["did"] > 1.0
+
+
+def test_adjusted_intervals_cover_about_ninety_percent() -> None:
+    hits = []
+    for seed in range(4):
+        w = simulate(seed=seed, units=15)
+        e = _run(w)
+        hits.extend(((e["ci_low"] <= e["truth"]) & (e["truth"] <= e["ci_high"])).tolist())
+    assert 0.75 <= np.mean(hits) <= 1.0
+
+
+def test_output_has_the_contract_columns_and_one_row_per_unit_and_competency() -> None:
+    w = simulate(n=800, units=6)
+    e = estimate_effects(w.changes, w.exposures, w.teaches)
+    assert list(e.columns) == EFFECT_COLUMNS
+    assert len(e) == len(w.teaches)
+    assert (e["ci_low"] <= e["effect"]).all() and (e["effect"] <= e["ci_high"]).all()
+
+
+def test_a_unit_with_too_few_takers_assessed_twice_gets_no_number() -> None:
+    w = simulate(n=800, units=6)
+    few = w.exposures[w.exposures["unit_id"] != "U0"]
+    few = pd.concat([few, w.exposures[w.exposures["unit_id"] == "U0"].head(2)])
+    e = estimate_effects(w.changes, few, w.teaches).set_index("unit_id")
+    u0 = e.loc["U0"]
+    assert not u0["known"] and pd.isna(u0["effect"]) and pd.isna(u0["ci_low"])
+    assert u0["n_treated"] == 2 and u0["method"] == "unknown"
+    assert e.drop(index="U0")["known"].all()
+
+
+def test_a_unit_teaching_a_competency_nobody_was_assessed_on_twice_gets_no_number() -> None:
+    w = simulate(n=800, units=6)
+    teaches = pd.concat([w.teaches, pd.DataFrame({"unit_id": ["U0"], "competency": ["C9"]})])
+    e = estimate_effects(w.changes, w.exposures, teaches)
+    row = e[(e["unit_id"] == "U0") & (e["competency"] == "C9")].iloc[0]
+    assert row["n_treated"] == 0 and not row["known"] and pd.isna(row["effect"])
+
+
+def test_training_outside_the_pre_post_window_is_not_treatment() -> None:
+    w = simulate(n=800, units=3)
+    late = w.exposures.assign(date=POST + pd.Timedelta(days=10))
+    e = estimate_effects(w.changes, late, w.teaches)
+    assert (e["n_treated"] == 0).all() and not e["known"].any()
+
+
+def test_small_courses_are_shrunk_toward_their_competency_mean() -> None:
+    w = simulate(n=3000, units=12, takers=8, seed=3)
+    e = _run(w)
+    raw_spread = float(e["raw_effect"].std())
+    assert float(e["effect"].std()) < raw_spread
+    assert (e["ci_high"] - e["ci_low"]).lt(2 * 1.645 * e["raw_std_error"] + 1e-9).all()
+
+
+@pytest.mark.parametrize("method", ["naive", "did"])
+def test_baselines_give_a_number_with_an_interval_for_every_supported_unit(method: str) -> None:
+    w = simulate(n=800, units=6)
+    e = estimate_effects(w.changes, w.exposures, w.teaches, method=method)  # type: ignore[arg-type]
+    assert e["known"].all() and (e["method"] == method).all() and (e["ci_high"] > e["ci_low"]).all()
+
+
+def test_unknown_method_is_refused() -> None:
+    w = simulate(n=200, units=3)
+    with pytest.raises(ValueError, match="unknown method"):
+        estimate_effects(w.changes, w.exposures, w.teaches, method="magic")  # type: ignore[arg-type]
