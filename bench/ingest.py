@@ -41,7 +41,8 @@ def province(workdir: Path, teachers: int) -> Path:
 def _tdr(checkout: Path, *args: str) -> dict[str, float]:
     """Run `tdr` from ``checkout``; its wall seconds, CPU seconds and peak resident MB."""
     env = {**os.environ, "PYTHONPATH": str(checkout)}
-    code = "from recommender.cli import app; app()"
+    # the CLI moved from recommender/cli.py to the tdr package; a baseline checkout may predate the move
+    code = "try:\n from tdr.cli import app\nexcept ImportError:\n from recommender.cli import app\napp()"
     start = time.perf_counter()
     # run in the checkout: `python -c` puts the working folder ahead of PYTHONPATH
     proc = subprocess.Popen(

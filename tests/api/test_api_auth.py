@@ -32,7 +32,7 @@ from api.auth import (
     create_token,
 )
 from api.settings import ServiceSettings
-from recommender.cli import app as cli
+from tdr.cli import app as cli
 
 # (teacher_id, city, county, school_id, stage); all in 江西省
 ROSTER = [

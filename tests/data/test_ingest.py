@@ -621,7 +621,7 @@ def test_unreadable_file_raises_before_anything_is_written(tmp_path: Path) -> No
 def test_report_is_written_as_json_and_renders_as_a_table(tmp_path: Path) -> None:
     from rich.console import Console
 
-    from recommender.cli import ingest_table
+    from tdr.render import ingest_table
 
     report, ws = run(tmp_path, {"teachers": with_row(TEACHERS, teacher_id="T9", stage="大学")})
     saved = json.loads((ws.root / "ingest_report.json").read_text(encoding="utf-8"))
@@ -674,7 +674,7 @@ def test_a_generated_province_ingests_without_a_reject(tmp_path: Path) -> None:
 def test_cli_ingest_prints_the_counts_and_exits_zero_even_with_rejects(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from recommender.cli import app
+    from tdr.cli import app
 
     src = write_folder(
         tmp_path / "src", {**VALID, "teachers": with_row(TEACHERS, teacher_id="T9", stage="大学")}
@@ -689,7 +689,7 @@ def test_cli_ingest_prints_the_counts_and_exits_zero_even_with_rejects(tmp_path:
 def test_cli_ingest_exits_non_zero_naming_the_unreadable_file_and_why(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from recommender.cli import app
+    from tdr.cli import app
 
     src = write_folder(tmp_path / "src", VALID)
     (src / "courses.parquet").write_bytes(b"PAR1 but then nothing")
@@ -784,7 +784,7 @@ def test_a_workspace_from_before_versions_keeps_its_tables(tmp_path: Path) -> No
 def test_cli_ingest_refusal_exits_3_naming_the_file_and_why(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from recommender.cli import app
+    from tdr.cli import app
 
     src = write_folder(tmp_path / "src", {**VALID, "teachers": TEACHERS.drop(columns=["teacher_id"])})
     result = CliRunner().invoke(app, ["ingest", str(src), "--workspace", str(tmp_path / "ws")])

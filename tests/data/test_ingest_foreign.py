@@ -358,7 +358,7 @@ def test_the_cli_ingests_the_export_exits_zero_and_writes_the_same_workspace_twi
 ) -> None:
     from typer.testing import CliRunner
 
-    from recommender.cli import app
+    from tdr.cli import app
 
     write_export(export, tmp_path / "src")
     snapshots = []

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from models.bundle import CURRENT, BundleBusyError, BundleWriter, bundle_versions, prune, verify
-from recommender.cli import app as cli
+from tdr.cli import app as cli
 
 
 def _bundle(bundles: Path, payload: str) -> str:

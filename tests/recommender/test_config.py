@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from api.settings import ServiceSettings
-from recommender.cli import app
 from recommender.config import Settings, SettingsError
+from tdr.cli import app
 
 
 def test_defaults_hold_without_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,8 +18,8 @@ from api.auth import create_token
 from api.settings import ServiceSettings
 from data.workspace import Workspace
 from recommender.artifacts import load_current
-from recommender.cli import app as cli
 from recommender.scoring import PortraitBlock, score_batch
+from tdr.cli import app as cli
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 from data.schema import STAGE
 from data.workspace import Workspace
 from recommender.artifacts import load_current
-from recommender.cli import app
 from recommender.menu import Menu, TeacherMenuContext, check_menu
 from recommender.scoring import PortraitBlock, menu_teachers, rank_block, score_batch
 from recommender.service import Engine
+from tdr.cli import app
 
 runner = CliRunner()
 

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 import recommender.evaluate
-from recommender.cli import app as cli
+from tdr.cli import app as cli
 
 
 def test_evaluate_prints_a_long_report_whole_and_exits_zero(

@@ -1,0 +1,5 @@
+"""`python -m tdr` runs the CLI."""
+
+from tdr.cli import app
+
+app()
