@@ -10,7 +10,7 @@ import json
 import logging
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import pandas as pd
 import typer

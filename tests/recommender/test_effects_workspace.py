@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from data.synthetic import load_truth
 from data.workspace import Workspace
-from recommender.cli import app
 from recommender.effects import OUTPUT_COLUMNS, measure_growth, read_growth, truth_recovery
 from recommender.service import Engine
+from tdr.cli import app
 
 runner = CliRunner()
 CONTRACT = [
