@@ -103,7 +103,11 @@ display(overview.to_frame())
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
 for ax, (column, names, title) in zip(
     axes,
-    [("stage", STAGE_ZH, "学段构成"), ("school_type", SCHOOL_TYPE_ZH, "城乡类型"), ("career_stage", CAREER_ZH, "发展阶段")],
+    [
+        ("stage", STAGE_ZH, "学段构成"),
+        ("school_type", SCHOOL_TYPE_ZH, "城乡类型"),
+        ("career_stage", CAREER_ZH, "发展阶段"),
+    ],
     strict=True,
 ):
     shares(column, names).plot.bar(ax=ax, rot=0, color=["#2b6cb0", "#a0aec0"])
@@ -211,7 +215,9 @@ grid = (
     .reindex(index=shown["school_id"], columns=figures.index)
     .rename(columns=figures["competency_name"].to_dict())
 )
-print(f"显示 {len(shown)} 所学校；另有 {int(schools.groups['suppressed'].sum())} 所学校少于 {MIN_SIZE} 人，未显示。")
+print(
+    f"显示 {len(shown)} 所学校；另有 {int(schools.groups['suppressed'].sum())} 所学校少于 {MIN_SIZE} 人，未显示。"
+)
 if len(grid):
     fig, ax = plt.subplots(figsize=(13, 1.6 + 0.35 * len(grid)))
     image = ax.imshow(grid.to_numpy(dtype=float), aspect="auto", cmap="RdYlGn", vmin=30, vmax=80)
@@ -250,7 +256,9 @@ required = county["hours_required"].dropna()
 fig, axes = plt.subplots(1, 2, figsize=(13, 3.8))
 axes[0].hist(done, bins=30, color="#2b6cb0")
 if len(required):
-    axes[0].axvline(required.median(), color="#c53030", linestyle="--", label=f"应修 {required.median():g} 学时")
+    axes[0].axvline(
+        required.median(), color="#c53030", linestyle="--", label=f"应修 {required.median():g} 学时"
+    )
     axes[0].legend()
 axes[0].set_xlabel("本周期已修学时")
 axes[0].set_ylabel("教师人数")

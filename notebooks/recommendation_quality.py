@@ -56,6 +56,9 @@ print(
 # %%
 METHOD_ZH = {
     "tdr": "TDR 排序模型",
+    "rule": "差距×层级匹配规则（无学习）",
+    "need_rating": "需求+评分（未调参）",
+    "satisfaction": "平均满意度",
     "popularity": "热门课程",
     "bm25": "BM25 词匹配",
     "embedding": "向量相似",

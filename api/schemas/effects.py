@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from api.schemas import Record
 
@@ -38,6 +38,37 @@ class EffectsReport(Record):
     n_teachers_measured: int = Field(description="范围内前后两次测评的教师数")
     level: float = Field(0.9, description="区间的置信水平")
     rows: list[UnitEffect] = Field(default_factory=list)
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "scope": "county:修水县",
+                    "n_teachers_measured": 412,
+                    "level": 0.9,
+                    "rows": [
+                        {
+                            "kind": "course",
+                            "unit_id": "C0417",
+                            "title": "大单元教学设计与实施",
+                            "competency": "DES2",
+                            "competency_name": "大单元整体教学设计",
+                            "effect": 4.2,
+                            "ci_low": 1.9,
+                            "ci_high": 6.5,
+                            "n_treated": 58,
+                            "n_comparison": 301,
+                            "known": True,
+                            "method": "adjusted",
+                            "n_records": 64,
+                            "completion_rate": 0.91,
+                            "satisfaction": 4.3,
+                        }
+                    ],
+                }
+            ]
+        }
+    )
 
 
 class GrowthPoint(Record):
@@ -72,3 +103,49 @@ class Growth(Record):
     dates: list[date] = Field(default_factory=list)
     points: list[GrowthPoint] = Field(default_factory=list)
     courses: list[CompletedCourse] = Field(default_factory=list)
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "dates": ["2022-03-15", "2024-10-20"],
+                    "points": [
+                        {
+                            "date": "2022-03-15",
+                            "competency": "DES2",
+                            "name": "大单元整体教学设计",
+                            "domain": "教学设计与实施",
+                            "estimate": 52.0,
+                            "std_error": 6.1,
+                        },
+                        {
+                            "date": "2024-10-20",
+                            "competency": "DES2",
+                            "name": "大单元整体教学设计",
+                            "domain": "教学设计与实施",
+                            "estimate": 60.5,
+                            "std_error": 5.8,
+                        },
+                    ],
+                    "courses": [
+                        {
+                            "course_id": "C0417",
+                            "title": "大单元教学设计与实施",
+                            "date": "2023-06-30",
+                            "competencies": [
+                                {
+                                    "competency": "DES2",
+                                    "name": "大单元整体教学设计",
+                                    "change": 8.5,
+                                    "effect": 4.2,
+                                    "ci_low": 1.9,
+                                    "ci_high": 6.5,
+                                    "known": True,
+                                }
+                            ],
+                        }
+                    ],
+                }
+            ]
+        }
+    )

@@ -27,6 +27,7 @@ from api.app import API_PREFIX, create_app
 from api.auth import create_token
 from api.settings import ServiceSettings
 from data.workspace import Workspace
+from recommender.effects import growth_of
 
 CHECKS = [
     not_a_server_error,
@@ -45,6 +46,7 @@ OTHER_OWNERS = ("/projects",)
 def service(province: Path, tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
     ws = tmp_path_factory.mktemp("schema") / "ws"
     shutil.copytree(province / "ws", ws)
+    growth_of(Workspace.open(ws))  # 训后成效 measured (as `tdr demo` does), so its routes can answer 2xx
     app = create_app(ws, settings=ServiceSettings(reload_interval_s=3600))
     app.state.engine_holder.load_now()  # schemathesis calls the app without its lifespan
     return app
