@@ -171,7 +171,9 @@ class Run:
         return [i for i in range(len(self.block_rows)) if not self.finished(i)]
 
 
-def _fingerprint(ws: Workspace) -> list[list[object]]:
+def input_fingerprint(ws: Workspace) -> list[list[object]]:
+    """Path, size and modification time of every input file a scored run reads: a run stamped with another
+    fingerprint was made from other inputs (also what `tdr score --changed` restamps)."""
     return [
         [str(f.relative_to(ws.root)), f.stat().st_size, f.stat().st_mtime_ns]
         for files in _sources(ws)
@@ -222,7 +224,7 @@ def start_run(ws: Workspace, out: Path, top_k: int, block_size: int) -> Run:
             "bundle": read_manifest(bundle_dir).version,
             "block_size": block_size,
             "top_k": top_k,
-            "inputs": _fingerprint(ws),
+            "inputs": input_fingerprint(ws),
         },
         sort_keys=True,
         ensure_ascii=False,

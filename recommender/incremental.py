@@ -42,7 +42,7 @@ from data.workspace import Workspace, atomic_write, write_parquet_atomic, write_
 from features.portrait import Tables, as_of, finish_block, measure_block
 from models.bundle import MANIFEST, BundleWriter, current_bundle_dir, read_manifest
 from recommender.artifacts import load
-from recommender.batch import OUTPUTS, RUN_STAMP, _fingerprint, run_complete
+from recommender.batch import OUTPUTS, RUN_STAMP, input_fingerprint, run_complete
 from recommender.config import Settings
 from recommender.digests import (
     ESTIMATE_BINS,
@@ -347,7 +347,7 @@ def score_changed(
             drop,
             ["teacher_id", "position"],
         )
-    stamp.update({"bundle": read_manifest(bundle).version, "inputs": _fingerprint(ws)})
+    stamp.update({"bundle": read_manifest(bundle).version, "inputs": input_fingerprint(ws)})
     write_text_atomic(stamp_path, json.dumps(stamp, sort_keys=True, ensure_ascii=False))
     write_parquet_atomic(now, stored)
     return int(len(ids))
