@@ -108,6 +108,11 @@ def test_province_trainer_picks_trainees_for_a_project(
     assert page.locator("#roster tbody tr").count() > 0
     assert drawn(page, "#class-heatmap")
     page.snap("projects")
+    with page.expect_download() as download:
+        page.click("#selection-export")
+    assert download.value.suggested_filename.startswith("选人结果_")
+    assert download.value.suggested_filename.endswith(".xlsx")
+    assert Path(download.value.path()).read_bytes()[:2] == b"PK"  # an XLSX is a zip
     assert page.js_errors == []
 
 
