@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from models.irt import MIRT
+from models.irt import _OVER_RELAX, MIRT, _over_relaxed, _sigma_log_prior
 
 FloatArray = NDArray[np.float64]
 
@@ -175,12 +175,41 @@ def test_scoring_before_fitting_is_refused_the_scikit_learn_way() -> None:
 def test_the_monitored_bound_never_falls_with_correlation_shrinkage() -> None:
     sim = simulate(n=500, seed=5)
     for general_factor in (False, True):
-        model = MIRT(corr_shrinkage=0.3, general_factor=general_factor, tol=1e-7, max_iter=40).fit(
+        model = MIRT(corr_shrinkage=0.3, general_factor=general_factor, tol=1e-10, max_iter=40).fit(
             sim.X, sim.q
         )
         steps = np.diff(model.objective_)
         assert len(steps) >= 20
         assert steps.min() >= -1e-9 * abs(model.objective_[-1])
+
+
+def test_em_stops_at_the_first_iteration_that_gains_less_than_tol_per_response(
+    binary: tuple[Simulated, MIRT],
+) -> None:
+    sim, model = binary
+    gains = np.diff(model.objective_) / np.count_nonzero(~np.isnan(sim.X))
+    assert model.converged_
+    assert gains[-1] < model.tol <= gains[:-1].min()
+
+
+def test_the_over_relaxed_covariance_step_keeps_the_bound_and_falls_back_to_em() -> None:
+    rng = np.random.default_rng(0)
+    n, nu = 200, 10.0
+    x = rng.standard_normal((n, 3)) @ np.array([[1.0, 0.6, 0.0], [0.0, 0.8, 0.0], [0.0, 0.0, 1.0]])
+    second = x.T @ x / n
+    target = (n * second + nu * np.eye(3)) / (n + nu)
+
+    def part(s: FloatArray) -> float:
+        return float(
+            -0.5 * n * (np.sum(np.linalg.inv(s) * second) + np.linalg.slogdet(s)[1]) + _sigma_log_prior(s, nu)
+        )
+
+    near = 0.03 * np.eye(3) + 0.97 * target  # one small EM step away, as late in a fit
+    step = _over_relaxed(near, target, second, n, nu)
+    np.testing.assert_allclose(step, near + _OVER_RELAX * (target - near))
+    assert part(step) >= part(near)
+    # from the identity, going 1.9 times as far would leave the positive-definite matrices: the EM update is taken
+    assert np.array_equal(_over_relaxed(np.eye(3), target, second, n, nu), target)
 
 
 def sparse_bank(seed: int, n: int = 150, n_items: int = 1500, taken: int = 300) -> tuple[FloatArray, Any]:
