@@ -42,6 +42,9 @@ _SUMS = ("n", "total", "squares", "se2")
 
 # teachers whose responses and scores calibrate the items and the scale link (all of them in a smaller province)
 CALIBRATION_TEACHERS = 20_000
+# whether the portrait's IRT model has a general dimension every item loads on (measured with
+# bench.portrait_recovery: see that module and the README)
+GENERAL_FACTOR = False
 
 _FUSED_COLUMNS = ["teacher_id", "competency", "estimate", "std_error", "source"]
 _YEAR_DAYS = 365.25
@@ -190,8 +193,9 @@ def _fit(
     if not len(a.teachers):
         return None
     # partial-credit items: the model weighs their scores by how little they scatter (estimated dispersion)
-    model = MIRT(dispersion=True, random_state=seed).fit_long(a.person, a.item, a.score01, len(a.teachers), q)
-    return model, item_pos, max_score, dims, _table(a.teachers, dims, model.theta_, model.se_)
+    model = MIRT(dispersion=True, general_factor=GENERAL_FACTOR, random_state=seed)
+    model.fit_long(a.person, a.item, a.score01, len(a.teachers), q)
+    return model, item_pos, max_score, dims, _table(a.teachers, dims, *model.per_competency())
 
 
 def calibrate(
@@ -222,7 +226,8 @@ def item_estimates(cal: Calibration, responses: pd.DataFrame) -> ItemEstimates:
     a = _answers(cal.item_pos, cal.max_score, responses)
     if not len(a.teachers):
         return ItemEstimates(_EMPTY_ITEMS, a.taken_at)
-    theta, se = cal.model.transform_long(a.person, a.item, a.score01, len(a.teachers))
+    post = cal.model.posterior_long(a.person, a.item, a.score01, len(a.teachers))
+    theta, se = cal.model.per_competency(post)
     return ItemEstimates(_table(a.teachers, cal.dims, theta, se), a.taken_at)
 
 

@@ -1016,3 +1016,36 @@ class MIRT(BaseEstimator):  # type: ignore[misc]
             x = np.concatenate([slots, np.ones((len(item), 1))], axis=1)
             s2 = s2 + np.einsum("op,opq,oq->o", x, self.item_cov_[item], x)
         return _gh(m, np.sqrt(np.maximum(s2, 0.0)), softplus=False)[0]
+
+    def per_competency(self, posterior: Posterior | None = None) -> tuple[FloatArray, FloatArray]:
+        """Per Q-matrix competency (persons x competencies): the estimate and standard error on the unit
+        population scale, of the training persons by default or of ``posterior``'s persons.
+
+        Without the general factor these are the dimensions themselves. With it, a competency is what its items
+        measure: its own dimension and the general one, weighted by its items' mean loadings on each and scaled
+        to unit population variance (the general dimension is uncorrelated with the others), so the estimate
+        carries the person's general level as a reading of that competency's items would. A competency without
+        items is its own dimension."""
+        check_is_fitted(self, "a_")
+        if posterior is None:
+            if not hasattr(self, "theta_"):
+                raise ValueError("this model keeps no training persons (items_only): pass a posterior")
+            posterior = Posterior(self.theta_, self.se_, self.pair_cov_)
+        if not self.general_factor:
+            return posterior.theta, posterior.se
+        k = self.n_dims_ - 1
+        q = self.pattern_[:, :k]
+        counts = np.maximum(q.sum(axis=0), 1)
+        own = np.where(q.any(axis=0), (self.a_[:, :k] * q).sum(axis=0) / counts, 1.0)
+        general = np.where(q.any(axis=0), (self.a_[:, k : k + 1] * q).sum(axis=0) / counts, 0.0)
+        norm = np.sqrt(own**2 + general**2)
+        u, v = own / norm, general / norm
+        theta, se = posterior.theta, posterior.se
+        # the posterior covariance of each competency's dimension with the general one, where items share them
+        with_general = (self.pairs_[:, 0] == k) & (self.pairs_[:, 1] < k)
+        where = np.full(k, -1)
+        where[self.pairs_[with_general, 1]] = np.flatnonzero(with_general)
+        cov = np.where(where >= 0, posterior.pair_cov[:, np.maximum(where, 0)], 0.0)
+        estimate = u * theta[:, :k] + v * theta[:, k:]
+        var = u**2 * se[:, :k] ** 2 + v**2 * se[:, k:] ** 2 + 2.0 * u * v * cov
+        return estimate, np.sqrt(np.maximum(var, 0.0))

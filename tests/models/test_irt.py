@@ -133,6 +133,27 @@ def test_general_factor_adds_an_uncorrelated_last_dimension() -> None:
     assert np.allclose(model.sigma_[3, :3], 0.0)
 
 
+def test_a_competency_of_the_general_factor_model_reads_its_general_and_own_dimensions(
+    binary: tuple[Simulated, MIRT],
+) -> None:
+    sim, plain = binary
+    theta, se = plain.per_competency()
+    assert theta is plain.theta_ and se is plain.se_
+    model = MIRT(general_factor=True, random_state=0).fit(sim.X, sim.q)
+    estimate, error = model.per_competency()
+    assert estimate.shape == error.shape == (len(sim.X), 3)
+    for k in range(3):
+        # the own dimension alone misses the general level the competency shares with the others
+        assert (
+            np.corrcoef(estimate[:, k], sim.theta[:, k])[0, 1]
+            > np.corrcoef(model.theta_[:, k], sim.theta[:, k])[0, 1]
+        )
+        assert np.corrcoef(estimate[:, k], sim.theta[:, k])[0, 1] > 0.8
+    assert np.all((error > 0.0) & (error < 1.0))
+    post = model.posterior_long(*np.nonzero(~np.isnan(sim.X)), sim.X[~np.isnan(sim.X)], len(sim.X))
+    np.testing.assert_allclose(model.per_competency(post)[0], estimate, atol=0.05)
+
+
 def test_estimator_clones_and_refits_identically() -> None:
     sim = simulate(n=300, seed=4)
     model = MIRT(item_l2=2.0, random_state=5)
