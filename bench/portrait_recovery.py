@@ -138,7 +138,7 @@ def main() -> None:
     results: dict[str, Any] = {
         "what": "portrait recovery of the in-memory portrait build: the baseline checkout's code, and this "
         "branch's without and with a general factor; same province, same run, each in a fresh process",
-        "baseline": f"{args.baseline} at {commit(args.baseline)}",
+        "baseline_code": f"{args.baseline} at {commit(args.baseline)}",
         "branch": commit(ROOT),
         "province": f"tdr generate -n {args.teachers} -s {args.seed}; tdr ingest",
         "chosen": "with_general_factor" if diagnostics.GENERAL_FACTOR else "without_general_factor",
