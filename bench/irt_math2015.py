@@ -98,7 +98,7 @@ def fit_predict(
 
 
 def mirt(config: dict[str, Any], seed: int) -> MIRT:
-    return MIRT(**config, tol=5e-5, max_iter=200, random_state=seed)
+    return MIRT(**config, tol=2e-5, max_iter=200, random_state=seed)
 
 
 def choose(

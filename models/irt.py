@@ -17,7 +17,8 @@ the evidence lower bound (ELBO), by the fixed point C_i = (Sigma^-1 + sum_j E[si
 Newton step on theta_i, computed in person chunks; the data term lives on the dimensions the person's responses
 load on, so only those are factorised (`_Local`, batched by their number) and C_i is never formed. Expectations
 over each response's linear predictor use Gauss-Hermite quadrature. The M-step updates Sigma under its
-shrinkage prior (parameter-expanded: each dimension's scale moves into its loadings), takes one Newton step
+shrinkage prior (over-relaxed where that keeps the bound, `_over_relaxed`; parameter-expanded: each
+dimension's scale moves into its loadings), takes one Newton step
 per item on the expected log-likelihood plus the item prior, and refits the prior's skill means. The monitored
 objective is the ELBO plus every log prior, the one all these steps raise; iterations stop when it gains less
 than ``tol`` per response. Unlike the Laplace approximation (posterior mode and curvature), the variational
