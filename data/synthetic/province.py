@@ -91,6 +91,12 @@ class GenerationSummary:
     world: World = DEFAULT_WORLD
 
 
+def _written(table: pa.Table, path: Path) -> int:
+    """Write one contract table as CSV; its row count."""
+    write_csv(table, path)
+    return int(table.num_rows)
+
+
 def generate(
     out_dir: str | Path,
     n_teachers: int = 5000,
@@ -146,55 +152,54 @@ def generate(
     start = training_start(as_of)
     theta_waves = [theta_at(theta0, growth.slope, start, plan.day[w], moves) for w in range(2)]
     theta = theta_at(theta0, growth.slope, start, np.full(n_teachers, day_number(as_of)), moves)
-    resp = make_responses(plan, theta_waves, bank, rng_resp)
-    scales = wave_scale_scores(plan, theta_waves, codes, t.stage, rng_scores)
-
     codes_arr = np.array(codes)
-    teachers_tbl = teachers_table(t, geo)
-    courses_tbl = courses_table(cat, codes)
-    items_tbl = pa.table(
-        {
-            "item_id": pa.array(bank.ids),
-            "competencies": pa.array(
-                [";".join(codes_arr[row[row < len(codes)]]) for row in bank.comp_idx], type=pa.string()
-            ),
-            "max_score": pa.array(bank.max_score.astype(np.float64)),
-        }
-    )
     ids = pa.array(t.ids)
-    responses_tbl = pa.table(
-        {
-            "teacher_id": ids.take(pa.array(resp["teacher"])),
-            "item_id": pa.array(bank.ids).take(pa.array(resp["item"])),
-            "score": pa.array(resp["score"]),
-            "taken_at": dates_array(resp["taken"]),
-        }
-    )
-    scores_tbl = pa.table(
-        {
-            "teacher_id": ids.take(pa.array(scales["teacher"])),
-            "competency": pa.array(codes_arr).take(pa.array(scales["code"])),
-            "score": pa.array(scales["score"]),
-            "taken_at": dates_array(scales["taken"]),
-            "source": pa.array(np.array(["self", "observation", "test"])[scales["source"]]),
-        }
-    )
-
+    teachers_tbl = teachers_table(t, geo)
+    rows = {"teachers": _written(teachers_tbl, out / "teachers.csv")}
+    rows["courses"] = _written(courses_table(cat, codes), out / "courses.csv")
     records_tbl = records_table(rec, proj, cat, ids, rng_projects)
-    tables = {
-        "teachers": teachers_tbl,
-        "courses": courses_tbl,
-        "training_records": records_tbl,
-        "items": items_tbl,
-        "responses": responses_tbl,
-        "competency_scores": scores_tbl,
-        "projects": projects_table(projects),
-    }
-    for name, tbl in tables.items():
-        write_csv(tbl, out / f"{name}.csv")
-    rows = {name: tbl.num_rows for name, tbl in tables.items()}
-    # the largest tables are written: free them before the truth is built (a province's peak memory)
-    del tables, responses_tbl, scores_tbl, resp, scales
+    rows["training_records"] = _written(records_tbl, out / "training_records.csv")
+    rows["items"] = _written(
+        pa.table(
+            {
+                "item_id": pa.array(bank.ids),
+                "competencies": pa.array(
+                    [";".join(codes_arr[row[row < len(codes)]]) for row in bank.comp_idx], type=pa.string()
+                ),
+                "max_score": pa.array(bank.max_score.astype(np.float64)),
+            }
+        ),
+        out / "items.csv",
+    )
+    # the largest tables are drawn, written and freed one at a time (a province's peak memory)
+    resp = make_responses(plan, theta_waves, bank, rng_resp)
+    rows["responses"] = _written(
+        pa.table(
+            {
+                "teacher_id": ids.take(pa.array(resp["teacher"])),
+                "item_id": pa.array(bank.ids).take(pa.array(resp["item"])),
+                "score": pa.array(resp["score"]),
+                "taken_at": dates_array(resp["taken"]),
+            }
+        ),
+        out / "responses.csv",
+    )
+    del resp
+    scales = wave_scale_scores(plan, theta_waves, codes, t.stage, rng_scores)
+    rows["competency_scores"] = _written(
+        pa.table(
+            {
+                "teacher_id": ids.take(pa.array(scales["teacher"])),
+                "competency": pa.array(codes_arr).take(pa.array(scales["code"])),
+                "score": pa.array(scales["score"]),
+                "taken_at": dates_array(scales["taken"]),
+                "source": pa.array(np.array(["self", "observation", "test"])[scales["source"]]),
+            }
+        ),
+        out / "competency_scores.csv",
+    )
+    del scales
+    rows["projects"] = _written(projects_table(projects), out / "projects.csv")
 
     # ground truth
     n, k = theta.shape
