@@ -302,9 +302,9 @@ def run(bank: Bank, with_directions: bool) -> dict[str, Any]:
         "2pl": irt(bank, one, {}, GRID),
         "tdr": irt(bank, bank.q, TDR, TDR_GRID, directions=with_directions),
     }
-    out["tdr"]["fit_cpu_ratio_to_2pl"] = round(
-        out["tdr"]["fit_cpu_s"] / max(out["2pl"]["fit_cpu_s"], 1e-9), 2
-    )
+    # CPU is the comparable figure on a shared machine; wall time, measured in the same fits, beside it
+    for cost, key in (("fit_cpu_s", "fit_cpu_ratio_to_2pl"), ("fit_s", "fit_wall_ratio_to_2pl")):
+        out["tdr"][key] = round(out["tdr"][cost] / max(out["2pl"][cost], 1e-9), 2)
     out["bank"] = {
         "name": bank.name,
         "persons": bank.n_persons,
