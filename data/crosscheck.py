@@ -27,9 +27,10 @@ from data.schema import TABLES, TableSpec
 # staged meta columns (a contract column never starts with "__")
 FILE, ROW, ORD, COLUMN, REASON, RAW_LINE = "__file", "__row", "__ord", "__column", "__reason", "__raw_line"
 RAW = "__raw__"  # + the position of a raw cell among the table's raw columns
-# DuckDB's working memory for the joins and the sort (beyond it, it spills to the staging folder): it sets the
-# ingest's peak (50 000 teachers: 1 GB here peaks at 1.3 GB resident, 256 MB at 0.7 GB for +40 % CPU)
-MEMORY = "512MB"
+# DuckDB's working memory for the joins, the window and the sorts (beyond it, it spills to the staging folder): it
+# sets the ingest's peak (1 M teachers, 65 M responses: 2 GB peaks at 2.4 GB resident; 512 MB ran out of memory
+# in the duplicate-key window over the responses)
+MEMORY = "2GB"
 # rows per Parquet part of a table, and per batch written
 PART_ROWS = 2_000_000
 BATCH_ROWS = 65_536
@@ -59,6 +60,19 @@ def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _connect(spill: Path) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection that works within MEMORY and spills beyond it to ``spill``; every query that needs
+    an order says so (ORDER BY), so DuckDB need not keep insertion order, which lets its operators spill."""
+    return duckdb.connect(
+        config={
+            "memory_limit": MEMORY,
+            "temp_directory": str(spill),
+            "threads": 2,
+            "preserve_insertion_order": False,
+        }
+    )
+
+
 def crosscheck(
     spec: TableSpec,
     staged: Path,
@@ -77,7 +91,7 @@ def crosscheck(
     DuckDB judges a narrow projection (order, origin, keys, references, reasons so far); the wide rows are then
     read once more in order and split by that verdict, so no sort ever carries a whole row."""
     spill.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(config={"memory_limit": MEMORY, "temp_directory": str(spill), "threads": 2})
+    con = _connect(spill)
     try:
         con.execute("SET enable_progress_bar = false")
         con.execute(f"CREATE VIEW staged AS SELECT * FROM read_parquet({_lit(str(staged))})")
@@ -298,7 +312,7 @@ def merge(
     the others follow in the day's order; merging the same rows again changes nothing. When the table has a
     teacher_id, the teachers of new or changed rows are written to ``changed_teachers``."""
     spill.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(config={"memory_limit": MEMORY, "temp_directory": str(spill), "threads": 2})
+    con = _connect(spill)
     try:
         con.execute("SET enable_progress_bar = false")
         opts = "union_by_name = true, filename = true, file_row_number = true"
