@@ -299,6 +299,22 @@ class Merged:
     changed: int  # keys whose row differs from the table's
 
 
+def _in_file_order(con: duckdb.DuckDBPyConnection, view: str, files: list[Path]) -> int:
+    """Create ``view``: the rows of the Parquet ``files`` (taken in name order) with ``__pos``, their 1-based
+    position in that order, from the footers' row counts (a window numbering the rows would hold them all in
+    memory: at a million teachers, the whole training-records table). Returns the rows' count."""
+    ordered = sorted(str(f) for f in files)
+    counts = np.array([pq.ParquetFile(f).metadata.num_rows for f in ordered], dtype=np.int64)
+    con.register(f"{view}_starts", pa.table({"file": ordered, "start": np.cumsum(counts) - counts}))
+    con.execute(
+        f"""CREATE VIEW {view} AS SELECT r.* EXCLUDE (filename, file_row_number),
+            s.start + r.file_row_number + 1 AS __pos
+            FROM read_parquet({ordered!r}, union_by_name = true, filename = true, file_row_number = true) r
+            JOIN {view}_starts s ON r.filename = s.file"""
+    )
+    return int(counts.sum())
+
+
 def merge(
     spec: TableSpec,
     previous: list[Path],
@@ -315,20 +331,10 @@ def merge(
     con = _connect(spill)
     try:
         con.execute("SET enable_progress_bar = false")
-        opts = "union_by_name = true, filename = true, file_row_number = true"
-        con.execute(
-            f"""CREATE VIEW p AS SELECT * EXCLUDE (filename, file_row_number),
-                row_number() OVER (ORDER BY filename, file_row_number) AS __pos
-                FROM read_parquet({[str(f) for f in previous]!r}, {opts})"""
-        )
-        con.execute(
-            f"""CREATE VIEW d AS SELECT * EXCLUDE (filename, file_row_number),
-                row_number() OVER (ORDER BY filename, file_row_number) AS __pos
-                FROM read_parquet({[str(f) for f in day]!r}, {opts})"""
-        )
+        last = _in_file_order(con, "p", previous)
+        _in_file_order(con, "d", day)
         on = " AND ".join(f"p.{q(k)} IS NOT DISTINCT FROM d.{q(k)}" for k in spec.key)
         contract = ", ".join(q(c.name) for c in spec.columns)
-        last = con.execute("SELECT coalesce(max(__pos), 0) FROM p").fetchall()[0][0]
         rows = write_parts(
             con,
             f"""SELECT * FROM (
