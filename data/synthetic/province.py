@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,7 @@ from data.synthetic.tables import (
     records_table,
     teachers_table,
     write_csv,
+    write_csv_sliced,
     write_parquet,
 )
 from data.synthetic.teachers import draw_latent, geography, make_teachers
@@ -95,6 +97,18 @@ def _written(table: pa.Table, path: Path) -> int:
     """Write one contract table as CSV; its row count."""
     write_csv(table, path)
     return int(table.num_rows)
+
+
+def _responses_rows(resp: dict[str, np.ndarray], ids: pa.Array, item_ids: pa.Array, part: slice) -> pa.Table:
+    """Rows `part` of responses.csv from the drawn responses."""
+    return pa.table(
+        {
+            "teacher_id": ids.take(pa.array(resp["teacher"][part])),
+            "item_id": item_ids.take(pa.array(resp["item"][part])),
+            "score": pa.array(resp["score"][part]),
+            "taken_at": dates_array(resp["taken"][part]),
+        }
+    )
 
 
 def generate(
@@ -152,12 +166,15 @@ def generate(
     start = training_start(as_of)
     theta_waves = [theta_at(theta0, growth.slope, start, plan.day[w], moves) for w in range(2)]
     theta = theta_at(theta0, growth.slope, start, np.full(n_teachers, day_number(as_of)), moves)
+    slope, order = growth.slope, record_order(rec, proj)
+    del growth, theta0, rel, proj_effect  # what only the draw of the records needed (peak memory)
     codes_arr = np.array(codes)
     ids = pa.array(t.ids)
     teachers_tbl = teachers_table(t, geo)
     rows = {"teachers": _written(teachers_tbl, out / "teachers.csv")}
     rows["courses"] = _written(courses_table(cat, codes), out / "courses.csv")
     records_tbl = records_table(rec, proj, cat, ids, rng_projects)
+    del rec
     rows["training_records"] = _written(records_tbl, out / "training_records.csv")
     rows["items"] = _written(
         pa.table(
@@ -173,16 +190,8 @@ def generate(
     )
     # the largest tables are drawn, written and freed one at a time (a province's peak memory)
     resp = make_responses(plan, theta_waves, bank, rng_resp)
-    rows["responses"] = _written(
-        pa.table(
-            {
-                "teacher_id": ids.take(pa.array(resp["teacher"])),
-                "item_id": pa.array(bank.ids).take(pa.array(resp["item"])),
-                "score": pa.array(resp["score"]),
-                "taken_at": dates_array(resp["taken"]),
-            }
-        ),
-        out / "responses.csv",
+    rows["responses"] = write_csv_sliced(
+        len(resp["teacher"]), partial(_responses_rows, resp, ids, pa.array(bank.ids)), out / "responses.csv"
     )
     del resp
     scales = wave_scale_scores(plan, theta_waves, codes, t.stage, rng_scores)
@@ -220,7 +229,7 @@ def generate(
         waves_table(ids, codes_arr, plan.day, plan.assessed, theta_waves, plan.state),
         truth_dir / "waves.parquet",
     )
-    effects = record_effects(moves, records_tbl, record_order(rec, proj), codes_arr, plan.day, plan.assessed)
+    effects = record_effects(moves, records_tbl, order, codes_arr, plan.day, plan.assessed)
     write_parquet(effects, truth_dir / "record_effects.parquet")
     for key, name in (("course_id", "course_effects.parquet"), ("project_id", "project_effects.parquet")):
         write_parquet(effect_summary(effects, key), truth_dir / name)
@@ -286,7 +295,7 @@ def generate(
             "state_sd": STATE_SD,
         },
         "growth": {
-            "trend_per_year": dict(zip(codes, map(float, growth.slope), strict=True)),
+            "trend_per_year": dict(zip(codes, map(float, slope), strict=True)),
             "effect_scale": EFFECT_SCALE,
             "effect_noise_sd": EFFECT_NOISE_SD,
             "project_effect_factor": PROJECT_EFFECT_FACTOR,
