@@ -3,15 +3,14 @@ daily update of 1 % of the teachers (their new training records ingested → `td
 `tdr score --changed`); each stage's wall time, CPU time and peak memory over all its processes.
 
 Run ``.venv/bin/python -m bench.province --teachers 20000`` from the repository root; it prints JSON and writes
-``bench/results/province.json`` atomically.
+``bench/results/province_<teachers>.json`` atomically.
 
 - Every stage is the `tdr` command a deployment runs, in its own process; CPU seconds are those of the command
   and every process it started (`RUSAGE_CHILDREN` after it exits), peak memory the largest sampled sum of
   their proportional set sizes (`bench.batch.Usage`: shared pages counted once) and the largest single
   process's resident size.
 - The daily update: new completed training records dated the day after the latest one, for a seeded 1 % of
-  the teachers, taken in by re-ingesting the training-records file with the new rows added (the only table
-  that changed). `tdr ingest --append`, which takes only the day's rows, reached main after the recorded run.
+  the teachers, taken in by `tdr ingest --append` of a file holding only the day's rows.
 - The encoder's vectors of the catalogue are cached from earlier runs unless ``--fresh-cache`` (then the model
   conversion, its int8 export and every course text are paid inside `tdr train`).
 """
@@ -31,14 +30,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pandas as pd
 import psutil
+import pyarrow.parquet as pq
+from numpy.typing import NDArray
 
 from bench.batch import Usage
 from data.workspace import write_text_atomic
 
-RESULTS = Path(__file__).resolve().parent / "results" / "province.json"
+RESULTS = Path(__file__).resolve().parent / "results"
 DAILY_SHARE = 0.01
 
 
@@ -78,15 +80,25 @@ def stage(name: str, args: list[str], env: dict[str, str]) -> dict[str, Any]:
 
 
 def daily_records(src: Path, day: Path, share: float, seed: int) -> dict[str, int]:
-    """DAY/training_records.csv: SRC's records plus one completed course for a seeded `share` of the teachers,
-    dated the day after the latest record."""
-    records = pd.read_csv(src / "training_records.csv", dtype=str, keep_default_na=False)
-    teachers = np.sort(pd.read_csv(src / "teachers.csv", dtype=str, usecols=["teacher_id"])["teacher_id"])
+    """DAY/training_records.csv: one new completed course for a seeded `share` of the teachers, dated the day
+    after the latest record in SRC — the day's rows only, as `tdr ingest --append` takes them. Read with DuckDB
+    (a few columns, streamed), so that a million-teacher export is not held in memory here."""
+    con = duckdb.connect()
+    records = f"read_csv('{src / 'training_records.csv'}', all_varchar=true)"
+    columns = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {records}").fetchall()]
+
+    def values(sql: str) -> NDArray[np.str_]:
+        return np.array([row[0] for row in con.execute(sql).fetchall()])
+
+    courses = values(f"SELECT DISTINCT course_id FROM {records} WHERE course_id <> '' ORDER BY 1")
+    latest = pd.Timestamp(values(f"SELECT max(CAST(start_date AS DATE)) FROM {records}")[0])
+    n_before = int(values(f"SELECT count(*) FROM {records}")[0])
+    teachers = values(
+        f"SELECT teacher_id FROM read_csv('{src / 'teachers.csv'}', all_varchar=true) ORDER BY 1"
+    )
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(teachers, size=max(1, int(round(share * len(teachers)))), replace=False))
-    courses = records.loc[records["course_id"] != "", "course_id"].unique()
-    latest = pd.to_datetime(records["start_date"]).max()
-    new = pd.DataFrame({c: [""] * len(chosen) for c in records.columns})
+    new = pd.DataFrame({c: [""] * len(chosen) for c in columns})
     new["record_id"] = [f"D{i:08d}" for i in range(len(chosen))]
     new["teacher_id"] = chosen
     new["course_id"] = rng.choice(courses, size=len(chosen))
@@ -98,8 +110,13 @@ def daily_records(src: Path, day: Path, share: float, seed: int) -> dict[str, in
     new["score"] = "88"
     new["satisfaction"] = "4"
     day.mkdir(parents=True, exist_ok=True)
-    pd.concat([records, new], ignore_index=True).to_csv(day / "training_records.csv", index=False)
-    return {"teachers_updated": len(chosen), "records_before": len(records), "records_added": len(new)}
+    new.to_csv(day / "training_records.csv", index=False)
+    return {"teachers_updated": len(chosen), "records_before": n_before, "records_added": len(new)}
+
+
+def table_rows(ws: Path, name: str) -> int:
+    """Rows of a workspace table, from the Parquet footers."""
+    return int(pq.ParquetDataset(ws / "tables" / f"{name}.parquet").read(columns=[]).num_rows)
 
 
 def main() -> None:
@@ -108,6 +125,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=Path("workspace/province"))
     parser.add_argument("--fresh-cache", action="store_true")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="default bench/results/province_<teachers>.json"
+    )
     args = parser.parse_args()
 
     shutil.rmtree(args.workdir, ignore_errors=True)
@@ -128,7 +148,7 @@ def main() -> None:
     day = args.workdir / "day1"
     update = daily_records(src, day, DAILY_SHARE, args.seed)
     daily = {
-        "ingest_day": stage("ingest day", ["ingest", str(day), "--workspace", str(ws)], env),
+        "ingest_day": stage("ingest --append", ["ingest", str(day), "--workspace", str(ws), "--append"], env),
         "train_incremental": stage(
             "train --incremental", ["train", "--workspace", str(ws), "--incremental"], env
         ),
@@ -138,10 +158,7 @@ def main() -> None:
     }
     if cache is not None:
         shutil.rmtree(cache, ignore_errors=True)
-    rows = {
-        name: pd.read_parquet(ws / "tables" / f"{name}.parquet").shape[0]
-        for name in ("training_records", "responses")
-    }
+    rows = {name: table_rows(ws, name) for name in ("training_records", "responses")}
     end_to_end = {k: round(sum(s[k] for s in stages.values() if k in s), 1) for k in ("wall_s", "cpu_s")}
     daily_total = {k: round(sum(s[k] for s in daily.values()), 1) for k in ("wall_s", "cpu_s")}
     result = {
@@ -158,7 +175,7 @@ def main() -> None:
         "daily_update": {
             "share": DAILY_SHARE,
             **update,
-            "append": "re-ingest of training_records with the day's rows added",
+            "append": "tdr ingest --append of the day's training records only",
         }
         | {
             "stages": daily,
@@ -167,7 +184,7 @@ def main() -> None:
     }
     text = json.dumps(result, indent=2, ensure_ascii=False)
     print(text)
-    write_text_atomic(RESULTS, text + "\n")
+    write_text_atomic(args.out or RESULTS / f"province_{args.teachers}.json", text + "\n")
 
 
 if __name__ == "__main__":
