@@ -40,6 +40,7 @@ unmatched comparisons). `bench/effects.py` compares them, and the same estimator
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -51,6 +52,7 @@ from numpy.typing import NDArray
 from scipy.stats import norm
 
 FloatArray = NDArray[np.float64]
+log = logging.getLogger(__name__)
 
 Method = Literal["adjusted", "ancova", "naive", "did"]
 METHODS: tuple[Method, ...] = ("adjusted", "ancova", "naive", "did")
@@ -369,6 +371,7 @@ def estimate_effects(
     if method == "adjusted":
         # the error the negative controls show beyond their standard errors is every estimate's too
         systematic = _systematic_variance(*(np.concatenate(a) for a in zip(*placebos, strict=True)))
+        log.info("effects: negative controls add %.2f points of systematic error", np.sqrt(systematic))
         raw["raw_std_error"] = np.sqrt(raw["raw_std_error"] ** 2 + systematic)
     if method in ("adjusted", "ancova"):
         effect, sd = _shrink(raw, known)
