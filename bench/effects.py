@@ -8,14 +8,17 @@ Quality. For each world (`tdr generate --world …`, two dated assessment waves 
 province is generated, ingested, measured once (`recommender.effects.compute_growth`), and every estimator reads
 the same pre/post changes and completed records, in the same run:
 
-- ``tdr`` — `models.effects.estimate_effects` (errors-in-variables ANCOVA + empirical Bayes), on the courses'
-  competency codes the data give (untagged courses get none here; `tdr effects` on a trained workspace uses the
-  codes `tdr train` infers);
+- ``tdr`` — `models.effects.estimate_effects` (imputation on the comparison teachers with errors-in-variables,
+  negative-control calibrated standard errors, empirical Bayes), on the courses' competency codes the data give
+  (untagged courses get none here; `tdr effects` on a trained workspace uses the codes `tdr train` infers);
+- ``ancova`` — the same inputs through one errors-in-variables regression of post on pre, covariates and every
+  unit's indicator (TDR's estimator before the imputation one; method="ancova");
 - ``naive`` — the takers' mean pre→post change;
 - ``did`` — that minus the mean change of every teacher assessed twice without the course (unmatched DiD);
 - ``dml_plr`` — the partially linear model of double machine learning (DoubleML's ``DoubleMLPLR``: cross-fitted
-  LightGBM for E[post | X], logistic regression for E[took the course | X], X = pre score, stage, subject,
-  elapsed years), one course at a time, written here with scikit-learn and LightGBM rather than adding doubleml;
+  LightGBM for E[post | X] once per competency, logistic regression (Newton–Cholesky) for E[took the course | X]
+  per course, X = pre score, stage, subject, elapsed years, 5 folds), written here with scikit-learn and
+  LightGBM rather than adding doubleml;
 - ceilings — ``tdr_true_codes``: TDR's estimator told the true competencies of every course; ``tdr_true_scores``:
   also fed the true competencies on the two wave days instead of measurements (an error-free instrument).
 
@@ -115,7 +118,7 @@ def dml_plr(
             if n < min_treated:
                 continue
             d_hat = cross_val_predict(
-                LogisticRegression(max_iter=500, C=1.0), x, d, cv=folds, method="predict_proba"
+                LogisticRegression(solver="newton-cholesky", C=1.0), x, d, cv=folds, method="predict_proba"
             )[:, 1]
             d_res = d - d_hat
             theta = float(np.sum(d_res * y_res) / np.sum(d_res**2))
@@ -185,13 +188,16 @@ def world_quality(ws: Workspace, src: Path, dml: bool = True) -> dict[str, Any]:
         timing: dict[str, float] = {}
         # DML fits two cross-fitted models per (unit, competency): courses only (a project spans every competency)
         for name in (
-            ("tdr", "naive", "did", "dml_plr") if kind == "course" and dml else ("tdr", "naive", "did")
+            ("tdr", "ancova", "naive", "did", "dml_plr")
+            if kind == "course" and dml
+            else ("tdr", "ancova", "naive", "did")
         ):
             t0 = time.perf_counter()
             if name == "dml_plr":
                 methods[name] = dml_plr(ch, ex, te)
             else:
-                methods[name] = estimate_effects(ch, ex, te, method="adjusted" if name == "tdr" else name)  # type: ignore[arg-type]
+                method = "adjusted" if name == "tdr" else name
+                methods[name] = estimate_effects(ch, ex, te, method=method)  # type: ignore[arg-type]
             timing[name] = round(time.perf_counter() - t0, 1)
         if kind == "course":
             methods["tdr_true_codes"] = estimate_effects(ch, ex, true_teaches)
@@ -224,7 +230,7 @@ def _scale_run(ws_dir: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/tdr-bench-effects"))
-    parser.add_argument("--worlds", nargs="*", default=["mixed", "need"])
+    parser.add_argument("--worlds", nargs="*", default=["mixed", "need", "quality"])
     parser.add_argument("--teachers", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--scale", type=int, nargs="*", default=[])

@@ -11,16 +11,27 @@
   teacher and competency when its date lies in (pre_date, post_date].
 - `teaches`: (unit_id, competency) — which competencies a unit is estimated on.
 
-Method `adjusted` (TDR's), per competency: the post score is regressed on the pre score, the covariates, the
-elapsed years and one indicator per unit (a teacher may have taken several), by least squares corrected for the
-pre score's known measurement error (errors-in-variables: X'X less the summed error variance of the pre column).
-Conditioning on the pre score, the teacher's overall level, stage and subject adjusts for who chose the course
-(selection on ability and need); the error correction keeps the noise in the pre score from reappearing as
-regression to the mean; intercept and elapsed years absorb the time trend. Standard errors are sandwich
-(heteroskedasticity-robust) ones. The raw unit effects are then shrunk (empirical Bayes) toward their
-competency's mean unit effect, with the between-unit variance pooled over competencies (method of moments,
-DerSimonian–Laird), so a small course borrows from the others; the interval is the posterior one. A unit with
-fewer than `min_treated` teachers assessed before and after gets no number (effect NaN, `known` False).
+Method `adjusted` (TDR's), per competency, imputation on the comparison teachers (those assessed twice who
+completed none of the competency's units in between): their post score is regressed on the pre score, the
+covariates and the elapsed years by least squares corrected for the pre score's known measurement error
+(errors-in-variables: X'X less the summed error variance of the pre column), precision-weighted; each taker's
+gain is their post score less that counterfactual, and a unit's effect is the mean gain of its takers (gains of
+teachers who took several units are split by least squares). Conditioning on the pre score, stage and subject
+adjusts for who chose the course (selection on ability and need); the error correction keeps the noise in the
+pre score from reappearing as regression to the mean; intercept and elapsed years absorb the time trend;
+fitting the counterfactual on the untreated alone keeps effects that differ between takers (by level fit, by
+gap) out of the counterfactual, so the estimand is the mean effect over the takers. Standard errors are
+sandwich ones (the takers' scatter and the counterfactual's error), widened by the error the negative controls
+show: every unit that does NOT teach the competency, estimated on it the same way, should show nothing, and
+their scatter beyond their standard errors is added to every estimate's variance (`_systematic_variance`). The
+raw unit effects are then shrunk (empirical Bayes) toward their competency's mean unit effect, with the
+between-unit variance pooled over competencies (method of moments, DerSimonian–Laird), so a small course
+borrows from the others; the interval is the posterior one. A unit with fewer than `min_treated` teachers
+assessed before and after gets no number (effect NaN, `known` False).
+
+Method `ancova`: one errors-in-variables regression of post on pre, covariates and every unit's indicator over
+all teachers, same shrinkage, no negative controls (TDR's estimator before the imputation one; kept for the
+benchmark, where it has the higher correlation but the lower coverage and larger bias).
 
 Baselines for the benchmark (same inputs, same output): `naive` — the takers' mean pre→post change; `did` —
 that change minus the mean change of every teacher assessed twice without the unit (difference in differences,
@@ -29,6 +40,7 @@ unmatched comparisons). `bench/effects.py` compares them, and the same estimator
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -40,15 +52,18 @@ from numpy.typing import NDArray
 from scipy.stats import norm
 
 FloatArray = NDArray[np.float64]
+log = logging.getLogger(__name__)
 
-Method = Literal["adjusted", "naive", "did"]
-METHODS: tuple[Method, ...] = ("adjusted", "naive", "did")
+Method = Literal["adjusted", "ancova", "naive", "did"]
+METHODS: tuple[Method, ...] = ("adjusted", "ancova", "naive", "did")
 # fewer takers assessed before and after than this: no number (a handful of teachers says little about a course)
 MIN_TREATED = 5
 # interval level of ci_low / ci_high
 LEVEL = 0.9
 # the regression needs at least this many comparison teachers (assessed twice, none of the units) per competency
 MIN_COMPARISON = 20
+# a negative control (a unit on a competency it does not teach) needs this many takers among the comparison rows
+MIN_PLACEBO_TAKERS = 30
 # a between-unit spread below this (points) is treated as this, so no unit is shrunk all the way to the mean
 MIN_BETWEEN_SD = 0.25
 _YEAR_DAYS = 365.25
@@ -67,6 +82,8 @@ class _Fit:
     se: FloatArray
     n_treated: NDArray[np.int64]
     n_comparison: int
+    # negative controls (`_placebos`): effects and standard errors of units that do not teach the competency
+    placebo: tuple[FloatArray, FloatArray] = (np.zeros(0), np.zeros(0))
 
 
 def _exposure_matrix(rows: pd.DataFrame, exposures: pd.DataFrame, units: pd.Index) -> sp.csr_matrix:
@@ -144,17 +161,96 @@ def _adjusted_fit(
     rows: pd.DataFrame, t: sp.csr_matrix, groups: Sequence[str], numeric: Sequence[str]
 ) -> tuple[FloatArray, FloatArray] | None:
     """Errors-in-variables least squares of post on covariates and unit indicators (see module docstring):
-    the unit coefficients and their sandwich standard errors; None when the design is singular.
-
-    Teachers are measured with very different precision (a few items or many, a test or a self-rating): a first
-    unweighted fit gives the pre score's slope and the spread the measurements do not explain; the second
-    weighs each teacher by the inverse of their residual's variance (that spread + post error + slope² × pre
-    error)."""
+    the unit coefficients and their sandwich standard errors; None when the design is singular."""
     z = _covariates(rows, groups, numeric)
     p = z.shape[1]
     x = sp.hstack([sp.csr_matrix(z), t], format="csr")
+    fit = _weighted_eiv(x, rows["post"].to_numpy(dtype=np.float64), rows, _error_variances(rows, numeric))
+    if fit is None:
+        return None
+    beta, cov = fit
+    return beta[p:], np.sqrt(np.clip(np.diag(cov)[p:], 0.0, None))
+
+
+def _imputation_fit(
+    rows: pd.DataFrame,
+    t: sp.csr_matrix,
+    groups: Sequence[str],
+    numeric: Sequence[str],
+    placebo: sp.csr_matrix,
+) -> tuple[FloatArray, FloatArray, tuple[FloatArray, FloatArray]] | None:
+    """Imputation (regression adjustment on the untreated): the counterfactual post score is fitted on the
+    comparison rows alone (errors-in-variables, precision-weighted as in `_adjusted_fit`), each taker's gain is
+    their post score less that prediction, and the units' effects are the least-squares split of those gains
+    among the units each taker completed (a taker of one unit: the plain mean over its takers, so the estimand
+    is the mean effect over the takers, whoever they are). Standard errors add the gains' own scatter
+    (HC2 sandwich over the takers: noise and effect heterogeneity alike) and the error of the fitted
+    counterfactual (its sandwich covariance carried through). Also the placebo effects of the `placebo` units
+    (rows × units that do not teach the competency; `_placebos`). None when the counterfactual is singular."""
+    z = _covariates(rows, groups, numeric)
     y = rows["post"].to_numpy(dtype=np.float64)
-    errors = _error_variances(rows, numeric)
+    took = t.getnnz(axis=1) > 0
+    # a group level (e.g. a subject) with fewer than two comparison teachers has no counterfactual of its own:
+    # its takers get the reference level's
+    z = z[:, (np.arange(z.shape[1]) < 3 + len(numeric)) | (np.count_nonzero(z[~took], axis=0) >= 2)]
+    control = rows[~took]
+    errors = [(col, var[~took]) for col, var in _error_variances(rows, numeric)]
+    counterfactual = _weighted_eiv(sp.csr_matrix(z[~took]), y[~took], control, errors)
+    if counterfactual is None:
+        return None
+    beta, cov_beta = counterfactual
+    gain = y[took] - z[took] @ beta
+    tt = t[took]
+    # units taken by exactly the same teachers cannot be told apart: the pseudo-inverse splits their gain evenly
+    gram_inv = np.linalg.pinv(np.asarray((tt.T @ tt).todense()), hermitian=True)
+    split = sp.csr_matrix(tt @ gram_inv)  # row i: how taker i's gain enters each unit's effect
+    effect = np.asarray(split.T @ gain).ravel()
+    resid = gain - tt @ effect
+    leverage = np.minimum(np.asarray(split.multiply(tt).sum(axis=1)).ravel(), 0.99)
+    own = np.asarray((split.T @ split.multiply((resid**2 / (1.0 - leverage))[:, None])).todense())
+    carried = np.asarray(split.T @ z[took])  # units × covariates: the counterfactual's error in each effect
+    cov = own + carried @ cov_beta @ carried.T
+    residual = y[~took] - z[~took] @ beta
+    placebos = _placebos(residual, sp.csr_matrix(placebo[~took]), z[~took], cov_beta)
+    return effect, np.sqrt(np.clip(np.diag(cov), 0.0, None)), placebos
+
+
+def _placebos(
+    residual: FloatArray, p: sp.csr_matrix, z: FloatArray, cov_beta: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Negative controls: the effect on this competency of each unit that does not teach it, as the mean
+    residual of its takers among the comparison rows (the counterfactual's own fit), with its standard error;
+    units with fewer than MIN_PLACEBO_TAKERS such takers are left out. Their true effect is taken to be nil,
+    so their scatter beyond their standard errors measures what the model gets wrong (`_systematic_variance`)."""
+    n = np.asarray(p.sum(axis=0)).ravel()
+    keep = np.flatnonzero(n >= MIN_PLACEBO_TAKERS)
+    if not len(keep):
+        return np.zeros(0), np.zeros(0)
+    p, n = sp.csr_matrix(p[:, keep]), n[keep]
+    mean = np.asarray(p.T @ residual).ravel() / n
+    var = (np.asarray(p.T @ residual**2).ravel() - n * mean**2) / (n - 1)
+    zbar = np.asarray(p.T @ z) / n[:, None]
+    return mean, np.sqrt(var / n + np.einsum("ij,jk,ik->i", zbar, cov_beta, zbar))
+
+
+def _systematic_variance(placebo_effect: FloatArray, placebo_se: FloatArray) -> float:
+    """The variance of the error a unit's estimate has beyond its standard error (selection the covariates
+    miss, measurement error the correction misses), from the negative controls: their effects are nil, so
+    E[Σ w e²] = Σ w (se² + σ²) with w = 1/se² (method of moments, as DerSimonian–Laird with the mean held at
+    0: a bias common to all counts as error); 0 without negative controls."""
+    ok = np.isfinite(placebo_effect) & np.isfinite(placebo_se) & (placebo_se > 0)
+    if not ok.any():
+        return 0.0
+    w = 1.0 / placebo_se[ok] ** 2
+    return max(float(np.sum(w * placebo_effect[ok] ** 2) - ok.sum()) / float(np.sum(w)), 0.0)
+
+
+def _weighted_eiv(
+    x: sp.csr_matrix, y: FloatArray, rows: pd.DataFrame, errors: list[tuple[int, FloatArray]]
+) -> tuple[FloatArray, FloatArray] | None:
+    """`_eiv_wls` twice: unweighted, then weighing each row by the inverse of its residual's variance (the
+    spread the measurements do not explain + post error + slope² × pre error; teachers are measured with very
+    different precision: a few items or many, a test or a self-rating). Coefficients and their covariance."""
     first = _eiv_wls(x, y, np.ones(len(y)), errors)
     if first is None:
         return None
@@ -162,10 +258,7 @@ def _adjusted_fit(
     noise = rows["post_se"].to_numpy(dtype=np.float64) ** 2 + beta[1] ** 2 * errors[0][1]
     spread = max(float(np.mean(resid**2) - np.mean(noise)), 1.0)
     fit = _eiv_wls(x, y, 1.0 / (spread + noise), errors)
-    if fit is None:
-        return None
-    beta, cov, _ = fit
-    return beta[p:], np.sqrt(np.clip(np.diag(cov)[p:], 0.0, None))
+    return None if fit is None else fit[:2]
 
 
 def _simple_fit(rows: pd.DataFrame, t: sp.csr_matrix, method: Method) -> _Fit:
@@ -245,13 +338,22 @@ def estimate_effects(
         date=pd.to_datetime(exposures["date"]),
     )
     parts = []
+    placebos: list[tuple[FloatArray, FloatArray]] = []
+    teaches_of = {c: pd.Index(g["unit_id"].unique()) for c, g in teaches.groupby("competency")}
     for comp, rows in changes.groupby(changes["competency"].astype(str), sort=True):
         units = pd.Index(np.sort(teaches.loc[teaches["competency"] == comp, "unit_id"].unique()))
         if units.empty:
             continue
         rows = rows.assign(teacher_id=rows["teacher_id"].astype(str)).reset_index(drop=True)
         t = _exposure_matrix(rows, exposures, units)
-        fit = _fit(rows, t, method, groups, numeric)
+        others = pd.Index(np.sort(exposures["unit_id"].unique())).difference(teaches_of.get(comp, units))
+        placebo = (
+            _exposure_matrix(rows, exposures, others)
+            if method == "adjusted"
+            else sp.csr_matrix((len(rows), 0))
+        )
+        fit = _fit(rows, t, method, groups, numeric, placebo)
+        placebos.append(fit.placebo)
         parts.append(
             pd.DataFrame(
                 {
@@ -267,8 +369,13 @@ def estimate_effects(
     raw = _with_unseen(parts, teaches, changes)
     known = (raw["n_treated"].to_numpy() >= min_treated) & np.isfinite(raw["raw_effect"].to_numpy())
     if method == "adjusted":
+        # the error the negative controls show beyond their standard errors is every estimate's too
+        systematic = _systematic_variance(*(np.concatenate(a) for a in zip(*placebos, strict=True)))
+        log.info("effects: negative controls add %.2f points of systematic error", np.sqrt(systematic))
+        raw["raw_std_error"] = np.sqrt(raw["raw_std_error"] ** 2 + systematic)
+    if method in ("adjusted", "ancova"):
         effect, sd = _shrink(raw, known)
-        name = "ancova_eiv_eb"
+        name = "imputation_eiv_eb" if method == "adjusted" else "ancova_eiv_eb"
     else:
         effect = np.where(known, raw["raw_effect"], np.nan)
         sd = np.where(known, raw["raw_std_error"], np.nan)
@@ -286,9 +393,14 @@ def estimate_effects(
 
 
 def _fit(
-    rows: pd.DataFrame, t: sp.csr_matrix, method: Method, groups: Sequence[str], numeric: Sequence[str]
+    rows: pd.DataFrame,
+    t: sp.csr_matrix,
+    method: Method,
+    groups: Sequence[str],
+    numeric: Sequence[str],
+    placebo: sp.csr_matrix,
 ) -> _Fit:
-    if method != "adjusted":
+    if method not in ("adjusted", "ancova"):
         return _simple_fit(rows, t, method)
     treated = np.asarray(t.sum(axis=0)).ravel().astype(np.int64)
     n_comparison = int((np.asarray(t.sum(axis=1)).ravel() == 0).sum())
@@ -296,11 +408,18 @@ def _fit(
     used = np.flatnonzero(treated > 0)
     effect = np.full(t.shape[1], np.nan)
     se = np.full(t.shape[1], np.nan)
-    if n_comparison >= MIN_COMPARISON and len(used):
+    if n_comparison < MIN_COMPARISON or not len(used):
+        return _Fit(effect, se, treated, n_comparison)
+    if method == "ancova":
         fit = _adjusted_fit(rows, t[:, used], groups, numeric)
         if fit is not None:
             effect[used], se[used] = fit
-    return _Fit(effect, se, treated, n_comparison)
+        return _Fit(effect, se, treated, n_comparison)
+    imputed = _imputation_fit(rows, t[:, used], groups, numeric, placebo)
+    if imputed is None:
+        return _Fit(effect, se, treated, n_comparison)
+    effect[used], se[used], placebos = imputed
+    return _Fit(effect, se, treated, n_comparison, placebos)
 
 
 def _with_unseen(parts: list[pd.DataFrame], teaches: pd.DataFrame, changes: pd.DataFrame) -> pd.DataFrame:

@@ -153,14 +153,42 @@ def test_small_courses_are_shrunk_toward_their_competency_mean() -> None:
     assert (e["ci_high"] - e["ci_low"]).lt(2 * 1.645 * e["raw_std_error"] + 1e-9).all()
 
 
-@pytest.mark.parametrize("method", ["naive", "did"])
+@pytest.mark.parametrize("method", ["ancova", "naive", "did"])
 def test_baselines_give_a_number_with_an_interval_for_every_supported_unit(method: str) -> None:
     w = simulate(n=800, units=6)
     e = estimate_effects(w.changes, w.exposures, w.teaches, method=method)  # type: ignore[arg-type]
-    assert e["known"].all() and (e["method"] == method).all() and (e["ci_high"] > e["ci_low"]).all()
+    name = "ancova_eiv_eb" if method == "ancova" else method
+    assert e["known"].all() and (e["method"] == name).all() and (e["ci_high"] > e["ci_low"]).all()
 
 
 def test_unknown_method_is_refused() -> None:
     w = simulate(n=200, units=3)
     with pytest.raises(ValueError, match="unknown method"):
         estimate_effects(w.changes, w.exposures, w.teaches, method="magic")  # type: ignore[arg-type]
+
+
+def test_units_that_move_a_competency_they_are_not_tagged_with_widen_every_interval() -> None:
+    """Negative controls: a unit estimated on a competency it does not teach should show nothing; when such
+    units do show effects (here: untagged courses that raise C0 by 6 points), the model is missing something,
+    and every interval widens by that error."""
+    w = simulate(n=3000, units=6, seed=1)
+    rng = np.random.default_rng(5)
+    taken = [rng.choice(3000, 200, replace=False) for _ in range(8)]
+    untagged = pd.concat(
+        [
+            pd.DataFrame(
+                {"teacher_id": who.astype(str), "unit_id": f"X{j}", "date": PRE + pd.Timedelta(days=90)}
+            )
+            for j, who in enumerate(taken)
+        ],
+        ignore_index=True,
+    )
+    moved = w.changes.copy()
+    for j, who in enumerate(taken):
+        hit = moved["teacher_id"].isin(who.astype(str)) & (moved["competency"] == "C0")
+        moved.loc[hit, "post"] += 6.0 if j % 2 else -6.0
+    plain = estimate_effects(w.changes, pd.concat([w.exposures, untagged]), w.teaches)
+    missed = estimate_effects(moved, pd.concat([w.exposures, untagged]), w.teaches)
+    width = (plain["ci_high"] - plain["ci_low"]).mean()
+    assert ((missed["ci_high"] - missed["ci_low"]) > (plain["ci_high"] - plain["ci_low"])).all()
+    assert (missed["ci_high"] - missed["ci_low"]).mean() > 1.2 * width
