@@ -391,44 +391,32 @@ def training_rows(row: np.ndarray, y: np.ndarray, seed: int = 0) -> np.ndarray:
 # the blend of the learned score with the need prior
 
 
-# the fallback's parts: the need prior, the course's mean satisfaction, its popularity (pair feature columns)
-PRIOR_PARTS = ("need", "satisfaction", "popularity")
-
-
 @dataclass(frozen=True)
 class Blend:
-    """score = a · learned / sd_learned + (1 − a) · Σ_p share_p · part_p / sd_p, each term centred per teacher,
-    with a = min(1, weight · evidence): evidence = n / (n + TEACHER_EVIDENCE) for the teacher's past records
-    times m / (m + COURSE_EVIDENCE) for the course's rated records. The fallback's parts (PRIOR_PARTS) are the need
-    prior, the course's mean satisfaction and its popularity, with shares summing to 1: a course's rating and
-    popularity count only as far as held-out outcomes say they predict benefit. weight 0 is the fallback alone,
-    a large weight the learned score wherever anything is known. Chosen on held-out outcomes (`choose_blend`)."""
+    """score = a · learned / sd_learned + (1 − a) · need / sd_need, each term centred per teacher, with
+    a = min(1, weight · evidence): evidence = n / (n + TEACHER_EVIDENCE) for the teacher's past records times
+    m / (m + COURSE_EVIDENCE) for the course's rated records. weight 0 is the need prior alone, a large weight the
+    learned score wherever anything is known. Course-level signals (ratings, popularity, measured change) are no
+    part of the fallback: they are features whose weight the learned score takes from outcomes. Chosen on
+    held-out outcomes (`choose_blend`)."""
 
     weight: float
     sd_learned: float
-    shares: tuple[float, ...]  # per PRIOR_PARTS
-    sds: tuple[float, ...]  # per PRIOR_PARTS
+    sd_need: float
 
     def as_dict(self) -> dict[str, Any]:
-        return {"weight": self.weight, "sd_learned": self.sd_learned, "shares": self.shares, "sds": self.sds}
+        return {"weight": self.weight, "sd_learned": self.sd_learned, "sd_need": self.sd_need}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Blend:
-        return cls(float(d["weight"]), float(d["sd_learned"]), tuple(d["shares"]), tuple(d["sds"]))
+        # a bundle from before #16's outcome model keeps its parts' sds, the need prior's first
+        sd_need = d["sd_need"] if "sd_need" in d else d["sds"][0]
+        return cls(float(d["weight"]), float(d["sd_learned"]), float(sd_need))
 
 
 TEACHER_EVIDENCE, COURSE_EVIDENCE = 3.0, 10.0
 BLEND_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 1e6)
-# the fallback's shares tried: every split of 1 into quarters over PRIOR_PARTS, the need prior alone first
-SHARE_STEP = 4
-SHARES = tuple(
-    (a / SHARE_STEP, b / SHARE_STEP, (SHARE_STEP - a - b) / SHARE_STEP)
-    for a in range(SHARE_STEP, -1, -1)
-    for b in range(SHARE_STEP - a + 1)
-)
-# how much better (outcome NDCG) a fallback leaning on ratings or popularity must do than the need prior's best
-PART_MARGIN = 0.01
-# pairs needed on the held-out side before the learned score is trusted at all
+# held-out teachers (teacher-periods with two or more known outcomes) needed before the learned score is trusted
 MIN_OUTCOME_TEACHERS = 30
 
 
@@ -445,17 +433,14 @@ def _centred(values: np.ndarray, row: np.ndarray) -> np.ndarray:
     return values - (total / count)[row]
 
 
-def _part(X: pd.DataFrame, name: str) -> np.ndarray:
-    return np.nan_to_num(X[name].to_numpy(dtype=np.float64))
+def _need(X: pd.DataFrame) -> np.ndarray:
+    return np.nan_to_num(X["need"].to_numpy(dtype=np.float64))
 
 
 def blend_scores(blend: Blend, learned: np.ndarray, X: pd.DataFrame, row: np.ndarray) -> np.ndarray:
     a = np.minimum(1.0, blend.weight * evidence(X))
-    fallback = np.zeros(len(row))
-    for name, share, sd in zip(PRIOR_PARTS, blend.shares, blend.sds, strict=True):
-        if share:
-            fallback += share * _centred(_part(X, name), row) / sd
-    return a * _centred(learned, row) / blend.sd_learned + (1 - a) * fallback
+    need = _centred(_need(X), row) / blend.sd_need
+    return a * _centred(learned, row) / blend.sd_learned + (1 - a) * need
 
 
 def outcome_ndcg(score: np.ndarray, gain: np.ndarray, row: np.ndarray) -> tuple[float, int]:
@@ -481,57 +466,50 @@ def outcome_ndcg(score: np.ndarray, gain: np.ndarray, row: np.ndarray) -> tuple[
 def choose_blend(
     ranker: Ranker, train_X: pd.DataFrame, held_out: RankingData
 ) -> tuple[Blend, dict[str, float]]:
-    """The blend (learned weight × fallback shares) whose ranking of held-out taken courses best follows their
-    outcomes (`outcome_ndcg`); the need prior's blends are tried first and ties go to the earlier candidate (smaller
-    weight), a fallback leaning on ratings or popularity must win by PART_MARGIN, and with too few held-out
-    teachers the need prior alone."""
+    """The weight of the learned score against the need prior whose ranking of held-out taken courses best
+    follows their outcomes (`outcome_ndcg` over every known outcome: measured changes, completion, satisfaction
+    and score; the measured changes alone are too few to tell blends apart); ties go to the smaller weight, and
+    with too few held-out teachers the need prior alone."""
     sd_l = float(np.std(ranker.predict(train_X[list(FEATURES)]))) or 1.0
-    sds = tuple(float(np.std(_part(train_X, name))) or 1.0 for name in PRIOR_PARTS)
+    sd_n = float(np.std(_need(train_X))) or 1.0
     learned = ranker.predict(held_out.X[list(FEATURES)])
-    # measured change is the outcome that is the teacher's own; ratings share each course's rating habits, which
-    # would favour the rating part by themselves: they judge only where too few teachers were measured
-    gain = held_out.measured_gain
-    if outcome_ndcg(np.zeros(len(gain)), gain, held_out.row)[1] < MIN_OUTCOME_TEACHERS:
-        gain = held_out.gain
     results: dict[str, float] = {}
-    best, best_value, teachers = Blend(0.0, sd_l, SHARES[0], sds), -np.inf, 0
-    candidates = [(w, SHARES[0]) for w in BLEND_WEIGHTS] + [
-        (w, shares) for w in BLEND_WEIGHTS[:-1] for shares in SHARES[1:]
-    ]
-    for w, shares in candidates:
-        blend = Blend(w, sd_l, shares, sds)
+    best, best_value, teachers = Blend(0.0, sd_l, sd_n), -np.inf, 0
+    for w in BLEND_WEIGHTS:
+        blend = Blend(w, sd_l, sd_n)
         value, teachers = outcome_ndcg(
-            blend_scores(blend, learned, held_out.X, held_out.row), gain, held_out.row
+            blend_scores(blend, learned, held_out.X, held_out.row), held_out.gain, held_out.row
         )
-        results[f"outcome_ndcg@w={w:g},shares={'/'.join(f'{x:g}' for x in shares)}"] = value
-        # a fallback other than the need prior must win clearly: the held-out outcomes are few
-        margin = 1e-4 if shares == SHARES[0] else PART_MARGIN
-        if np.isfinite(value) and value > best_value + margin:
+        results[f"outcome_ndcg@w={w:g}"] = value
+        if np.isfinite(value) and value > best_value + 1e-4:
             best, best_value = blend, value
     if teachers < MIN_OUTCOME_TEACHERS:
-        best = Blend(0.0, sd_l, SHARES[0], sds)
+        best = Blend(0.0, sd_l, sd_n)
     results["outcome_teachers"] = float(teachers)
     return best, results
 
 
 # shares of the sampled teachers whose pairs train the ranker, early-stop it, and choose its blend
 TRAIN_SHARE, STOP_SHARE = 0.6, 0.2
+# the outcome model learns from single noisy outcomes: slower steps and larger leaves than a ranker of choices
+OUTCOME_LEARNING_RATE, OUTCOME_MIN_CHILD = 0.05, 100
 
 
 def fit_ranker(
     periods: list[RankingData], n_teachers: int, seed: int = 0
 ) -> tuple[Ranker, Blend, dict[str, float]]:
-    """The ranker and its blend with the need prior, from the ranking data of consecutive periods (the same
-    `n_teachers` sampled teachers, rows aligned). Teachers are split once: 60 % train on every period, 20 %
-    early-stop it on the latest, 20 % choose the blend on the outcomes of every period (each teacher-period its
-    own group: measured changes are few, and a choice on few is noise). The latest period holds the service's
+    """The outcome model and its blend with the need prior, from the ranking data of consecutive periods (the
+    same `n_teachers` sampled teachers, rows aligned). The model is a pointwise regression of each taken course's
+    outcome (`outcome_gain`) on its pair features: what is learnt is what came of a course, not whether it was
+    chosen, so a course's rating, popularity or measured change weighs only as much as it predicts outcomes.
+    Teachers are split once: 60 % train on every period, 20 % early-stop it on the latest, 20 % choose the blend
+    on the outcomes of every period (each teacher-period its own group). The latest period holds the service's
     newest feedback, so it is learnt from at once."""
     part = np.random.default_rng(seed).random(n_teachers)
     train_rows, stop_rows = part < TRAIN_SHARE, (part >= TRAIN_SHARE) & (part < TRAIN_SHARE + STOP_SHARE)
     blend_rows = part >= TRAIN_SHARE + STOP_SHARE
     train = [p.teachers(train_rows) for p in periods]
     X = pd.concat([t.X for t in train], ignore_index=True)
-    y, group = np.concatenate([t.y for t in train]), np.concatenate([t.group for t in train])
     stop = periods[-1].teachers(stop_rows)
     held = [p.teachers(blend_rows) for p in periods]
     held_out = RankingData(
@@ -542,7 +520,19 @@ def fit_ranker(
         np.concatenate([h.gain for h in held]),
         np.concatenate([h.measured_gain for h in held]),
     )
-    ranker = Ranker(random_state=seed).fit(X, y, group, eval_set=(stop.X, stop.y, stop.group))
+    gain = np.concatenate([t.gain for t in train])
+    known, stop_known = np.isfinite(gain), np.isfinite(stop.gain)
+    ranker = Ranker(
+        objective="regression",
+        learning_rate=OUTCOME_LEARNING_RATE,
+        min_child_samples=OUTCOME_MIN_CHILD,
+        random_state=seed,
+    ).fit(
+        X[known].reset_index(drop=True),
+        gain[known],
+        None,
+        eval_set=(stop.X[stop_known].reset_index(drop=True), stop.gain[stop_known], None),
+    )
     blend, metrics = choose_blend(ranker, X, held_out)
     return ranker, blend, metrics
 
