@@ -3,15 +3,15 @@ daily update of 1 % of the teachers (their new training records ingested → `td
 `tdr score --changed`); each stage's wall time, CPU time and peak memory over all its processes.
 
 Run ``.venv/bin/python -m bench.province --teachers 20000`` from the repository root; it prints JSON and writes
-``bench/results/province.json`` atomically.
+``bench/results/province_<teachers>.json`` atomically. ``--update-only`` runs one more day's update on the workdir
+of an earlier run (after a change to the update path) and keeps the earlier days in the JSON's history.
 
 - Every stage is the `tdr` command a deployment runs, in its own process; CPU seconds are those of the command
   and every process it started (`RUSAGE_CHILDREN` after it exits), peak memory the largest sampled sum of
   their proportional set sizes (`bench.batch.Usage`: shared pages counted once) and the largest single
   process's resident size.
 - The daily update: new completed training records dated the day after the latest one, for a seeded 1 % of
-  the teachers, taken in by re-ingesting the training-records file with the new rows added (the only table
-  that changed). `tdr ingest --append`, which takes only the day's rows, reached main after the recorded run.
+  the teachers, taken in by `tdr ingest --append` of a file holding only the day's rows.
 - The encoder's vectors of the catalogue are cached from earlier runs unless ``--fresh-cache`` (then the model
   conversion, its int8 export and every course text are paid inside `tdr train`).
 """
@@ -31,14 +31,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pandas as pd
 import psutil
+import pyarrow.parquet as pq
+from numpy.typing import NDArray
 
 from bench.batch import Usage
 from data.workspace import write_text_atomic
 
-RESULTS = Path(__file__).resolve().parent / "results" / "province.json"
+RESULTS = Path(__file__).resolve().parent / "results"
 DAILY_SHARE = 0.01
 
 
@@ -77,20 +80,30 @@ def stage(name: str, args: list[str], env: dict[str, str]) -> dict[str, Any]:
     return figures | {"output_tail": done.stdout.strip().splitlines()[-3:]}
 
 
-def daily_records(src: Path, day: Path, share: float, seed: int) -> dict[str, int]:
-    """DAY/training_records.csv: SRC's records plus one completed course for a seeded `share` of the teachers,
-    dated the day after the latest record."""
-    records = pd.read_csv(src / "training_records.csv", dtype=str, keep_default_na=False)
-    teachers = np.sort(pd.read_csv(src / "teachers.csv", dtype=str, usecols=["teacher_id"])["teacher_id"])
-    rng = np.random.default_rng(seed)
+def daily_records(src: Path, day: Path, share: float, seed: int, day_number: int = 1) -> dict[str, int]:
+    """DAY/training_records.csv: one new completed course for a seeded `share` of the teachers, dated
+    `day_number` days after the latest record in SRC — the day's rows only, as `tdr ingest --append` takes them. Read with DuckDB
+    (a few columns, streamed), so that a million-teacher export is not held in memory here."""
+    con = duckdb.connect()
+    records = f"read_csv('{src / 'training_records.csv'}', all_varchar=true)"
+    columns = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {records}").fetchall()]
+
+    def values(sql: str) -> NDArray[np.str_]:
+        return np.array([row[0] for row in con.execute(sql).fetchall()])
+
+    courses = values(f"SELECT DISTINCT course_id FROM {records} WHERE course_id <> '' ORDER BY 1")
+    latest = pd.Timestamp(values(f"SELECT max(CAST(start_date AS DATE)) FROM {records}")[0])
+    n_before = int(values(f"SELECT count(*) FROM {records}")[0])
+    teachers = values(
+        f"SELECT teacher_id FROM read_csv('{src / 'teachers.csv'}', all_varchar=true) ORDER BY 1"
+    )
+    rng = np.random.default_rng([seed, day_number])
     chosen = np.sort(rng.choice(teachers, size=max(1, int(round(share * len(teachers)))), replace=False))
-    courses = records.loc[records["course_id"] != "", "course_id"].unique()
-    latest = pd.to_datetime(records["start_date"]).max()
-    new = pd.DataFrame({c: [""] * len(chosen) for c in records.columns})
-    new["record_id"] = [f"D{i:08d}" for i in range(len(chosen))]
+    new = pd.DataFrame({c: [""] * len(chosen) for c in columns})
+    new["record_id"] = [f"D{day_number}-{i:08d}" for i in range(len(chosen))]
     new["teacher_id"] = chosen
     new["course_id"] = rng.choice(courses, size=len(chosen))
-    new["start_date"] = (latest + pd.Timedelta(days=1)).date().isoformat()
+    new["start_date"] = (latest + pd.Timedelta(days=day_number)).date().isoformat()
     new["end_date"] = new["start_date"]
     new["hours"] = "4"
     new["format"] = "online"
@@ -98,21 +111,53 @@ def daily_records(src: Path, day: Path, share: float, seed: int) -> dict[str, in
     new["score"] = "88"
     new["satisfaction"] = "4"
     day.mkdir(parents=True, exist_ok=True)
-    pd.concat([records, new], ignore_index=True).to_csv(day / "training_records.csv", index=False)
-    return {"teachers_updated": len(chosen), "records_before": len(records), "records_added": len(new)}
+    new.to_csv(day / "training_records.csv", index=False)
+    return {"teachers_updated": len(chosen), "records_before": n_before, "records_added": len(new)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--teachers", type=int, default=20_000)
-    parser.add_argument("--seed", type=int, default=3)
-    parser.add_argument("--workdir", type=Path, default=Path("workspace/province"))
-    parser.add_argument("--fresh-cache", action="store_true")
-    args = parser.parse_args()
+def table_rows(ws: Path, name: str) -> int:
+    """Rows of a workspace table, from the Parquet footers."""
+    return int(pq.ParquetDataset(ws / "tables" / f"{name}.parquet").read(columns=[]).num_rows)
 
+
+def daily_update(workdir: Path, seed: int, day_number: int, env: dict[str, str]) -> dict[str, Any]:
+    """One day's update of DAILY_SHARE of the teachers: ingest --append → train --incremental → score --changed."""
+    src, ws, out = workdir / "input", workdir / "ws", workdir / "scores"
+    day = workdir / f"day{day_number}"
+    update = daily_records(src, day, DAILY_SHARE, seed, day_number)
+    daily = {
+        "ingest_day": stage("ingest --append", ["ingest", str(day), "--workspace", str(ws), "--append"], env),
+        "train_incremental": stage(
+            "train --incremental", ["train", "--workspace", str(ws), "--incremental"], env
+        ),
+        "score_changed": stage(
+            "score --changed", ["score", "--workspace", str(ws), "--out", str(out), "--changed"], env
+        ),
+    }
+    total = {k: round(sum(s[k] for s in daily.values()), 1) for k in ("wall_s", "cpu_s")}
+    return {
+        "share": DAILY_SHARE,
+        "day": day_number,
+        "commit": _commit(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        **update,
+        "append": "tdr ingest --append of the day's training records only",
+        "stages": daily,
+        "total": total | {"peak_pss_mb": max(s["peak_pss_mb"] for s in daily.values())},
+    }
+
+
+def _commit() -> str:
+    done = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    )
+    return done.stdout.strip()
+
+
+def full_run(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
+    """generate → ingest → train → score, then one day's update."""
     shutil.rmtree(args.workdir, ignore_errors=True)
     src, ws, out = args.workdir / "input", args.workdir / "ws", args.workdir / "scores"
-    env = dict(os.environ)
     cache = None
     if args.fresh_cache:
         cache = tempfile.mkdtemp(prefix="tdr-cache-")
@@ -125,49 +170,54 @@ def main() -> None:
         "train": stage("train", ["train", "--workspace", str(ws)], env),
         "score": stage("score", ["score", "--workspace", str(ws), "--out", str(out)], env),
     }
-    day = args.workdir / "day1"
-    update = daily_records(src, day, DAILY_SHARE, args.seed)
-    daily = {
-        "ingest_day": stage("ingest day", ["ingest", str(day), "--workspace", str(ws)], env),
-        "train_incremental": stage(
-            "train --incremental", ["train", "--workspace", str(ws), "--incremental"], env
-        ),
-        "score_changed": stage(
-            "score --changed", ["score", "--workspace", str(ws), "--out", str(out), "--changed"], env
-        ),
-    }
+    update = daily_update(args.workdir, args.seed, 1, env)
     if cache is not None:
         shutil.rmtree(cache, ignore_errors=True)
-    rows = {
-        name: pd.read_parquet(ws / "tables" / f"{name}.parquet").shape[0]
-        for name in ("training_records", "responses")
-    }
+    rows = {name: table_rows(ws, name) for name in ("training_records", "responses")}
     end_to_end = {k: round(sum(s[k] for s in stages.values() if k in s), 1) for k in ("wall_s", "cpu_s")}
-    daily_total = {k: round(sum(s[k] for s in daily.values()), 1) for k in ("wall_s", "cpu_s")}
-    result = {
+    return {
         "machine": {
             "cpus": len(os.sched_getaffinity(0)),
             "python": platform.python_version(),
             "load_average_1m": {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)},
         },
         "teachers": args.teachers,
+        "commit": _commit(),
         "rows": rows,
         "fresh_encoder_cache": bool(args.fresh_cache),
         "stages": stages,
         "end_to_end": end_to_end | {"peak_pss_mb": max(s["peak_pss_mb"] for s in stages.values())},
-        "daily_update": {
-            "share": DAILY_SHARE,
-            **update,
-            "append": "re-ingest of training_records with the day's rows added",
-        }
-        | {
-            "stages": daily,
-            "total": daily_total | {"peak_pss_mb": max(s["peak_pss_mb"] for s in daily.values())},
-        },
+        "daily_update": update,
     }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--teachers", type=int, default=20_000)
+    parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--workdir", type=Path, default=Path("workspace/province"))
+    parser.add_argument("--fresh-cache", action="store_true")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="default bench/results/province_<teachers>.json"
+    )
+    parser.add_argument(
+        "--update-only",
+        action="store_true",
+        help="only another day's update, on the workdir and results of an earlier run (kept in the JSON's history)",
+    )
+    args = parser.parse_args()
+    target = args.out or RESULTS / f"province_{args.teachers}.json"
+    env = dict(os.environ)
+    if args.update_only:
+        result = json.loads(target.read_text(encoding="utf-8"))
+        history = result.setdefault("daily_update_history", [])
+        history.append(result["daily_update"])
+        result["daily_update"] = daily_update(args.workdir, args.seed, len(history) + 1, env)
+    else:
+        result = full_run(args, env)
     text = json.dumps(result, indent=2, ensure_ascii=False)
     print(text)
-    write_text_atomic(RESULTS, text + "\n")
+    write_text_atomic(target, text + "\n")
 
 
 if __name__ == "__main__":

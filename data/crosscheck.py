@@ -27,9 +27,10 @@ from data.schema import TABLES, TableSpec
 # staged meta columns (a contract column never starts with "__")
 FILE, ROW, ORD, COLUMN, REASON, RAW_LINE = "__file", "__row", "__ord", "__column", "__reason", "__raw_line"
 RAW = "__raw__"  # + the position of a raw cell among the table's raw columns
-# DuckDB's working memory for the joins and the sort (beyond it, it spills to the staging folder): it sets the
-# ingest's peak (50 000 teachers: 1 GB here peaks at 1.3 GB resident, 256 MB at 0.7 GB for +40 % CPU)
-MEMORY = "512MB"
+# DuckDB's working memory for the joins, the window and the sorts (beyond it, it spills to the staging folder): it
+# sets the ingest's peak (1 M teachers, 65 M responses: 2 GB peaks at 2.4 GB resident; 512 MB ran out of memory
+# in the duplicate-key window over the responses)
+MEMORY = "2GB"
 # rows per Parquet part of a table, and per batch written
 PART_ROWS = 2_000_000
 BATCH_ROWS = 65_536
@@ -59,6 +60,19 @@ def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _connect(spill: Path) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection that works within MEMORY and spills beyond it to ``spill``; every query that needs
+    an order says so (ORDER BY), so DuckDB need not keep insertion order, which lets its operators spill."""
+    return duckdb.connect(
+        config={
+            "memory_limit": MEMORY,
+            "temp_directory": str(spill),
+            "threads": 2,
+            "preserve_insertion_order": False,
+        }
+    )
+
+
 def crosscheck(
     spec: TableSpec,
     staged: Path,
@@ -77,7 +91,7 @@ def crosscheck(
     DuckDB judges a narrow projection (order, origin, keys, references, reasons so far); the wide rows are then
     read once more in order and split by that verdict, so no sort ever carries a whole row."""
     spill.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(config={"memory_limit": MEMORY, "temp_directory": str(spill), "threads": 2})
+    con = _connect(spill)
     try:
         con.execute("SET enable_progress_bar = false")
         con.execute(f"CREATE VIEW staged AS SELECT * FROM read_parquet({_lit(str(staged))})")
@@ -285,6 +299,22 @@ class Merged:
     changed: int  # keys whose row differs from the table's
 
 
+def _in_file_order(con: duckdb.DuckDBPyConnection, view: str, files: list[Path]) -> int:
+    """Create ``view``: the rows of the Parquet ``files`` (taken in name order) with ``__pos``, their 1-based
+    position in that order, from the footers' row counts (a window numbering the rows would hold them all in
+    memory: at a million teachers, the whole training-records table). Returns the rows' count."""
+    ordered = sorted(str(f) for f in files)
+    counts = np.array([pq.ParquetFile(f).metadata.num_rows for f in ordered], dtype=np.int64)
+    con.register(f"{view}_starts", pa.table({"file": ordered, "start": np.cumsum(counts) - counts}))
+    con.execute(
+        f"""CREATE VIEW {view} AS SELECT r.* EXCLUDE (filename, file_row_number),
+            s.start + r.file_row_number + 1 AS __pos
+            FROM read_parquet({ordered!r}, union_by_name = true, filename = true, file_row_number = true) r
+            JOIN {view}_starts s ON r.filename = s.file"""
+    )
+    return int(counts.sum())
+
+
 def merge(
     spec: TableSpec,
     previous: list[Path],
@@ -298,23 +328,13 @@ def merge(
     the others follow in the day's order; merging the same rows again changes nothing. When the table has a
     teacher_id, the teachers of new or changed rows are written to ``changed_teachers``."""
     spill.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(config={"memory_limit": MEMORY, "temp_directory": str(spill), "threads": 2})
+    con = _connect(spill)
     try:
         con.execute("SET enable_progress_bar = false")
-        opts = "union_by_name = true, filename = true, file_row_number = true"
-        con.execute(
-            f"""CREATE VIEW p AS SELECT * EXCLUDE (filename, file_row_number),
-                row_number() OVER (ORDER BY filename, file_row_number) AS __pos
-                FROM read_parquet({[str(f) for f in previous]!r}, {opts})"""
-        )
-        con.execute(
-            f"""CREATE VIEW d AS SELECT * EXCLUDE (filename, file_row_number),
-                row_number() OVER (ORDER BY filename, file_row_number) AS __pos
-                FROM read_parquet({[str(f) for f in day]!r}, {opts})"""
-        )
+        last = _in_file_order(con, "p", previous)
+        _in_file_order(con, "d", day)
         on = " AND ".join(f"p.{q(k)} IS NOT DISTINCT FROM d.{q(k)}" for k in spec.key)
         contract = ", ".join(q(c.name) for c in spec.columns)
-        last = con.execute("SELECT coalesce(max(__pos), 0) FROM p").fetchall()[0][0]
         rows = write_parts(
             con,
             f"""SELECT * FROM (

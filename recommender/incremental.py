@@ -27,6 +27,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -283,15 +284,25 @@ def _home_parts(ids: np.ndarray, bounds: list[tuple[str, str, Path]]) -> dict[st
 
 
 def _swap(folder: Path, new: pd.DataFrame, drop: np.ndarray, order: list[str]) -> None:
+    """Replace the `drop` teachers' rows in the part files of `folder` by `new`'s rows, each touched part
+    rewritten atomically in `order` (in Arrow: at 1 % of a million teachers every part is touched)."""
     bounds = _part_bounds(folder)
     home = _home_parts(drop, bounds)
-    for name in home:
+    drop_set = pa.array(np.asarray(drop).astype(str), type=pa.string())
+    new_ids = new["teacher_id"].astype(str)
+    for name, ids in home.items():
         path = folder / name
-        old = pd.read_parquet(path)
-        kept = old[~old["teacher_id"].astype(str).isin(drop)]
-        mine = new[new["teacher_id"].astype(str).isin(home[name])]
-        part = pd.concat([kept, mine], ignore_index=True)
-        write_parquet_atomic(part.sort_values(order, kind="stable").reset_index(drop=True), path)
+        old = pq.read_table(path)
+        gone = pc.is_in(old.column("teacher_id").cast(pa.string()), value_set=drop_set)
+        mine = new[new_ids.isin(ids)]
+        fresh = (
+            pa.Table.from_pandas(mine, schema=old.schema, preserve_index=False)
+            if len(mine)
+            else old.schema.empty_table()
+        )
+        part = pa.concat_tables([old.filter(pc.invert(gone)), fresh])
+        part = part.take(pc.sort_indices(part, [(c, "ascending") for c in order]))
+        atomic_write(path, partial(pq.write_table, part))
 
 
 def can_score_changed(ws: Workspace, out: Path) -> bool:

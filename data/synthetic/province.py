@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,7 @@ from data.synthetic.tables import (
     records_table,
     teachers_table,
     write_csv,
+    write_csv_sliced,
     write_parquet,
 )
 from data.synthetic.teachers import draw_latent, geography, make_teachers
@@ -89,6 +91,24 @@ class GenerationSummary:
     utility_teachers: int  # teachers whose true utilities are in _truth/utility.parquet (all, or a sample)
     note: str
     world: World = DEFAULT_WORLD
+
+
+def _written(table: pa.Table, path: Path) -> int:
+    """Write one contract table as CSV; its row count."""
+    write_csv(table, path)
+    return int(table.num_rows)
+
+
+def _responses_rows(resp: dict[str, np.ndarray], ids: pa.Array, item_ids: pa.Array, part: slice) -> pa.Table:
+    """Rows `part` of responses.csv from the drawn responses."""
+    return pa.table(
+        {
+            "teacher_id": ids.take(pa.array(resp["teacher"][part])),
+            "item_id": item_ids.take(pa.array(resp["item"][part])),
+            "score": pa.array(resp["score"][part]),
+            "taken_at": dates_array(resp["taken"][part]),
+        }
+    )
 
 
 def generate(
@@ -146,55 +166,49 @@ def generate(
     start = training_start(as_of)
     theta_waves = [theta_at(theta0, growth.slope, start, plan.day[w], moves) for w in range(2)]
     theta = theta_at(theta0, growth.slope, start, np.full(n_teachers, day_number(as_of)), moves)
-    resp = make_responses(plan, theta_waves, bank, rng_resp)
-    scales = wave_scale_scores(plan, theta_waves, codes, t.stage, rng_scores)
-
+    slope, order = growth.slope, record_order(rec, proj)
+    del growth, theta0, rel, proj_effect  # what only the draw of the records needed (peak memory)
     codes_arr = np.array(codes)
-    teachers_tbl = teachers_table(t, geo)
-    courses_tbl = courses_table(cat, codes)
-    items_tbl = pa.table(
-        {
-            "item_id": pa.array(bank.ids),
-            "competencies": pa.array(
-                [";".join(codes_arr[row[row < len(codes)]]) for row in bank.comp_idx], type=pa.string()
-            ),
-            "max_score": pa.array(bank.max_score.astype(np.float64)),
-        }
-    )
     ids = pa.array(t.ids)
-    responses_tbl = pa.table(
-        {
-            "teacher_id": ids.take(pa.array(resp["teacher"])),
-            "item_id": pa.array(bank.ids).take(pa.array(resp["item"])),
-            "score": pa.array(resp["score"]),
-            "taken_at": dates_array(resp["taken"]),
-        }
-    )
-    scores_tbl = pa.table(
-        {
-            "teacher_id": ids.take(pa.array(scales["teacher"])),
-            "competency": pa.array(codes_arr).take(pa.array(scales["code"])),
-            "score": pa.array(scales["score"]),
-            "taken_at": dates_array(scales["taken"]),
-            "source": pa.array(np.array(["self", "observation", "test"])[scales["source"]]),
-        }
-    )
-
+    teachers_tbl = teachers_table(t, geo)
+    rows = {"teachers": _written(teachers_tbl, out / "teachers.csv")}
+    rows["courses"] = _written(courses_table(cat, codes), out / "courses.csv")
     records_tbl = records_table(rec, proj, cat, ids, rng_projects)
-    tables = {
-        "teachers": teachers_tbl,
-        "courses": courses_tbl,
-        "training_records": records_tbl,
-        "items": items_tbl,
-        "responses": responses_tbl,
-        "competency_scores": scores_tbl,
-        "projects": projects_table(projects),
-    }
-    for name, tbl in tables.items():
-        write_csv(tbl, out / f"{name}.csv")
-    rows = {name: tbl.num_rows for name, tbl in tables.items()}
-    # the largest tables are written: free them before the truth is built (a province's peak memory)
-    del tables, responses_tbl, scores_tbl, resp, scales
+    del rec
+    rows["training_records"] = _written(records_tbl, out / "training_records.csv")
+    rows["items"] = _written(
+        pa.table(
+            {
+                "item_id": pa.array(bank.ids),
+                "competencies": pa.array(
+                    [";".join(codes_arr[row[row < len(codes)]]) for row in bank.comp_idx], type=pa.string()
+                ),
+                "max_score": pa.array(bank.max_score.astype(np.float64)),
+            }
+        ),
+        out / "items.csv",
+    )
+    # the largest tables are drawn, written and freed one at a time (a province's peak memory)
+    resp = make_responses(plan, theta_waves, bank, rng_resp)
+    rows["responses"] = write_csv_sliced(
+        len(resp["teacher"]), partial(_responses_rows, resp, ids, pa.array(bank.ids)), out / "responses.csv"
+    )
+    del resp
+    scales = wave_scale_scores(plan, theta_waves, codes, t.stage, rng_scores)
+    rows["competency_scores"] = _written(
+        pa.table(
+            {
+                "teacher_id": ids.take(pa.array(scales["teacher"])),
+                "competency": pa.array(codes_arr).take(pa.array(scales["code"])),
+                "score": pa.array(scales["score"]),
+                "taken_at": dates_array(scales["taken"]),
+                "source": pa.array(np.array(["self", "observation", "test"])[scales["source"]]),
+            }
+        ),
+        out / "competency_scores.csv",
+    )
+    del scales
+    rows["projects"] = _written(projects_table(projects), out / "projects.csv")
 
     # ground truth
     n, k = theta.shape
@@ -215,7 +229,7 @@ def generate(
         waves_table(ids, codes_arr, plan.day, plan.assessed, theta_waves, plan.state),
         truth_dir / "waves.parquet",
     )
-    effects = record_effects(moves, records_tbl, record_order(rec, proj), codes_arr, plan.day, plan.assessed)
+    effects = record_effects(moves, records_tbl, order, codes_arr, plan.day, plan.assessed)
     write_parquet(effects, truth_dir / "record_effects.parquet")
     for key, name in (("course_id", "course_effects.parquet"), ("project_id", "project_effects.parquet")):
         write_parquet(effect_summary(effects, key), truth_dir / name)
@@ -281,7 +295,7 @@ def generate(
             "state_sd": STATE_SD,
         },
         "growth": {
-            "trend_per_year": dict(zip(codes, map(float, growth.slope), strict=True)),
+            "trend_per_year": dict(zip(codes, map(float, slope), strict=True)),
             "effect_scale": EFFECT_SCALE,
             "effect_noise_sd": EFFECT_NOISE_SD,
             "project_effect_factor": PROJECT_EFFECT_FACTOR,

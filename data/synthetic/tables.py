@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,26 @@ from data.workspace import atomic_write
 def write_csv(table: pa.Table, path: Path) -> None:
     options = pacsv.WriteOptions(quoting_style="needed")
     atomic_write(path, lambda p: pacsv.write_csv(table, p, write_options=options))
+
+
+# rows of a large table turned into Arrow (strings) and written at a time: bounds the memory of a big province
+CSV_SLICE = 4_000_000
+
+
+def write_csv_sliced(rows: int, table_of: Callable[[slice], pa.Table], path: Path) -> int:
+    """Write, as `write_csv` would, the table of `rows` rows whose row slices `table_of` builds, one slice at a
+    time; returns `rows`."""
+    options = pacsv.WriteOptions(quoting_style="needed")
+
+    def write(target: Path) -> None:
+        first = table_of(slice(0, min(rows, CSV_SLICE)))
+        with pacsv.CSVWriter(target, first.schema, write_options=options) as writer:
+            writer.write_table(first)
+            for lo in range(CSV_SLICE, rows, CSV_SLICE):
+                writer.write_table(table_of(slice(lo, lo + CSV_SLICE)))
+
+    atomic_write(path, write)
+    return rows
 
 
 def write_parquet(table: pa.Table, path: Path) -> None:
