@@ -1,9 +1,9 @@
-"""Ranking (排序): teacher inputs for a block, collaborative signals as of a date, training the LambdaRank
-model on past choices, and scoring candidate blocks.
+"""Ranking (排序): teacher inputs for a block, collaborative signals as of a date, training the outcome model
+on what came of past courses, its blend with the need prior, and scoring candidate blocks.
 
-Training looks back: features are computed as of a cut date from the records before it; labels are what the
-teacher chose in the year after (graded by outcome). The model trains on an earlier cut and is early-stopped on
-the latest one, so it is judged on choices it never saw.
+Training looks back: features are computed as of a cut date from the records before it; targets are the
+outcomes of the courses the teacher took in the year after (`recommender.outcomes`). The model is early-stopped
+on other teachers' outcomes, so it is judged on outcomes it never saw.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from features.need import TARGET, relevance, shortfall
 from features.pairs import FEATURES, CourseAttrs, CourseStats, TeacherContext, course_stats, pair_features
 from models.collab import Interactions, ItemKNN, Transition
 from models.ranker import Ranker
-from recommender.outcomes import course_changes, grade, measured_change, outcome_gain
+from recommender.outcomes import course_changes, measured_change, outcome_gain
 from recommender.retrieval import (
     LEXICAL_WEIGHT,
     STAGES,
@@ -247,10 +247,9 @@ def labelled_pairs(
     start: pd.Timestamp,
     end: pd.Timestamp,
     values: pd.DataFrame,
-) -> tuple[Candidates, np.ndarray, np.ndarray, np.ndarray]:
-    """Candidates plus the courses taken in [start, end): their graded labels (0 not taken, see
-    `recommender.outcomes.grade`), outcomes (`outcome_gain`, NaN where none is known) and the outcomes that are
-    measured changes (NaN for the rest)."""
+) -> tuple[Candidates, np.ndarray, np.ndarray]:
+    """Candidates plus the courses taken in [start, end): whether taken (1, else 0) and their outcomes
+    (`outcome_gain`, NaN where none is known)."""
     pos = pd.Series(np.arange(cat.n_courses), index=cat.course_ids)
     ids = pd.Index(block.teacher_ids)
     r = records[
@@ -263,13 +262,12 @@ def labelled_pairs(
         {
             "row": ids.get_indexer(pd.Index(r["teacher_id"])),
             "course": course,
-            "label": grade(r, change),
+            "label": 1,
             "gain": outcome_gain(r, change),
-            "measured": np.isfinite(change),
         }
     )
     chosen = found.groupby(["row", "course"], as_index=False).agg(
-        label=("label", "max"), gain=("gain", "mean"), measured=("measured", "any")
+        label=("label", "max"), gain=("gain", "mean")
     )
     cand = pd.DataFrame(
         {"row": cands.row, "course": cands.course, "dense": cands.dense, "lexical": cands.lexical}
@@ -292,33 +290,23 @@ def labelled_pairs(
         lexical,
         dense + LEXICAL_WEIGHT * lexical,
     )
-    gain = np.where(
-        pairs["measured"].fillna(False).to_numpy(dtype=bool), pairs["gain"].to_numpy(np.float64), np.nan
-    )
-    return both, pairs["label"].to_numpy(np.int64), pairs["gain"].to_numpy(np.float64), gain
+    return both, pairs["label"].to_numpy(np.int64), pairs["gain"].to_numpy(np.float64)
 
 
 @dataclass(frozen=True)
 class RankingData:
+    """Pairs of the teachers who took something in a period: the courses taken and exposure-matched untaken
+    ones (`exposure_matched_negatives`), whose features measure the scale of scores over courses a teacher
+    could be shown, not over taken ones alone."""
+
     X: pd.DataFrame
-    y: np.ndarray
-    group: np.ndarray
     row: np.ndarray  # teacher row of each pair (pairs grouped by row)
     gain: np.ndarray  # outcome of a taken course (outcomes.outcome_gain); NaN for the rest
-    measured_gain: np.ndarray  # the outcome where it is a measured change; NaN for the rest
 
     def teachers(self, keep: np.ndarray) -> RankingData:
         """The pairs of the teachers (rows) where `keep` (indexed by row) is True."""
         at = np.asarray(keep, dtype=bool)[self.row]
-        row = self.row[at]
-        return RankingData(
-            self.X[at].reset_index(drop=True),
-            self.y[at],
-            np.bincount(row)[np.unique(row)],
-            row,
-            self.gain[at],
-            self.measured_gain[at],
-        )
+        return RankingData(self.X[at].reset_index(drop=True), self.row[at], self.gain[at])
 
 
 def ranking_data(
@@ -332,20 +320,17 @@ def ranking_data(
     values: pd.DataFrame,
     seed: int = 0,
 ) -> RankingData:
-    """Features as of `cut`, labels from outcomes in the year after; only teachers who took something are kept.
+    """Features as of `cut`, outcomes in the year after; only teachers who took something are kept.
     `values` are the dated assessment values (`recommender.outcomes.measurements`)."""
     signals = fit_signals(records, teachers, cat, cut, values)
     block, ctx = teacher_inputs(rows, competencies, records, cat, signals.stats, attrs.topics, cut)
     end = cut + pd.DateOffset(years=1)
     taken = _course_records(records[records["start_date"] >= cut], cat, end)["course"].to_numpy()
     cands = exposure_matched_negatives(block, cat, np.bincount(taken, minlength=cat.n_courses), seed)
-    labelled, y, gain, measured = labelled_pairs(block, cands, records, cat, cut, end, values)
-    keep = training_rows(labelled.row, y, seed)
+    labelled, taken, gain = labelled_pairs(block, cands, records, cat, cut, end, values)
+    keep = training_rows(labelled.row, taken, seed)
     labelled = labelled.take(keep)
-    X = features_for(labelled, ctx, cat, attrs, signals)
-    y, row = y[keep], labelled.row
-    group = np.bincount(row)[np.unique(row)]
-    return RankingData(X, y, group, row, gain[keep], measured[keep])
+    return RankingData(features_for(labelled, ctx, cat, attrs, signals), labelled.row, gain[keep])
 
 
 def exposure_matched_negatives(
@@ -354,10 +339,9 @@ def exposure_matched_negatives(
     """NEGATIVES_PER_TEACHER courses open to each teacher, drawn in proportion to 1 + how often each course was
     taken in the label period (`taken`, per catalogue position; scores left to compute).
 
-    Popular courses were seen and chosen more for being shown more; negatives as popular as the chosen ones
-    leave popularity nothing to separate by itself, so the ranker learns it only as far as it goes with good
-    outcomes (the grades). Negatives from retrieval would make similarity separate chosen from not chosen by
-    construction, and the ranker would learn the retrieval back."""
+    They stand for the courses a teacher could be shown (popular ones were shown more) beside the ones taken:
+    the blend measures the spread of the learned score and of the need prior over both (`choose_blend`).
+    Negatives from retrieval would stand for what retrieval finds, not for what teachers see."""
     eligible = eligibility_matrix(block, cat)
     rng = np.random.default_rng(seed)
     # Gumbel top-k: the n largest of log(weight) + Gumbel noise are a weighted draw without replacement
@@ -514,11 +498,8 @@ def fit_ranker(
     held = [p.teachers(blend_rows) for p in periods]
     held_out = RankingData(
         pd.concat([h.X for h in held], ignore_index=True),
-        np.concatenate([h.y for h in held]),
-        np.concatenate([h.group for h in held]),
         np.concatenate([h.row + i * n_teachers for i, h in enumerate(held)]),
         np.concatenate([h.gain for h in held]),
-        np.concatenate([h.measured_gain for h in held]),
     )
     gain = np.concatenate([t.gain for t in train])
     known, stop_known = np.isfinite(gain), np.isfinite(stop.gain)
