@@ -502,7 +502,9 @@ def fit_ranker(
         np.concatenate([h.gain for h in held]),
     )
     gain = np.concatenate([t.gain for t in train])
-    known, stop_known = np.isfinite(gain), np.isfinite(stop.gain)
+    # no outcome known yet (every course still running): a model of nothing, and the need prior alone ranks
+    known = np.isfinite(gain) if np.isfinite(gain).any() else np.ones(len(gain), dtype=bool)
+    stop_known = np.isfinite(stop.gain)
     ranker = Ranker(
         objective="regression",
         learning_rate=OUTCOME_LEARNING_RATE,
@@ -510,9 +512,13 @@ def fit_ranker(
         random_state=seed,
     ).fit(
         X[known].reset_index(drop=True),
-        gain[known],
+        np.nan_to_num(gain[known]),
         None,
-        eval_set=(stop.X[stop_known].reset_index(drop=True), stop.gain[stop_known], None),
+        eval_set=(
+            (stop.X[stop_known].reset_index(drop=True), stop.gain[stop_known], None)
+            if stop_known.any()
+            else None
+        ),
     )
     blend, metrics = choose_blend(ranker, X, held_out)
     return ranker, blend, metrics

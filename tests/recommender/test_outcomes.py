@@ -110,3 +110,10 @@ def test_a_bundle_blend_from_before_the_outcome_model_keeps_its_need_scale() -> 
     old = {"weight": 2.0, "sd_learned": 0.5, "shares": [0.25, 0.75, 0.0], "sds": [9.0, 0.4, 1.7]}
     assert Blend.from_dict(old) == Blend(2.0, 0.5, 9.0)
     assert Blend.from_dict(Blend(1.0, 0.3, 8.0).as_dict()) == Blend(1.0, 0.3, 8.0)
+
+
+def test_with_no_outcome_known_yet_the_need_prior_ranks_alone() -> None:
+    (period,) = outcome_periods(0, teachers=60)
+    running = RankingData(period.X, period.row, np.full(len(period.row), np.nan))
+    _, blend, metrics = fit_ranker([running], 60, seed=0)
+    assert blend.weight == 0.0 and metrics["outcome_teachers"] == 0
