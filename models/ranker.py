@@ -20,10 +20,13 @@ from models.forest import compile_forest
 
 
 class Ranker:
-    """LambdaRank over graded labels (0 not chosen … 3 completed well), early-stopped on a later period."""
+    """A gradient-boosted scorer of (teacher, course) pairs, early-stopped on a later period: LambdaRank over
+    graded labels grouped per teacher (`objective="lambdarank"`), or a pointwise regression of a continuous
+    outcome (`objective="regression"`, no groups)."""
 
     def __init__(
         self,
+        objective: str = "lambdarank",
         n_estimators: int = 300,
         learning_rate: float = 0.1,
         num_leaves: int = 31,
@@ -32,6 +35,7 @@ class Ranker:
         random_state: int = 0,
         n_jobs: int = 2,
     ) -> None:
+        self.objective = objective
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves
@@ -44,12 +48,15 @@ class Ranker:
         self,
         X: pd.DataFrame,
         y: np.ndarray,
-        group: np.ndarray,
-        eval_set: tuple[pd.DataFrame, np.ndarray, np.ndarray] | None = None,
+        group: np.ndarray | None,
+        eval_set: tuple[pd.DataFrame, np.ndarray, np.ndarray | None] | None = None,
     ) -> Ranker:
-        """Fit on rows grouped per query (`group` = sizes of consecutive groups); early stopping on `eval_set`."""
-        model = lgb.LGBMRanker(
-            objective="lambdarank",
+        """Fit on rows grouped per query (`group` = sizes of consecutive groups; None for a regression); early
+        stopping on `eval_set`."""
+        ranking = self.objective == "lambdarank"
+        estimator = lgb.LGBMRanker if ranking else lgb.LGBMRegressor
+        model = estimator(
+            objective=self.objective,
             n_estimators=self.n_estimators,
             learning_rate=self.learning_rate,
             num_leaves=self.num_leaves,
@@ -69,11 +76,13 @@ class Ranker:
             kwargs = {
                 "eval_X": (Xv,),
                 "eval_y": (yv,),
-                "eval_group": [gv],
-                "eval_at": [10],
                 "callbacks": [lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
             }
-        model.fit(X, y, group=group, **kwargs)
+            if ranking:
+                kwargs |= {"eval_group": [gv], "eval_at": [10]}
+        if ranking:
+            kwargs["group"] = group
+        model.fit(X, y, **kwargs)
         self.booster_ = model.booster_
         self.features_ = list(X.columns)
         self.best_iteration_ = int(model.best_iteration_ or model.n_estimators)
@@ -95,13 +104,18 @@ class Ranker:
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write(folder / "ranker.txt", lambda p: self.booster_.save_model(str(p)))
-        meta = {"features": self.features_, "best_iteration": self.best_iteration_, "metrics": self.metrics_}
+        meta = {
+            "objective": self.objective,
+            "features": self.features_,
+            "best_iteration": self.best_iteration_,
+            "metrics": self.metrics_,
+        }
         write_text_atomic(folder / "ranker.json", json.dumps(meta, ensure_ascii=False, indent=2))
 
     @classmethod
     def load(cls, folder: Path) -> Ranker:
         meta = json.loads((folder / "ranker.json").read_text(encoding="utf-8"))
-        ranker = cls()
+        ranker = cls(objective=meta.get("objective", "lambdarank"))
         ranker.booster_ = lgb.Booster(model_file=str(folder / "ranker.txt"))
         ranker.features_ = list(meta["features"])
         ranker.best_iteration_ = int(meta["best_iteration"])

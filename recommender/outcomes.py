@@ -1,17 +1,18 @@
 """Outcomes of taken courses (培训成效): what the ranker learns from and how the blend with the need prior is chosen.
 
-A course a teacher took is graded by what came of it, not by the choice itself:
+A course a teacher took is judged by what came of it, not by the choice itself:
 
 1. **measured change** — where the teacher was assessed on the course's competencies before the course started
    and again after it ended (same source: self-rating against self-rating, test against test; item responses as
    the mean item score above the item's own mean), the weighted mean change on those competencies;
 2. else **how it went** — completion, satisfaction and score;
-3. else **the choice alone** (enrolled, dropped, no-show): the weakest positive grade.
+3. else nothing is known yet (enrolled, the choice alone): no outcome.
 
 `measurements` turns the assessment tables into one long table of dated values; `measured_change` pairs each
-record with the values around it; `grade` maps everything onto LambdaRank's integer labels. The same outcomes,
-held out, choose how much of the learned score to trust (`recommender.ranking.choose_blend`): the choice is made on
-what happened after courses, never on which courses were chosen.
+record with the values around it; `outcome_gain` puts each taken course's outcome on one standardised scale: what
+the ranker regresses (`recommender.ranking.fit_ranker`). The same outcomes, held out, choose how much of the
+learned score to trust (`recommender.ranking.choose_blend`): the choice is made on what happened after courses,
+never on which courses were chosen.
 """
 
 from __future__ import annotations
@@ -23,13 +24,6 @@ from features.pairs import comp_entries
 
 # an assessment counts as "after" a course within this long of its end
 AFTER_WITHIN = pd.Timedelta(days=3 * 365)
-# graded labels of a taken course: the choice alone 1; a completion 2 (+1 satisfaction ≥ 4, +1 satisfaction 5
-# or a score ≥ 90, at most 4); a measured change 1–4 by its quartile among the measured courses of the window
-CHOICE_GRADE, COMPLETED_GRADE, TOP_GRADE = 1, 2, 4
-GOOD_SCORE = 90.0
-GOOD_SATISFACTION = 4.0
-GREAT_SATISFACTION = 5.0
-CHANGE_QUARTILES = (0.25, 0.5, 0.75)
 
 
 def measurements(scores: pd.DataFrame, responses: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
@@ -140,23 +134,6 @@ def measured_change(
     agg = (d["delta"] * d["weight"]).groupby(d["pair"]).sum() / d["weight"].groupby(d["pair"]).sum()
     out[agg.index.to_numpy(dtype=np.int64)] = agg.to_numpy()
     return out
-
-
-def grade(records: pd.DataFrame, change: np.ndarray) -> np.ndarray:
-    """Integer label of each taken course (aligned with `records`): a measured change by its quartile among the
-    measured ones (1–4), else a completion by how it went (2–4), else the choice alone (1)."""
-    completed = (records["status"] == "completed").to_numpy()
-    sat = records["satisfaction"].to_numpy(dtype=np.float64, na_value=np.nan)
-    score = records["score"].to_numpy(dtype=np.float64, na_value=np.nan)
-    how_well = (np.nan_to_num(sat) >= GOOD_SATISFACTION).astype(np.int64) + (
-        (np.nan_to_num(sat) >= GREAT_SATISFACTION) | (np.nan_to_num(score) >= GOOD_SCORE)
-    )
-    label = np.where(completed, np.minimum(COMPLETED_GRADE + how_well, TOP_GRADE), CHOICE_GRADE)
-    measured = np.isfinite(change)
-    if measured.any():
-        cuts = np.quantile(change[measured], CHANGE_QUARTILES)
-        label = np.where(measured, CHOICE_GRADE + np.searchsorted(cuts, change, side="right"), label)
-    return label.astype(np.int64)
 
 
 def outcome_gain(records: pd.DataFrame, change: np.ndarray) -> np.ndarray:

@@ -1,9 +1,9 @@
-"""Ranking (排序): teacher inputs for a block, collaborative signals as of a date, training the LambdaRank
-model on past choices, and scoring candidate blocks.
+"""Ranking (排序): teacher inputs for a block, collaborative signals as of a date, training the outcome model
+on what came of past courses, its blend with the need prior, and scoring candidate blocks.
 
-Training looks back: features are computed as of a cut date from the records before it; labels are what the
-teacher chose in the year after (graded by outcome). The model trains on an earlier cut and is early-stopped on
-the latest one, so it is judged on choices it never saw.
+Training looks back: features are computed as of a cut date from the records before it; targets are the
+outcomes of the courses the teacher took in the year after (`recommender.outcomes`). The model is early-stopped
+on other teachers' outcomes, so it is judged on outcomes it never saw.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from features.need import TARGET, relevance, shortfall
 from features.pairs import FEATURES, CourseAttrs, CourseStats, TeacherContext, course_stats, pair_features
 from models.collab import Interactions, ItemKNN, Transition
 from models.ranker import Ranker
-from recommender.outcomes import course_changes, grade, measured_change, outcome_gain
+from recommender.outcomes import course_changes, measured_change, outcome_gain
 from recommender.retrieval import (
     LEXICAL_WEIGHT,
     STAGES,
@@ -247,10 +247,9 @@ def labelled_pairs(
     start: pd.Timestamp,
     end: pd.Timestamp,
     values: pd.DataFrame,
-) -> tuple[Candidates, np.ndarray, np.ndarray, np.ndarray]:
-    """Candidates plus the courses taken in [start, end): their graded labels (0 not taken, see
-    `recommender.outcomes.grade`), outcomes (`outcome_gain`, NaN where none is known) and the outcomes that are
-    measured changes (NaN for the rest)."""
+) -> tuple[Candidates, np.ndarray, np.ndarray]:
+    """Candidates plus the courses taken in [start, end): whether taken (1, else 0) and their outcomes
+    (`outcome_gain`, NaN where none is known)."""
     pos = pd.Series(np.arange(cat.n_courses), index=cat.course_ids)
     ids = pd.Index(block.teacher_ids)
     r = records[
@@ -263,13 +262,12 @@ def labelled_pairs(
         {
             "row": ids.get_indexer(pd.Index(r["teacher_id"])),
             "course": course,
-            "label": grade(r, change),
+            "label": 1,
             "gain": outcome_gain(r, change),
-            "measured": np.isfinite(change),
         }
     )
     chosen = found.groupby(["row", "course"], as_index=False).agg(
-        label=("label", "max"), gain=("gain", "mean"), measured=("measured", "any")
+        label=("label", "max"), gain=("gain", "mean")
     )
     cand = pd.DataFrame(
         {"row": cands.row, "course": cands.course, "dense": cands.dense, "lexical": cands.lexical}
@@ -292,33 +290,23 @@ def labelled_pairs(
         lexical,
         dense + LEXICAL_WEIGHT * lexical,
     )
-    gain = np.where(
-        pairs["measured"].fillna(False).to_numpy(dtype=bool), pairs["gain"].to_numpy(np.float64), np.nan
-    )
-    return both, pairs["label"].to_numpy(np.int64), pairs["gain"].to_numpy(np.float64), gain
+    return both, pairs["label"].to_numpy(np.int64), pairs["gain"].to_numpy(np.float64)
 
 
 @dataclass(frozen=True)
 class RankingData:
+    """Pairs of the teachers who took something in a period: the courses taken and exposure-matched untaken
+    ones (`exposure_matched_negatives`), whose features measure the scale of scores over courses a teacher
+    could be shown, not over taken ones alone."""
+
     X: pd.DataFrame
-    y: np.ndarray
-    group: np.ndarray
     row: np.ndarray  # teacher row of each pair (pairs grouped by row)
     gain: np.ndarray  # outcome of a taken course (outcomes.outcome_gain); NaN for the rest
-    measured_gain: np.ndarray  # the outcome where it is a measured change; NaN for the rest
 
     def teachers(self, keep: np.ndarray) -> RankingData:
         """The pairs of the teachers (rows) where `keep` (indexed by row) is True."""
         at = np.asarray(keep, dtype=bool)[self.row]
-        row = self.row[at]
-        return RankingData(
-            self.X[at].reset_index(drop=True),
-            self.y[at],
-            np.bincount(row)[np.unique(row)],
-            row,
-            self.gain[at],
-            self.measured_gain[at],
-        )
+        return RankingData(self.X[at].reset_index(drop=True), self.row[at], self.gain[at])
 
 
 def ranking_data(
@@ -332,20 +320,17 @@ def ranking_data(
     values: pd.DataFrame,
     seed: int = 0,
 ) -> RankingData:
-    """Features as of `cut`, labels from outcomes in the year after; only teachers who took something are kept.
+    """Features as of `cut`, outcomes in the year after; only teachers who took something are kept.
     `values` are the dated assessment values (`recommender.outcomes.measurements`)."""
     signals = fit_signals(records, teachers, cat, cut, values)
     block, ctx = teacher_inputs(rows, competencies, records, cat, signals.stats, attrs.topics, cut)
     end = cut + pd.DateOffset(years=1)
     taken = _course_records(records[records["start_date"] >= cut], cat, end)["course"].to_numpy()
     cands = exposure_matched_negatives(block, cat, np.bincount(taken, minlength=cat.n_courses), seed)
-    labelled, y, gain, measured = labelled_pairs(block, cands, records, cat, cut, end, values)
-    keep = training_rows(labelled.row, y, seed)
+    labelled, taken, gain = labelled_pairs(block, cands, records, cat, cut, end, values)
+    keep = training_rows(labelled.row, taken, seed)
     labelled = labelled.take(keep)
-    X = features_for(labelled, ctx, cat, attrs, signals)
-    y, row = y[keep], labelled.row
-    group = np.bincount(row)[np.unique(row)]
-    return RankingData(X, y, group, row, gain[keep], measured[keep])
+    return RankingData(features_for(labelled, ctx, cat, attrs, signals), labelled.row, gain[keep])
 
 
 def exposure_matched_negatives(
@@ -354,10 +339,9 @@ def exposure_matched_negatives(
     """NEGATIVES_PER_TEACHER courses open to each teacher, drawn in proportion to 1 + how often each course was
     taken in the label period (`taken`, per catalogue position; scores left to compute).
 
-    Popular courses were seen and chosen more for being shown more; negatives as popular as the chosen ones
-    leave popularity nothing to separate by itself, so the ranker learns it only as far as it goes with good
-    outcomes (the grades). Negatives from retrieval would make similarity separate chosen from not chosen by
-    construction, and the ranker would learn the retrieval back."""
+    They stand for the courses a teacher could be shown (popular ones were shown more) beside the ones taken:
+    the blend measures the spread of the learned score and of the need prior over both (`choose_blend`).
+    Negatives from retrieval would stand for what retrieval finds, not for what teachers see."""
     eligible = eligibility_matrix(block, cat)
     rng = np.random.default_rng(seed)
     # Gumbel top-k: the n largest of log(weight) + Gumbel noise are a weighted draw without replacement
@@ -391,44 +375,32 @@ def training_rows(row: np.ndarray, y: np.ndarray, seed: int = 0) -> np.ndarray:
 # the blend of the learned score with the need prior
 
 
-# the fallback's parts: the need prior, the course's mean satisfaction, its popularity (pair feature columns)
-PRIOR_PARTS = ("need", "satisfaction", "popularity")
-
-
 @dataclass(frozen=True)
 class Blend:
-    """score = a · learned / sd_learned + (1 − a) · Σ_p share_p · part_p / sd_p, each term centred per teacher,
-    with a = min(1, weight · evidence): evidence = n / (n + TEACHER_EVIDENCE) for the teacher's past records
-    times m / (m + COURSE_EVIDENCE) for the course's rated records. The fallback's parts (PRIOR_PARTS) are the need
-    prior, the course's mean satisfaction and its popularity, with shares summing to 1: a course's rating and
-    popularity count only as far as held-out outcomes say they predict benefit. weight 0 is the fallback alone,
-    a large weight the learned score wherever anything is known. Chosen on held-out outcomes (`choose_blend`)."""
+    """score = a · learned / sd_learned + (1 − a) · need / sd_need, each term centred per teacher, with
+    a = min(1, weight · evidence): evidence = n / (n + TEACHER_EVIDENCE) for the teacher's past records times
+    m / (m + COURSE_EVIDENCE) for the course's rated records. weight 0 is the need prior alone, a large weight the
+    learned score wherever anything is known. Course-level signals (ratings, popularity, measured change) are no
+    part of the fallback: they are features whose weight the learned score takes from outcomes. Chosen on
+    held-out outcomes (`choose_blend`)."""
 
     weight: float
     sd_learned: float
-    shares: tuple[float, ...]  # per PRIOR_PARTS
-    sds: tuple[float, ...]  # per PRIOR_PARTS
+    sd_need: float
 
     def as_dict(self) -> dict[str, Any]:
-        return {"weight": self.weight, "sd_learned": self.sd_learned, "shares": self.shares, "sds": self.sds}
+        return {"weight": self.weight, "sd_learned": self.sd_learned, "sd_need": self.sd_need}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Blend:
-        return cls(float(d["weight"]), float(d["sd_learned"]), tuple(d["shares"]), tuple(d["sds"]))
+        # a bundle from before #16's outcome model keeps its parts' sds, the need prior's first
+        sd_need = d["sd_need"] if "sd_need" in d else d["sds"][0]
+        return cls(float(d["weight"]), float(d["sd_learned"]), float(sd_need))
 
 
 TEACHER_EVIDENCE, COURSE_EVIDENCE = 3.0, 10.0
 BLEND_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 1e6)
-# the fallback's shares tried: every split of 1 into quarters over PRIOR_PARTS, the need prior alone first
-SHARE_STEP = 4
-SHARES = tuple(
-    (a / SHARE_STEP, b / SHARE_STEP, (SHARE_STEP - a - b) / SHARE_STEP)
-    for a in range(SHARE_STEP, -1, -1)
-    for b in range(SHARE_STEP - a + 1)
-)
-# how much better (outcome NDCG) a fallback leaning on ratings or popularity must do than the need prior's best
-PART_MARGIN = 0.01
-# pairs needed on the held-out side before the learned score is trusted at all
+# held-out teachers (teacher-periods with two or more known outcomes) needed before the learned score is trusted
 MIN_OUTCOME_TEACHERS = 30
 
 
@@ -445,17 +417,14 @@ def _centred(values: np.ndarray, row: np.ndarray) -> np.ndarray:
     return values - (total / count)[row]
 
 
-def _part(X: pd.DataFrame, name: str) -> np.ndarray:
-    return np.nan_to_num(X[name].to_numpy(dtype=np.float64))
+def _need(X: pd.DataFrame) -> np.ndarray:
+    return np.nan_to_num(X["need"].to_numpy(dtype=np.float64))
 
 
 def blend_scores(blend: Blend, learned: np.ndarray, X: pd.DataFrame, row: np.ndarray) -> np.ndarray:
     a = np.minimum(1.0, blend.weight * evidence(X))
-    fallback = np.zeros(len(row))
-    for name, share, sd in zip(PRIOR_PARTS, blend.shares, blend.sds, strict=True):
-        if share:
-            fallback += share * _centred(_part(X, name), row) / sd
-    return a * _centred(learned, row) / blend.sd_learned + (1 - a) * fallback
+    need = _centred(_need(X), row) / blend.sd_need
+    return a * _centred(learned, row) / blend.sd_learned + (1 - a) * need
 
 
 def outcome_ndcg(score: np.ndarray, gain: np.ndarray, row: np.ndarray) -> tuple[float, int]:
@@ -481,68 +450,76 @@ def outcome_ndcg(score: np.ndarray, gain: np.ndarray, row: np.ndarray) -> tuple[
 def choose_blend(
     ranker: Ranker, train_X: pd.DataFrame, held_out: RankingData
 ) -> tuple[Blend, dict[str, float]]:
-    """The blend (learned weight × fallback shares) whose ranking of held-out taken courses best follows their
-    outcomes (`outcome_ndcg`); the need prior's blends are tried first and ties go to the earlier candidate (smaller
-    weight), a fallback leaning on ratings or popularity must win by PART_MARGIN, and with too few held-out
-    teachers the need prior alone."""
+    """The weight of the learned score against the need prior whose ranking of held-out taken courses best
+    follows their outcomes (`outcome_ndcg` over every known outcome: measured changes, completion, satisfaction
+    and score; the measured changes alone are too few to tell blends apart); ties go to the smaller weight, and
+    with too few held-out teachers the need prior alone."""
     sd_l = float(np.std(ranker.predict(train_X[list(FEATURES)]))) or 1.0
-    sds = tuple(float(np.std(_part(train_X, name))) or 1.0 for name in PRIOR_PARTS)
+    sd_n = float(np.std(_need(train_X))) or 1.0
     learned = ranker.predict(held_out.X[list(FEATURES)])
-    # measured change is the outcome that is the teacher's own; ratings share each course's rating habits, which
-    # would favour the rating part by themselves: they judge only where too few teachers were measured
-    gain = held_out.measured_gain
-    if outcome_ndcg(np.zeros(len(gain)), gain, held_out.row)[1] < MIN_OUTCOME_TEACHERS:
-        gain = held_out.gain
     results: dict[str, float] = {}
-    best, best_value, teachers = Blend(0.0, sd_l, SHARES[0], sds), -np.inf, 0
-    candidates = [(w, SHARES[0]) for w in BLEND_WEIGHTS] + [
-        (w, shares) for w in BLEND_WEIGHTS[:-1] for shares in SHARES[1:]
-    ]
-    for w, shares in candidates:
-        blend = Blend(w, sd_l, shares, sds)
+    best, best_value, teachers = Blend(0.0, sd_l, sd_n), -np.inf, 0
+    for w in BLEND_WEIGHTS:
+        blend = Blend(w, sd_l, sd_n)
         value, teachers = outcome_ndcg(
-            blend_scores(blend, learned, held_out.X, held_out.row), gain, held_out.row
+            blend_scores(blend, learned, held_out.X, held_out.row), held_out.gain, held_out.row
         )
-        results[f"outcome_ndcg@w={w:g},shares={'/'.join(f'{x:g}' for x in shares)}"] = value
-        # a fallback other than the need prior must win clearly: the held-out outcomes are few
-        margin = 1e-4 if shares == SHARES[0] else PART_MARGIN
-        if np.isfinite(value) and value > best_value + margin:
+        results[f"outcome_ndcg@w={w:g}"] = value
+        if np.isfinite(value) and value > best_value + 1e-4:
             best, best_value = blend, value
     if teachers < MIN_OUTCOME_TEACHERS:
-        best = Blend(0.0, sd_l, SHARES[0], sds)
+        best = Blend(0.0, sd_l, sd_n)
     results["outcome_teachers"] = float(teachers)
     return best, results
 
 
 # shares of the sampled teachers whose pairs train the ranker, early-stop it, and choose its blend
 TRAIN_SHARE, STOP_SHARE = 0.6, 0.2
+# the outcome model learns from single noisy outcomes: slower steps and larger leaves than a ranker of choices
+OUTCOME_LEARNING_RATE, OUTCOME_MIN_CHILD = 0.05, 100
 
 
 def fit_ranker(
     periods: list[RankingData], n_teachers: int, seed: int = 0
 ) -> tuple[Ranker, Blend, dict[str, float]]:
-    """The ranker and its blend with the need prior, from the ranking data of consecutive periods (the same
-    `n_teachers` sampled teachers, rows aligned). Teachers are split once: 60 % train on every period, 20 %
-    early-stop it on the latest, 20 % choose the blend on the outcomes of every period (each teacher-period its
-    own group: measured changes are few, and a choice on few is noise). The latest period holds the service's
+    """The outcome model and its blend with the need prior, from the ranking data of consecutive periods (the
+    same `n_teachers` sampled teachers, rows aligned). The model is a pointwise regression of each taken course's
+    outcome (`outcome_gain`) on its pair features: what is learnt is what came of a course, not whether it was
+    chosen, so a course's rating, popularity or measured change weighs only as much as it predicts outcomes.
+    Teachers are split once: 60 % train on every period, 20 % early-stop it on the latest, 20 % choose the blend
+    on the outcomes of every period (each teacher-period its own group). The latest period holds the service's
     newest feedback, so it is learnt from at once."""
     part = np.random.default_rng(seed).random(n_teachers)
     train_rows, stop_rows = part < TRAIN_SHARE, (part >= TRAIN_SHARE) & (part < TRAIN_SHARE + STOP_SHARE)
     blend_rows = part >= TRAIN_SHARE + STOP_SHARE
     train = [p.teachers(train_rows) for p in periods]
     X = pd.concat([t.X for t in train], ignore_index=True)
-    y, group = np.concatenate([t.y for t in train]), np.concatenate([t.group for t in train])
     stop = periods[-1].teachers(stop_rows)
     held = [p.teachers(blend_rows) for p in periods]
     held_out = RankingData(
         pd.concat([h.X for h in held], ignore_index=True),
-        np.concatenate([h.y for h in held]),
-        np.concatenate([h.group for h in held]),
         np.concatenate([h.row + i * n_teachers for i, h in enumerate(held)]),
         np.concatenate([h.gain for h in held]),
-        np.concatenate([h.measured_gain for h in held]),
     )
-    ranker = Ranker(random_state=seed).fit(X, y, group, eval_set=(stop.X, stop.y, stop.group))
+    gain = np.concatenate([t.gain for t in train])
+    # no outcome known yet (every course still running): a model of nothing, and the need prior alone ranks
+    known = np.isfinite(gain) if np.isfinite(gain).any() else np.ones(len(gain), dtype=bool)
+    stop_known = np.isfinite(stop.gain)
+    ranker = Ranker(
+        objective="regression",
+        learning_rate=OUTCOME_LEARNING_RATE,
+        min_child_samples=OUTCOME_MIN_CHILD,
+        random_state=seed,
+    ).fit(
+        X[known].reset_index(drop=True),
+        np.nan_to_num(gain[known]),
+        None,
+        eval_set=(
+            (stop.X[stop_known].reset_index(drop=True), stop.gain[stop_known], None)
+            if stop_known.any()
+            else None
+        ),
+    )
     blend, metrics = choose_blend(ranker, X, held_out)
     return ranker, blend, metrics
 

@@ -22,6 +22,8 @@ from recommender.retrieval import Catalogue, TeacherBlock, eligibility_matrix, r
 CANDIDATES = 200
 # courses of highest need prior added to each teacher's candidates (features.need)
 PRIOR_CANDIDATES = 50
+# courses of highest mean satisfaction, and of highest popularity, added to each teacher's candidates
+COURSE_CANDIDATES = 25
 MENU_POOL = 40
 # teachers whose pairs are featurised and scored together: their feature matrix (~12 MB) is reused from the heap
 # block after block, where a block's (~100 MB) would be mapped afresh and page-faulted in every time
@@ -129,16 +131,30 @@ def _spans(row: np.ndarray, teachers: int) -> Iterator[tuple[int, int, int, int]
         yield int(np.searchsorted(row, r0)), int(np.searchsorted(row, r1)), r0, r1
 
 
-def prior_top(tb: TeacherBlock, ctx: TeacherContext, cat: Catalogue, art: Artifacts) -> np.ndarray:
-    """(teachers × courses) bool: each teacher's PRIOR_CANDIDATES eligible courses of highest need prior, which
-    join the candidates whatever retrieval finds (the prior is a fallback the ranker cannot lose)."""
-    need = need_matrix(ctx.need_base, ctx.estimate, cat.course_comp, art.attrs.level)
-    need = np.where(eligibility_matrix(tb, cat), need, -np.inf)
-    k = min(PRIOR_CANDIDATES, cat.n_courses)
-    top = np.argpartition(-need, k - 1, axis=1)[:, :k]
-    out = np.zeros(need.shape, dtype=bool)
-    np.put_along_axis(out, top, np.isfinite(np.take_along_axis(need, top, axis=1)), axis=1)
+def _top_eligible(scores: np.ndarray, eligible: np.ndarray, k: int) -> np.ndarray:
+    """(teachers × courses) bool: each row's k eligible courses of highest score."""
+    scores = np.where(eligible, np.broadcast_to(scores, eligible.shape), -np.inf)
+    k = min(k, scores.shape[1])
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    out = np.zeros(scores.shape, dtype=bool)
+    np.put_along_axis(out, top, np.isfinite(np.take_along_axis(scores, top, axis=1)), axis=1)
     return out
+
+
+def prior_top(tb: TeacherBlock, ctx: TeacherContext, cat: Catalogue, art: Artifacts) -> np.ndarray:
+    """(teachers × courses) bool: each teacher's PRIOR_CANDIDATES eligible courses of highest need prior and
+    COURSE_CANDIDATES of highest mean satisfaction and of highest popularity, which join the candidates whatever
+    retrieval finds: the ranker weighs every signal it reads on the courses each signal puts first (the need
+    prior is also the fallback it cannot lose), where retrieval by content similarity alone would miss a course
+    that is good or sought after for reasons no text states."""
+    eligible = eligibility_matrix(tb, cat)
+    need = need_matrix(ctx.need_base, ctx.estimate, cat.course_comp, art.attrs.level)
+    stats = art.signals.stats
+    return (
+        _top_eligible(need, eligible, PRIOR_CANDIDATES)
+        | _top_eligible(stats.satisfaction[None, :], eligible, COURSE_CANDIDATES)
+        | _top_eligible(stats.popularity[None, :], eligible, COURSE_CANDIDATES)
+    )
 
 
 def dismissed_mask(

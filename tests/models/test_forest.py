@@ -273,3 +273,18 @@ def test_ranker_scores_through_the_forest(tmp_path: Path) -> None:
     assert np.array_equal(Ranker.load(tmp_path).predict(X), expected)
     with pytest.raises(ValueError, match="expects features"):
         ranker.predict(X[X.columns[::-1]])
+
+
+def test_an_outcome_regression_scores_through_the_forest_and_keeps_its_objective(tmp_path: Path) -> None:
+    X, y = _data(10, 800)
+    frame = pd.DataFrame(X, columns=[f"f{j}" for j in range(N_FEATURES)])
+    Xv, yv = _data(11, 300)
+    model = Ranker(objective="regression", n_estimators=20, min_child_samples=5, n_jobs=1).fit(
+        frame, y, None, eval_set=(pd.DataFrame(Xv, columns=frame.columns), yv, None)
+    )
+    expected = model.booster_.predict(X, num_iteration=model.best_iteration_)
+    assert np.array_equal(model.predict(frame), expected)
+    assert np.corrcoef(expected, y)[0, 1] > 0.5  # it learnt the target, not a ranking of groups
+    model.save(tmp_path)
+    loaded = Ranker.load(tmp_path)
+    assert loaded.objective == "regression" and np.array_equal(loaded.predict(frame), expected)
