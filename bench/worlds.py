@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -231,11 +233,21 @@ def main() -> None:
         help="the world whose province replays a season of feedback ('' for none)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--jobs", type=int, default=1, help="worlds run at once, each in its own process")
     args = parser.parse_args()
     results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="tdr-worlds-") as tmp:
-        for world in args.worlds:
-            results[world] = run_world(world, args.teachers, args.seed, Path(tmp), world == args.replay_world)
+    with (
+        tempfile.TemporaryDirectory(prefix="tdr-worlds-") as tmp,
+        ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool,
+    ):
+        runs = {
+            world: pool.submit(
+                run_world, world, args.teachers, args.seed, Path(tmp), world == args.replay_world
+            )
+            for world in args.worlds
+        }
+        for world, run in runs.items():
+            results[world] = run.result()
             nd = results[world]["ranking"]["ndcg@10"]
             print(world, {m: nd[m] for m in ("tdr", "rule", results[world]["ranking"]["best_baseline"])})
     report = {
