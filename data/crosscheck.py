@@ -63,7 +63,8 @@ def _lit(text: str) -> str:
 def _connect(spill: Path) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection that works within MEMORY and spills beyond it to ``spill``; every query that needs
     an order says so (ORDER BY), so DuckDB need not keep insertion order, which lets its operators spill."""
-    return duckdb.connect(
+    spill.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(
         config={
             "memory_limit": MEMORY,
             "temp_directory": str(spill),
@@ -71,6 +72,8 @@ def _connect(spill: Path) -> duckdb.DuckDBPyConnection:
             "preserve_insertion_order": False,
         }
     )
+    con.execute("SET enable_progress_bar = false")
+    return con
 
 
 def crosscheck(
@@ -90,10 +93,8 @@ def crosscheck(
 
     DuckDB judges a narrow projection (order, origin, keys, references, reasons so far); the wide rows are then
     read once more in order and split by that verdict, so no sort ever carries a whole row."""
-    spill.mkdir(parents=True, exist_ok=True)
     con = _connect(spill)
     try:
-        con.execute("SET enable_progress_bar = false")
         con.execute(f"CREATE VIEW staged AS SELECT * FROM read_parquet({_lit(str(staged))})")
         refs, joins = [], []
         for i, col in enumerate(c for c in spec.columns if c.references):
@@ -327,10 +328,8 @@ def merge(
     """A day's accepted rows merged into the table by key: a row of a key already there replaces it in place,
     the others follow in the day's order; merging the same rows again changes nothing. When the table has a
     teacher_id, the teachers of new or changed rows are written to ``changed_teachers``."""
-    spill.mkdir(parents=True, exist_ok=True)
     con = _connect(spill)
     try:
-        con.execute("SET enable_progress_bar = false")
         last = _in_file_order(con, "p", previous)
         _in_file_order(con, "d", day)
         on = " AND ".join(f"p.{q(k)} IS NOT DISTINCT FROM d.{q(k)}" for k in spec.key)

@@ -28,10 +28,11 @@ from data.synthetic.common import (
 from data.synthetic.teachers import Teachers
 from data.workspace import atomic_write
 
+CSV_OPTIONS = pacsv.WriteOptions(quoting_style="needed")
+
 
 def write_csv(table: pa.Table, path: Path) -> None:
-    options = pacsv.WriteOptions(quoting_style="needed")
-    atomic_write(path, lambda p: pacsv.write_csv(table, p, write_options=options))
+    atomic_write(path, lambda p: pacsv.write_csv(table, p, write_options=CSV_OPTIONS))
 
 
 # rows of a large table turned into Arrow (strings) and written at a time: bounds the memory of a big province
@@ -41,11 +42,10 @@ CSV_SLICE = 4_000_000
 def write_csv_sliced(rows: int, table_of: Callable[[slice], pa.Table], path: Path) -> int:
     """Write, as `write_csv` would, the table of `rows` rows whose row slices `table_of` builds, one slice at a
     time; returns `rows`."""
-    options = pacsv.WriteOptions(quoting_style="needed")
 
     def write(target: Path) -> None:
         first = table_of(slice(0, min(rows, CSV_SLICE)))
-        with pacsv.CSVWriter(target, first.schema, write_options=options) as writer:
+        with pacsv.CSVWriter(target, first.schema, write_options=CSV_OPTIONS) as writer:
             writer.write_table(first)
             for lo in range(CSV_SLICE, rows, CSV_SLICE):
                 writer.write_table(table_of(slice(lo, lo + CSV_SLICE)))
