@@ -154,40 +154,56 @@ def _commit() -> str:
     return done.stdout.strip()
 
 
-def full_run(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
-    """generate → ingest → train → score, then one day's update."""
-    shutil.rmtree(args.workdir, ignore_errors=True)
+def _write(target: Path, result: dict[str, Any]) -> None:
+    write_text_atomic(target, json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+
+
+def full_run(args: argparse.Namespace, env: dict[str, str], target: Path) -> dict[str, Any]:
+    """generate → ingest → train → score, then one day's update. After each stage the figures so far are written
+    to TARGET marked partial; with ``--resume`` a partial TARGET's finished stages are kept and not run again
+    (a million-teacher run takes about an hour, and a change to a later stage need not pay the earlier ones)."""
     src, ws, out = args.workdir / "input", args.workdir / "ws", args.workdir / "scores"
+    earlier = json.loads(target.read_text(encoding="utf-8")) if args.resume and target.exists() else {}
+    if not earlier.get("partial"):
+        earlier = {}
+        shutil.rmtree(args.workdir, ignore_errors=True)
     cache = None
     if args.fresh_cache:
         cache = tempfile.mkdtemp(prefix="tdr-cache-")
         env["TDR_MODEL_CACHE"] = cache
-    load_start = os.getloadavg()[0]
     n = str(args.teachers)
-    stages = {
-        "generate": stage("generate", ["generate", str(src), "--teachers", n, "--seed", str(args.seed)], env),
-        "ingest": stage("ingest", ["ingest", str(src), "--workspace", str(ws)], env),
-        "train": stage("train", ["train", "--workspace", str(ws)], env),
-        "score": stage("score", ["score", "--workspace", str(ws), "--out", str(out)], env),
+    plan = {
+        "generate": ["generate", str(src), "--teachers", n, "--seed", str(args.seed)],
+        "ingest": ["ingest", str(src), "--workspace", str(ws)],
+        "train": ["train", "--workspace", str(ws)],
+        "score": ["score", "--workspace", str(ws), "--out", str(out)],
     }
-    update = daily_update(args.workdir, args.seed, 1, env)
-    if cache is not None:
-        shutil.rmtree(cache, ignore_errors=True)
-    rows = {name: table_rows(ws, name) for name in ("training_records", "responses")}
-    end_to_end = {k: round(sum(s[k] for s in stages.values() if k in s), 1) for k in ("wall_s", "cpu_s")}
-    return {
+    result: dict[str, Any] = {
         "machine": {
             "cpus": len(os.sched_getaffinity(0)),
             "python": platform.python_version(),
-            "load_average_1m": {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)},
+            "load_average_1m": {"start": round(os.getloadavg()[0], 2)},
         },
         "teachers": args.teachers,
-        "commit": _commit(),
-        "rows": rows,
         "fresh_encoder_cache": bool(args.fresh_cache),
-        "stages": stages,
+        **earlier,
+        "partial": True,
+    }
+    stages: dict[str, Any] = result.setdefault("stages", {})
+    for name, command in plan.items():
+        if name not in stages:
+            stages[name] = stage(name, command, env) | {"commit": _commit()}
+            _write(target, result)
+    result["daily_update"] = daily_update(args.workdir, args.seed, 1, env)
+    if cache is not None:
+        shutil.rmtree(cache, ignore_errors=True)
+    result["machine"]["load_average_1m"]["end"] = round(os.getloadavg()[0], 2)
+    end_to_end = {k: round(sum(s[k] for s in stages.values()), 1) for k in ("wall_s", "cpu_s")}
+    del result["partial"]
+    return result | {
+        "commit": _commit(),
+        "rows": {name: table_rows(ws, name) for name in ("training_records", "responses")},
         "end_to_end": end_to_end | {"peak_pss_mb": max(s["peak_pss_mb"] for s in stages.values())},
-        "daily_update": update,
     }
 
 
@@ -205,6 +221,11 @@ def main() -> None:
         action="store_true",
         help="only another day's update, on the workdir and results of an earlier run (kept in the JSON's history)",
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the finished stages of a partial earlier run and run the rest",
+    )
     args = parser.parse_args()
     target = args.out or RESULTS / f"province_{args.teachers}.json"
     env = dict(os.environ)
@@ -214,10 +235,9 @@ def main() -> None:
         history.append(result["daily_update"])
         result["daily_update"] = daily_update(args.workdir, args.seed, len(history) + 1, env)
     else:
-        result = full_run(args, env)
-    text = json.dumps(result, indent=2, ensure_ascii=False)
-    print(text)
-    write_text_atomic(target, text + "\n")
+        result = full_run(args, env, target)
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    _write(target, result)
 
 
 if __name__ == "__main__":

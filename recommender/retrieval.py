@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import faiss
 import numpy as np
 import scipy.sparse as sp
 
@@ -170,15 +171,19 @@ def _dense_candidates(
     return row.astype(np.int64), course.astype(np.int64)
 
 
-def _top_per_row(score: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of the k best finite scores in each row (unordered), as long-form (row, column)."""
+def top_per_row(score: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the k best finite scores in each row (unordered), as long-form (row, column). faiss's heaps
+    (one pass over the matrix in float32) select them several times faster than numpy's argpartition, which
+    dominated scoring over a 20 000-course catalogue."""
     n, c = score.shape
     k = min(k, c)
-    part = np.argpartition(-score, k - 1, axis=1)[:, :k]
-    rows = np.repeat(np.arange(n), k)
-    cols = part.ravel()
-    keep = np.isfinite(score[rows, cols])
-    return rows[keep], cols[keep]
+    if n == 0 or k == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    heap = faiss.ResultHeap(n, k, keep_max=True)
+    values = np.ascontiguousarray(score, dtype=np.float32)
+    heap.add_result_subset(np.arange(n, dtype=np.int64), values, np.arange(c, dtype=np.int64))
+    keep = (heap.I >= 0) & np.isfinite(heap.D)
+    return np.nonzero(keep)[0].astype(np.int64), heap.I[keep]
 
 
 # cells of one teachers × courses score matrix (float64) in pair_dots: 128 MB
@@ -205,15 +210,21 @@ def pair_dots(queries: np.ndarray, vectors: np.ndarray, row: np.ndarray, course:
 
 
 def retrieve(
-    block: TeacherBlock, cat: Catalogue, index: VectorIndex, k: int, include: np.ndarray | None = None
+    block: TeacherBlock,
+    cat: Catalogue,
+    index: VectorIndex,
+    k: int,
+    include: np.ndarray | None = None,
+    eligible: np.ndarray | None = None,
 ) -> Candidates:
     """Up to k eligible candidates per teacher by hybrid dense + lexical score (fewer only when the eligible
-    catalogue has fewer), plus every eligible course of `include` ((n, C) bool, e.g. mandatory topics owed)."""
-    eligible = eligibility_matrix(block, cat)
+    catalogue has fewer), plus every eligible course of `include` ((n, C) bool, e.g. mandatory topics owed).
+    `eligible`: the block's eligibility_matrix where the caller has it already."""
+    eligible = eligibility_matrix(block, cat) if eligible is None else eligible
     queries = query_vectors(block, cat)
     lex = lexical_scores(block, cat)
     d_row, d_course = _dense_candidates(queries, index, eligible, k)
-    l_row, l_course = _top_per_row(np.where(eligible, lex, -np.inf), max(k // 2, 1))
+    l_row, l_course = top_per_row(np.where(eligible, lex, -np.inf), max(k // 2, 1))
     must = np.zeros_like(eligible) if include is None else include & eligible
     picked = must.copy()
     picked[d_row, d_course] = True

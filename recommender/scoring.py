@@ -17,13 +17,15 @@ from recommender.artifacts import Artifacts
 from recommender.explain import FORMAT_ZH, reasons
 from recommender.menu import plan_menus
 from recommender.ranking import blend_scores, features_for, teacher_inputs
-from recommender.retrieval import Catalogue, TeacherBlock, eligibility_matrix, retrieve
+from recommender.retrieval import eligibility_matrix, retrieve, top_per_row
 
 CANDIDATES = 200
 # courses of highest need prior added to each teacher's candidates (features.need)
 PRIOR_CANDIDATES = 50
 # courses of highest mean satisfaction, and of highest popularity, added to each teacher's candidates
 COURSE_CANDIDATES = 25
+# courses of each mandatory topic a teacher owes, of highest need prior, that join its candidates and menu pool
+OWED_CANDIDATES = 20
 MENU_POOL = 40
 # teachers whose pairs are featurised and scored together: their feature matrix (~12 MB) is reused from the heap
 # block after block, where a block's (~100 MB) would be mapped afresh and page-faulted in every time
@@ -114,7 +116,8 @@ def _objects(values: np.ndarray) -> pd.Series:
 @dataclass(frozen=True)
 class Ranked:
     """A block's ranked courses: the top-k with reasons, and the menu pool (top MENU_POOL plus every course of a
-    mandatory topic the teacher owes) in the columns `recommender.menu` plans from."""
+    mandatory topic the teacher owes, OWED_CANDIDATES of each) in the columns `recommender.menu`
+    plans from."""
 
     recs: pd.DataFrame
     pool: pd.DataFrame
@@ -133,27 +136,59 @@ def _spans(row: np.ndarray, teachers: int) -> Iterator[tuple[int, int, int, int]
 
 def _top_eligible(scores: np.ndarray, eligible: np.ndarray, k: int) -> np.ndarray:
     """(teachers × courses) bool: each row's k eligible courses of highest score."""
-    scores = np.where(eligible, np.broadcast_to(scores, eligible.shape), -np.inf)
-    k = min(k, scores.shape[1])
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    out = np.zeros(scores.shape, dtype=bool)
-    np.put_along_axis(out, top, np.isfinite(np.take_along_axis(scores, top, axis=1)), axis=1)
+    rows, cols = top_per_row(np.where(eligible, scores, -np.inf), k)
+    out = np.zeros(eligible.shape, dtype=bool)
+    out[rows, cols] = True
     return out
 
 
-def prior_top(tb: TeacherBlock, ctx: TeacherContext, cat: Catalogue, art: Artifacts) -> np.ndarray:
+def _top_eligible_shared(score: np.ndarray, eligible: np.ndarray, k: int) -> np.ndarray:
+    """(teachers × courses) bool: each row's k eligible courses of highest `score`, one score per course shared by
+    every teacher — the first eligible ones in the courses' order of score, so a teacher costs the prefix of the
+    order that holds k of its eligible courses, not the catalogue."""
+    order = np.argsort(-np.nan_to_num(score, nan=-np.inf), kind="stable")
+    order = order[np.isfinite(score[order])]
+    out = np.zeros(eligible.shape, dtype=bool)
+    todo, width = np.arange(eligible.shape[0]), 4 * k
+    while len(todo):
+        cols = order[:width]
+        taken = eligible[np.ix_(todo, cols)]
+        taken &= np.cumsum(taken, axis=1) <= k
+        done = (taken.sum(axis=1) >= k) | (width >= len(order))
+        r, c = np.nonzero(taken[done])
+        out[todo[done][r], cols[c]] = True
+        todo, width = todo[~done], width * 4
+    return out
+
+
+def owed_top(
+    missing: np.ndarray, mandatory_idx: np.ndarray, need: np.ndarray, eligible: np.ndarray, k: int
+) -> np.ndarray:
+    """(teachers × courses) bool: for every mandatory topic a teacher owes (`missing`, teachers × topics), its k
+    eligible courses of that topic of highest need prior — enough for the menu to meet the topic with room to
+    fit the hours, where every course of the topic (hundreds in a large catalogue) would swell the candidates
+    and the menu's search for nothing."""
+    out = np.zeros(eligible.shape, dtype=bool)
+    for topic in range(missing.shape[1]):
+        rows, cols = np.flatnonzero(missing[:, topic]), np.flatnonzero(mandatory_idx == topic)
+        if len(rows) and len(cols):
+            at = np.ix_(rows, cols)
+            r, c = top_per_row(np.where(eligible[at], np.nan_to_num(need[at]), -np.inf), k)
+            out[rows[r], cols[c]] = True
+    return out
+
+
+def prior_top(need: np.ndarray, eligible: np.ndarray, art: Artifacts) -> np.ndarray:
     """(teachers × courses) bool: each teacher's PRIOR_CANDIDATES eligible courses of highest need prior and
     COURSE_CANDIDATES of highest mean satisfaction and of highest popularity, which join the candidates whatever
     retrieval finds: the ranker weighs every signal it reads on the courses each signal puts first (the need
     prior is also the fallback it cannot lose), where retrieval by content similarity alone would miss a course
     that is good or sought after for reasons no text states."""
-    eligible = eligibility_matrix(tb, cat)
-    need = need_matrix(ctx.need_base, ctx.estimate, cat.course_comp, art.attrs.level)
     stats = art.signals.stats
     return (
         _top_eligible(need, eligible, PRIOR_CANDIDATES)
-        | _top_eligible(stats.satisfaction[None, :], eligible, COURSE_CANDIDATES)
-        | _top_eligible(stats.popularity[None, :], eligible, COURSE_CANDIDATES)
+        | _top_eligible_shared(stats.satisfaction, eligible, COURSE_CANDIDATES)
+        | _top_eligible_shared(stats.popularity, eligible, COURSE_CANDIDATES)
     )
 
 
@@ -179,11 +214,11 @@ def rank_block(block: PortraitBlock, art: Artifacts, top_k: int = 20) -> Ranked:
     tb, ctx = teacher_inputs(
         block.rows, block.competencies, block.records, cat, art.signals.stats, art.attrs.topics, art.asof
     )
-    topic_courses = np.zeros((len(art.attrs.topics), cat.n_courses), dtype=bool)
-    has_topic = art.attrs.mandatory_idx >= 0
-    topic_courses[art.attrs.mandatory_idx[has_topic], np.flatnonzero(has_topic)] = True
-    must = (ctx.missing_mandatory.astype(np.float32) @ topic_courses.astype(np.float32)) > 0
-    cands = retrieve(tb, cat, art.index, CANDIDATES, include=must | prior_top(tb, ctx, cat, art))
+    eligible = eligibility_matrix(tb, cat)
+    need = need_matrix(ctx.need_base, ctx.estimate, cat.course_comp, art.attrs.level)
+    must = owed_top(ctx.missing_mandatory, art.attrs.mandatory_idx, need, eligible, OWED_CANDIDATES)
+    include = must | prior_top(need, eligible, art)
+    cands = retrieve(tb, cat, art.index, CANDIDATES, include=include, eligible=eligible)
     cands = cands.take(~dismissed_mask(block, art, tb.teacher_ids, cat.course_ids)[cands.row, cands.course])
     score = np.empty(len(cands.row))
     for lo, hi, r0, r1 in _spans(cands.row, SCORE_TEACHERS):
