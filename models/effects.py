@@ -86,17 +86,46 @@ class _Fit:
     placebo: tuple[FloatArray, FloatArray] = (np.zeros(0), np.zeros(0))
 
 
-def _exposure_matrix(rows: pd.DataFrame, exposures: pd.DataFrame, units: pd.Index) -> sp.csr_matrix:
-    """rows × units, 1 where the row's teacher completed the unit inside its (pre_date, post_date]."""
-    pos = pd.Series(np.arange(len(rows)), index=rows["teacher_id"].to_numpy())
-    e = exposures[exposures["unit_id"].isin(units)]
-    e = e[e["teacher_id"].isin(pos.index)]
-    r = pos.reindex(e["teacher_id"]).to_numpy(dtype=np.int64)
-    d = e["date"].to_numpy(dtype="datetime64[ns]")
-    inside = (d > rows["pre_date"].to_numpy(dtype="datetime64[ns]")[r]) & (
-        d <= rows["post_date"].to_numpy(dtype="datetime64[ns]")[r]
+@dataclass(frozen=True)
+class _Exposed:
+    """The exposures encoded once for every competency: each one's teacher (position in `teachers`), unit
+    (position in `units`) and date (ns)."""
+
+    teachers: pd.Index
+    units: pd.Index
+    teacher: NDArray[np.int64]
+    unit: NDArray[np.int64]
+    date: NDArray[np.int64]
+
+
+def _encode(exposures: pd.DataFrame, teachers: pd.Index) -> _Exposed:
+    """`exposures` (teacher_id, unit_id, date) of the `teachers` (str ids), as positions."""
+    units = pd.Index(np.sort(exposures["unit_id"].astype(str).unique()))
+    teacher = teachers.get_indexer(pd.Index(exposures["teacher_id"].astype(str)))
+    mine = teacher >= 0
+    return _Exposed(
+        teachers,
+        units,
+        teacher[mine].astype(np.int64),
+        units.get_indexer(exposures["unit_id"].astype(str))[mine].astype(np.int64),
+        pd.to_datetime(exposures["date"]).to_numpy(dtype="datetime64[ns]")[mine].view(np.int64),
     )
-    c = units.get_indexer(pd.Index(e["unit_id"]))
+
+
+def _exposure_matrix(rows: pd.DataFrame, ex: _Exposed, units: pd.Index) -> sp.csr_matrix:
+    """rows × units, 1 where the row's teacher completed the unit inside its (pre_date, post_date]
+    (`rows["teacher"]`: the teacher's position in `ex.teachers`, one row per teacher)."""
+    pos = np.full(len(ex.teachers), -1, dtype=np.int64)
+    pos[rows["teacher"].to_numpy()] = np.arange(len(rows))
+    col = np.full(len(ex.units), -1, dtype=np.int64)
+    at = ex.units.get_indexer(units)
+    col[at[at >= 0]] = np.flatnonzero(at >= 0)
+    r, c = pos[ex.teacher], col[ex.unit]
+    mine = (r >= 0) & (c >= 0)
+    r, c, d = r[mine], c[mine], ex.date[mine]
+    inside = (d > rows["pre_date"].to_numpy(dtype="datetime64[ns]").view(np.int64)[r]) & (
+        d <= rows["post_date"].to_numpy(dtype="datetime64[ns]").view(np.int64)[r]
+    )
     m = sp.csr_matrix((np.ones(int(inside.sum())), (r[inside], c[inside])), shape=(len(rows), len(units)))
     m.data[:] = 1.0  # a unit completed twice in the window is one exposure
     return m
@@ -202,17 +231,33 @@ def _imputation_fit(
     gain = y[took] - z[took] @ beta
     tt = t[took]
     # units taken by exactly the same teachers cannot be told apart: the pseudo-inverse splits their gain evenly
-    gram_inv = np.linalg.pinv(np.asarray((tt.T @ tt).todense()), hermitian=True)
-    split = sp.csr_matrix(tt @ gram_inv)  # row i: how taker i's gain enters each unit's effect
-    effect = np.asarray(split.T @ gain).ravel()
+    g_inv = np.linalg.pinv((tt.T @ tt).toarray(), hermitian=True)
+    effect = g_inv @ np.asarray(tt.T @ gain).ravel()
     resid = gain - tt @ effect
-    leverage = np.minimum(np.asarray(split.multiply(tt).sum(axis=1)).ravel(), 0.99)
-    own = np.asarray((split.T @ split.multiply((resid**2 / (1.0 - leverage))[:, None])).todense())
-    carried = np.asarray(split.T @ z[took])  # units × covariates: the counterfactual's error in each effect
-    cov = own + carried @ cov_beta @ carried.T
+    leverage = np.minimum(_leverage(tt, g_inv), 0.99)
+    meat = (tt.T @ sp.diags(resid**2 / (1.0 - leverage)) @ tt).toarray()
+    own = np.sum((g_inv @ meat) * g_inv, axis=1)  # diag(G⁺ meat G⁺), G⁺ symmetric
+    carried = g_inv @ np.asarray(
+        tt.T @ z[took]
+    )  # units × covariates: the counterfactual's error in each effect
+    var = own + np.einsum("ij,jk,ik->i", carried, cov_beta, carried)
     residual = y[~took] - z[~took] @ beta
     placebos = _placebos(residual, sp.csr_matrix(placebo[~took]), z[~took], cov_beta)
-    return effect, np.sqrt(np.clip(np.diag(cov), 0.0, None)), placebos
+    return effect, np.sqrt(np.clip(var, 0.0, None)), placebos
+
+
+def _leverage(tt: sp.csr_matrix, g_inv: FloatArray) -> FloatArray:
+    """Each taker's leverage in the split of gains among units, tt_i G⁺ tt_iᵀ: the sum of G⁺ over the pairs of
+    units the taker completed (a handful per taker, so no takers × units matrix is formed)."""
+    k = np.diff(tt.indptr)
+    row = np.repeat(np.arange(tt.shape[0]), k)  # row of each completed unit
+    rep = k[row]  # each completed unit meets every unit of its row
+    a = np.repeat(tt.indices, rep)
+    first = np.repeat(tt.indptr[row], rep)
+    offset = np.arange(int(rep.sum())) - np.repeat(np.cumsum(rep) - rep, rep)
+    b = tt.indices[first + offset]
+    h = np.bincount(np.repeat(row, rep), weights=g_inv[a, b], minlength=tt.shape[0])
+    return np.asarray(h, dtype=np.float64)
 
 
 def _placebos(
@@ -332,25 +377,22 @@ def estimate_effects(
     groups = [g for g in groups if g in changes.columns]
     numeric = [c for c in numeric if c in changes.columns]
     teaches = teaches[["unit_id", "competency"]].astype(str).drop_duplicates()
-    exposures = exposures.assign(
-        teacher_id=exposures["teacher_id"].astype(str),
-        unit_id=exposures["unit_id"].astype(str),
-        date=pd.to_datetime(exposures["date"]),
-    )
+    teacher_ids = changes["teacher_id"].astype(str)
+    teachers = pd.Index(teacher_ids.unique())
+    ex = _encode(exposures, teachers)
+    changes = changes.assign(teacher=teachers.get_indexer(pd.Index(teacher_ids)))
     parts = []
     placebos: list[tuple[FloatArray, FloatArray]] = []
-    teaches_of = {c: pd.Index(g["unit_id"].unique()) for c, g in teaches.groupby("competency")}
+    teaches_of = {c: pd.Index(np.sort(g["unit_id"].unique())) for c, g in teaches.groupby("competency")}
     for comp, rows in changes.groupby(changes["competency"].astype(str), sort=True):
-        units = pd.Index(np.sort(teaches.loc[teaches["competency"] == comp, "unit_id"].unique()))
-        if units.empty:
+        if comp not in teaches_of:
             continue
-        rows = rows.assign(teacher_id=rows["teacher_id"].astype(str)).reset_index(drop=True)
-        t = _exposure_matrix(rows, exposures, units)
-        others = pd.Index(np.sort(exposures["unit_id"].unique())).difference(teaches_of.get(comp, units))
+        units = teaches_of[comp]
+        rows = rows.reset_index(drop=True)
+        t = _exposure_matrix(rows, ex, units)
+        others = ex.units.difference(units)
         placebo = (
-            _exposure_matrix(rows, exposures, others)
-            if method == "adjusted"
-            else sp.csr_matrix((len(rows), 0))
+            _exposure_matrix(rows, ex, others) if method == "adjusted" else sp.csr_matrix((len(rows), 0))
         )
         fit = _fit(rows, t, method, groups, numeric, placebo)
         placebos.append(fit.placebo)

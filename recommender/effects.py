@@ -215,13 +215,25 @@ def _effects(ch: pd.DataFrame, growth: Growth, method: Method) -> pd.DataFrame:
 RECOVERY_TAKERS = (5, 30, 50)
 
 
-def effect_recovery(estimates: pd.DataFrame, truth: pd.DataFrame, key: str) -> dict[str, Any]:
+def effect_recovery(
+    estimates: pd.DataFrame, truth: pd.DataFrame, key: str, untaught_zero: bool = False
+) -> dict[str, Any]:
     """How `estimates` (unit_id, competency, effect, ci_low, ci_high, n_treated, known) recover the truth's mean
     effect between a teacher's two waves (`truth`: `key`, competency, effect_points_between, as
     `tdr generate` writes course_effects / project_effects): per minimum number of takers, the pairs given a
-    number, Pearson correlation, mean bias (points), coverage of the interval and RMSE."""
-    t = truth.rename(columns={key: "unit_id"})[["unit_id", "competency", "effect_points_between"]].dropna()
-    j = estimates[estimates["known"].astype(bool)].merge(t, on=["unit_id", "competency"])
+    number, Pearson correlation, mean bias (points), coverage of the interval and RMSE. `untaught_zero`: also
+    the estimates of a unit of the truth on a competency it does not teach, whose true effect is nil (a project
+    is estimated on every competency)."""
+    t = truth.rename(columns={key: "unit_id"})[["unit_id", "competency", "effect_points_between"]]
+    known = estimates[estimates["known"].astype(bool)]
+    if untaught_zero:
+        j = known[known["unit_id"].isin(t["unit_id"])].merge(
+            t, on=["unit_id", "competency"], how="left", indicator=True
+        )
+        j = j[(j["_merge"] == "left_only") | j["effect_points_between"].notna()]
+        j = j.assign(effect_points_between=j["effect_points_between"].fillna(0.0))
+    else:
+        j = known.merge(t.dropna(), on=["unit_id", "competency"])
     out: dict[str, Any] = {}
     for lo in RECOVERY_TAKERS:
         k = j[j["n_treated"] >= lo]

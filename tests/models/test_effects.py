@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 
-from models.effects import EFFECT_COLUMNS, estimate_effects
+from models.effects import EFFECT_COLUMNS, _leverage, estimate_effects
 
 PRE = pd.Timestamp("2024-03-01")
 POST = pd.Timestamp("2025-03-01")
@@ -192,3 +193,25 @@ def test_units_that_move_a_competency_they_are_not_tagged_with_widen_every_inter
     width = (plain["ci_high"] - plain["ci_low"]).mean()
     assert ((missed["ci_high"] - missed["ci_low"]) > (plain["ci_high"] - plain["ci_low"])).all()
     assert (missed["ci_high"] - missed["ci_low"]).mean() > 1.2 * width
+
+
+def test_a_taker_of_several_units_has_the_leverage_of_the_dense_least_squares_split() -> None:
+    rng = np.random.default_rng(0)
+    tt = sp.csr_matrix((rng.random((300, 12)) < 0.15).astype(np.float64))
+    tt = sp.csr_matrix(tt[tt.getnnz(axis=1) > 0])
+    g_inv = np.linalg.pinv((tt.T @ tt).toarray(), hermitian=True)
+    dense = tt.toarray()
+    assert np.allclose(_leverage(tt, g_inv), np.einsum("ij,jk,ik->i", dense, g_inv, dense))
+
+
+def test_the_gain_of_teachers_who_took_two_units_is_split_by_least_squares() -> None:
+    """U3 (teaching C0, no effect) was taken only by teachers who also took U0: their gain is U0's, and the
+    split gives it to U0, not half to each."""
+    w = simulate(n=4000, units=3, seed=2)
+    u0 = w.exposures[w.exposures["unit_id"] == "U0"]
+    u3 = u0.head(len(u0) // 2).assign(unit_id="U3")
+    teaches = pd.concat([w.teaches, pd.DataFrame({"unit_id": ["U3"], "competency": ["C0"]})])
+    e = estimate_effects(w.changes, pd.concat([w.exposures, u3]), teaches).set_index("unit_id")
+    effect, se = e["raw_effect"].astype(float), e["raw_std_error"].astype(float)
+    assert abs(effect["U3"]) < 3 * se["U3"]
+    assert abs(effect["U0"] - w.truth["U0"]) < 3 * se["U0"]

@@ -13,7 +13,13 @@ from typer.testing import CliRunner
 
 from data.synthetic import load_truth
 from data.workspace import Workspace
-from recommender.effects import OUTPUT_COLUMNS, measure_growth, read_growth, truth_recovery
+from recommender.effects import (
+    OUTPUT_COLUMNS,
+    effect_recovery,
+    measure_growth,
+    read_growth,
+    truth_recovery,
+)
 from recommender.service import Engine
 from tdr.cli import app
 
@@ -154,3 +160,28 @@ def test_evaluate_reports_effect_recovery_and_the_naive_estimate_is_biased_upwar
     # everybody grows over the years between waves: the naive pre/post change credits that to the course
     assert courses["naive"]["takers_ge_5"]["bias"] > courses["adjusted"]["takers_ge_5"]["bias"]
     assert np.isfinite(courses["adjusted"]["takers_ge_5"]["correlation"])
+
+
+def test_recovery_over_every_competency_counts_a_unit_on_one_it_does_not_teach_as_nil() -> None:
+    truth = pd.DataFrame(
+        {"project_id": ["P1", "P1"], "competency": ["A1", "A2"], "effect_points_between": [4.0, np.nan]}
+    )
+    rows = [("P1", "A1", 4.5), ("P1", "A2", 9.0), ("P1", "B1", 0.5), ("P1", "B2", -0.5), ("P2", "B1", 7.0)]
+    estimates = pd.DataFrame(
+        {
+            "unit_id": [r[0] for r in rows],
+            "competency": [r[1] for r in rows],
+            "effect": [r[2] for r in rows],
+            "ci_low": [r[2] - 1.0 for r in rows],
+            "ci_high": [r[2] + 1.0 for r in rows],
+            "n_treated": 40,
+            "known": True,
+        }
+    )
+    taught = effect_recovery(estimates, truth, "project_id")["takers_ge_5"]
+    every = effect_recovery(estimates, truth, "project_id", untaught_zero=True)["takers_ge_5"]
+    assert taught == {"pairs": 1}
+    # A1 (taught, 4.0) and B1, B2 (untaught: nil); A2 is taught but has no true value, P2 is not in the truth
+    assert (
+        every["pairs"] == 3 and every["coverage"] == 1.0 and every["bias"] == pytest.approx(1 / 6, abs=0.01)
+    )
