@@ -508,7 +508,7 @@ class _Arrow:
         """responses x L x L, as `_Chunk.slot_cov`."""
         w, own = self.w, self.own
         pos = c.vec_cells + (c.local * (w.shape[1] - c.k))[:, None]  # positions in persons x extended
-        ws = w.reshape(-1, w.shape[2])[pos] * c.free[:, :, None]
+        ws = w.reshape(w.shape[0] * w.shape[1], w.shape[2])[pos] * c.free[:, :, None]
         n_slots = pos.shape[1]
         cov = np.empty((len(pos), n_slots, n_slots))
         for i in range(n_slots):  # a few slots: products of (responses x H) columns beat a batched einsum
@@ -527,7 +527,7 @@ class _Arrow:
         w, own = self.w, self.own
         ext, h = w.shape[1], w.shape[2]
         pos = c.vec_cells + (c.local * (ext - k))[:, None]
-        ws = w.reshape(-1, h)[pos] * c.free[:, :, None]
+        ws = w.reshape(n * ext, h)[pos] * c.free[:, :, None]
         beta = np.sum(ws * a_o[:, :, None], axis=1)
         e = own.ravel()[pos] * a_o * c.free
         outer = v[:, None, None] * beta[:, :, None] * beta[:, None, :]

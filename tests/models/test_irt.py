@@ -509,6 +509,16 @@ def test_low_rank_model_is_deterministic_and_scores_new_persons_as_its_training_
     assert np.all((p > 0.0) & (p < 1.0))
 
 
+def test_rank_zero_without_a_general_factor_has_no_shared_coordinates() -> None:
+    """Independent skills under the factor form (rank 0, no general dimension): every person's posterior is
+    diagonal, and fitting and scoring still work."""
+    sim = simulate(n=200, seed=2)
+    model = MIRT(corr_rank=0, general_factor=False).fit(sim.X, sim.q)
+    np.testing.assert_allclose(model.sigma_, np.eye(3), atol=1e-9)
+    assert np.all(np.isfinite(model.se_)) and np.all(model.se_ < 1.0)
+    assert np.all(np.isfinite(model.predict_proba([0, 1], [0, 1])))
+
+
 def test_negative_rank_is_refused() -> None:
     sim = simulate(n=50)
     with pytest.raises(ValueError, match="corr_rank"):
