@@ -15,7 +15,9 @@ Estimation is variational EM, an approximation to regularised marginal maximum l
 a Gaussian posterior N(theta_i, C_i) with full covariance; each E-step moves it once towards the optimum of
 the evidence lower bound (ELBO), by the fixed point C_i = (Sigma^-1 + sum_j E[sigmoid'] a_j a_j^T)^-1 and a
 Newton step on theta_i, computed in person chunks; the data term lives on the dimensions the person's responses
-load on, so only those are factorised (`_Local`, batched by their number) and C_i is never formed. Expectations
+load on, so only those are factorised (`_Local`, batched by their number) and C_i is never formed. With
+``corr_rank`` the correlations are factor-analytic instead (rank r plus each dimension's own variance,
+`_Factors`) and each person's posterior is an arrow over (theta, the r factors) costing K (1 + r)^2 (`_Arrow`). Expectations
 over each response's linear predictor use Gauss-Hermite quadrature. The M-step updates Sigma under its
 shrinkage prior (over-relaxed where that keeps the bound, `_over_relaxed`; parameter-expanded: each
 dimension's scale moves into its loadings), takes one Newton step
@@ -416,8 +418,9 @@ class _Factors:
     def start(n_own: int, rank: int, general: bool, rng: np.random.Generator) -> _Factors:
         """The dimensions start strongly correlated through the first factor, the other factors small and random.
 
-        EM grows a factor from a small start slowly (measured on ASSIST2017 with one factor: started at loadings
-        0.1 it still gained 10^-3 nats per response at iteration 12; at 0.8 and above it converged in 8-9)."""
+        EM grows a factor from a small start slowly (measured on ASSIST2017: 8 factors started at loadings 0.1
+        still gained 10^-3 nats per response at iteration 12; one factor started at 0.5 stalled for five
+        iterations, at 0.8 and above it converged in 8-9)."""
         loadings = 0.1 * rng.standard_normal((n_own, rank))
         loadings[:, :1] = _FACTOR_START
         psi = np.maximum(1.0 - np.sum(loadings**2, axis=1), _FACTOR_START_UNIQUENESS)
@@ -978,6 +981,11 @@ class MIRT(BaseEstimator):  # type: ignore[misc]
         "identity" keeps the competencies independent a priori.
     corr_shrinkage: weight of the identity in the estimated covariance of theta (keeps it well conditioned
         when a competency has few items); it is the prior `_sigma_log_prior`, part of the monitored bound.
+        Applies to the full-rank covariance only.
+    corr_rank: None: the correlations of the Q-matrix dimensions are a full matrix. An integer r: they are
+        loadings loadings^T + diag(psi) with r common factors (the rank itself regularises them), which makes each
+        person's posterior far cheaper on many skills (`_Arrow`); "identity" covariance then means r = 0. The
+        fitted factors are ``factor_loadings_`` (Q-matrix dimensions x r) and ``uniqueness_`` (psi).
     general_factor: add a dimension every item loads on (last column of ``a_`` and ``theta_``), kept
         uncorrelated with the Q-matrix dimensions (bifactor structure).
     dispersion: estimate, per item with fractional (partial-credit or continuous) scores, how much less its
