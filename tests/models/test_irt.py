@@ -339,3 +339,187 @@ def test_posterior_on_the_answered_dimensions_equals_the_full_inverse() -> None:
     np.testing.assert_allclose(local.times_cov(r, sigma, c), np.einsum("pkl,pl->pk", expected, r), atol=1e-10)
     # the last person answered nothing: the prior itself
     np.testing.assert_allclose(local.entries(sigma, c, rows, cols)[-1].reshape(k, k), sigma, atol=1e-12)
+
+
+def _factor_setup(
+    two_skill: bool,
+) -> tuple[Any, Any, Any, NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """A chunk of persons answering single-skill (or also two-skill) items with a general dimension, a factor
+    prior of rank 2 over 6 skills, and the exact posterior precision on the extended coordinates (theta, z)."""
+    from models.irt import _chunks, _Factors, _Layout, _responses
+
+    rng = np.random.default_rng(7)
+    n_own, r, n_items, n = 6, 2, 30, 10
+    k = n_own + 1
+    pattern = np.zeros((n_items, k), dtype=bool)
+    pattern[np.arange(n_items), np.arange(n_items) % n_own] = True
+    if two_skill:
+        pattern[::3, 0] = True
+    pattern[:, -1] = True
+    factors = _Factors(0.6 * rng.standard_normal((n_own, r)), rng.uniform(0.3, 0.8, n_own), 1.3)
+    person = np.repeat(np.arange(n - 1), 8)  # the last person answers nothing
+    item = rng.integers(0, n_items, person.size)
+    resp = _responses(person, item, rng.random(person.size), n, n_items)
+    layout = _Layout.from_pattern(pattern)
+    c = next(_chunks(resp, layout, k))
+    a_o = rng.uniform(0.5, 1.5, layout.dims.shape)[c.item] * c.free
+    f = rng.uniform(0.1, 0.25, len(a_o))
+    dims = c.vec_cells - c.local[:, None] * k
+    cells = c.local[:, None, None] * factors.ext**2 + dims[:, :, None] * factors.ext + dims[:, None, :]
+    outer = f[:, None, None] * a_o[:, :, None] * a_o[:, None, :]
+    data = np.bincount(cells.ravel(), outer.ravel(), minlength=n * factors.ext**2)
+    precision = factors.precision() + data.reshape(n, factors.ext, factors.ext)
+    return c, factors, layout, a_o, f, precision
+
+
+def test_factor_posterior_is_the_exact_inverse_where_items_measure_one_skill() -> None:
+    """Under the factor prior the arrow-form covariance of a person answering single-skill items (plus the general
+    dimension) is the full (prior precision + data precision)^-1 on (theta, z): entries, log-determinant, sum,
+    products C g and the calibration sandwich; a person without responses keeps the prior."""
+    from models.irt import _Arrow
+
+    c, factors, _, a_o, f, precision = _factor_setup(two_skill=False)
+    ext = factors.ext
+    post = _Arrow.solve(c, f, a_o, factors)
+    expected = np.linalg.inv(precision)
+    rows, cols = np.divmod(np.arange(ext * ext), ext)
+    np.testing.assert_allclose(post.entries(rows, cols).reshape(-1, ext, ext), expected, atol=1e-10)
+    np.testing.assert_allclose(post.logdet, np.linalg.slogdet(expected)[1], atol=1e-10)
+    np.testing.assert_allclose(post.cov_sum(), expected.sum(axis=0), atol=1e-10)
+    g = np.random.default_rng(1).standard_normal((c.n, ext))
+    np.testing.assert_allclose(post.times_cov(g), np.einsum("pkl,pl->pk", expected, g), atol=1e-10)
+    np.testing.assert_allclose(expected[-1], factors.covariance(), atol=1e-12)
+    # the calibration part: C (sum over responses of v a a^T on their slots) C, at theta's entries
+    v = np.random.default_rng(2).uniform(0.0, 0.1, len(a_o))
+    k = c.k
+    dims = c.vec_cells - c.local[:, None] * k
+    cells = c.local[:, None, None] * ext * ext + dims[:, :, None] * ext + dims[:, None, :]
+    outer = v[:, None, None] * a_o[:, :, None] * a_o[:, None, :]
+    middle = np.bincount(cells.ravel(), outer.ravel(), minlength=c.n * ext * ext).reshape(c.n, ext, ext)
+    rows, cols = np.divmod(np.arange(k * k), k)
+    sandwich = (expected @ middle @ expected)[:, :k, :k]
+    np.testing.assert_allclose(
+        post.calibration(c, v, a_o, rows, cols).reshape(c.n, k, k), sandwich, atol=1e-10
+    )
+
+
+def test_factor_posterior_stays_positive_definite_with_two_skill_items() -> None:
+    """Two-skill items' coupling of their skills is dropped and bounded on the diagonal: the covariance stays a
+    proper one and no variance exceeds the prior's."""
+    from models.irt import _Arrow
+
+    c, factors, _, a_o, f, precision = _factor_setup(two_skill=True)
+    ext = factors.ext
+    rows, cols = np.divmod(np.arange(ext * ext), ext)
+    cov = _Arrow.solve(c, f, a_o, factors).entries(rows, cols).reshape(-1, ext, ext)
+    assert np.linalg.eigvalsh(cov).min() > 0.0
+    assert np.all(np.diagonal(cov, axis1=1, axis2=2) <= np.diag(factors.covariance()) + 1e-12)
+    # the exact posterior is at least as wide: the bound on the coupling adds precision, never removes it
+    exact = np.linalg.inv(precision)
+    assert np.all(np.diagonal(cov, axis1=1, axis2=2) <= np.diagonal(exact, axis1=1, axis2=2) + 1e-12)
+
+
+def test_factor_prior_scores_persons_as_its_full_covariance_where_items_measure_one_skill() -> None:
+    """The persons' final posteriors (means, SEs with and without the items' calibration error, covariances at
+    the model's pairs) under the factor prior equal those under its covariance Sigma = L L^T + diag(psi)."""
+    from models.irt import _chunks, _posterior, _responses
+
+    c, factors, layout, _, _, _ = _factor_setup(two_skill=False)
+    rng = np.random.default_rng(4)
+    n_items, n_slots = layout.dims.shape
+    a = np.where(layout.free, rng.uniform(0.6, 1.4, layout.dims.shape), 0.0)
+    d = rng.normal(0.0, 1.0, n_items)
+    resp = _responses(c.local, c.item, rng.random(len(c.item)) < 0.6, c.n, n_items)
+    k = factors.k
+    pairs = layout.pairs()
+    item_cov = np.broadcast_to(0.01 * np.eye(n_slots + 1), (n_items, n_slots + 1, n_slots + 1)).copy()
+    sigma = factors.covariance()[:k, :k]
+    for used in (None, item_cov):
+        low, full = (
+            _posterior(
+                _chunks(resp, layout, k),
+                a,
+                d,
+                np.ones(n_items),
+                prior,
+                np.zeros((c.n, width)),
+                None,
+                pairs,
+                used,
+                500,
+                tol=1e-9,
+                max_steps=60,
+            )
+            for prior, width in ((factors, factors.ext), (sigma, k))
+        )
+        for mine, theirs in zip(low, full, strict=True):
+            np.testing.assert_allclose(mine, theirs, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def low_rank() -> tuple[Simulated, MIRT]:
+    sim = simulate(n=800, seed=8)
+    return sim, MIRT(corr_rank=1, general_factor=True, tol=1e-7, max_iter=60, random_state=0).fit(
+        sim.X, sim.q
+    )
+
+
+def test_low_rank_bound_never_falls_where_items_measure_one_skill() -> None:
+    """There the persons' posterior is exact in its family and every EM step raises the bound. (With two-skill
+    items the bounded coupling makes the covariance step approximate: on `low_rank`'s bank the bound dipped by
+    about 1e-5 relative at the last iteration, where the gain is below ``tol`` and EM stops.)"""
+    sim = simulate(n=800, seed=8)
+    q = sim.q.copy()
+    q[np.arange(0, 24, 4), (np.arange(0, 24, 4) + 1) % 3] = False
+    for rank in (1, 2):
+        model = MIRT(corr_rank=rank, general_factor=True, tol=1e-7, max_iter=40).fit(sim.X, q)
+        steps = np.diff(model.objective_)
+        assert len(steps) >= 20
+        assert steps.min() >= -1e-9 * abs(model.objective_[-1])
+
+
+def test_low_rank_correlations_fit(low_rank: tuple[Simulated, MIRT]) -> None:
+    sim, model = low_rank
+    steps = np.diff(model.objective_) / np.count_nonzero(~np.isnan(sim.X))
+    assert steps[:-1].min() >= model.tol
+    assert steps[-1] > -1e-4
+    estimate, _ = model.per_competency()
+    assert min(np.corrcoef(estimate[:, j], sim.theta[:, j])[0, 1] for j in range(3)) > 0.7
+    # sigma_ is the factor form's correlation matrix; the general dimension stays uncorrelated
+    np.testing.assert_allclose(np.diag(model.sigma_), 1.0, atol=1e-9)
+    np.testing.assert_allclose(model.sigma_[-1, :-1], 0.0, atol=1e-12)
+    factors = model.factor_loadings_ @ model.factor_loadings_.T + np.diag(model.uniqueness_)
+    np.testing.assert_allclose(model.sigma_[:-1, :-1], factors, atol=1e-9)
+
+
+def test_low_rank_model_is_deterministic_and_scores_new_persons_as_its_training_ones(
+    low_rank: tuple[Simulated, MIRT],
+) -> None:
+    sim, model = low_rank
+    again = clone(model).fit(sim.X, sim.q)
+    np.testing.assert_array_equal(again.theta_, model.theta_)
+    np.testing.assert_array_equal(again.se_, model.se_)
+    theta, se = model.transform(sim.X[:50])
+    assert np.max(np.abs(theta - model.theta_[:50])) < 0.05
+    assert np.max(np.abs(se / model.se_[:50] - 1.0)) < 0.05
+    newcomer = model.posterior_long([], [], [], 1)
+    np.testing.assert_allclose(newcomer.theta, 0.0)
+    np.testing.assert_allclose(newcomer.se, 1.0, atol=1e-9)
+    p = model.predict_proba([0, 0], [0, 1], newcomer)
+    assert np.all((p > 0.0) & (p < 1.0))
+
+
+def test_rank_zero_without_a_general_factor_has_no_shared_coordinates() -> None:
+    """Independent skills under the factor form (rank 0, no general dimension): every person's posterior is
+    diagonal, and fitting and scoring still work."""
+    sim = simulate(n=200, seed=2)
+    model = MIRT(corr_rank=0, general_factor=False).fit(sim.X, sim.q)
+    np.testing.assert_allclose(model.sigma_, np.eye(3), atol=1e-9)
+    assert np.all(np.isfinite(model.se_)) and np.all(model.se_ < 1.0)
+    assert np.all(np.isfinite(model.predict_proba([0, 1], [0, 1])))
+
+
+def test_negative_rank_is_refused() -> None:
+    sim = simulate(n=50)
+    with pytest.raises(ValueError, match="corr_rank"):
+        MIRT(corr_rank=-1).fit(sim.X, sim.q)
