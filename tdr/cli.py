@@ -309,12 +309,14 @@ def effects(
     ] = None,
 ) -> None:
     """Each course's and project's measured effect on the competencies it teaches (训后成效), with 90 % intervals."""
-    from recommender.effects import growth_of, unit_effects
+    from recommender.effects import growth_of, province_effects, unit_effects
 
     ws = Workspace.open(workspace)
     try:
         with console.status("估计训后成效 estimating effects…"):
-            table = unit_effects(growth_of(ws), by=by)
+            growth = growth_of(ws)
+            # the province's own effects were estimated once with the growth (WS/effects/units.parquet)
+            table = province_effects(ws, growth) if by is None else unit_effects(growth, by=by)
     except ValueError as e:
         err.print(f"[red]{e}[/red]")
         raise typer.Exit(2) from e
