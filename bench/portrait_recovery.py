@@ -8,7 +8,7 @@ The province is written by ``tdr generate -n TEACHERS -s SEED`` and loaded by ``
 already in WORKDIR). Each variant builds every teacher's portrait in memory (`features.portrait.build_portraits`:
 the calibration, item estimates, scale link and priors that ``tdr train`` runs block by block), in a fresh
 process of its own whose code comes first on the path (this checkout, or the baseline's), with
-``features.diagnostics.GENERAL_FACTOR`` set where the code has it; recovery is `recommender.evaluate.recovery`
+``features.diagnostics.GENERAL_FACTOR`` and ``CORR_RANK`` set where the code has them; recovery is `recommender.evaluate.recovery`
 (correlation of the estimates with the truth, per competency and pooled, and 95 % interval coverage; assessed
 teachers and priors). CPU seconds of each build are the comparable figure on a shared machine.
 
@@ -38,11 +38,12 @@ from recommender.portraits import latest_dates
 from recommender.train import load_tables
 
 RESULTS = Path(__file__).resolve().parent / "results" / "portrait_recovery_irt.json"
-# variant: (whose code, GENERAL_FACTOR); None: the baseline's code as it is
-VARIANTS: dict[str, bool | None] = {
-    "baseline": None,
-    "without_general_factor": False,
-    "with_general_factor": True,
+# variant: the features.diagnostics settings it sets ({} for the baseline: its code as it is)
+VARIANTS: dict[str, dict[str, Any]] = {
+    "baseline": {},
+    "without_general_factor": {"GENERAL_FACTOR": False, "CORR_RANK": None},
+    "with_general_factor": {"GENERAL_FACTOR": True, "CORR_RANK": None},
+    "rank1_correlations": {"GENERAL_FACTOR": False, "CORR_RANK": 1},
 }
 ROOT = Path(__file__).resolve().parents[1]
 KEPT = ("teachers", "cells", "corr_overall", "corr_mean_per_competency", "coverage_95", "mae")
@@ -62,9 +63,9 @@ def province(workdir: Path, teachers: int, seed: int) -> tuple[Path, Workspace]:
     return src, Workspace.open(ws_dir)
 
 
-def measure(ws: Workspace, truth_dir: Path, general_factor: bool | None) -> dict[str, Any]:
-    """One variant's portraits, built in memory and scored against the truth (``general_factor`` None: the
-    code's own setting)."""
+def measure(ws: Workspace, truth_dir: Path, setting: dict[str, Any]) -> dict[str, Any]:
+    """One variant's portraits, built in memory and scored against the truth (``setting``: the
+    features.diagnostics constants to set; the code's own where empty)."""
     tables = load_tables(ws)
     tables = Tables(
         teachers=tables.teachers,
@@ -77,8 +78,8 @@ def measure(ws: Workspace, truth_dir: Path, general_factor: bool | None) -> dict
     )
     policy = load_policy(settings().policy)
     asof = as_of(latest_dates(ws))
-    if general_factor is not None:
-        diagnostics.GENERAL_FACTOR = general_factor
+    for name, value in setting.items():
+        setattr(diagnostics, name, value)
     cpu, wall = time.process_time(), time.perf_counter()
     portraits, model = build_portraits(tables, policy, asof)
     cost = {
@@ -96,9 +97,9 @@ def measure(ws: Workspace, truth_dir: Path, general_factor: bool | None) -> dict
     return out | cost | {"irt_iterations": int(model.n_iter_) if model is not None else 0}
 
 
-def in_process(code: Path, ws: Workspace, truth_dir: Path, general_factor: bool | None) -> dict[str, Any]:
+def in_process(code: Path, ws: Workspace, truth_dir: Path, setting: dict[str, Any]) -> dict[str, Any]:
     """`measure` in a fresh process whose imports come from ``code`` first."""
-    flag = "none" if general_factor is None else str(general_factor).lower()
+    flag = json.dumps(setting)
     env = os.environ | {"PYTHONPATH": str(code)}
     child = subprocess.run(
         [sys.executable, __file__, "--one", flag, "--ws", str(ws.root), "--truth", str(truth_dir)],
@@ -126,26 +127,26 @@ def main() -> None:
     parser.add_argument(
         "--baseline", type=Path, default=Path("/work/main"), help="checkout of the code before"
     )
-    parser.add_argument("--one", choices=("none", "false", "true"), help=argparse.SUPPRESS)
+    parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--ws", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--truth", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:  # a child of `in_process`
-        flag = {"none": None, "false": False, "true": True}[args.one]
-        print(json.dumps(measure(Workspace.open(args.ws), args.truth, flag)))
+        print(json.dumps(measure(Workspace.open(args.ws), args.truth, json.loads(args.one))))
         return
     src, ws = province(args.workdir.resolve(), args.teachers, args.seed)
     results: dict[str, Any] = {
         "what": "portrait recovery of the in-memory portrait build: the baseline checkout's code, and this "
-        "branch's without and with a general factor; same province, same run, each in a fresh process",
+        "branch's without and with a general factor and with rank-1 competency correlations; same province, "
+        "same run, each in a fresh process",
         "baseline_code": f"{args.baseline} at {commit(args.baseline)}",
         "branch": commit(ROOT),
         "province": f"tdr generate -n {args.teachers} -s {args.seed}; tdr ingest",
-        "chosen": "with_general_factor" if diagnostics.GENERAL_FACTOR else "without_general_factor",
+        "chosen": {"GENERAL_FACTOR": diagnostics.GENERAL_FACTOR, "CORR_RANK": diagnostics.CORR_RANK},
     }
-    for name, general in VARIANTS.items():
+    for name, setting in VARIANTS.items():
         code = args.baseline if name == "baseline" else ROOT
-        results[name] = in_process(code.resolve(), ws, src, general)
+        results[name] = in_process(code.resolve(), ws, src, setting)
     results["machine"] = {"python": platform.python_version(), "processor": platform.processor() or None}
     write_text_atomic(args.out, json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     print(json.dumps(results, indent=2, ensure_ascii=False))

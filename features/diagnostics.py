@@ -45,6 +45,9 @@ CALIBRATION_TEACHERS = 20_000
 # whether the portrait's IRT model has a general dimension every item loads on (measured with
 # bench.portrait_recovery: see that module and the README)
 GENERAL_FACTOR = False
+# the rank of the portrait model's competency correlations (models.irt.MIRT corr_rank; None: a full matrix),
+# chosen the same way
+CORR_RANK: int | None = None
 
 _FUSED_COLUMNS = ["teacher_id", "competency", "estimate", "std_error", "source"]
 _YEAR_DAYS = 365.25
@@ -193,7 +196,7 @@ def _fit(
     if not len(a.teachers):
         return None
     # partial-credit items: the model weighs their scores by how little they scatter (estimated dispersion)
-    model = MIRT(dispersion=True, general_factor=GENERAL_FACTOR, random_state=seed)
+    model = MIRT(dispersion=True, general_factor=GENERAL_FACTOR, corr_rank=CORR_RANK, random_state=seed)
     model.fit_long(a.person, a.item, a.score01, len(a.teachers), q)
     return model, item_pos, max_score, dims, _table(a.teachers, dims, *model.per_competency())
 
