@@ -115,9 +115,8 @@ def _objects(values: np.ndarray) -> pd.Series:
 
 @dataclass(frozen=True)
 class Ranked:
-    """A block's ranked courses: the top-k with reasons, and the menu pool (top MENU_POOL plus every course of a
-    mandatory topic the teacher owes, OWED_CANDIDATES of each) in the columns `recommender.menu`
-    plans from."""
+    """A block's ranked courses: the top-k with reasons, and the menu pool (top MENU_POOL plus the OWED_CANDIDATES
+    courses of each mandatory topic the teacher owes, `owed_top`) in the columns `recommender.menu` plans from."""
 
     recs: pd.DataFrame
     pool: pd.DataFrame
