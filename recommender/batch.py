@@ -282,6 +282,42 @@ def _score_in_worker(run: Run, i: int) -> int:
     return score_block(_worker_art[0], run, i)
 
 
+def _score_given(block: PortraitBlock, top_k: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return score_batch(block, _worker_art[0], top_k)
+
+
+def score_blocks(
+    bundle_dir: Path,
+    blocks: list[PortraitBlock],
+    top_k: int,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+    """`score_batch` of each block with the bundle in `bundle_dir`, in order: in `workers` processes (default one
+    per available core) when there is more than one block, else in this process. `progress(done, total)`
+    follows the teachers scored."""
+    if not blocks:
+        return []
+    total, done = sum(len(b.rows) for b in blocks), 0
+    n_workers = min(max(1, workers or available_cores()), len(blocks))
+    results: list[tuple[pd.DataFrame, pd.DataFrame]] = []
+    if n_workers <= 1:
+        art = load(bundle_dir)
+        for block in blocks:
+            results.append(score_batch(block, art, top_k))
+            done += len(block.rows)
+            if progress:
+                progress(done, total)
+        return results
+    with worker_pool(n_workers, _start_worker, (bundle_dir,)) as pool:
+        for block, scored in zip(blocks, pool.map(_score_given, blocks, [top_k] * len(blocks)), strict=True):
+            results.append(scored)
+            done += len(block.rows)
+            if progress:
+                progress(done, total)
+    return results
+
+
 def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 

@@ -1,7 +1,8 @@
 """Daily updates: `tdr train --incremental` refreshes the portraits of the teachers whose inputs changed, and
 `tdr score --changed` rescores only the teachers whose portraits changed.
 
-Train: each teacher's input digest (`recommender.digests`) is compared with the one the last build stored;
+Train: each teacher's input digest (`recommender.digests`) is compared with the one the last build stored (after
+appends only, just the teachers the appends name are hashed again: `digests.appended_teachers`);
 new or changed teachers get their portraits rebuilt — one block, the stored item calibration and province norms,
 the current as-of date, exactly the code path of a full build — and swapped into the portrait files (a streaming
 merge, replaced atomically); teachers no longer in the tables are dropped. The ranker, the course side and the
@@ -14,7 +15,8 @@ update against the last full build's histogram (the changed teachers' old estima
 put in); above PSI_LIMIT the calibration and norms no longer describe the province, and everything is rebuilt.
 
 Score: each teacher's portrait digest is compared with the one stored beside the output by the last run; the
-changed teachers are scored in blocks by the same `score_batch`, and each output part holding one of them is
+changed teachers' portraits and records are read in one pass and scored in blocks by the same `score_batch` (in
+worker processes when there are several blocks), and each output part holding one of them is
 rewritten with their rows swapped in, atomically, so a reader (the service) sees a teacher's old rows or new rows,
 never a mix; the run's stamp then names the new bundle.
 """
@@ -42,22 +44,24 @@ from data.schema import COMPETENCY_SCORES, RESPONSES, TEACHERS, TRAINING_RECORDS
 from data.workspace import Workspace, atomic_write, write_parquet_atomic, write_text_atomic
 from features.portrait import Tables, as_of, finish_block, measure_block
 from models.bundle import MANIFEST, BundleWriter, current_bundle_dir, read_manifest
-from recommender.artifacts import load
-from recommender.batch import OUTPUTS, RUN_STAMP, input_fingerprint, run_complete
+from recommender.batch import OUTPUTS, RUN_STAMP, input_fingerprint, run_complete, score_blocks
 from recommender.config import Settings
 from recommender.digests import (
     ESTIMATE_BINS,
     BuildState,
+    appended_teachers,
+    digests_version,
     estimate_histogram,
     input_digests,
     load_state,
     portrait_digests,
     psi,
+    refreshed_digests,
     save_state,
     shared_digest,
 )
-from recommender.portraits import latest_dates, read_portraits, rows_of
-from recommender.scoring import PortraitBlock, score_batch
+from recommender.portraits import Portraits, latest_dates, read_portraits, rows_of
+from recommender.scoring import PortraitBlock
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +216,9 @@ def train_incremental(
     if shared != state.shared_digest:
         return IncrementalResult(full_train(), True, "courses, items or taxonomy changed")
     step("变化检测 finding changed teachers")
-    after = input_digests(ws)
+    # after appends only, just the teachers they name can have changed: hash their rows alone
+    touched = appended_teachers(ws, digests_version(ws))
+    after = input_digests(ws) if touched is None else refreshed_digests(ws, before, touched)
     changes = compare(before, after)
     source = current_bundle_dir(ws.bundles_dir)
     courses = pd.read_parquet(source / "courses.parquet")
@@ -318,8 +324,30 @@ def can_score_changed(ws: Workspace, out: Path) -> bool:
     return same
 
 
+def split_blocks(portraits: Portraits, records: pd.DataFrame, block_size: int) -> list[PortraitBlock]:
+    """The teachers of `portraits` (sorted by teacher_id) in blocks of `block_size`, each with its competency
+    and training-record rows."""
+    teachers = portraits.teachers.sort_values("teacher_id", kind="stable").reset_index(drop=True)
+    blocks = []
+    for start in range(0, len(teachers), block_size):
+        rows = teachers.iloc[start : start + block_size].reset_index(drop=True)
+        mine = set(rows["teacher_id"])
+        blocks.append(
+            PortraitBlock(
+                rows,
+                portraits.competencies[portraits.competencies["teacher_id"].isin(mine)],
+                records[records["teacher_id"].isin(mine)],
+            )
+        )
+    return blocks
+
+
 def score_changed(
-    ws: Workspace, out: Path, block_size: int, progress: Callable[[int, int], None] | None = None
+    ws: Workspace,
+    out: Path,
+    block_size: int,
+    progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
 ) -> int:
     """Rescore the teachers whose portraits changed since OUT was scored and swap their rows in (module
     docstring; OUT must pass `can_score_changed`); returns how many were rescored."""
@@ -332,22 +360,12 @@ def score_changed(
     now = portrait_digests(ws.portraits_dir)
     changes = compare(pd.read_parquet(stored), now)
     bundle = current_bundle_dir(ws.bundles_dir)
-    art = load(bundle)
     ids = changes.changed
-    recs, menus = [], []
-    for start in range(0, len(ids), block_size):
-        chunk = ids[start : start + block_size]
-        portraits = read_portraits(ws, chunk)
-        block = PortraitBlock(
-            portraits.teachers.sort_values("teacher_id", kind="stable").reset_index(drop=True),
-            portraits.competencies,
-            rows_of(ws, TRAINING_RECORDS, chunk),
-        )
-        r, m = score_batch(block, art, top_k)
-        recs.append(r)
-        menus.append(m)
-        if progress:
-            progress(start + len(chunk), len(ids))
+    # one read of the changed teachers' portraits and records (a read per block would scan the province's
+    # portrait and record files once per block), then blocks of `block_size` scored side by side
+    blocks = split_blocks(read_portraits(ws, ids), rows_of(ws, TRAINING_RECORDS, ids), block_size)
+    scored = score_blocks(bundle, blocks, top_k, workers, progress)
+    recs, menus = [r for r, _ in scored], [m for _, m in scored]
     drop = np.union1d(changes.changed, changes.removed)
     if len(drop):
         empty = pd.DataFrame({"teacher_id": pd.Series([], dtype=object)})

@@ -263,7 +263,7 @@ def score(
 
         ws = Workspace.open(workspace).pinned()  # one version of the tables
         if changed and can_score_changed(ws, out):
-            n = score_changed(ws, out, block_size, progress)
+            n = score_changed(ws, out, block_size, progress, workers)
             console.print(f"已重新评分画像有变化的 {n} 位教师，结果已替换入 {out}")
             return
         if changed:
