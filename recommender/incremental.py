@@ -42,7 +42,7 @@ from data.policy import Policy
 from data.reference import load_policy
 from data.schema import COMPETENCY_SCORES, RESPONSES, TEACHERS, TRAINING_RECORDS
 from data.workspace import Workspace, atomic_write, write_parquet_atomic, write_text_atomic
-from features.portrait import Tables, as_of, finish_block, measure_block
+from features.portrait import Portraits, Tables, as_of, finish_block, measure_block
 from models.bundle import MANIFEST, BundleWriter, current_bundle_dir, read_manifest
 from recommender.batch import OUTPUTS, RUN_STAMP, input_fingerprint, run_complete, score_blocks
 from recommender.config import Settings
@@ -60,7 +60,7 @@ from recommender.digests import (
     save_state,
     shared_digest,
 )
-from recommender.portraits import Portraits, latest_dates, read_portraits, rows_of
+from recommender.portraits import latest_dates, read_portraits, rows_of
 from recommender.scoring import PortraitBlock
 
 log = logging.getLogger(__name__)
