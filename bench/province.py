@@ -10,8 +10,8 @@ of an earlier run (after a change to the update path) and keeps the earlier days
   and every process it started (`RUSAGE_CHILDREN` after it exits), peak memory the largest sampled sum of
   their proportional set sizes (`bench.batch.Usage`: shared pages counted once) and the largest single
   process's resident size.
-- The daily update: new completed training records dated the day after the latest one, for a seeded 1 % of
-  the teachers, taken in by `tdr ingest --append` of a file holding only the day's rows.
+- The daily update: new completed training records dated the day after the latest one, for a seeded 1 %
+  (``--share``) of the teachers, taken in by `tdr ingest --append` of a file holding only the day's rows.
 - The encoder's vectors of the catalogue are cached from earlier runs unless ``--fresh-cache`` (then the model
   conversion, its int8 export and every course text are paid inside `tdr train`).
 """
@@ -120,11 +120,13 @@ def table_rows(ws: Path, name: str) -> int:
     return int(pq.ParquetDataset(ws / "tables" / f"{name}.parquet").read(columns=[]).num_rows)
 
 
-def daily_update(workdir: Path, seed: int, day_number: int, env: dict[str, str]) -> dict[str, Any]:
-    """One day's update of DAILY_SHARE of the teachers: ingest --append → train --incremental → score --changed."""
+def daily_update(
+    workdir: Path, seed: int, day_number: int, env: dict[str, str], share: float = DAILY_SHARE
+) -> dict[str, Any]:
+    """One day's update of `share` of the teachers: ingest --append → train --incremental → score --changed."""
     src, ws, out = workdir / "input", workdir / "ws", workdir / "scores"
     day = workdir / f"day{day_number}"
-    update = daily_records(src, day, DAILY_SHARE, seed, day_number)
+    update = daily_records(src, day, share, seed, day_number)
     daily = {
         "ingest_day": stage("ingest --append", ["ingest", str(day), "--workspace", str(ws), "--append"], env),
         "train_incremental": stage(
@@ -136,9 +138,9 @@ def daily_update(workdir: Path, seed: int, day_number: int, env: dict[str, str])
     }
     total = {k: round(sum(s[k] for s in daily.values()), 1) for k in ("wall_s", "cpu_s")}
     return {
-        "share": DAILY_SHARE,
+        "share": share,
         "day": day_number,
-        "commit": _commit(),
+        "commit": _commit(env),
         "load_average_1m": round(os.getloadavg()[0], 2),
         **update,
         "append": "tdr ingest --append of the day's training records only",
@@ -147,11 +149,25 @@ def daily_update(workdir: Path, seed: int, day_number: int, env: dict[str, str])
     }
 
 
-def _commit() -> str:
-    done = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    )
-    return done.stdout.strip()
+def _commit(env: dict[str, str]) -> str:
+    """The commit of the `tdr` code the stages run (the checkout `env`'s Python imports it from, which
+    PYTHONPATH may point at another worktree), with "+" when that checkout has uncommitted changes."""
+    where = subprocess.run(
+        [sys.executable, "-c", "import tdr; print(tdr.__file__)"],
+        cwd=Path(sys.executable).parent,  # as the `tdr` script imports: not from the working directory
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    root = Path(where).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=False)
+        return done.stdout.strip()
+
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return git("rev-parse", "--short", "HEAD") + ("+" if dirty else "")
 
 
 def _write(target: Path, result: dict[str, Any]) -> None:
@@ -192,16 +208,16 @@ def full_run(args: argparse.Namespace, env: dict[str, str], target: Path) -> dic
     stages: dict[str, Any] = result.setdefault("stages", {})
     for name, command in plan.items():
         if name not in stages:
-            stages[name] = stage(name, command, env) | {"commit": _commit()}
+            stages[name] = stage(name, command, env) | {"commit": _commit(env)}
             _write(target, result)
-    result["daily_update"] = daily_update(args.workdir, args.seed, 1, env)
+    result["daily_update"] = daily_update(args.workdir, args.seed, 1, env, args.share)
     if cache is not None:
         shutil.rmtree(cache, ignore_errors=True)
     result["machine"]["load_average_1m"]["end"] = round(os.getloadavg()[0], 2)
     end_to_end = {k: round(sum(s[k] for s in stages.values()), 1) for k in ("wall_s", "cpu_s")}
     del result["partial"]
     return result | {
-        "commit": _commit(),
+        "commit": _commit(env),
         "rows": {name: table_rows(ws, name) for name in ("training_records", "responses")},
         "end_to_end": end_to_end | {"peak_pss_mb": max(s["peak_pss_mb"] for s in stages.values())},
     }
@@ -213,6 +229,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=Path("workspace/province"))
     parser.add_argument("--fresh-cache", action="store_true")
+    parser.add_argument(
+        "--share", type=float, default=DAILY_SHARE, help="share of the teachers a daily update changes"
+    )
     parser.add_argument(
         "--out", type=Path, default=None, help="default bench/results/province_<teachers>.json"
     )
@@ -233,7 +252,7 @@ def main() -> None:
         result = json.loads(target.read_text(encoding="utf-8"))
         history = result.setdefault("daily_update_history", [])
         history.append(result["daily_update"])
-        result["daily_update"] = daily_update(args.workdir, args.seed, len(history) + 1, env)
+        result["daily_update"] = daily_update(args.workdir, args.seed, len(history) + 1, env, args.share)
     else:
         result = full_run(args, env, target)
     print(json.dumps(result, indent=2, ensure_ascii=False))
