@@ -241,6 +241,12 @@ def main() -> None:
         help="only another day's update, on the workdir and results of an earlier run (kept in the JSON's history)",
     )
     parser.add_argument(
+        "--day",
+        type=int,
+        default=None,
+        help="with --update-only: the day's number (its seed and date; default the next in the JSON's history)",
+    )
+    parser.add_argument(
         "--resume",
         action="store_true",
         help="keep the finished stages of a partial earlier run and run the rest",
@@ -252,7 +258,8 @@ def main() -> None:
         result = json.loads(target.read_text(encoding="utf-8"))
         history = result.setdefault("daily_update_history", [])
         history.append(result["daily_update"])
-        result["daily_update"] = daily_update(args.workdir, args.seed, len(history) + 1, env, args.share)
+        day = args.day or len(history) + 1
+        result["daily_update"] = daily_update(args.workdir, args.seed, day, env, args.share)
     else:
         result = full_run(args, env, target)
     print(json.dumps(result, indent=2, ensure_ascii=False))
