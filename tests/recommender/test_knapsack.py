@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import recommender.menu as menu_module
+import recommender.menu.programme as programme
 from data.reference import load_policy
 from recommender.knapsack import (
     CUT_SHORT,
@@ -211,7 +211,7 @@ def test_a_search_cut_short_falls_back_to_the_milp(monkeypatch: pytest.MonkeyPat
     policy = load_policy("default")
     searched = plan_menu(frame, teacher, policy)
 
-    monkeypatch.setattr(menu_module, "NODE_LIMIT", 0)  # every search is cut short
+    monkeypatch.setattr(programme, "NODE_LIMIT", 0)  # every search is cut short
     solved = plan_menu(frame, teacher, policy)
     assert searched.status == solved.status == "ok"
     assert check_menu(solved, frame, teacher, policy) == []

@@ -10,7 +10,8 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recommender.menu import _cell_list, _list_entries, _np_sum, _rank_order
+from recommender.menu.block import _rank_order, cell_list, list_entries
+from recommender.menu.compiled import _np_sum
 
 CELL_VALUES = st.one_of(st.sampled_from(["A", "B", "", "长", "C1"]), st.none(), st.integers(0, 3))
 
@@ -40,8 +41,8 @@ def list_columns(draw: Any) -> list[object]:
 @settings(max_examples=300, deadline=None)
 @given(list_columns())
 def test_list_entries_read_each_cell_as_cell_list_does(cells: list[object]) -> None:
-    rows, values = _list_entries(cells)
-    expected = [(r, v) for r, cell in enumerate(cells) for v in _cell_list(cell)]
+    rows, values = list_entries(cells)
+    expected = [(r, v) for r, cell in enumerate(cells) for v in cell_list(cell)]
     assert list(zip(rows.tolist(), values.tolist(), strict=True)) == expected
     assert all(type(v) is str for v in values)
 

@@ -27,9 +27,9 @@ from recommender.menu import (
     menu_limits,
     plan_menu,
     plan_menus,
-    repeats,
     utility,
 )
+from recommender.menu.block import repeats
 
 TOPICS = ("师德师风", "思想政治")
 COMPS = ("A", "B", "C")

@@ -16,12 +16,11 @@ from recommender.menu import (
     Menu,
     MenuLimits,
     TeacherMenuContext,
-    _rows,
-    _Slice,
-    _why,
     check_menu,
     menu_limits,
 )
+from recommender.menu.block import TeacherSlice
+from recommender.menu.programme import milp_rows, why
 
 ETHICS = "师德师风"
 TEACHER = TeacherMenuContext("T1", "primary", missing_mandatory=(ETHICS,))
@@ -39,10 +38,10 @@ def limits() -> MenuLimits:
     return menu_limits(TEACHER, strict_policy())
 
 
-def candidates() -> _Slice:
+def candidates() -> TeacherSlice:
     """Four 20-学时 offline courses on one competency, one of them on 师德师风, none practical, 100 元 each."""
     n = 4
-    return _Slice(
+    return TeacherSlice(
         ids=np.array([f"C{i}" for i in range(n)], dtype=object),
         utility=np.ones(n),
         hours=np.full(n, 20.0),
@@ -68,7 +67,7 @@ def test_the_strict_policy_has_every_relaxable_rule_in_force() -> None:
 @pytest.mark.parametrize("code", RELAXATION_ORDER)
 def test_every_relaxable_rule_has_a_milp_row_that_may_be_relaxed(code: str) -> None:
     sl = candidates()
-    rows = [r for r in _rows(sl, np.ones(len(sl.ids), dtype=bool), limits()) if r.code == code]
+    rows = [r for r in milp_rows(sl, np.ones(len(sl.ids), dtype=bool), limits()) if r.code == code]
     assert rows and any(r.slack_sign != 0 for r in rows)
 
 
@@ -77,7 +76,7 @@ def test_every_relaxable_rule_explains_itself_with_its_label(code: str) -> None:
     sl, lim = candidates(), limits()
     chosen = np.array([False, True, True, True])  # 60 学时, no ethics course, over budget, crowded
     topic = ETHICS if code == "mandatory_topic" else ""
-    assert _why(code, sl, chosen, lim).startswith(f"无法满足「{lim.label(code, topic)}」：")
+    assert why(code, sl, chosen, lim).startswith(f"无法满足「{lim.label(code, topic)}」：")
 
 
 def test_every_relaxable_rule_is_checked() -> None:
