@@ -16,7 +16,6 @@ only makes the next update refresh everybody.
 
 from __future__ import annotations
 
-import json
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +23,9 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from data.ingest import CHANGED_TEACHERS
 from data.stream import parquet_files
-from data.workspace import MANIFEST, VERSIONS, Workspace, atomic_write
+from data.workspace import Workspace, atomic_write, write_parquet_atomic
 from features.diagnostics import Calibration
 from features.portrait import Norms
 
@@ -37,8 +33,6 @@ PER_TEACHER = ("teachers", "training_records", "responses", "competency_scores",
 SHARED = ("courses", "items", "taxonomy")
 DIGESTS_FILE = "input_digests.parquet"
 STATE_FILE = "build_state.pkl"
-# the workspace version the stored digests were computed from, in the digests file's Parquet metadata
-VERSION_KEY = b"tdr.version"
 # competency estimates live on 0-100; 20 equal bins, the usual resolution of a population stability index
 ESTIMATE_BINS = np.linspace(0.0, 100.0, 21)
 
@@ -58,14 +52,10 @@ def _files(ws: Workspace, name: str) -> list[str]:
     return [str(p) for p in parquet_files(ws.table_path(name))] if ws.has_table(name) else []
 
 
-def _teacher_digests(
-    con: duckdb.DuckDBPyConnection, sources: dict[str, list[str]], only: str | None = None
-) -> pd.DataFrame:
-    """Digests of every teacher, or of the teachers in the registered relation `only` (one teacher_id column)."""
-    where = f"WHERE teacher_id::VARCHAR IN (SELECT teacher_id FROM {only})" if only else ""
+def _teacher_digests(con: duckdb.DuckDBPyConnection, sources: dict[str, list[str]]) -> pd.DataFrame:
     per_table = [
         f"SELECT teacher_id::VARCHAR AS teacher_id, '{name}' AS tbl, count(*) AS n, bit_xor(hash(t)) AS x, "
-        f"sum(hash(t)::HUGEINT) AS s FROM read_parquet({files!r}) t {where} GROUP BY teacher_id"
+        f"sum(hash(t)::HUGEINT) AS s FROM read_parquet({files!r}) t GROUP BY teacher_id"
         for name, files in sources.items()
         if files
     ]
@@ -83,42 +73,6 @@ def input_digests(ws: Workspace) -> pd.DataFrame:
         return _teacher_digests(con, {name: _files(ws, name) for name in PER_TEACHER})
     finally:
         con.close()
-
-
-def refreshed_digests(ws: Workspace, before: pd.DataFrame, teachers: np.ndarray) -> pd.DataFrame:
-    """`input_digests(ws)` when only `teachers` can differ from the digests `before`: theirs are recomputed
-    (DuckDB hashes only their rows), everyone else's kept; a teacher of `teachers` with no row left drops out."""
-    con = duckdb.connect()
-    try:
-        con.register("only_teachers", pa.table({"teacher_id": pa.array(np.asarray(teachers, dtype=str))}))
-        sources = {name: _files(ws, name) for name in PER_TEACHER}
-        fresh = _teacher_digests(con, sources, only="only_teachers")
-    finally:
-        con.close()
-    kept = before[~before["teacher_id"].isin(set(np.asarray(teachers, dtype=str)))]
-    merged = pd.concat([kept, fresh.astype(kept.dtypes.to_dict())], ignore_index=True)
-    return merged.sort_values("teacher_id", kind="stable").reset_index(drop=True)
-
-
-def appended_teachers(ws: Workspace, since: str | None) -> np.ndarray | None:
-    """The teachers whose rows the workspace versions after `since`, up to the current (or pinned) one, touched
-    — each an `ingest --append` that names them (`data.ingest.CHANGED_TEACHERS`) — sorted; None when that is not
-    known: a workspace without versions, `since` unknown or pruned, or a full ingest in between."""
-    now = ws.version or ws.current_version()
-    if since is None or now is None:
-        return None
-    names = sorted(p.name for p in (ws.root / VERSIONS).iterdir() if p.name.isdigit())
-    if since not in names or now not in names or names.index(now) < names.index(since):
-        return None
-    touched: list[np.ndarray] = [np.array([], dtype=str)]
-    for name in names[names.index(since) + 1 : names.index(now) + 1]:
-        folder = ws.root / VERSIONS / name
-        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-        if manifest.get("mode") != "append" or not (folder / CHANGED_TEACHERS).exists():
-            return None
-        ids = pq.read_table(folder / CHANGED_TEACHERS, columns=["teacher_id"]).column(0)
-        touched.append(np.asarray(ids.to_pylist(), dtype=str))
-    return np.unique(np.concatenate(touched))
 
 
 def shared_digest(ws: Workspace) -> str:
@@ -164,21 +118,9 @@ def psi(reference: np.ndarray, current: np.ndarray) -> float:
 
 
 def save_state(ws: Workspace, state: BuildState, digests: pd.DataFrame) -> None:
-    """Store the build state and the input digests, the latter marked with the workspace version they describe."""
     ws.portraits_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(ws.portraits_dir / STATE_FILE, lambda tmp: tmp.write_bytes(pickle.dumps(state)))
-    table = pa.Table.from_pandas(digests, preserve_index=False)
-    version = ws.version or ws.current_version()
-    if version is not None:
-        table = table.replace_schema_metadata((table.schema.metadata or {}) | {VERSION_KEY: version.encode()})
-    atomic_write(ws.portraits_dir / DIGESTS_FILE, lambda tmp: pq.write_table(table, tmp))
-
-
-def digests_version(ws: Workspace) -> str | None:
-    """The workspace version the stored input digests describe (None when unknown)."""
-    path = ws.portraits_dir / DIGESTS_FILE
-    version = (pq.read_schema(path).metadata or {}).get(VERSION_KEY) if path.exists() else None
-    return version.decode() if version else None
+    write_parquet_atomic(digests, ws.portraits_dir / DIGESTS_FILE)
 
 
 def load_state(ws: Workspace) -> tuple[BuildState, pd.DataFrame] | None:

@@ -1,8 +1,7 @@
 """Daily updates: `tdr train --incremental` refreshes the portraits of the teachers whose inputs changed, and
 `tdr score --changed` rescores only the teachers whose portraits changed.
 
-Train: each teacher's input digest (`recommender.digests`) is compared with the one the last build stored (after
-appends only, just the teachers the appends name are hashed again: `digests.appended_teachers`);
+Train: each teacher's input digest (`recommender.digests`) is compared with the one the last build stored;
 new or changed teachers get their portraits rebuilt — one block, the stored item calibration and province norms,
 the current as-of date, exactly the code path of a full build — and swapped into the portrait files (a streaming
 merge, replaced atomically); teachers no longer in the tables are dropped. The ranker, the course side and the
@@ -49,14 +48,11 @@ from recommender.config import Settings
 from recommender.digests import (
     ESTIMATE_BINS,
     BuildState,
-    appended_teachers,
-    digests_version,
     estimate_histogram,
     input_digests,
     load_state,
     portrait_digests,
     psi,
-    refreshed_digests,
     save_state,
     shared_digest,
 )
@@ -216,9 +212,7 @@ def train_incremental(
     if shared != state.shared_digest:
         return IncrementalResult(full_train(), True, "courses, items or taxonomy changed")
     step("变化检测 finding changed teachers")
-    # after appends only, just the teachers they name can have changed: hash their rows alone
-    touched = appended_teachers(ws, digests_version(ws))
-    after = input_digests(ws) if touched is None else refreshed_digests(ws, before, touched)
+    after = input_digests(ws)
     changes = compare(before, after)
     source = current_bundle_dir(ws.bundles_dir)
     courses = pd.read_parquet(source / "courses.parquet")

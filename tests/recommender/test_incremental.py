@@ -11,20 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data.ingest import ingest
 from data.reference import load_policy
 from data.workspace import Workspace
 from features.portrait import as_of
 from models.bundle import current_bundle_dir, read_manifest
 from recommender.batch import score_local
 from recommender.config import settings
-from recommender.digests import (
-    appended_teachers,
-    digests_version,
-    input_digests,
-    load_state,
-    refreshed_digests,
-)
+from recommender.digests import input_digests, load_state
 from recommender.incremental import (
     can_score_changed,
     compare,
@@ -189,34 +182,3 @@ def test_a_changed_catalogue_trains_in_full(province_ws: Workspace, tmp_path: Pa
     ran: list[bool] = []
     result = train_incremental(ws, settings(), full_train=lambda: ran.append(True) or tmp_path)
     assert ran and result.full and result.reason == "courses, items or taxonomy changed"
-
-
-def test_after_an_append_only_its_teachers_are_rehashed_and_the_digests_equal_a_full_pass(
-    province: Path, tmp_path: Path
-) -> None:
-    shutil.copytree(province / "ws", tmp_path / "ws", symlinks=True)
-    ws = Workspace.open(tmp_path / "ws")
-    before = load_state(ws)[1]  # type: ignore[index]
-    built = digests_version(ws)
-    assert built is not None and built == ws.current_version()
-    day = tmp_path / "day"
-    day.mkdir()
-    records = pd.read_csv(province / "input" / "training_records.csv", dtype=str, keep_default_na=False)
-    new = records.groupby("teacher_id").head(1).iloc[:3].copy()
-    new["record_id"] = new["record_id"] + "-day2"
-    new.to_csv(day / "training_records.csv", index=False)
-    ingest(day, ws, append=True)
-    touched = appended_teachers(ws, built)
-    assert touched is not None and touched.tolist() == sorted(new["teacher_id"].unique())
-    full = input_digests(ws)
-    pd.testing.assert_frame_equal(refreshed_digests(ws, before, touched), full)
-    assert compare(before, full).changed.tolist() == touched.tolist()
-    appended = ws.current_version()
-    ingest(day, ws, append=True)  # the same day again changes no row and names no teacher
-    again = appended_teachers(ws, appended)
-    assert again is not None and again.size == 0
-    # the build's version is pruned now (one previous version is kept): not known, so every row is hashed
-    assert appended_teachers(ws, built) is None
-    last = ws.current_version()
-    ingest(province / "input", ws)  # a full ingest after it: not known either
-    assert appended_teachers(ws, last) is None
