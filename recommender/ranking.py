@@ -20,7 +20,7 @@ from features.need import TARGET, relevance, shortfall
 from features.pairs import FEATURES, CourseAttrs, CourseStats, TeacherContext, course_stats, pair_features
 from models.collab import Interactions, ItemKNN, Transition
 from models.ranker import Ranker
-from recommender.outcomes import course_changes, measured_change, outcome_gain
+from recommender.outcomes import course_changes, course_outcomes, measured_change, outcome_gain
 from recommender.retrieval import (
     LEXICAL_WEIGHT,
     STAGES,
@@ -65,8 +65,10 @@ def fit_signals(
     asof: pd.Timestamp,
     values: pd.DataFrame | None = None,
 ) -> Signals:
-    """Course statistics, item-item similarity and transitions from the records before `asof`; with `values`
-    (dated assessments, `recommender.outcomes.measurements`) the courses' measured changes too."""
+    """Course statistics, item-item similarity and transitions from the records before `asof`, with each course's
+    empirical-Bayes outcome over the courses finished by then (`recommender.outcomes.course_outcomes`); with
+    `values` (dated assessments, `recommender.outcomes.measurements`) measured changes count in that outcome and
+    the courses' own measured changes are kept too."""
     keys = peer_group_key(teachers)
     group_keys = tuple(sorted(keys.unique()))
     group_pos = pd.Series(np.arange(len(group_keys)), index=group_keys)
@@ -74,15 +76,22 @@ def fit_signals(
     course_pos = pd.Series(np.arange(cat.n_courses), index=cat.course_ids)
     stats = course_stats(records, course_pos, teacher_group, group_keys, cat.n_courses, asof)
     r = _course_records(records, cat, asof)
-    if values is not None and len(values):
-        seen = values[values["taken_at"] < asof]
-        finished = r[pd.to_datetime(r["end_date"]).fillna(r["start_date"]) < asof]
-        c = course_changes(
-            finished, finished["course"].to_numpy(), cat.course_comp, cat.comp_codes, seen, cat.n_courses
-        )
-        stats = replace(
-            stats, n_measured=c["n"], effect=c["effect"], change_mean=c["mean"], change_se=c["se"]
-        )
+    finished = r[pd.to_datetime(r["end_date"]).fillna(r["start_date"]) < asof]
+    course = finished["course"].to_numpy()
+    seen = values[values["taken_at"] < asof] if values is not None else pd.DataFrame()
+    change = measured_change(finished, course, cat.course_comp, cat.comp_codes, seen)
+    done = (finished["status"] == "completed").to_numpy()
+    c = course_changes(np.where(done, change, np.nan), course, cat.n_courses)
+    o = course_outcomes(outcome_gain(finished, change), course, cat.n_courses)
+    stats = replace(
+        stats,
+        n_measured=c["n"],
+        effect=c["effect"],
+        change_mean=c["mean"],
+        change_se=c["se"],
+        n_outcomes=o["n"],
+        outcome=o["outcome"],
+    )
     users = pd.Index(np.sort(r["teacher_id"].astype(str).unique()))
     log = Interactions.from_arrays(
         users.get_indexer(r["teacher_id"].astype(str)),
@@ -377,30 +386,49 @@ def training_rows(row: np.ndarray, y: np.ndarray, seed: int = 0) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Blend:
-    """score = a · learned / sd_learned + (1 − a) · need / sd_need, each term centred per teacher, with
-    a = min(1, weight · evidence): evidence = n / (n + TEACHER_EVIDENCE) for the teacher's past records times
-    m / (m + COURSE_EVIDENCE) for the course's rated records. weight 0 is the need prior alone, a large weight the
-    learned score wherever anything is known. Course-level signals (ratings, popularity, measured change) are no
-    part of the fallback: they are features whose weight the learned score takes from outcomes. Chosen on
-    held-out outcomes (`choose_blend`)."""
+    """score = a · learned / sd_learned + (1 − a) · prior, prior = need / sd_need + course_weight · outcome /
+    sd_outcome, each term centred per teacher, with a = min(1, weight · evidence): evidence = n / (n +
+    TEACHER_EVIDENCE) for the teacher's past records times m / (m + COURSE_EVIDENCE) for the course's rated
+    records. The prior is the fallback the ranker cannot lose: the need prior, plus each course's empirical-Bayes
+    outcome (`recommender.outcomes.course_outcomes`: what came of it for its past takers, at the common mean
+    until enough outcomes are known). weight 0 is the prior alone, a large weight the learned score wherever
+    anything is known; course_weight 0 the need prior alone. Both are chosen on held-out outcomes
+    (`choose_blend`)."""
 
     weight: float
     sd_learned: float
     sd_need: float
+    course_weight: float = 0.0
+    sd_outcome: float = 1.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"weight": self.weight, "sd_learned": self.sd_learned, "sd_need": self.sd_need}
+        return {
+            "weight": self.weight,
+            "sd_learned": self.sd_learned,
+            "sd_need": self.sd_need,
+            "course_weight": self.course_weight,
+            "sd_outcome": self.sd_outcome,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Blend:
-        # a bundle from before #16's outcome model keeps its parts' sds, the need prior's first
+        # a bundle from before #16's outcome model keeps its parts' sds, the need prior's first; one from before
+        # the course outcome in the prior has the need prior alone there
         sd_need = d["sd_need"] if "sd_need" in d else d["sds"][0]
-        return cls(float(d["weight"]), float(d["sd_learned"]), float(sd_need))
+        return cls(
+            float(d["weight"]),
+            float(d["sd_learned"]),
+            float(sd_need),
+            float(d.get("course_weight", 0.0)),
+            float(d.get("sd_outcome", 1.0)),
+        )
 
 
 TEACHER_EVIDENCE, COURSE_EVIDENCE = 3.0, 10.0
 BLEND_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 1e6)
-# held-out teachers (teacher-periods with two or more known outcomes) needed before the learned score is trusted
+COURSE_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 1e3)
+# held-out teachers (teacher-periods with two or more known outcomes) needed before anything beyond the need
+# prior is trusted
 MIN_OUTCOME_TEACHERS = 30
 
 
@@ -417,14 +445,16 @@ def _centred(values: np.ndarray, row: np.ndarray) -> np.ndarray:
     return values - (total / count)[row]
 
 
-def _need(X: pd.DataFrame) -> np.ndarray:
-    return np.nan_to_num(X["need"].to_numpy(dtype=np.float64))
+def _column(X: pd.DataFrame, name: str) -> np.ndarray:
+    return np.nan_to_num(X[name].to_numpy(dtype=np.float64))
 
 
 def blend_scores(blend: Blend, learned: np.ndarray, X: pd.DataFrame, row: np.ndarray) -> np.ndarray:
     a = np.minimum(1.0, blend.weight * evidence(X))
-    need = _centred(_need(X), row) / blend.sd_need
-    return a * _centred(learned, row) / blend.sd_learned + (1 - a) * need
+    prior = _centred(_column(X, "need"), row) / blend.sd_need
+    if blend.course_weight:
+        prior += blend.course_weight * _centred(_column(X, "course_outcome"), row) / blend.sd_outcome
+    return a * _centred(learned, row) / blend.sd_learned + (1 - a) * prior
 
 
 def outcome_ndcg(score: np.ndarray, gain: np.ndarray, row: np.ndarray) -> tuple[float, int]:
@@ -448,60 +478,48 @@ def outcome_ndcg(score: np.ndarray, gain: np.ndarray, row: np.ndarray) -> tuple[
 
 
 def choose_blend(
-    ranker: Ranker, train_X: pd.DataFrame, held_out: RankingData
+    learned: np.ndarray, held_out: RankingData, sd_need: float, sd_outcome: float
 ) -> tuple[Blend, dict[str, float]]:
-    """The weight of the learned score against the need prior whose ranking of held-out taken courses best
-    follows their outcomes (`outcome_ndcg` over every known outcome: measured changes, completion, satisfaction
-    and score; the measured changes alone are too few to tell blends apart); ties go to the smaller weight, and
+    """The weight of the learned score against the prior, and of the course outcome within the prior, whose
+    ranking of held-out taken courses best follows their outcomes (`outcome_ndcg` over every known outcome:
+    measured changes, completion, satisfaction and score). `learned` are out-of-fold predictions, already on the
+    scale of their model's spread (`fit_ranker`). Ties go to the smaller course weight, then the smaller weight;
     with too few held-out teachers the need prior alone."""
-    sd_l = float(np.std(ranker.predict(train_X[list(FEATURES)]))) or 1.0
-    sd_n = float(np.std(_need(train_X))) or 1.0
-    learned = ranker.predict(held_out.X[list(FEATURES)])
+    gain = held_out.gain
     results: dict[str, float] = {}
-    best, best_value, teachers = Blend(0.0, sd_l, sd_n), -np.inf, 0
-    for w in BLEND_WEIGHTS:
-        blend = Blend(w, sd_l, sd_n)
-        value, teachers = outcome_ndcg(
-            blend_scores(blend, learned, held_out.X, held_out.row), held_out.gain, held_out.row
-        )
-        results[f"outcome_ndcg@w={w:g}"] = value
-        if np.isfinite(value) and value > best_value + 1e-4:
-            best, best_value = blend, value
+    best, best_value, teachers = Blend(0.0, 1.0, sd_need, 0.0, sd_outcome), -np.inf, 0
+    for c in COURSE_WEIGHTS:
+        for w in BLEND_WEIGHTS:
+            blend = Blend(w, 1.0, sd_need, c, sd_outcome)
+            value, teachers = outcome_ndcg(
+                blend_scores(blend, learned, held_out.X, held_out.row), gain, held_out.row
+            )
+            results[f"outcome_ndcg@w={w:g},c={c:g}"] = value
+            if np.isfinite(value) and value > best_value + 1e-4:
+                best, best_value = blend, value
     if teachers < MIN_OUTCOME_TEACHERS:
-        best = Blend(0.0, sd_l, sd_n)
+        best = Blend(0.0, 1.0, sd_need, 0.0, sd_outcome)
     results["outcome_teachers"] = float(teachers)
     return best, results
 
 
-# shares of the sampled teachers whose pairs train the ranker, early-stop it, and choose its blend
-TRAIN_SHARE, STOP_SHARE = 0.6, 0.2
 # the outcome model learns from single noisy outcomes: slower steps and larger leaves than a ranker of choices
 OUTCOME_LEARNING_RATE, OUTCOME_MIN_CHILD = 0.05, 100
+# teachers are split in FOLDS: each fold's outcomes are predicted by a model that never saw them (trained on
+# three other folds, early-stopped on the fourth), and the blend is chosen on all of them
+FOLDS = 5
 
 
-def fit_ranker(
-    periods: list[RankingData], n_teachers: int, seed: int = 0
-) -> tuple[Ranker, Blend, dict[str, float]]:
-    """The outcome model and its blend with the need prior, from the ranking data of consecutive periods (the
-    same `n_teachers` sampled teachers, rows aligned). The model is a pointwise regression of each taken course's
-    outcome (`outcome_gain`) on its pair features: what is learnt is what came of a course, not whether it was
-    chosen, so a course's rating, popularity or measured change weighs only as much as it predicts outcomes.
-    Teachers are split once: 60 % train on every period, 20 % early-stop it on the latest, 20 % choose the blend
-    on the outcomes of every period (each teacher-period its own group). The latest period holds the service's
-    newest feedback, so it is learnt from at once."""
-    part = np.random.default_rng(seed).random(n_teachers)
-    train_rows, stop_rows = part < TRAIN_SHARE, (part >= TRAIN_SHARE) & (part < TRAIN_SHARE + STOP_SHARE)
-    blend_rows = part >= TRAIN_SHARE + STOP_SHARE
+def fit_outcome_model(
+    periods: list[RankingData], train_rows: np.ndarray, stop_rows: np.ndarray, seed: int = 0
+) -> tuple[Ranker, float]:
+    """A pointwise LightGBM regression of each taken course's outcome (`outcome_gain`) on its pair features,
+    trained on the teachers (rows) of `train_rows` in every period and early-stopped on those of `stop_rows` in
+    the latest; with the spread of its scores over the training pairs (taken and not)."""
     train = [p.teachers(train_rows) for p in periods]
     X = pd.concat([t.X for t in train], ignore_index=True)
-    stop = periods[-1].teachers(stop_rows)
-    held = [p.teachers(blend_rows) for p in periods]
-    held_out = RankingData(
-        pd.concat([h.X for h in held], ignore_index=True),
-        np.concatenate([h.row + i * n_teachers for i, h in enumerate(held)]),
-        np.concatenate([h.gain for h in held]),
-    )
     gain = np.concatenate([t.gain for t in train])
+    stop = periods[-1].teachers(stop_rows)
     # no outcome known yet (every course still running): a model of nothing, and the need prior alone ranks
     known = np.isfinite(gain) if np.isfinite(gain).any() else np.ones(len(gain), dtype=bool)
     stop_known = np.isfinite(stop.gain)
@@ -520,8 +538,37 @@ def fit_ranker(
             else None
         ),
     )
-    blend, metrics = choose_blend(ranker, X, held_out)
-    return ranker, blend, metrics
+    return ranker, float(np.std(ranker.predict(X[list(FEATURES)]))) or 1.0
+
+
+def fit_ranker(
+    periods: list[RankingData], n_teachers: int, seed: int = 0
+) -> tuple[Ranker, Blend, dict[str, float]]:
+    """The outcome model and its blend with the prior, from the ranking data of consecutive periods (the same
+    `n_teachers` sampled teachers, rows aligned). What is learnt is what came of a course, not whether it was
+    chosen (`fit_outcome_model`), so a course's rating, popularity or measured change weighs only as much as it
+    predicts outcomes. Teachers are split into FOLDS: the blend is chosen on every teacher-period's outcomes,
+    each predicted by a model that did not see that teacher (cross-fitting); the bundle's model is trained on
+    all folds but one, which early-stops it on the latest period. The latest period holds the service's newest
+    feedback, so it is learnt from at once."""
+    fold = np.random.default_rng(seed).permutation(n_teachers) % FOLDS
+    pooled = RankingData(
+        pd.concat([p.X for p in periods], ignore_index=True),
+        np.concatenate([p.row + i * n_teachers for i, p in enumerate(periods)]),
+        np.concatenate([p.gain for p in periods]),
+    )
+    pair_fold = fold[pooled.row % n_teachers]
+    learned = np.zeros(len(pooled.row))
+    for k in range(FOLDS):
+        stop = (k + 1) % FOLDS
+        model, sd = fit_outcome_model(periods, (fold != k) & (fold != stop), fold == stop, seed)
+        at = pair_fold == k
+        learned[at] = model.predict(pooled.X[at][list(FEATURES)]) / sd
+    sd_need = float(np.std(_column(pooled.X, "need"))) or 1.0
+    sd_outcome = float(np.std(_column(pooled.X, "course_outcome"))) or 1.0
+    chosen, metrics = choose_blend(learned, pooled, sd_need, sd_outcome)
+    ranker, sd_learned = fit_outcome_model(periods, fold != 0, fold == 0, seed)
+    return ranker, replace(chosen, sd_learned=sd_learned), metrics
 
 
 def rank_scores(ranker: Ranker, X: pd.DataFrame) -> np.ndarray:
