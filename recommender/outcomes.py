@@ -192,9 +192,10 @@ def course_outcomes(gain: np.ndarray, course: np.ndarray, n_courses: int) -> dic
     """Per catalogue course, an empirical-Bayes estimate of what came of taking it: the mean `outcome_gain` of
     its past takers (`gain`, NaN where unknown; catalogue positions `course`) shrunk toward the mean over all
     courses by n / (n + σ² / τ²), σ² the spread of one taker's outcome about their course's mean and τ² the
-    spread of the courses' own means beyond that noise (moments over courses with two or more outcomes). Its
-    weight grows with the course's number of known outcomes: a course few have finished stays near the common
-    mean. n, outcome (the estimate, 0 where nothing is known at all) and se (its posterior standard error)."""
+    spread of the courses' own means beyond that noise, the common mean the mean of their means (moments over
+    courses with two or more outcomes). Its weight grows with the course's number of known outcomes: a course
+    few have finished stays near the common mean. n, outcome (the estimate, 0 where nothing is known at all)
+    and se (its posterior standard error)."""
     ok = np.isfinite(gain)
     at, x = np.asarray(course)[ok], gain[ok]
     n = np.bincount(at, minlength=n_courses).astype(np.float64)
@@ -204,7 +205,9 @@ def course_outcomes(gain: np.ndarray, course: np.ndarray, n_courses: int) -> dic
     resid = x - mean[at]
     several = n >= 2
     within = float(resid @ resid / max(len(x) - int((n > 0).sum()), 1))
-    centre = float(x.mean())
+    # the courses' common mean, each course counted once: a mean over records would sit with the popular
+    # courses, above the typical course, and lift every course nobody has finished yet
+    centre = float(mean[several].mean()) if several.any() else float(x.mean())
     spread = float(np.var(mean[several]) - np.mean(within / n[several])) if several.sum() >= 2 else 0.0
     # a floor keeps the ratio finite: with no spread between courses every course sits at the common mean
     between = max(spread, 1e-3 * within, 1e-12)

@@ -256,9 +256,9 @@ def labelled_pairs(
     start: pd.Timestamp,
     end: pd.Timestamp,
     values: pd.DataFrame,
-) -> tuple[Candidates, np.ndarray, np.ndarray]:
-    """Candidates plus the courses taken in [start, end): whether taken (1, else 0) and their outcomes
-    (`outcome_gain`, NaN where none is known)."""
+) -> tuple[Candidates, np.ndarray, np.ndarray, np.ndarray]:
+    """Candidates plus the courses taken in [start, end): whether taken (1, else 0), their outcomes
+    (`outcome_gain`, NaN where none is known) and whether that outcome is a measured change."""
     pos = pd.Series(np.arange(cat.n_courses), index=cat.course_ids)
     ids = pd.Index(block.teacher_ids)
     r = records[
@@ -273,16 +273,18 @@ def labelled_pairs(
             "course": course,
             "label": 1,
             "gain": outcome_gain(r, change),
+            "measured": np.isfinite(change),
         }
     )
     chosen = found.groupby(["row", "course"], as_index=False).agg(
-        label=("label", "max"), gain=("gain", "mean")
+        label=("label", "max"), gain=("gain", "mean"), measured=("measured", "max")
     )
     cand = pd.DataFrame(
         {"row": cands.row, "course": cands.course, "dense": cands.dense, "lexical": cands.lexical}
     )
     pairs = cand.merge(chosen, on=["row", "course"], how="outer")
     pairs["label"] = pairs["label"].fillna(0)
+    pairs["measured"] = pairs["measured"].fillna(False).astype(bool)
     # chosen courses the retrieval missed still need their dense / lexical scores
     missing = pairs["dense"].isna().to_numpy()
     if missing.any():
@@ -299,7 +301,12 @@ def labelled_pairs(
         lexical,
         dense + LEXICAL_WEIGHT * lexical,
     )
-    return both, pairs["label"].to_numpy(np.int64), pairs["gain"].to_numpy(np.float64)
+    return (
+        both,
+        pairs["label"].to_numpy(np.int64),
+        pairs["gain"].to_numpy(np.float64),
+        pairs["measured"].to_numpy(bool),
+    )
 
 
 @dataclass(frozen=True)
@@ -311,11 +318,12 @@ class RankingData:
     X: pd.DataFrame
     row: np.ndarray  # teacher row of each pair (pairs grouped by row)
     gain: np.ndarray  # outcome of a taken course (outcomes.outcome_gain); NaN for the rest
+    measured: np.ndarray  # whether that outcome is a measured change (assessed before and after)
 
     def teachers(self, keep: np.ndarray) -> RankingData:
         """The pairs of the teachers (rows) where `keep` (indexed by row) is True."""
         at = np.asarray(keep, dtype=bool)[self.row]
-        return RankingData(self.X[at].reset_index(drop=True), self.row[at], self.gain[at])
+        return RankingData(self.X[at].reset_index(drop=True), self.row[at], self.gain[at], self.measured[at])
 
 
 def ranking_data(
@@ -336,10 +344,12 @@ def ranking_data(
     end = cut + pd.DateOffset(years=1)
     taken = _course_records(records[records["start_date"] >= cut], cat, end)["course"].to_numpy()
     cands = exposure_matched_negatives(block, cat, np.bincount(taken, minlength=cat.n_courses), seed)
-    labelled, taken, gain = labelled_pairs(block, cands, records, cat, cut, end, values)
+    labelled, taken, gain, measured = labelled_pairs(block, cands, records, cat, cut, end, values)
     keep = training_rows(labelled.row, taken, seed)
     labelled = labelled.take(keep)
-    return RankingData(features_for(labelled, ctx, cat, attrs, signals), labelled.row, gain[keep])
+    return RankingData(
+        features_for(labelled, ctx, cat, attrs, signals), labelled.row, gain[keep], measured[keep]
+    )
 
 
 def exposure_matched_negatives(
@@ -386,19 +396,20 @@ def training_rows(row: np.ndarray, y: np.ndarray, seed: int = 0) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Blend:
-    """score = a · learned / sd_learned + (1 − a) · prior, prior = need / sd_need + course_weight · outcome /
-    sd_outcome, each term centred per teacher, with a = min(1, weight · evidence): evidence = n / (n +
-    TEACHER_EVIDENCE) for the teacher's past records times m / (m + COURSE_EVIDENCE) for the course's rated
-    records. The prior is the fallback the ranker cannot lose: the need prior, plus each course's empirical-Bayes
-    outcome (`recommender.outcomes.course_outcomes`: what came of it for its past takers, at the common mean
-    until enough outcomes are known). weight 0 is the prior alone, a large weight the learned score wherever
-    anything is known; course_weight 0 the need prior alone. Both are chosen on held-out outcomes
-    (`choose_blend`)."""
+    """score = a · learned / sd_learned + (1 − a) · prior, prior = (1 − course_share) · need / sd_need +
+    course_share · outcome / sd_outcome, each term centred per teacher, with a = min(1, weight · evidence):
+    evidence = n / (n + TEACHER_EVIDENCE) for the teacher's past records times m / (m + COURSE_EVIDENCE) for the
+    course's rated records. The prior is the fallback the ranker cannot lose: the need prior, mixed with each
+    course's empirical-Bayes outcome (`recommender.outcomes.course_outcomes`: what came of it for its past
+    takers, at the common mean until enough outcomes are known). Every part is on one scale (a unit spread), so
+    that where evidence is thin the prior's scores spread no wider than the learned score's. weight 0 is the
+    prior alone, a large weight the learned score wherever anything is known; course_share 0 the need prior
+    alone. Both are chosen on held-out outcomes (`choose_blend`)."""
 
     weight: float
     sd_learned: float
     sd_need: float
-    course_weight: float = 0.0
+    course_share: float = 0.0
     sd_outcome: float = 1.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -406,7 +417,7 @@ class Blend:
             "weight": self.weight,
             "sd_learned": self.sd_learned,
             "sd_need": self.sd_need,
-            "course_weight": self.course_weight,
+            "course_share": self.course_share,
             "sd_outcome": self.sd_outcome,
         }
 
@@ -419,14 +430,18 @@ class Blend:
             float(d["weight"]),
             float(d["sd_learned"]),
             float(sd_need),
-            float(d.get("course_weight", 0.0)),
+            float(d.get("course_share", 0.0)),
             float(d.get("sd_outcome", 1.0)),
         )
 
 
 TEACHER_EVIDENCE, COURSE_EVIDENCE = 3.0, 10.0
 BLEND_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 1e6)
-COURSE_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 1e3)
+# the course outcome's share of the prior goes no higher than half: satisfaction, score and completion rise with
+# a course's own quality whether or not it helps (teachers like good courses), so held-out outcomes of those kinds
+# favour course-level evidence even where benefit is the teacher's own need; the need prior keeps at least half
+# of the fallback
+COURSE_SHARES = (0.0, 0.1, 0.2, 1 / 3, 0.5)
 # held-out teachers (teacher-periods with two or more known outcomes) needed before anything beyond the need
 # prior is trusted
 MIN_OUTCOME_TEACHERS = 30
@@ -451,9 +466,10 @@ def _column(X: pd.DataFrame, name: str) -> np.ndarray:
 
 def blend_scores(blend: Blend, learned: np.ndarray, X: pd.DataFrame, row: np.ndarray) -> np.ndarray:
     a = np.minimum(1.0, blend.weight * evidence(X))
-    prior = _centred(_column(X, "need"), row) / blend.sd_need
-    if blend.course_weight:
-        prior += blend.course_weight * _centred(_column(X, "course_outcome"), row) / blend.sd_outcome
+    s = blend.course_share
+    prior = (1 - s) * _centred(_column(X, "need"), row) / blend.sd_need
+    if s:
+        prior += s * _centred(_column(X, "course_outcome"), row) / blend.sd_outcome
     return a * _centred(learned, row) / blend.sd_learned + (1 - a) * prior
 
 
@@ -488,13 +504,13 @@ def choose_blend(
     gain = held_out.gain
     results: dict[str, float] = {}
     best, best_value, teachers = Blend(0.0, 1.0, sd_need, 0.0, sd_outcome), -np.inf, 0
-    for c in COURSE_WEIGHTS:
+    for c in COURSE_SHARES:
         for w in BLEND_WEIGHTS:
             blend = Blend(w, 1.0, sd_need, c, sd_outcome)
             value, teachers = outcome_ndcg(
                 blend_scores(blend, learned, held_out.X, held_out.row), gain, held_out.row
             )
-            results[f"outcome_ndcg@w={w:g},c={c:g}"] = value
+            results[f"outcome_ndcg@w={w:g},s={c:.2f}"] = value
             if np.isfinite(value) and value > best_value + 1e-4:
                 best, best_value = blend, value
     if teachers < MIN_OUTCOME_TEACHERS:
@@ -556,6 +572,7 @@ def fit_ranker(
         pd.concat([p.X for p in periods], ignore_index=True),
         np.concatenate([p.row + i * n_teachers for i, p in enumerate(periods)]),
         np.concatenate([p.gain for p in periods]),
+        np.concatenate([p.measured for p in periods]),
     )
     pair_fold = fold[pooled.row % n_teachers]
     learned = np.zeros(len(pooled.row))
