@@ -473,14 +473,14 @@ def blend_scores(blend: Blend, learned: np.ndarray, X: pd.DataFrame, row: np.nda
     return a * _centred(learned, row) / blend.sd_learned + (1 - a) * prior
 
 
-def outcome_ndcg(score: np.ndarray, gain: np.ndarray, row: np.ndarray) -> tuple[float, int]:
-    """Mean NDCG over teachers of their taken courses with a known outcome, ranked by `score`, with the outcome's
-    rank among them as the gain (ties share); teachers with fewer than two such courses are left out."""
+def outcome_ndcg(score: np.ndarray, gain: np.ndarray, row: np.ndarray) -> pd.Series:
+    """NDCG per teacher (indexed by row) of their taken courses with a known outcome, ranked by `score`, with the
+    outcome's rank among them as the gain (ties share); teachers with fewer than two such courses are left out."""
     known = np.isfinite(gain)
     d = pd.DataFrame({"row": row[known], "score": score[known], "gain": gain[known]})
     d = d[d.groupby("row")["gain"].transform("size") >= 2]
     if not len(d):
-        return float("nan"), 0
+        return pd.Series(dtype=np.float64)
     d["g"] = d.groupby("row")["gain"].rank(method="average") - 1.0
     d["pos"] = (
         d.sort_values(["row", "score"], ascending=[True, False], kind="stable").groupby("row").cumcount()
@@ -490,33 +490,48 @@ def outcome_ndcg(score: np.ndarray, gain: np.ndarray, row: np.ndarray) -> tuple[
     ideal_g = d.sort_values(["row", "g"], ascending=[True, False], kind="stable")
     idcg = (ideal_g["g"] / np.log2(ideal_g["ideal"] + 2.0)).groupby(ideal_g["row"]).sum()
     ok = idcg > 0
-    return float((dcg[ok] / idcg[ok]).mean()), int(ok.sum())
+    return dcg[ok] / idcg[ok]
 
 
 def choose_blend(
     learned: np.ndarray, held_out: RankingData, sd_need: float, sd_outcome: float
 ) -> tuple[Blend, dict[str, float]]:
-    """The weight of the learned score against the prior, and of the course outcome within the prior, whose
-    ranking of held-out taken courses best follows their outcomes (`outcome_ndcg` over every known outcome:
+    """The weight of the learned score against the prior, and the course outcome's share of the prior, judged by
+    how well they rank held-out taken courses by their outcomes (`outcome_ndcg` over every known outcome:
     measured changes, completion, satisfaction and score). `learned` are out-of-fold predictions, already on the
-    scale of their model's spread (`fit_ranker`). Ties go to the smaller course weight, then the smaller weight;
-    with too few held-out teachers the need prior alone."""
-    gain = held_out.gain
-    results: dict[str, float] = {}
-    best, best_value, teachers = Blend(0.0, 1.0, sd_need, 0.0, sd_outcome), -np.inf, 0
-    for c in COURSE_SHARES:
-        for w in BLEND_WEIGHTS:
-            blend = Blend(w, 1.0, sd_need, c, sd_outcome)
-            value, teachers = outcome_ndcg(
-                blend_scores(blend, learned, held_out.X, held_out.row), gain, held_out.row
+    scale of their model's spread (`fit_ranker`).
+
+    One standard error: of the blends whose mean is within one standard error of the best one's (of the
+    teachers' paired differences to it), the one that trusts the learned score least, then the course outcome
+    least. Satisfaction, score and completion rise with a course's own quality whether or not the course helps,
+    so the learned score and the course outcome are trusted only as far as held-out outcomes clearly support
+    them. With too few held-out teachers the need prior alone."""
+    grid = [(w, c) for w in sorted(BLEND_WEIGHTS) for c in COURSE_SHARES]
+    per_teacher = pd.DataFrame(
+        {
+            i: outcome_ndcg(
+                blend_scores(Blend(w, 1.0, sd_need, c, sd_outcome), learned, held_out.X, held_out.row),
+                held_out.gain,
+                held_out.row,
             )
-            results[f"outcome_ndcg@w={w:g},s={c:.2f}"] = value
-            if np.isfinite(value) and value > best_value + 1e-4:
-                best, best_value = blend, value
-    if teachers < MIN_OUTCOME_TEACHERS:
-        best = Blend(0.0, 1.0, sd_need, 0.0, sd_outcome)
+            for i, (w, c) in enumerate(grid)
+        }
+    )
+    results = {
+        f"outcome_ndcg@w={w:g},s={c:.2f}": float(per_teacher[i].mean()) for i, (w, c) in enumerate(grid)
+    }
+    teachers = len(per_teacher)
     results["outcome_teachers"] = float(teachers)
-    return best, results
+    if teachers < MIN_OUTCOME_TEACHERS:
+        return Blend(0.0, 1.0, sd_need, 0.0, sd_outcome), results
+    mean = per_teacher.mean()
+    behind = per_teacher.rsub(per_teacher[mean.idxmax()], axis=0)
+    se = behind.std() / np.sqrt(teachers)
+    # grid is ordered by the learned score's weight, then the course share: the first close enough is the choice
+    w, c = grid[int(np.flatnonzero((behind.mean() <= se).to_numpy())[0])]
+    results["outcome_ndcg_best"] = float(mean.max())
+    results["outcome_ndcg_chosen"] = float(mean[grid.index((w, c))])
+    return Blend(w, 1.0, sd_need, c, sd_outcome), results
 
 
 # the outcome model learns from single noisy outcomes: slower steps and larger leaves than a ranker of choices

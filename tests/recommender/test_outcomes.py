@@ -139,9 +139,31 @@ def test_the_prior_spreads_no_wider_than_its_parts_whatever_the_course_share() -
 def test_outcome_ndcg_rewards_ranking_taken_courses_by_their_outcome_and_ignores_the_rest() -> None:
     row = np.array([0, 0, 0, 1, 1])
     gain = np.array([2.0, 1.0, 0.0, np.nan, 1.0])  # teacher 1 has one known outcome: left out
-    good, n = outcome_ndcg(np.array([3.0, 2.0, 1.0, 9.0, 0.0]), gain, row)
-    bad, _ = outcome_ndcg(np.array([1.0, 2.0, 3.0, 9.0, 0.0]), gain, row)
-    assert n == 1 and good == 1.0 and bad < good
+    good = outcome_ndcg(np.array([3.0, 2.0, 1.0, 9.0, 0.0]), gain, row)
+    bad = outcome_ndcg(np.array([1.0, 2.0, 3.0, 9.0, 0.0]), gain, row)
+    assert list(good.index) == [0] and good[0] == 1.0 and bad[0] < good[0]
+
+
+def test_of_blends_the_held_out_outcomes_cannot_tell_apart_the_one_trusting_the_learned_score_least_wins() -> (
+    None
+):
+    """The learned score and the need prior rank held-out outcomes alike (the same signal): no blend is clearly
+    better, so the need prior alone is chosen; once the learned score is clearly better, it is trusted."""
+    rng = np.random.default_rng(2)
+    teachers, taken = 400, 4
+    row = np.repeat(np.arange(teachers), taken)
+    X = pd.DataFrame(rng.normal(size=(len(row), len(FEATURES))), columns=list(FEATURES))
+    X["n_records"], X["rated"] = 20.0, 5.0  # evidence enough for the learned score to count
+    gain = rng.normal(size=len(row))
+    X["need"] = gain + rng.normal(size=len(row))
+    learned = X["need"].to_numpy()
+    X["course_outcome"] = 0.0  # nothing known of the courses themselves
+    data = RankingData(X, row, gain, np.zeros(len(row), dtype=bool))
+    blend, metrics = choose_blend(learned, data, 1.0, 1.0)
+    assert (blend.weight, blend.course_share) == (0.0, 0.0)
+    assert metrics["outcome_ndcg_best"] == metrics["outcome_ndcg_chosen"]
+    sharp = gain + 0.1 * rng.normal(size=len(row))
+    assert choose_blend(sharp, data, 1.0, 1.0)[0].weight > 0
 
 
 def outcome_periods(seed: int, teachers: int = 200) -> list[RankingData]:
@@ -153,6 +175,7 @@ def outcome_periods(seed: int, teachers: int = 200) -> list[RankingData]:
     is_taken = np.tile(np.r_[np.ones(taken, bool), np.zeros(untaken, bool)], teachers)
     X = pd.DataFrame(rng.normal(size=(len(row), len(FEATURES))), columns=list(FEATURES))
     X["popularity"] += np.where(is_taken, 0.0, 3.0)
+    X["n_records"], X["rated"] = 20.0, 5.0  # evidence enough for the learned score to count
     gain = np.where(is_taken, X["satisfaction"].to_numpy() + 0.3 * rng.normal(size=len(row)), np.nan)
     return [RankingData(X, row, gain, np.zeros(len(row), dtype=bool))]
 
