@@ -40,6 +40,8 @@ FEATURES = (
     "rated",
     "effect",
     "measured",
+    "course_outcome",
+    "outcomes_known",
     "mean_score",
     "peer_completion",
     "peer_share",
@@ -79,6 +81,10 @@ class CourseStats:
     effect: np.ndarray
     change_mean: np.ndarray
     change_se: np.ndarray
+    # what came of the course for its past takers (recommender.outcomes.course_outcomes): how many outcomes are
+    # known and their empirical-Bayes mean, shrunk toward all courses' by how few they are
+    n_outcomes: np.ndarray
+    outcome: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -193,6 +199,8 @@ def course_stats(
         effect=np.zeros(n_courses),
         change_mean=np.full(n_courses, np.nan),
         change_se=np.full(n_courses, np.nan),
+        n_outcomes=np.zeros(n_courses),
+        outcome=np.zeros(n_courses),
     )
 
 
@@ -305,6 +313,8 @@ def pair_features(
         "rated": np.log1p(stats.n_rated[course]),
         "effect": stats.effect[course],
         "measured": np.log1p(stats.n_measured[course]),
+        "course_outcome": stats.outcome[course],
+        "outcomes_known": np.log1p(stats.n_outcomes[course]),
         "mean_score": stats.mean_score[course],
         "peer_completion": smoothed_rate(peer_done, peer_enrol, stats.completion_rate[course]),
         "peer_share": peer_enrol / np.maximum(group_size, 1.0),

@@ -163,24 +163,15 @@ def outcome_gain(records: pd.DataFrame, change: np.ndarray) -> np.ndarray:
 EFFECT_PRIOR_WEIGHT = 5.0
 
 
-def course_changes(
-    records: pd.DataFrame,
-    course: np.ndarray,
-    course_comp: np.ndarray,
-    comp_codes: np.ndarray,
-    values: pd.DataFrame,
-    n_courses: int,
-) -> dict[str, np.ndarray]:
-    """Per catalogue course, from the completed `records` (catalogue positions `course`) measured before and after
-    (`measured_change`): n (how many), mean and se (the plain mean change and its standard error, what a reason
-    may quote), and effect (the mean shrunk toward the mean over all courses by EFFECT_PRIOR_WEIGHT
+def course_changes(change: np.ndarray, course: np.ndarray, n_courses: int) -> dict[str, np.ndarray]:
+    """Per catalogue course, from the measured changes (`measured_change`, NaN where none) of completions at
+    catalogue positions `course`: n (how many), mean and se (the plain mean change and its standard error, what a
+    reason may quote), and effect (the mean shrunk toward the mean over all courses by EFFECT_PRIOR_WEIGHT
     pseudo-records, what the ranker reads). A naive pre/post mean: it carries the time trend and regression to the
     mean alike for every course, so it ranks courses; a reason states it as measured change, not as the
     course's effect."""
-    done = (records["status"] == "completed").to_numpy()
-    change = measured_change(records[done], np.asarray(course)[done], course_comp, comp_codes, values)
     ok = np.isfinite(change)
-    at, x = np.asarray(course)[done][ok], change[ok]
+    at, x = np.asarray(course)[ok], change[ok]
     n = np.bincount(at, minlength=n_courses).astype(np.float64)
     total = np.bincount(at, weights=x, minlength=n_courses)
     squares = np.bincount(at, weights=x * x, minlength=n_courses)
@@ -194,4 +185,35 @@ def course_changes(
         "mean": mean,
         "se": np.sqrt(np.maximum(var, 0.0) / np.maximum(n, 1.0)),
         "effect": (total + EFFECT_PRIOR_WEIGHT * prior) / (n + EFFECT_PRIOR_WEIGHT),
+    }
+
+
+def course_outcomes(gain: np.ndarray, course: np.ndarray, n_courses: int) -> dict[str, np.ndarray]:
+    """Per catalogue course, an empirical-Bayes estimate of what came of taking it: the mean `outcome_gain` of
+    its past takers (`gain`, NaN where unknown; catalogue positions `course`) shrunk toward the mean over all
+    courses by n / (n + σ² / τ²), σ² the spread of one taker's outcome about their course's mean and τ² the
+    spread of the courses' own means beyond that noise, the common mean the mean of their means (moments over
+    courses with two or more outcomes). Its weight grows with the course's number of known outcomes: a course
+    few have finished stays near the common mean. n, outcome (the estimate, 0 where nothing is known at all)
+    and se (its posterior standard error)."""
+    ok = np.isfinite(gain)
+    at, x = np.asarray(course)[ok], gain[ok]
+    n = np.bincount(at, minlength=n_courses).astype(np.float64)
+    if len(x) < 2:
+        return {"n": n, "outcome": np.zeros(n_courses), "se": np.ones(n_courses)}
+    mean = np.bincount(at, weights=x, minlength=n_courses) / np.maximum(n, 1.0)
+    resid = x - mean[at]
+    several = n >= 2
+    within = float(resid @ resid / max(len(x) - int((n > 0).sum()), 1))
+    # the courses' common mean, each course counted once: a mean over records would sit with the popular
+    # courses, above the typical course, and lift every course nobody has finished yet
+    centre = float(mean[several].mean()) if several.any() else float(x.mean())
+    spread = float(np.var(mean[several]) - np.mean(within / n[several])) if several.sum() >= 2 else 0.0
+    # a floor keeps the ratio finite: with no spread between courses every course sits at the common mean
+    between = max(spread, 1e-3 * within, 1e-12)
+    shrink = n / (n + within / between)
+    return {
+        "n": n,
+        "outcome": centre + shrink * (mean - centre),
+        "se": np.sqrt(1.0 / (n / max(within, 1e-12) + 1.0 / between)),
     }

@@ -20,7 +20,7 @@ from features.need import TARGET, relevance, shortfall
 from features.pairs import FEATURES, CourseAttrs, CourseStats, TeacherContext, course_stats, pair_features
 from models.collab import Interactions, ItemKNN, Transition
 from models.ranker import Ranker
-from recommender.outcomes import course_changes, measured_change, outcome_gain
+from recommender.outcomes import course_changes, course_outcomes, measured_change, outcome_gain
 from recommender.retrieval import (
     LEXICAL_WEIGHT,
     STAGES,
@@ -65,8 +65,10 @@ def fit_signals(
     asof: pd.Timestamp,
     values: pd.DataFrame | None = None,
 ) -> Signals:
-    """Course statistics, item-item similarity and transitions from the records before `asof`; with `values`
-    (dated assessments, `recommender.outcomes.measurements`) the courses' measured changes too."""
+    """Course statistics, item-item similarity and transitions from the records before `asof`, with each course's
+    empirical-Bayes outcome over the courses finished by then (`recommender.outcomes.course_outcomes`); with
+    `values` (dated assessments, `recommender.outcomes.measurements`) measured changes count in that outcome and
+    the courses' own measured changes are kept too."""
     keys = peer_group_key(teachers)
     group_keys = tuple(sorted(keys.unique()))
     group_pos = pd.Series(np.arange(len(group_keys)), index=group_keys)
@@ -74,15 +76,22 @@ def fit_signals(
     course_pos = pd.Series(np.arange(cat.n_courses), index=cat.course_ids)
     stats = course_stats(records, course_pos, teacher_group, group_keys, cat.n_courses, asof)
     r = _course_records(records, cat, asof)
-    if values is not None and len(values):
-        seen = values[values["taken_at"] < asof]
-        finished = r[pd.to_datetime(r["end_date"]).fillna(r["start_date"]) < asof]
-        c = course_changes(
-            finished, finished["course"].to_numpy(), cat.course_comp, cat.comp_codes, seen, cat.n_courses
-        )
-        stats = replace(
-            stats, n_measured=c["n"], effect=c["effect"], change_mean=c["mean"], change_se=c["se"]
-        )
+    finished = r[pd.to_datetime(r["end_date"]).fillna(r["start_date"]) < asof]
+    course = finished["course"].to_numpy()
+    seen = values[values["taken_at"] < asof] if values is not None else pd.DataFrame()
+    change = measured_change(finished, course, cat.course_comp, cat.comp_codes, seen)
+    done = (finished["status"] == "completed").to_numpy()
+    c = course_changes(np.where(done, change, np.nan), course, cat.n_courses)
+    o = course_outcomes(outcome_gain(finished, change), course, cat.n_courses)
+    stats = replace(
+        stats,
+        n_measured=c["n"],
+        effect=c["effect"],
+        change_mean=c["mean"],
+        change_se=c["se"],
+        n_outcomes=o["n"],
+        outcome=o["outcome"],
+    )
     users = pd.Index(np.sort(r["teacher_id"].astype(str).unique()))
     log = Interactions.from_arrays(
         users.get_indexer(r["teacher_id"].astype(str)),
@@ -247,9 +256,9 @@ def labelled_pairs(
     start: pd.Timestamp,
     end: pd.Timestamp,
     values: pd.DataFrame,
-) -> tuple[Candidates, np.ndarray, np.ndarray]:
-    """Candidates plus the courses taken in [start, end): whether taken (1, else 0) and their outcomes
-    (`outcome_gain`, NaN where none is known)."""
+) -> tuple[Candidates, np.ndarray, np.ndarray, np.ndarray]:
+    """Candidates plus the courses taken in [start, end): whether taken (1, else 0), their outcomes
+    (`outcome_gain`, NaN where none is known) and whether that outcome is a measured change."""
     pos = pd.Series(np.arange(cat.n_courses), index=cat.course_ids)
     ids = pd.Index(block.teacher_ids)
     r = records[
@@ -264,16 +273,18 @@ def labelled_pairs(
             "course": course,
             "label": 1,
             "gain": outcome_gain(r, change),
+            "measured": np.isfinite(change),
         }
     )
     chosen = found.groupby(["row", "course"], as_index=False).agg(
-        label=("label", "max"), gain=("gain", "mean")
+        label=("label", "max"), gain=("gain", "mean"), measured=("measured", "max")
     )
     cand = pd.DataFrame(
         {"row": cands.row, "course": cands.course, "dense": cands.dense, "lexical": cands.lexical}
     )
     pairs = cand.merge(chosen, on=["row", "course"], how="outer")
     pairs["label"] = pairs["label"].fillna(0)
+    pairs["measured"] = pairs["measured"].fillna(False).astype(bool)
     # chosen courses the retrieval missed still need their dense / lexical scores
     missing = pairs["dense"].isna().to_numpy()
     if missing.any():
@@ -290,7 +301,12 @@ def labelled_pairs(
         lexical,
         dense + LEXICAL_WEIGHT * lexical,
     )
-    return both, pairs["label"].to_numpy(np.int64), pairs["gain"].to_numpy(np.float64)
+    return (
+        both,
+        pairs["label"].to_numpy(np.int64),
+        pairs["gain"].to_numpy(np.float64),
+        pairs["measured"].to_numpy(bool),
+    )
 
 
 @dataclass(frozen=True)
@@ -302,11 +318,12 @@ class RankingData:
     X: pd.DataFrame
     row: np.ndarray  # teacher row of each pair (pairs grouped by row)
     gain: np.ndarray  # outcome of a taken course (outcomes.outcome_gain); NaN for the rest
+    measured: np.ndarray  # whether that outcome is a measured change (assessed before and after)
 
     def teachers(self, keep: np.ndarray) -> RankingData:
         """The pairs of the teachers (rows) where `keep` (indexed by row) is True."""
         at = np.asarray(keep, dtype=bool)[self.row]
-        return RankingData(self.X[at].reset_index(drop=True), self.row[at], self.gain[at])
+        return RankingData(self.X[at].reset_index(drop=True), self.row[at], self.gain[at], self.measured[at])
 
 
 def ranking_data(
@@ -327,10 +344,12 @@ def ranking_data(
     end = cut + pd.DateOffset(years=1)
     taken = _course_records(records[records["start_date"] >= cut], cat, end)["course"].to_numpy()
     cands = exposure_matched_negatives(block, cat, np.bincount(taken, minlength=cat.n_courses), seed)
-    labelled, taken, gain = labelled_pairs(block, cands, records, cat, cut, end, values)
+    labelled, taken, gain, measured = labelled_pairs(block, cands, records, cat, cut, end, values)
     keep = training_rows(labelled.row, taken, seed)
     labelled = labelled.take(keep)
-    return RankingData(features_for(labelled, ctx, cat, attrs, signals), labelled.row, gain[keep])
+    return RankingData(
+        features_for(labelled, ctx, cat, attrs, signals), labelled.row, gain[keep], measured[keep]
+    )
 
 
 def exposure_matched_negatives(
@@ -377,30 +396,54 @@ def training_rows(row: np.ndarray, y: np.ndarray, seed: int = 0) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Blend:
-    """score = a · learned / sd_learned + (1 − a) · need / sd_need, each term centred per teacher, with
-    a = min(1, weight · evidence): evidence = n / (n + TEACHER_EVIDENCE) for the teacher's past records times
-    m / (m + COURSE_EVIDENCE) for the course's rated records. weight 0 is the need prior alone, a large weight the
-    learned score wherever anything is known. Course-level signals (ratings, popularity, measured change) are no
-    part of the fallback: they are features whose weight the learned score takes from outcomes. Chosen on
-    held-out outcomes (`choose_blend`)."""
+    """score = a · learned / sd_learned + (1 − a) · prior, prior = (1 − course_share) · need / sd_need +
+    course_share · outcome / sd_outcome, each term centred per teacher, with a = min(1, weight · evidence):
+    evidence = n / (n + TEACHER_EVIDENCE) for the teacher's past records times m / (m + COURSE_EVIDENCE) for the
+    course's rated records. The prior is the fallback the ranker cannot lose: the need prior, mixed with each
+    course's empirical-Bayes outcome (`recommender.outcomes.course_outcomes`: what came of it for its past
+    takers, at the common mean until enough outcomes are known). Every part is on one scale (a unit spread), so
+    that where evidence is thin the prior's scores spread no wider than the learned score's. weight 0 is the
+    prior alone, a large weight the learned score wherever anything is known; course_share 0 the need prior
+    alone. Both are chosen on held-out outcomes (`choose_blend`)."""
 
     weight: float
     sd_learned: float
     sd_need: float
+    course_share: float = 0.0
+    sd_outcome: float = 1.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"weight": self.weight, "sd_learned": self.sd_learned, "sd_need": self.sd_need}
+        return {
+            "weight": self.weight,
+            "sd_learned": self.sd_learned,
+            "sd_need": self.sd_need,
+            "course_share": self.course_share,
+            "sd_outcome": self.sd_outcome,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Blend:
-        # a bundle from before #16's outcome model keeps its parts' sds, the need prior's first
+        # a bundle from before #16's outcome model keeps its parts' sds, the need prior's first; one from before
+        # the course outcome in the prior has the need prior alone there
         sd_need = d["sd_need"] if "sd_need" in d else d["sds"][0]
-        return cls(float(d["weight"]), float(d["sd_learned"]), float(sd_need))
+        return cls(
+            float(d["weight"]),
+            float(d["sd_learned"]),
+            float(sd_need),
+            float(d.get("course_share", 0.0)),
+            float(d.get("sd_outcome", 1.0)),
+        )
 
 
 TEACHER_EVIDENCE, COURSE_EVIDENCE = 3.0, 10.0
 BLEND_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 1e6)
-# held-out teachers (teacher-periods with two or more known outcomes) needed before the learned score is trusted
+# the course outcome's share of the prior goes no higher than half: satisfaction, score and completion rise with
+# a course's own quality whether or not it helps (teachers like good courses), so held-out outcomes of those kinds
+# favour course-level evidence even where benefit is the teacher's own need; the need prior keeps at least half
+# of the fallback
+COURSE_SHARES = (0.0, 0.1, 0.2, 1 / 3, 0.5)
+# held-out teachers (teacher-periods with two or more known outcomes) needed before anything beyond the need
+# prior is trusted
 MIN_OUTCOME_TEACHERS = 30
 
 
@@ -417,24 +460,27 @@ def _centred(values: np.ndarray, row: np.ndarray) -> np.ndarray:
     return values - (total / count)[row]
 
 
-def _need(X: pd.DataFrame) -> np.ndarray:
-    return np.nan_to_num(X["need"].to_numpy(dtype=np.float64))
+def _column(X: pd.DataFrame, name: str) -> np.ndarray:
+    return np.nan_to_num(X[name].to_numpy(dtype=np.float64))
 
 
 def blend_scores(blend: Blend, learned: np.ndarray, X: pd.DataFrame, row: np.ndarray) -> np.ndarray:
     a = np.minimum(1.0, blend.weight * evidence(X))
-    need = _centred(_need(X), row) / blend.sd_need
-    return a * _centred(learned, row) / blend.sd_learned + (1 - a) * need
+    s = blend.course_share
+    prior = (1 - s) * _centred(_column(X, "need"), row) / blend.sd_need
+    if s:
+        prior += s * _centred(_column(X, "course_outcome"), row) / blend.sd_outcome
+    return a * _centred(learned, row) / blend.sd_learned + (1 - a) * prior
 
 
-def outcome_ndcg(score: np.ndarray, gain: np.ndarray, row: np.ndarray) -> tuple[float, int]:
-    """Mean NDCG over teachers of their taken courses with a known outcome, ranked by `score`, with the outcome's
-    rank among them as the gain (ties share); teachers with fewer than two such courses are left out."""
+def outcome_ndcg(score: np.ndarray, gain: np.ndarray, row: np.ndarray) -> pd.Series:
+    """NDCG per teacher (indexed by row) of their taken courses with a known outcome, ranked by `score`, with the
+    outcome's rank among them as the gain (ties share); teachers with fewer than two such courses are left out."""
     known = np.isfinite(gain)
     d = pd.DataFrame({"row": row[known], "score": score[known], "gain": gain[known]})
     d = d[d.groupby("row")["gain"].transform("size") >= 2]
     if not len(d):
-        return float("nan"), 0
+        return pd.Series(dtype=np.float64)
     d["g"] = d.groupby("row")["gain"].rank(method="average") - 1.0
     d["pos"] = (
         d.sort_values(["row", "score"], ascending=[True, False], kind="stable").groupby("row").cumcount()
@@ -444,64 +490,67 @@ def outcome_ndcg(score: np.ndarray, gain: np.ndarray, row: np.ndarray) -> tuple[
     ideal_g = d.sort_values(["row", "g"], ascending=[True, False], kind="stable")
     idcg = (ideal_g["g"] / np.log2(ideal_g["ideal"] + 2.0)).groupby(ideal_g["row"]).sum()
     ok = idcg > 0
-    return float((dcg[ok] / idcg[ok]).mean()), int(ok.sum())
+    return dcg[ok] / idcg[ok]
 
 
 def choose_blend(
-    ranker: Ranker, train_X: pd.DataFrame, held_out: RankingData
+    learned: np.ndarray, held_out: RankingData, sd_need: float, sd_outcome: float
 ) -> tuple[Blend, dict[str, float]]:
-    """The weight of the learned score against the need prior whose ranking of held-out taken courses best
-    follows their outcomes (`outcome_ndcg` over every known outcome: measured changes, completion, satisfaction
-    and score; the measured changes alone are too few to tell blends apart); ties go to the smaller weight, and
-    with too few held-out teachers the need prior alone."""
-    sd_l = float(np.std(ranker.predict(train_X[list(FEATURES)]))) or 1.0
-    sd_n = float(np.std(_need(train_X))) or 1.0
-    learned = ranker.predict(held_out.X[list(FEATURES)])
-    results: dict[str, float] = {}
-    best, best_value, teachers = Blend(0.0, sd_l, sd_n), -np.inf, 0
-    for w in BLEND_WEIGHTS:
-        blend = Blend(w, sd_l, sd_n)
-        value, teachers = outcome_ndcg(
-            blend_scores(blend, learned, held_out.X, held_out.row), held_out.gain, held_out.row
-        )
-        results[f"outcome_ndcg@w={w:g}"] = value
-        if np.isfinite(value) and value > best_value + 1e-4:
-            best, best_value = blend, value
-    if teachers < MIN_OUTCOME_TEACHERS:
-        best = Blend(0.0, sd_l, sd_n)
+    """The weight of the learned score against the prior, and the course outcome's share of the prior, judged by
+    how well they rank held-out taken courses by their outcomes (`outcome_ndcg` over every known outcome:
+    measured changes, completion, satisfaction and score). `learned` are out-of-fold predictions, already on the
+    scale of their model's spread (`fit_ranker`).
+
+    One standard error: of the blends whose mean is within one standard error of the best one's (of the
+    teachers' paired differences to it), the one that trusts the learned score least, then the course outcome
+    least. Satisfaction, score and completion rise with a course's own quality whether or not the course helps,
+    so the learned score and the course outcome are trusted only as far as held-out outcomes clearly support
+    them. With too few held-out teachers the need prior alone."""
+    grid = [(w, c) for w in sorted(BLEND_WEIGHTS) for c in COURSE_SHARES]
+    per_teacher = pd.DataFrame(
+        {
+            i: outcome_ndcg(
+                blend_scores(Blend(w, 1.0, sd_need, c, sd_outcome), learned, held_out.X, held_out.row),
+                held_out.gain,
+                held_out.row,
+            )
+            for i, (w, c) in enumerate(grid)
+        }
+    )
+    results = {
+        f"outcome_ndcg@w={w:g},s={c:.2f}": float(per_teacher[i].mean()) for i, (w, c) in enumerate(grid)
+    }
+    teachers = len(per_teacher)
     results["outcome_teachers"] = float(teachers)
-    return best, results
+    if teachers < MIN_OUTCOME_TEACHERS:
+        return Blend(0.0, 1.0, sd_need, 0.0, sd_outcome), results
+    mean = per_teacher.mean()
+    behind = per_teacher.rsub(per_teacher[mean.idxmax()], axis=0)
+    se = behind.std() / np.sqrt(teachers)
+    # grid is ordered by the learned score's weight, then the course share: the first close enough is the choice
+    w, c = grid[int(np.flatnonzero((behind.mean() <= se).to_numpy())[0])]
+    results["outcome_ndcg_best"] = float(mean.max())
+    results["outcome_ndcg_chosen"] = float(mean[grid.index((w, c))])
+    return Blend(w, 1.0, sd_need, c, sd_outcome), results
 
 
-# shares of the sampled teachers whose pairs train the ranker, early-stop it, and choose its blend
-TRAIN_SHARE, STOP_SHARE = 0.6, 0.2
 # the outcome model learns from single noisy outcomes: slower steps and larger leaves than a ranker of choices
 OUTCOME_LEARNING_RATE, OUTCOME_MIN_CHILD = 0.05, 100
+# teachers are split in FOLDS: each fold's outcomes are predicted by a model that never saw them (trained on
+# three other folds, early-stopped on the fourth), and the blend is chosen on all of them
+FOLDS = 5
 
 
-def fit_ranker(
-    periods: list[RankingData], n_teachers: int, seed: int = 0
-) -> tuple[Ranker, Blend, dict[str, float]]:
-    """The outcome model and its blend with the need prior, from the ranking data of consecutive periods (the
-    same `n_teachers` sampled teachers, rows aligned). The model is a pointwise regression of each taken course's
-    outcome (`outcome_gain`) on its pair features: what is learnt is what came of a course, not whether it was
-    chosen, so a course's rating, popularity or measured change weighs only as much as it predicts outcomes.
-    Teachers are split once: 60 % train on every period, 20 % early-stop it on the latest, 20 % choose the blend
-    on the outcomes of every period (each teacher-period its own group). The latest period holds the service's
-    newest feedback, so it is learnt from at once."""
-    part = np.random.default_rng(seed).random(n_teachers)
-    train_rows, stop_rows = part < TRAIN_SHARE, (part >= TRAIN_SHARE) & (part < TRAIN_SHARE + STOP_SHARE)
-    blend_rows = part >= TRAIN_SHARE + STOP_SHARE
+def fit_outcome_model(
+    periods: list[RankingData], train_rows: np.ndarray, stop_rows: np.ndarray, seed: int = 0
+) -> tuple[Ranker, float]:
+    """A pointwise LightGBM regression of each taken course's outcome (`outcome_gain`) on its pair features,
+    trained on the teachers (rows) of `train_rows` in every period and early-stopped on those of `stop_rows` in
+    the latest; with the spread of its scores over the training pairs (taken and not)."""
     train = [p.teachers(train_rows) for p in periods]
     X = pd.concat([t.X for t in train], ignore_index=True)
-    stop = periods[-1].teachers(stop_rows)
-    held = [p.teachers(blend_rows) for p in periods]
-    held_out = RankingData(
-        pd.concat([h.X for h in held], ignore_index=True),
-        np.concatenate([h.row + i * n_teachers for i, h in enumerate(held)]),
-        np.concatenate([h.gain for h in held]),
-    )
     gain = np.concatenate([t.gain for t in train])
+    stop = periods[-1].teachers(stop_rows)
     # no outcome known yet (every course still running): a model of nothing, and the need prior alone ranks
     known = np.isfinite(gain) if np.isfinite(gain).any() else np.ones(len(gain), dtype=bool)
     stop_known = np.isfinite(stop.gain)
@@ -520,8 +569,38 @@ def fit_ranker(
             else None
         ),
     )
-    blend, metrics = choose_blend(ranker, X, held_out)
-    return ranker, blend, metrics
+    return ranker, float(np.std(ranker.predict(X[list(FEATURES)]))) or 1.0
+
+
+def fit_ranker(
+    periods: list[RankingData], n_teachers: int, seed: int = 0
+) -> tuple[Ranker, Blend, dict[str, float]]:
+    """The outcome model and its blend with the prior, from the ranking data of consecutive periods (the same
+    `n_teachers` sampled teachers, rows aligned). What is learnt is what came of a course, not whether it was
+    chosen (`fit_outcome_model`), so a course's rating, popularity or measured change weighs only as much as it
+    predicts outcomes. Teachers are split into FOLDS: the blend is chosen on every teacher-period's outcomes,
+    each predicted by a model that did not see that teacher (cross-fitting); the bundle's model is trained on
+    all folds but one, which early-stops it on the latest period. The latest period holds the service's newest
+    feedback, so it is learnt from at once."""
+    fold = np.random.default_rng(seed).permutation(n_teachers) % FOLDS
+    pooled = RankingData(
+        pd.concat([p.X for p in periods], ignore_index=True),
+        np.concatenate([p.row + i * n_teachers for i, p in enumerate(periods)]),
+        np.concatenate([p.gain for p in periods]),
+        np.concatenate([p.measured for p in periods]),
+    )
+    pair_fold = fold[pooled.row % n_teachers]
+    learned = np.zeros(len(pooled.row))
+    for k in range(FOLDS):
+        stop = (k + 1) % FOLDS
+        model, sd = fit_outcome_model(periods, (fold != k) & (fold != stop), fold == stop, seed)
+        at = pair_fold == k
+        learned[at] = model.predict(pooled.X[at][list(FEATURES)]) / sd
+    sd_need = float(np.std(_column(pooled.X, "need"))) or 1.0
+    sd_outcome = float(np.std(_column(pooled.X, "course_outcome"))) or 1.0
+    chosen, metrics = choose_blend(learned, pooled, sd_need, sd_outcome)
+    ranker, sd_learned = fit_outcome_model(periods, fold != 0, fold == 0, seed)
+    return ranker, replace(chosen, sd_learned=sd_learned), metrics
 
 
 def rank_scores(ranker: Ranker, X: pd.DataFrame) -> np.ndarray:

@@ -6,8 +6,16 @@ import numpy as np
 import pandas as pd
 
 from features.pairs import FEATURES
-from recommender.outcomes import course_changes, measured_change, outcome_gain
-from recommender.ranking import Blend, RankingData, fit_ranker, outcome_ndcg
+from recommender.outcomes import course_changes, course_outcomes, measured_change, outcome_gain
+from recommender.ranking import (
+    COURSE_SHARES,
+    Blend,
+    RankingData,
+    blend_scores,
+    choose_blend,
+    fit_ranker,
+    outcome_ndcg,
+)
 
 CODES = np.array(["A1", "B1"])
 COMP = np.array([[1.0, 0.0], [0.5, 0.5]])
@@ -69,18 +77,93 @@ def test_outcomes_put_measured_gains_above_losses_a_liked_completion_above_a_pla
 def test_course_changes_shrink_a_course_with_few_measured_takers_toward_the_mean() -> None:
     r = records(teacher_id=["T1", "T1"], status=["completed"] * 2, start_date=pd.to_datetime(["2023-03-01"] * 2),
                 end_date=pd.to_datetime(["2023-04-01"] * 2), satisfaction=[np.nan] * 2, score=[np.nan] * 2)  # fmt: skip
-    c = course_changes(r, np.array([0, 1]), COMP, CODES, values(), n_courses=3)
+    change = measured_change(r, np.array([0, 1]), COMP, CODES, values())
+    c = course_changes(change, np.array([0, 1]), n_courses=3)
     assert list(c["n"]) == [1.0, 1.0, 0.0]
     assert c["mean"][0] == 6.0 and np.isnan(c["mean"][2])
     assert c["effect"][1] < c["effect"][0] < c["mean"][0]  # pulled toward the mean of 5
 
 
+def test_a_course_outcome_leaves_the_common_mean_as_far_as_its_known_outcomes_support() -> None:
+    rng = np.random.default_rng(0)
+    # thirty ordinary courses (twenty takers each, true means spread 0.3); course 30: one taker at +3; course 31:
+    # forty takers around +0.8; course 32: none
+    course = np.r_[np.repeat(np.arange(30), 20), 30, np.full(40, 31), 32]
+    mean = np.r_[np.repeat(rng.normal(0, 0.3, 30), 20), 3.0, np.full(40, 0.8), np.nan]
+    gain = mean + np.r_[rng.normal(0, 1, 600), 0.0, rng.normal(0, 1, 40), 0.0]
+    o = course_outcomes(gain, course, n_courses=34)
+    assert o["n"][30] == 1.0 and o["n"][31] == 40.0 and o["n"][32] == o["n"][33] == 0.0
+    assert o["outcome"][31] > o["outcome"][30] > o["outcome"][32]  # one great outcome counts for little
+    # a course nobody finished sits at the courses' common mean, each course counted once: the forty takers of
+    # course 31 do not lift it
+    course_means = [gain[course == c].mean() for c in range(32) if (course == c).sum() >= 2]
+    assert o["outcome"][32] == o["outcome"][33] and abs(o["outcome"][32] - np.mean(course_means)) < 1e-9
+    assert o["outcome"][32] < np.nanmean(gain)
+    assert o["se"][31] < o["se"][30] < o["se"][32]
+
+
+def test_the_blend_follows_the_course_outcome_where_held_out_outcomes_do() -> None:
+    """Held-out outcomes follow the course outcome, not the need prior: the chosen prior gives the course outcome
+    its largest share, which is half: the need prior keeps the other half."""
+    rng = np.random.default_rng(0)
+    teachers, taken = 400, 4
+    row = np.repeat(np.arange(teachers), taken)
+    X = pd.DataFrame(rng.normal(size=(len(row), len(FEATURES))), columns=list(FEATURES))
+    liked = X["course_outcome"].to_numpy() + 0.1 * rng.normal(size=len(row))
+    blend, metrics = choose_blend(
+        np.zeros(len(row)), RankingData(X, row, liked, np.zeros(len(row), dtype=bool)), 1.0, 1.0
+    )
+    assert blend.course_share == max(COURSE_SHARES) == 0.5 and metrics["outcome_teachers"] == teachers
+    score = blend_scores(blend, np.zeros(len(row)), X, row)
+    assert np.corrcoef(score, X["course_outcome"])[0, 1] > 0.5
+    assert abs(np.corrcoef(score, X["course_outcome"])[0, 1] - np.corrcoef(score, X["need"])[0, 1]) < 0.05
+    # outcomes that follow the need prior keep the course outcome out of it
+    needed = RankingData(
+        X, row, X["need"].to_numpy() + 0.1 * rng.normal(size=len(row)), np.zeros(len(row), dtype=bool)
+    )
+    assert choose_blend(np.zeros(len(row)), needed, 1.0, 1.0)[0].course_share == 0.0
+
+
+def test_the_prior_spreads_no_wider_than_its_parts_whatever_the_course_share() -> None:
+    """Where evidence is thin the prior ranks alone: whatever the course outcome's share, its scores keep the unit
+    spread of the learned score, so courses little is known about do not crowd the top by scale alone."""
+    rng = np.random.default_rng(1)
+    row = np.repeat(np.arange(50), 8)
+    X = pd.DataFrame(rng.normal(size=(len(row), len(FEATURES))), columns=list(FEATURES))
+    X["rated"] = 0.0  # no course rated: evidence 0, the prior alone
+    for share in COURSE_SHARES:
+        score = blend_scores(Blend(4.0, 1.0, 1.0, share, 1.0), rng.normal(size=len(row)), X, row)
+        assert np.std(score) <= 1.0 + 1e-9
+
+
 def test_outcome_ndcg_rewards_ranking_taken_courses_by_their_outcome_and_ignores_the_rest() -> None:
     row = np.array([0, 0, 0, 1, 1])
     gain = np.array([2.0, 1.0, 0.0, np.nan, 1.0])  # teacher 1 has one known outcome: left out
-    good, n = outcome_ndcg(np.array([3.0, 2.0, 1.0, 9.0, 0.0]), gain, row)
-    bad, _ = outcome_ndcg(np.array([1.0, 2.0, 3.0, 9.0, 0.0]), gain, row)
-    assert n == 1 and good == 1.0 and bad < good
+    good = outcome_ndcg(np.array([3.0, 2.0, 1.0, 9.0, 0.0]), gain, row)
+    bad = outcome_ndcg(np.array([1.0, 2.0, 3.0, 9.0, 0.0]), gain, row)
+    assert list(good.index) == [0] and good[0] == 1.0 and bad[0] < good[0]
+
+
+def test_of_blends_the_held_out_outcomes_cannot_tell_apart_the_one_trusting_the_learned_score_least_wins() -> (
+    None
+):
+    """The learned score and the need prior rank held-out outcomes alike (the same signal): no blend is clearly
+    better, so the need prior alone is chosen; once the learned score is clearly better, it is trusted."""
+    rng = np.random.default_rng(2)
+    teachers, taken = 400, 4
+    row = np.repeat(np.arange(teachers), taken)
+    X = pd.DataFrame(rng.normal(size=(len(row), len(FEATURES))), columns=list(FEATURES))
+    X["n_records"], X["rated"] = 20.0, 5.0  # evidence enough for the learned score to count
+    gain = rng.normal(size=len(row))
+    X["need"] = gain + rng.normal(size=len(row))
+    learned = X["need"].to_numpy()
+    X["course_outcome"] = 0.0  # nothing known of the courses themselves
+    data = RankingData(X, row, gain, np.zeros(len(row), dtype=bool))
+    blend, metrics = choose_blend(learned, data, 1.0, 1.0)
+    assert (blend.weight, blend.course_share) == (0.0, 0.0)
+    assert metrics["outcome_ndcg_best"] == metrics["outcome_ndcg_chosen"]
+    sharp = gain + 0.1 * rng.normal(size=len(row))
+    assert choose_blend(sharp, data, 1.0, 1.0)[0].weight > 0
 
 
 def outcome_periods(seed: int, teachers: int = 200) -> list[RankingData]:
@@ -92,8 +175,9 @@ def outcome_periods(seed: int, teachers: int = 200) -> list[RankingData]:
     is_taken = np.tile(np.r_[np.ones(taken, bool), np.zeros(untaken, bool)], teachers)
     X = pd.DataFrame(rng.normal(size=(len(row), len(FEATURES))), columns=list(FEATURES))
     X["popularity"] += np.where(is_taken, 0.0, 3.0)
+    X["n_records"], X["rated"] = 20.0, 5.0  # evidence enough for the learned score to count
     gain = np.where(is_taken, X["satisfaction"].to_numpy() + 0.3 * rng.normal(size=len(row)), np.nan)
-    return [RankingData(X, row, gain)]
+    return [RankingData(X, row, gain, np.zeros(len(row), dtype=bool))]
 
 
 def test_the_ranker_learns_what_came_of_courses_not_which_were_chosen() -> None:
@@ -109,11 +193,14 @@ def test_the_ranker_learns_what_came_of_courses_not_which_were_chosen() -> None:
 def test_a_bundle_blend_from_before_the_outcome_model_keeps_its_need_scale() -> None:
     old = {"weight": 2.0, "sd_learned": 0.5, "shares": [0.25, 0.75, 0.0], "sds": [9.0, 0.4, 1.7]}
     assert Blend.from_dict(old) == Blend(2.0, 0.5, 9.0)
-    assert Blend.from_dict(Blend(1.0, 0.3, 8.0).as_dict()) == Blend(1.0, 0.3, 8.0)
+    assert Blend.from_dict(Blend(1.0, 0.3, 8.0, 0.5, 0.4).as_dict()) == Blend(1.0, 0.3, 8.0, 0.5, 0.4)
+    assert Blend.from_dict({"weight": 1.0, "sd_learned": 0.3, "sd_need": 8.0}).course_share == 0.0
 
 
 def test_with_no_outcome_known_yet_the_need_prior_ranks_alone() -> None:
     (period,) = outcome_periods(0, teachers=60)
-    running = RankingData(period.X, period.row, np.full(len(period.row), np.nan))
+    running = RankingData(
+        period.X, period.row, np.full(len(period.row), np.nan), np.zeros(len(period.row), dtype=bool)
+    )
     _, blend, metrics = fit_ranker([running], 60, seed=0)
     assert blend.weight == 0.0 and metrics["outcome_teachers"] == 0
