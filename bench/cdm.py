@@ -65,7 +65,7 @@ Z95 = 1.959964
 GRID: dict[str, tuple[Any, ...]] = {"item_l2": (1.0, 10.0), "intercept_l2": (0.25, 1.0)}
 FIXED: dict[str, Any] = {"tol": 5e-4, "max_iter": 200, "random_state": 0}
 # the skills' correlations of rank 1 (a common factor) plus each skill's own part: each student's posterior is then
-# an arrow of 2 shared coordinates and a diagonal (`models.irt._Arrow`), not a system over the skills answered
+# an arrow of 2 shared coordinates and a diagonal (`models.irt_persons.Arrow`), not a system over the skills answered
 TDR = {"general_factor": True, "corr_rank": 1}
 # TDR's model also chooses whether the skill dimensions correlate (a few hundred persons cannot estimate 100 x 100
 # correlations; thousands can)
