@@ -200,7 +200,7 @@ def _item_newton(
     pad_fix = np.concatenate([~layout.free, np.zeros((n_items, 1), dtype=bool)], axis=1)
 
     a_o = a[item]
-    c = np.sum(slot_cov * a_o[:, None, :], axis=2)
+    c = np.einsum("olm,om->ol", slot_cov, a_o)
     s = np.sqrt(np.maximum(np.einsum("ol,ol->o", a_o, c), MIN_VAR))
     m = np.einsum("ol,ol->o", a_o, mu) + d[item]
     e_sp, e_p, e_f, e_fz, e_fz2 = gh(m, s, stein=True)
@@ -213,19 +213,29 @@ def _item_newton(
     g_obs = np.concatenate([(e_p - y)[:, None] * mu + e_f[:, None] * c, (e_p - y)[:, None]], axis=1)
     # Exact Hessian E[sigmoid'(eta) (theta,1)(theta,1)^T] from theta | eta = mu + c z / s + independent rest.
     fz_s, ff = e_fz / s, (e_fz2 - e_f) / s**2
-    h_obs = np.empty((item.size, n_par, n_par))
-    h_obs[:, :n_slots, :n_slots] = (
-        e_f[:, None, None] * (slot_cov + mu[:, :, None] * mu[:, None, :])
-        + fz_s[:, None, None] * (mu[:, :, None] * c[:, None, :] + c[:, :, None] * mu[:, None, :])
-        + ff[:, None, None] * c[:, :, None] * c[:, None, :]
-    )
+    # The slots' block e_f (S + mu mu^T) + fz_s (mu c^T + c mu^T) + ff c c^T is e_f S + h_ad mu^T + h_c c^T;
+    # it is symmetric, so only its upper triangle is summed per item, with the intercept's row (h_ad, e_f).
     h_ad = e_f[:, None] * mu + fz_s[:, None] * c
-    h_obs[:, :n_slots, n_slots] = h_ad
-    h_obs[:, n_slots, :n_slots] = h_ad
-    h_obs[:, n_slots, n_slots] = e_f
+    h_c = fz_s[:, None] * mu + ff[:, None] * c
+    upper, lower = np.triu_indices(n_slots)
+    flat = upper * n_slots + lower
+    h_obs = np.concatenate(
+        [
+            e_f[:, None] * np.take(slot_cov.reshape(item.size, -1), flat, axis=1)
+            + np.take(h_ad, upper, axis=1) * np.take(mu, lower, axis=1)
+            + np.take(h_c, upper, axis=1) * np.take(c, lower, axis=1),
+            h_ad,
+            e_f[:, None],
+        ],
+        axis=1,
+    )
+    summed = np.asarray(to_item @ h_obs)
+    hess = np.empty((n_items, n_par, n_par))
+    hess[:, upper, lower] = hess[:, lower, upper] = summed[:, : len(flat)]
+    hess[:, :n_slots, n_slots] = hess[:, n_slots, :n_slots] = summed[:, len(flat) : -1]
+    hess[:, n_slots, n_slots] = summed[:, -1]
     params = np.concatenate([a, d[:, None]], axis=1)
     grad = np.asarray(to_item @ g_obs) + ridge * (params - centre)
-    hess = np.asarray(to_item @ h_obs.reshape(item.size, -1)).reshape(n_items, n_par, n_par)
     hess += np.eye(n_par) * ridge
     grad[pad_fix] = 0.0
     hess[pad_fix] = 0.0
@@ -234,8 +244,7 @@ def _item_newton(
     step = -np.einsum("ipq,iq->ip", item_cov, grad)
     a, d = a.copy(), d.copy()
     todo = np.ones(n_items, dtype=bool)
-    t = 1.0
-    for _ in range(8):
+    for t in 0.5 ** np.arange(8):
         a_c, d_c = a + t * step[:, :n_slots], d + t * step[:, n_slots]
         a_co = a_c[item]
         m_c = np.einsum("ol,ol->o", a_co, mu) + d_c[item]
@@ -246,7 +255,6 @@ def _item_newton(
         todo &= ~ok
         if not todo.any():
             break
-        t *= 0.5
     return a, d, dispersion, item_cov
 
 

@@ -102,7 +102,7 @@ def gh_softplus(m: FloatArray, s: FloatArray) -> FloatArray:
 
 def spread(a_o: FloatArray, slot_cov: FloatArray) -> FloatArray:
     """Posterior standard deviation of a_j . theta_i per response, from its slots' covariance block."""
-    var = np.sum(np.sum(slot_cov * a_o[:, None, :], axis=2) * a_o, axis=1)
+    var = np.einsum("ol,ol->o", np.einsum("olm,om->ol", slot_cov, a_o), a_o)
     return np.sqrt(np.maximum(var, MIN_VAR), dtype=np.float64)
 
 
@@ -380,6 +380,8 @@ class Arrow:
     inv_d: FloatArray  # persons x n_own
     half: FloatArray  # persons x H x H: W
     logdet: FloatArray  # log det C per person
+    own: FloatArray  # persons x extended coordinates: the diagonal part of each covariance
+    w: FloatArray  # persons x extended coordinates x H: the low-rank part, C = diag(own) + w w^T
 
     @staticmethod
     def solve(c: Chunk, f: FloatArray, a_o: FloatArray, factors: Factors) -> Arrow:
@@ -407,29 +409,19 @@ class Arrow:
             q_hh[:, 0, 0] = 1.0 / factors.general_var + diag[:, n_own]
         inv_d = 1.0 / (1.0 / factors.psi + diag[:, :n_own])
         u = coupling * inv_d[:, :, None]
-        # (few shared coordinates: broadcast products beat einsum's general loops here and below)
-        chol = np.linalg.cholesky(q_hh - np.sum(coupling[:, :, :, None] * u[:, :, None, :], axis=1))
+        chol = np.linalg.cholesky(q_hh - np.swapaxes(coupling, 1, 2) @ u)
         half = np.swapaxes(np.linalg.inv(chol), 1, 2)
         logdet = np.log(inv_d).sum(axis=1) - 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
-        return Arrow(u, inv_d, half, logdet)
-
-    @property
-    def own(self) -> FloatArray:
-        """persons x extended coordinates: the diagonal part of each covariance."""
-        return np.concatenate([self.inv_d, np.zeros(self.half.shape[:2])], axis=1)
-
-    @property
-    def w(self) -> FloatArray:
-        """persons x extended coordinates x H: the low-rank part of each covariance, C = diag(own) + w w^T."""
-        return np.concatenate([self.u @ self.half, -self.half], axis=1)
+        own = np.concatenate([inv_d, np.zeros((n, h))], axis=1)
+        return Arrow(u, inv_d, half, logdet, own, np.concatenate([u @ half, -half], axis=1))
 
     def times_cov(self, g: FloatArray) -> FloatArray:
         """C g per person, by blocks."""
         n_own = self.inv_d.shape[1]
         g_own, g_h = g[:, :n_own], g[:, n_own:]
-        rhs = g_h - np.sum(self.u * g_own[:, :, None], axis=1)
+        rhs = g_h - (g_own[:, None, :] @ self.u)[:, 0]
         x_h = (self.half @ (np.swapaxes(self.half, 1, 2) @ rhs[:, :, None]))[:, :, 0]
-        x_own = g_own * self.inv_d - np.sum(self.u * x_h[:, None, :], axis=2)
+        x_own = g_own * self.inv_d - (self.u @ x_h[:, :, None])[:, :, 0]
         return np.concatenate([x_own, x_h], axis=1)
 
     def entries(self, rows: IntArray, cols: IntArray) -> FloatArray:
@@ -442,18 +434,30 @@ class Arrow:
         flat = np.swapaxes(w, 0, 1).reshape(w.shape[1], -1)
         return np.asarray(flat @ flat.T + np.diag(self.own.sum(axis=0)), dtype=np.float64)
 
+    def slots(self, c: Chunk) -> tuple[FloatArray, FloatArray, IntArray]:
+        """Per response and slot: the low-rank rows w (responses x L x H) and the diagonal parts ``own``
+        (responses x L), zero on padding, and their positions in the (persons x extended coordinates) block."""
+        w = self.w
+        pos = c.vec_cells + (c.local * (w.shape[1] - c.k))[:, None]
+        ws = np.take(w.reshape(w.shape[0] * w.shape[1], w.shape[2]), pos, axis=0)  # (take: a fast row gather)
+        ws *= c.free[:, :, None]
+        return ws, np.take(self.own, pos) * c.free, pos
+
     def slot_cov(self, c: Chunk) -> FloatArray:
         """responses x L x L, as `Chunk.slot_cov`."""
-        w, own = self.w, self.own
-        pos = c.vec_cells + (c.local * (w.shape[1] - c.k))[:, None]  # positions in persons x extended
-        ws = w.reshape(w.shape[0] * w.shape[1], w.shape[2])[pos] * c.free[:, :, None]
-        n_slots = pos.shape[1]
-        cov = np.empty((len(pos), n_slots, n_slots))
-        for i in range(n_slots):  # a few slots: products of (responses x H) columns beat a batched einsum
-            for j in range(i + 1):
-                cov[:, i, j] = cov[:, j, i] = np.sum(ws[:, i] * ws[:, j], axis=1)
-        cov += (own.ravel()[pos] * c.free)[:, :, None] * np.eye(n_slots)
+        ws, own, _ = self.slots(c)
+        cov = ws @ np.swapaxes(ws, 1, 2)
+        diagonal = np.arange(own.shape[1])
+        cov[:, diagonal, diagonal] += own
         return cov
+
+    def spread(self, c: Chunk, a_o: FloatArray) -> FloatArray:
+        """`spread` of each response under these posteriors, without forming the slots' covariances:
+        Var(a . theta) = sum_l own_l a_l^2 + |sum_l a_l w_l|^2."""
+        ws, own, _ = self.slots(c)
+        beta = np.einsum("olh,ol->oh", ws, a_o)
+        var = np.einsum("oh,oh->o", beta, beta) + np.einsum("ol,ol->o", own, a_o * a_o)
+        return np.sqrt(np.maximum(var, MIN_VAR), dtype=np.float64)
 
     def calibration(
         self, c: Chunk, v: FloatArray, a_o: FloatArray, rows: IntArray, cols: IntArray
@@ -462,12 +466,11 @@ class Arrow:
         with C's column of response o's predictor b_o(x) = own_x a_o(x) + w_x . beta_o, beta_o = sum of its
         slots' a w, the sum over responses of v b_o(x) b_o(y) is taken by its parts per person."""
         n, k = c.n, c.k
-        w, own = self.w, self.own
+        w = self.w
         ext, h = w.shape[1], w.shape[2]
-        pos = c.vec_cells + (c.local * (ext - k))[:, None]
-        ws = w.reshape(n * ext, h)[pos] * c.free[:, :, None]
-        beta = np.sum(ws * a_o[:, :, None], axis=1)
-        e = own.ravel()[pos] * a_o * c.free
+        ws, own_o, pos = self.slots(c)
+        beta = np.einsum("olh,ol->oh", ws, a_o)
+        e = own_o * a_o
         outer = v[:, None, None] * beta[:, :, None] * beta[:, None, :]
         cells = c.local[:, None, None] * (h * h) + np.arange(h * h).reshape(h, h)
         m = np.bincount(cells.ravel(), outer.ravel(), minlength=n * h * h).reshape(n, h, h)
@@ -566,6 +569,11 @@ def _slot_cov(c: Chunk, post: Local | Arrow) -> FloatArray:
     return post.slot_cov(c) if isinstance(post, Arrow) else c.slot_cov(post.cov)
 
 
+def _spread_of(c: Chunk, post: Local | Arrow, a_o: FloatArray) -> FloatArray:
+    """`spread` of the responses under a chunk's posteriors of either form."""
+    return post.spread(c, a_o) if isinstance(post, Arrow) else spread(a_o, c.slot_cov(post.cov))
+
+
 def e_step(
     chunks: list[Chunk], a: FloatArray, d: FloatArray, w: FloatArray, prior: Prior, post: Posteriors
 ) -> tuple[Posteriors, float]:
@@ -631,7 +639,7 @@ def converged_posterior(
         kept: Local | Arrow | None = None
         for _ in range(max_steps):
             new, local = c.update(th, s, a_o, d_o, w_o, prior, precision)[:2]
-            new_s = spread(a_o, _slot_cov(c, local))
+            new_s = _spread_of(c, local, a_o)
             moved = np.abs(new - th).max(axis=1, initial=0.0)
             np.maximum.at(moved, c.local, np.abs(new_s - s))
             th = np.where(active[:, None], new, th)
