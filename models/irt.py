@@ -199,7 +199,7 @@ def _item_newton(
     centre = np.concatenate([prior.centre(layout), prior.intercept_mean[:, None]], axis=1)
     pad_fix = np.concatenate([~layout.free, np.zeros((n_items, 1), dtype=bool)], axis=1)
 
-    a_o = a[item]
+    a_o = np.take(a, item, axis=0)  # (take: a fast row gather)
     c = np.einsum("olm,om->ol", slot_cov, a_o)
     s = np.sqrt(np.maximum(np.einsum("ol,ol->o", a_o, c), MIN_VAR))
     m = np.einsum("ol,ol->o", a_o, mu) + d[item]
@@ -246,7 +246,7 @@ def _item_newton(
     todo = np.ones(n_items, dtype=bool)
     for t in 0.5 ** np.arange(8):
         a_c, d_c = a + t * step[:, :n_slots], d + t * step[:, n_slots]
-        a_co = a_c[item]
+        a_co = np.take(a_c, item, axis=0)
         m_c = np.einsum("ol,ol->o", a_co, mu) + d_c[item]
         e_c = gh_softplus(m_c, spread(a_co, slot_cov))
         cand = np.asarray(to_item @ (e_c - y * m_c)).ravel() + prior.penalty(a_c, d_c, layout)
@@ -451,7 +451,8 @@ class MIRT(BaseEstimator):  # type: ignore[misc]
                     theta_prior, a, prior, post = self._update_sigma(
                         post, theta_prior, a, prior, layout, resp, nu
                     )
-                mu = np.where(free_o, post.theta[resp.person[:, None], dims_o], 0.0)
+                ext = post.theta.shape[1]
+                mu = np.take(post.theta, resp.person[:, None] * ext + dims_o) * free_o
                 a, d, phi, item_cov = _item_newton(resp, mu, post.slot_cov, a, d, w, layout, prior)
                 prior = _ItemPrior.fitted(a, d, layout, skills, self.item_l2, self.intercept_l2)
                 if not weights_settled:
@@ -477,7 +478,7 @@ class MIRT(BaseEstimator):  # type: ignore[misc]
                 scale = np.concatenate([scale, np.ones(theta_prior.ext - k)])
             else:
                 theta_prior = sigma
-            post = post.rescaled(scale, slot_scale[resp.item])
+            post = post.rescaled(scale, np.take(slot_scale, resp.item, axis=0))
             par_scale = np.concatenate([slot_scale, np.ones((n_items, 1))], axis=1)
             item_cov = item_cov * par_scale[:, :, None] * par_scale[:, None, :]
             pairs = layout.pairs()
@@ -574,7 +575,7 @@ class MIRT(BaseEstimator):  # type: ignore[misc]
         scaled_a, scaled_prior, gain, slot_scale = _expanded(scale, a, prior, layout)
         if gain + _sigma_log_prior(scaled_sigma, nu) - _sigma_log_prior(target, nu) < 0.0:
             return target, a, prior, post
-        return scaled_sigma, scaled_a, scaled_prior, post.rescaled(scale, slot_scale[resp.item])
+        return scaled_sigma, scaled_a, scaled_prior, post.rescaled(scale, np.take(slot_scale, resp.item, axis=0))
 
     def _update_factors(
         self,
@@ -617,7 +618,7 @@ class MIRT(BaseEstimator):  # type: ignore[misc]
         if gain < 0.0:
             return target, a, prior, post.mapped(transform, None)
         transform = np.diag(1.0 / np.concatenate([scale, np.ones(len(zz))])) @ transform
-        return target.rescaled(scale), scaled_a, scaled_prior, post.mapped(transform, slot_scale[resp.item])
+        return target.rescaled(scale), scaled_a, scaled_prior, post.mapped(transform, np.take(slot_scale, resp.item, axis=0))
 
     def items_only(self) -> MIRT:
         """A copy with the item parameters only (all scoring needs), without the training persons'

@@ -17,6 +17,7 @@ Public surface, used by `models.irt`: the response and layout containers (`Respo
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -128,6 +129,21 @@ class Chunk:
     def n(self) -> int:
         return self.p1 - self.p0
 
+    @functools.cached_property
+    def slot_dims(self) -> IntArray:
+        """responses x L: the dimension each slot loads on (0 on padding)."""
+        return np.asarray(self.vec_cells - (self.local * self.k)[:, None], dtype=np.int64)
+
+    @functools.cached_property
+    def pair_free(self) -> BoolArray:
+        """responses x L x L: which slot pairs are both loaded."""
+        return np.asarray(self.free[:, :, None] & self.free[:, None, :], dtype=np.bool_)
+
+    @functools.cached_property
+    def last_slot(self) -> IntArray:
+        """per response, its last loaded slot (the general dimension's, where there is one)."""
+        return np.asarray(self.free.sum(axis=1) - 1, dtype=np.int64)
+
     def eta(self, theta: FloatArray, a_o: FloatArray, d_o: FloatArray) -> FloatArray:
         return np.einsum("ol,ol->o", a_o, theta[:, : self.k].ravel()[self.vec_cells]) + d_o
 
@@ -211,12 +227,11 @@ class Chunk:
 
     def slot_cov(self, cov: FloatArray) -> FloatArray:
         """responses x L x L: the posterior covariance of the dimensions each response's slots load on."""
-        return cov.ravel()[self.mat_cells] * (self.free[:, :, None] & self.free[:, None, :])
+        return cov.ravel()[self.mat_cells] * self.pair_free
 
     def prior_slot_cov(self, sigma: FloatArray) -> FloatArray:
-        k = len(sigma)
-        dims = self.vec_cells - (self.local * k)[:, None]
-        return sigma[dims[:, :, None], dims[:, None, :]] * (self.free[:, :, None] & self.free[:, None, :])
+        dims = self.slot_dims
+        return sigma[dims[:, :, None], dims[:, None, :]] * self.pair_free
 
 
 @dataclass(frozen=True)
@@ -393,7 +408,7 @@ class Arrow:
         fa = f[:, None] * a_o
         # an item of several skills couples them; the coupling is dropped and, so that the precision stays
         # positive definite, bounded by each skill's share: 2 a_l a_m t_l t_m <= |a_l a_m| (t_l^2 + t_m^2)
-        own = np.abs(a_o) * (c.vec_cells - (c.local * k)[:, None] < n_own) * c.free
+        own = np.abs(a_o) * ((c.slot_dims < n_own) & c.free)
         split = f[:, None] * own * (own.sum(axis=1, keepdims=True) - own)
         diag = np.bincount(cells, (fa * a_o + split).ravel(), minlength=n * k).reshape(n, k)
         lp = factors.loadings / factors.psi[:, None]
@@ -403,7 +418,7 @@ class Arrow:
         q_hh[:, h - r :, h - r :] = np.eye(r) + factors.loadings.T @ lp
         if factors.general_var is not None:
             # the general dimension is each item's last loaded slot
-            a_g = a_o[np.arange(len(a_o)), c.free.sum(axis=1) - 1]
+            a_g = np.take_along_axis(a_o, c.last_slot[:, None], axis=1)[:, 0]
             column = np.bincount(cells, (fa * a_g[:, None]).ravel(), minlength=n * k).reshape(n, k)
             coupling[:, :, 0] = column[:, :n_own]
             q_hh[:, 0, 0] = 1.0 / factors.general_var + diag[:, n_own]
@@ -481,7 +496,7 @@ class Arrow:
         n_asked = len(rows)
         where = np.full((k, k), n_asked)
         where[rows, cols] = where[cols, rows] = np.arange(n_asked)
-        dims = c.vec_cells - (c.local * k)[:, None]
+        dims = c.slot_dims
         cells = c.local[:, None, None] * (n_asked + 1) + where[dims[:, :, None], dims[:, None, :]]
         pairs = (v[:, None, None] * e[:, :, None] * e[:, None, :]).ravel()
         own_part = np.bincount(cells.ravel(), pairs, minlength=n * (n_asked + 1)).reshape(n, -1)
@@ -584,7 +599,7 @@ def e_step(
     new = Posteriors(np.empty_like(post.theta), np.zeros((k, k)), np.empty(n), np.empty_like(post.slot_cov))
     cov_sum = new.cov_sum
     for c in chunks:
-        a_o = a[c.item]
+        a_o = np.take(a, c.item, axis=0)  # (take: a fast row gather)
         s = spread(a_o, post.slot_cov[c.rows])
         theta, local, value = c.update(
             post.theta[c.p0 : c.p1], s, a_o, d[c.item], w[c.item], prior, precision
@@ -633,7 +648,7 @@ def converged_posterior(
     pair_cov = np.empty((n_persons, len(pairs)))
     rows, cols = np.concatenate([np.arange(k), pairs[:, 0]]), np.concatenate([np.arange(k), pairs[:, 1]])
     for c in chunks:
-        a_o, d_o, w_o, th = a[c.item], d[c.item], w[c.item], theta[c.p0 : c.p1]
+        a_o, d_o, w_o, th = np.take(a, c.item, axis=0), d[c.item], w[c.item], theta[c.p0 : c.p1]
         s = spread(a_o, c.prior_slot_cov(sigma) if slot_cov0 is None else slot_cov0[c.rows])
         active = np.ones(c.n, dtype=bool)
         kept: Local | Arrow | None = None

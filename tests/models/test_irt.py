@@ -526,3 +526,72 @@ def test_negative_rank_is_refused() -> None:
     sim = simulate(n=50)
     with pytest.raises(ValueError, match="corr_rank"):
         MIRT(corr_rank=-1).fit(sim.X, sim.q)
+
+
+def test_arrow_slot_covariances_and_spreads_equal_its_entries() -> None:
+    """The responses' slot covariances of the arrow form (a batched product of its low-rank rows) are its entries
+    at the slots' dimensions, zero on padding, and its direct spreads (without forming them) equal `spread` of
+    them, with two-skill items."""
+    from models.irt_persons import Arrow, spread
+
+    c, factors, _, a_o, f, _ = _factor_setup(two_skill=True)
+    post = Arrow.solve(c, f, a_o, factors)
+    ext = factors.ext
+    rows, cols = np.divmod(np.arange(ext * ext), ext)
+    full = post.entries(rows, cols).reshape(-1, ext, ext)
+    dims = c.slot_dims
+    expected = full[c.local[:, None, None], dims[:, :, None], dims[:, None, :]] * c.pair_free
+    slot_cov = post.slot_cov(c)
+    np.testing.assert_allclose(slot_cov, expected, atol=1e-12)
+    np.testing.assert_allclose(post.spread(c, a_o), spread(a_o, slot_cov), atol=1e-12)
+
+
+def test_item_step_equals_the_dense_hessian_assembly() -> None:
+    """The items' Newton step sums only the upper triangle of each response's expected Hessian; its inverse
+    (the items' calibration covariance) equals that of the full per-response matrices summed, as in the
+    textbook form E[sigmoid'(eta) (theta, 1)(theta, 1)^T]."""
+    from models.irt import _item_newton, _ItemPrior, _responses, _SkillMeans
+    from models.irt_persons import Layout, gh
+
+    rng = np.random.default_rng(11)
+    n_items, k, n = 12, 4, 60
+    pattern = rng.random((n_items, k)) < 0.4
+    pattern[:, -1] = True
+    layout = Layout.from_pattern(pattern)
+    n_slots = layout.dims.shape[1]
+    person = np.repeat(np.arange(n), 5)
+    item = rng.integers(0, n_items, person.size)
+    resp = _responses(person, item, (rng.random(person.size) < 0.5).astype(float), n, n_items)
+    a = np.where(layout.free, rng.uniform(0.5, 1.5, layout.dims.shape), 0.0)
+    d = rng.normal(0.0, 1.0, n_items)
+    free_o = layout.free[resp.item]
+    mu = np.where(free_o, rng.normal(0.0, 1.0, free_o.shape), 0.0)
+    raw = rng.normal(0.0, 0.3, (person.size, n_slots, n_slots))
+    slot_cov = (raw @ np.swapaxes(raw, 1, 2) + 0.1 * np.eye(n_slots)) * (
+        free_o[:, :, None] & free_o[:, None, :]
+    )
+    prior = _ItemPrior.fitted(a, d, layout, _SkillMeans.of(pattern), 10.0, 1.0)
+    item_cov = _item_newton(resp, mu, slot_cov, a, d, np.ones(n_items), layout, prior)[3]
+
+    a_o = a[resp.item]
+    c = np.einsum("olm,om->ol", slot_cov, a_o)
+    s = np.sqrt(np.einsum("ol,ol->o", a_o, c))
+    m = np.einsum("ol,ol->o", a_o, mu) + d[resp.item]
+    _, _, e_f, e_fz, e_fz2 = gh(m, s, stein=True)
+    fz_s, ff = e_fz / s, (e_fz2 - e_f) / s**2
+    h = np.empty((person.size, n_slots + 1, n_slots + 1))
+    h[:, :n_slots, :n_slots] = (
+        e_f[:, None, None] * (slot_cov + mu[:, :, None] * mu[:, None, :])
+        + fz_s[:, None, None] * (mu[:, :, None] * c[:, None, :] + c[:, :, None] * mu[:, None, :])
+        + ff[:, None, None] * c[:, :, None] * c[:, None, :]
+    )
+    h[:, :n_slots, n_slots] = h[:, n_slots, :n_slots] = e_f[:, None] * mu + fz_s[:, None] * c
+    h[:, n_slots, n_slots] = e_f
+    hess = np.zeros((n_items, n_slots + 1, n_slots + 1))
+    np.add.at(hess, resp.item, h)
+    hess += np.diag(np.concatenate([np.full(n_slots, 10.0), [1.0]]))
+    fixed = np.concatenate([~layout.free, np.zeros((n_items, 1), dtype=bool)], axis=1)
+    hess[fixed] = 0.0
+    hess += np.eye(n_slots + 1)[None] * fixed[:, :, None]
+    expected = np.linalg.inv(hess) * ~(fixed[:, :, None] | fixed[:, None, :])
+    np.testing.assert_allclose(item_cov, expected, rtol=1e-10, atol=1e-12)
