@@ -575,7 +575,12 @@ class MIRT(BaseEstimator):  # type: ignore[misc]
         scaled_a, scaled_prior, gain, slot_scale = _expanded(scale, a, prior, layout)
         if gain + _sigma_log_prior(scaled_sigma, nu) - _sigma_log_prior(target, nu) < 0.0:
             return target, a, prior, post
-        return scaled_sigma, scaled_a, scaled_prior, post.rescaled(scale, np.take(slot_scale, resp.item, axis=0))
+        return (
+            scaled_sigma,
+            scaled_a,
+            scaled_prior,
+            post.rescaled(scale, np.take(slot_scale, resp.item, axis=0)),
+        )
 
     def _update_factors(
         self,
@@ -618,7 +623,12 @@ class MIRT(BaseEstimator):  # type: ignore[misc]
         if gain < 0.0:
             return target, a, prior, post.mapped(transform, None)
         transform = np.diag(1.0 / np.concatenate([scale, np.ones(len(zz))])) @ transform
-        return target.rescaled(scale), scaled_a, scaled_prior, post.mapped(transform, np.take(slot_scale, resp.item, axis=0))
+        return (
+            target.rescaled(scale),
+            scaled_a,
+            scaled_prior,
+            post.mapped(transform, np.take(slot_scale, resp.item, axis=0)),
+        )
 
     def items_only(self) -> MIRT:
         """A copy with the item parameters only (all scoring needs), without the training persons'

@@ -450,18 +450,21 @@ class Arrow:
         return np.asarray(flat @ flat.T + np.diag(self.own.sum(axis=0)), dtype=np.float64)
 
     def slots(self, c: Chunk) -> tuple[FloatArray, FloatArray, IntArray]:
-        """Per response and slot: the low-rank rows w (responses x L x H) and the diagonal parts ``own``
+        """Per response and slot: the low-rank rows w (H x responses x L) and the diagonal parts ``own``
         (responses x L), zero on padding, and their positions in the (persons x extended coordinates) block."""
         w = self.w
         pos = c.vec_cells + (c.local * (w.shape[1] - c.k))[:, None]
-        ws = np.take(w.reshape(w.shape[0] * w.shape[1], w.shape[2]), pos, axis=0)  # (take: a fast row gather)
-        ws *= c.free[:, :, None]
+        # (H first: each coordinate's gather and the products below run over contiguous responses x L blocks)
+        ws = np.take(np.moveaxis(w, 2, 0).reshape(w.shape[2], w.shape[0] * w.shape[1]), pos, axis=1)
+        ws *= c.free
         return ws, np.take(self.own, pos) * c.free, pos
 
     def slot_cov(self, c: Chunk) -> FloatArray:
         """responses x L x L, as `Chunk.slot_cov`."""
         ws, own, _ = self.slots(c)
-        cov = ws @ np.swapaxes(ws, 1, 2)
+        cov = np.zeros(own.shape + own.shape[1:]) if not len(ws) else ws[0][:, :, None] * ws[0][:, None, :]
+        for wh in ws[1:]:
+            cov += wh[:, :, None] * wh[:, None, :]
         diagonal = np.arange(own.shape[1])
         cov[:, diagonal, diagonal] += own
         return cov
@@ -470,7 +473,7 @@ class Arrow:
         """`spread` of each response under these posteriors, without forming the slots' covariances:
         Var(a . theta) = sum_l own_l a_l^2 + |sum_l a_l w_l|^2."""
         ws, own, _ = self.slots(c)
-        beta = np.einsum("olh,ol->oh", ws, a_o)
+        beta = np.einsum("hol,ol->oh", ws, a_o)
         var = np.einsum("oh,oh->o", beta, beta) + np.einsum("ol,ol->o", own, a_o * a_o)
         return np.sqrt(np.maximum(var, MIN_VAR), dtype=np.float64)
 
@@ -484,7 +487,7 @@ class Arrow:
         w = self.w
         ext, h = w.shape[1], w.shape[2]
         ws, own_o, pos = self.slots(c)
-        beta = np.einsum("olh,ol->oh", ws, a_o)
+        beta = np.einsum("hol,ol->oh", ws, a_o)
         e = own_o * a_o
         outer = v[:, None, None] * beta[:, :, None] * beta[:, None, :]
         cells = c.local[:, None, None] * (h * h) + np.arange(h * h).reshape(h, h)
