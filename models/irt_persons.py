@@ -230,8 +230,8 @@ class Chunk:
         return cov.ravel()[self.mat_cells] * self.pair_free
 
     def prior_slot_cov(self, sigma: FloatArray) -> FloatArray:
-        dims = self.slot_dims
-        return sigma[dims[:, :, None], dims[:, None, :]] * self.pair_free
+        dims, k = self.slot_dims, len(sigma)
+        return np.take(sigma, dims[:, :, None] * k + dims[:, None, :]) * self.pair_free
 
 
 @dataclass(frozen=True)
