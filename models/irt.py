@@ -15,10 +15,12 @@ Estimation is variational EM, an approximation to regularised marginal maximum l
 a Gaussian posterior N(theta_i, C_i) with full covariance; each E-step moves it once towards the optimum of
 the evidence lower bound (ELBO), by the fixed point C_i = (Sigma^-1 + sum_j E[sigmoid'] a_j a_j^T)^-1 and a
 Newton step on theta_i, computed in person chunks; the data term lives on the dimensions the person's responses
-load on, so only those are factorised (`_Local`, batched by their number) and C_i is never formed. With
-``corr_rank`` the correlations are factor-analytic instead (rank r plus each dimension's own variance,
-`_Factors`) and each person's posterior is an arrow over (theta, the r factors) costing K (1 + r)^2 (`_Arrow`). Expectations
-over each response's linear predictor use Gauss-Hermite quadrature. The M-step updates Sigma under its
+load on, so only those are factorised (`models.irt_persons.Local`, batched by their number) and C_i is never
+formed. With ``corr_rank`` the correlations are factor-analytic instead (rank r plus each dimension's own
+variance, `models.irt_persons.Factors`) and each person's posterior is an arrow over (theta, the r factors)
+costing K (1 + r)^2 (`models.irt_persons.Arrow`); the person side lives in `models.irt_persons`, this module
+holds the items' M-step and the model. Expectations over each response's linear predictor use Gauss-Hermite
+quadrature. The M-step updates Sigma under its
 shrinkage prior (over-relaxed where that keeps the bound, `_over_relaxed`; parameter-expanded: each
 dimension's scale moves into its loadings), takes one Newton step
 per item on the expected log-likelihood plus the item prior, and refits the prior's skill means. The monitored
@@ -26,7 +28,7 @@ objective is the ELBO plus every log prior, the one all these steps raise; itera
 than ``tol`` per response. Unlike the Laplace approximation (posterior mode and curvature), the variational
 posterior keeps the estimated correlations and the interval coverage honest when a competency has only one or
 two items. The reported standard errors also carry the calibration error of the person's items and of the
-scale (`_calibration_middle`), which dominates on a bank whose items have few respondents each.
+scale (`models.irt_persons`), which dominates on a bank whose items have few respondents each.
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -45,21 +46,27 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
+from models.irt_persons import (
+    MIN_VAR,
+    Factors,
+    Layout,
+    Posteriors,
+    Prior,
+    Responses,
+    converged_posterior,
+    e_step,
+    gh,
+    gh_softplus,
+    split_chunks,
+    spread,
+)
+
 log = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
 
-# Expectations over eta ~ N(m, s^2) with probabilists' Gauss-Hermite nodes; 7 nodes are within 1e-3 of the
-# exact value for the spreads met here (s < 2), far below the sampling noise of any item.
-_GH_Z, _GH_W = np.polynomial.hermite_e.hermegauss(7)
-_GH_W = _GH_W / np.sqrt(2.0 * np.pi)
-# Persons are processed in chunks so that the (persons x K x K) Hessian block stays near 32 MB.
-_CHUNK_FLOATS = 4_000_000
-_MIN_VAR = 1e-12
-# a Newton step on theta moves no coordinate further than this (posterior SDs are below 1)
-_MAX_STEP = 2.0
 # estimated response weights stay within [1/_MAX_WEIGHT, _MAX_WEIGHT]
 _MAX_WEIGHT = 10.0
 _WEIGHT_ITERATIONS = 10
@@ -69,52 +76,11 @@ _WEIGHT_ITERATIONS = 10
 _OVER_RELAX = 1.9
 # the factor prior's residual variances stay above this (a dimension its factors explain wholly is degenerate)
 _MIN_UNIQUENESS = 1e-2
-# where the factor prior starts: first factor's loadings and the least residual variance (`_Factors.start`)
-_FACTOR_START = 0.95
-_FACTOR_START_UNIQUENESS = 0.1
-
-
-def _softplus(x: FloatArray) -> FloatArray:
-    return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
-
-
-@dataclass(frozen=True)
-class _Responses:
-    """Responses in long form, sorted by person, with CSR offsets so person chunks are contiguous slices."""
-
-    person: IntArray
-    item: IntArray
-    score: FloatArray
-    n_persons: int
-    starts: IntArray
-
-
-@dataclass(frozen=True)
-class _Layout:
-    """Where each item's loadings sit: slot l of item j loads on dimension ``dims[j, l]`` when ``free[j, l]``."""
-
-    dims: IntArray
-    free: BoolArray
-
-    @staticmethod
-    def from_pattern(pattern: BoolArray) -> _Layout:
-        n_slots = max(1, int(pattern.sum(axis=1).max(initial=0)))
-        # Stable sort puts each row's loaded dimensions first, in column order; the rest is padding.
-        order = np.argsort(~pattern, axis=1, kind="stable")[:, :n_slots]
-        free = np.take_along_axis(pattern, order, axis=1)
-        return _Layout(dims=np.where(free, order, 0).astype(np.int64), free=free)
-
-    def pairs(self) -> IntArray:
-        """(row >= col) entries of a posterior covariance that some item's linear predictor involves."""
-        lo = np.minimum(self.dims[:, :, None], self.dims[:, None, :])
-        hi = np.maximum(self.dims[:, :, None], self.dims[:, None, :])
-        both = self.free[:, :, None] & self.free[:, None, :]
-        return np.unique(np.stack([hi[both], lo[both]], axis=1), axis=0).astype(np.int64)
 
 
 def _responses(
     person_idx: ArrayLike, item_idx: ArrayLike, score01: ArrayLike, n_persons: int, n_items: int
-) -> _Responses:
+) -> Responses:
     person = np.asarray(person_idx, dtype=np.int64).ravel()
     item = np.asarray(item_idx, dtype=np.int64).ravel()
     score = np.asarray(score01, dtype=np.float64).ravel()
@@ -131,7 +97,7 @@ def _responses(
     order = np.argsort(person, kind="stable")
     person, item, score = person[order], item[order], score[order]
     starts = np.searchsorted(person, np.arange(n_persons + 1)).astype(np.int64)
-    return _Responses(person, item, score, n_persons, starts)
+    return Responses(person, item, score, n_persons, starts)
 
 
 def _dense_to_long(X: ArrayLike) -> tuple[IntArray, IntArray, FloatArray, int]:
@@ -140,634 +106,6 @@ def _dense_to_long(X: ArrayLike) -> tuple[IntArray, IntArray, FloatArray, int]:
         raise ValueError("X must be a (persons x items) array with NaN for missing cells")
     person, item = np.nonzero(~np.isnan(dense))
     return person.astype(np.int64), item.astype(np.int64), dense[person, item], dense.shape[0]
-
-
-def _gh(m: FloatArray, s: FloatArray, softplus: bool = True, stein: bool = False) -> tuple[FloatArray, ...]:
-    """Expectations over eta = m + s z, z ~ N(0, 1): E[softplus] (when asked), E[sigmoid], E[sigmoid'], and
-    with ``stein`` also E[sigmoid' z] and E[sigmoid' z^2]. One exponential per node serves all of them."""
-    eta = m[:, None] + s[:, None] * _GH_Z[None, :]
-    e = np.exp(-np.abs(eta))
-    prob = np.where(eta >= 0.0, 1.0, e) / (1.0 + e)
-    slope = prob * (1.0 - prob)
-    out = [prob @ _GH_W, slope @ _GH_W]
-    if softplus:
-        out.insert(0, (np.maximum(eta, 0.0) + np.log1p(e)) @ _GH_W)
-    if stein:
-        out += [slope @ (_GH_W * _GH_Z), slope @ (_GH_W * _GH_Z**2)]
-    return tuple(out)
-
-
-def _gh_softplus(m: FloatArray, s: FloatArray) -> FloatArray:
-    eta = m[:, None] + s[:, None] * _GH_Z[None, :]
-    return _softplus(eta) @ _GH_W
-
-
-def _spread(a_o: FloatArray, slot_cov: FloatArray) -> FloatArray:
-    """Posterior standard deviation of a_j . theta_i per response, from its slots' covariance block."""
-    var = np.sum(np.sum(slot_cov * a_o[:, None, :], axis=2) * a_o, axis=1)
-    return np.sqrt(np.maximum(var, _MIN_VAR), dtype=np.float64)
-
-
-# ----------------------------------------------------------------------------------------------- persons
-
-
-@dataclass(frozen=True)
-class _Chunk:
-    """The responses of persons p0..p1-1 with their flat scatter/gather positions, fixed for a whole fit."""
-
-    p0: int
-    p1: int
-    rows: slice
-    local: IntArray
-    item: IntArray
-    y: FloatArray
-    free: BoolArray  # responses x L
-    vec_cells: IntArray  # responses x L: positions in a (persons x K) block
-    dims_p: IntArray  # persons x S: the dimensions each person's responses load on first, then the others
-    touched_p: BoolArray  # persons x S: which of dims_p are loaded on
-    mat_cells: IntArray  # responses x L x L: positions in a (persons x S x S) block over dims_p
-    groups: tuple[tuple[IntArray, int], ...]  # persons batched by their number of dimensions, rounded up to 8
-    k: int  # dimensions of theta (a posterior may carry more coordinates after them: the factors' z)
-
-    @property
-    def n(self) -> int:
-        return self.p1 - self.p0
-
-    def eta(self, theta: FloatArray, a_o: FloatArray, d_o: FloatArray) -> FloatArray:
-        return np.einsum("ol,ol->o", a_o, theta[:, : self.k].ravel()[self.vec_cells]) + d_o
-
-    def elbo_part(
-        self, theta: FloatArray, m: FloatArray, e_sp: FloatArray, w_o: FloatArray, precision: FloatArray
-    ) -> FloatArray:
-        """Per person: expected log-likelihood under q minus the prior's quadratic form in the mean."""
-        loglik = np.bincount(self.local, w_o * (self.y * m - e_sp), minlength=self.n)
-        return loglik - 0.5 * np.einsum("pk,pk->p", theta @ precision, theta)
-
-    def update(
-        self,
-        theta: FloatArray,
-        s: FloatArray,
-        a_o: FloatArray,
-        d_o: FloatArray,
-        w_o: FloatArray,
-        prior: _Prior,
-        precision: FloatArray,
-    ) -> tuple[FloatArray, _Local | _Arrow, FloatArray]:
-        """One step of the Gaussian variational posterior N(theta, cov) of every person in the chunk.
-
-        The covariance takes its fixed point cov = (prior precision + sum_j E[sigmoid'] a_j a_j^T)^-1 and the
-        mean a Newton step, both with expectations over each response's current spread ``s``. Under a
-        covariance the data term lives on the dimensions the person's responses load on, so the covariance is
-        computed there (`_Local`); under the factor prior ``theta`` holds the extended coordinates (theta, z),
-        ``precision`` is theirs and the covariance is an arrow (`_Arrow`). Returns the new mean, the new
-        covariance and the bound's per-person part at the old mean.
-        """
-        n, k = self.n, self.k
-        m = self.eta(theta, a_o, d_o)
-        e_sp, e_p, e_f = _gh(m, s)
-        value = self.elbo_part(theta, m, e_sp, w_o, precision)
-        resid = w_o * (self.y - e_p)
-        grad = -(theta @ precision)
-        grad[:, :k] += np.bincount(
-            self.vec_cells.ravel(), (resid[:, None] * a_o).ravel(), minlength=n * k
-        ).reshape(n, k)
-        post: _Local | _Arrow
-        if isinstance(prior, _Factors):
-            post = _Arrow.solve(self, w_o * e_f, a_o, prior)
-            step = post.times_cov(grad)
-        else:
-            outer = (w_o * e_f)[:, None, None] * a_o[:, :, None] * a_o[:, None, :]
-            width = self.dims_p.shape[1]
-            summed = np.bincount(self.mat_cells.ravel(), outer.ravel(), minlength=n * width * width)
-            post = _Local.solve(self, np.asarray(summed, dtype=np.float64).reshape(n, width, width), prior)
-            step = post.times_cov(grad, prior, self)
-        return self._newton(theta, value, step, s, a_o, d_o, w_o, precision), post, value
-
-    def _newton(
-        self,
-        theta: FloatArray,
-        value: FloatArray,
-        step: FloatArray,
-        s: FloatArray,
-        a_o: FloatArray,
-        d_o: FloatArray,
-        w_o: FloatArray,
-        precision: FloatArray,
-    ) -> FloatArray:
-        """Take the step where it raises the bound, halving it per person where not.
-
-        For a fixed covariance the bound is concave in the mean, so halving always ends in an increase; the
-        cap keeps a first step from a flat start sane for persons with all answers right (or wrong).
-        """
-        step = step * np.minimum(1.0, _MAX_STEP / np.maximum(np.abs(step).max(axis=1), _MIN_VAR))[:, None]
-        out = theta.copy()
-        todo = np.ones(self.n, dtype=bool)
-        t = 1.0
-        for _ in range(8):
-            cand = theta + t * step
-            m = self.eta(cand, a_o, d_o)
-            ok = todo & (self.elbo_part(cand, m, _gh_softplus(m, s), w_o, precision) >= value - 1e-9)
-            out[ok] = cand[ok]
-            todo &= ~ok
-            if not todo.any():
-                break
-            t *= 0.5
-        return out
-
-    def slot_cov(self, cov: FloatArray) -> FloatArray:
-        """responses x L x L: the posterior covariance of the dimensions each response's slots load on."""
-        return cov.ravel()[self.mat_cells] * (self.free[:, :, None] & self.free[:, None, :])
-
-    def prior_slot_cov(self, sigma: FloatArray) -> FloatArray:
-        k = len(sigma)
-        dims = self.vec_cells - (self.local * k)[:, None]
-        return sigma[dims[:, :, None], dims[:, None, :]] * (self.free[:, :, None] & self.free[:, None, :])
-
-
-@dataclass(frozen=True)
-class _Local:
-    """Posterior covariances of a chunk's persons, each computed on the S dimensions its responses load on.
-
-    With prior covariance Sigma and data precision D on those dimensions (zero elsewhere), the posterior
-    covariance is C = (Sigma^-1 + D)^-1 = Sigma - Sigma_.S G Sigma_S. with G = (Sigma_SS + D^-1)^-1
-    = D - D C_SS D (Woodbury), so only S x S matrices are factorised: C_SS = L (I + L^T D L)^-1 L^T with
-    Sigma_SS = L L^T, and log det C = log det Sigma - log det (I + L^T D L). A person answering half the skills
-    costs an eighth of the full factorisation; an unanswered dimension keeps the prior given the answered ones.
-    Arrays are persons x width x width over ``_Chunk.dims_p``, padded with identity (``cov``) and zero (``gain``).
-    """
-
-    cov: FloatArray  # C_SS
-    gain: FloatArray  # G
-    logdet: FloatArray  # log det C
-
-    @staticmethod
-    def solve(c: _Chunk, data: FloatArray, sigma: FloatArray) -> _Local:
-        n, width = c.dims_p.shape
-        cov, gain, logdet = np.empty_like(data), np.empty_like(data), np.empty(n)
-        eye = np.eye(width)
-        for rows, b in c.groups:  # padded with the identity
-            dims, touched = c.dims_p[rows, :b], c.touched_p[rows, :b]
-            mask = touched[:, :, None] & touched[:, None, :]
-            prior = np.where(mask, sigma[dims[:, :, None], dims[:, None, :]], eye[:b, :b])
-            d = data[rows, :b, :b] * mask
-            chol = np.linalg.cholesky(prior)
-            inner = eye[:b, :b] + np.swapaxes(chol, 1, 2) @ d @ chol
-            inner_chol = np.linalg.cholesky(inner)
-            logdet[rows] = -2.0 * np.log(np.diagonal(inner_chol, axis1=1, axis2=2)).sum(axis=1)
-            half = np.linalg.solve(inner_chol, np.swapaxes(chol, 1, 2))  # (I + M)^-1/2 L^T
-            c_ss = np.swapaxes(half, 1, 2) @ half
-            cov[rows] = eye
-            gain[rows] = 0.0
-            cov[rows, :b, :b] = c_ss
-            gain[rows, :b, :b] = d - d @ c_ss @ d
-        return _Local(cov, gain, logdet + np.linalg.slogdet(sigma)[1])
-
-    def times_cov(self, r: FloatArray, sigma: FloatArray, c: _Chunk) -> FloatArray:
-        """C r per person: Sigma r - Sigma_.S G (Sigma r)_S."""
-        sr = r @ sigma
-        v = np.einsum("pij,pj->pi", self.gain, np.take_along_axis(sr, c.dims_p, axis=1))
-        spread = np.zeros_like(r)
-        np.put_along_axis(spread, c.dims_p, v, axis=1)
-        return np.asarray(sr - spread @ sigma, dtype=np.float64)
-
-    def cov_sum(self, sigma: FloatArray, c: _Chunk) -> FloatArray:
-        """sum of C over the chunk's persons: n Sigma - Sigma (sum of G scattered onto the full dims) Sigma."""
-        k = len(sigma)
-        cells = c.dims_p[:, :, None] * k + c.dims_p[:, None, :]
-        scattered = np.bincount(cells.ravel(), self.gain.ravel(), minlength=k * k).reshape(k, k)
-        return np.asarray(c.n * sigma - sigma @ scattered @ sigma, dtype=np.float64)
-
-    def entries(
-        self, sigma: FloatArray, c: _Chunk, rows: IntArray, cols: IntArray, middle: FloatArray | None = None
-    ) -> FloatArray:
-        """persons x len(rows): the entries C[rows, cols], without forming C; with ``middle`` (persons x width x
-        width over dims_p, a matrix living on the answered dimensions) plus those of C_.S middle C_S.."""
-        out = np.empty((c.n, len(rows)))
-        for group, b in c.groups:
-            dims = c.dims_p[group, :b]
-            side = sigma[:, dims].transpose(1, 0, 2)  # persons x K x b: Sigma_.S
-            weighted = side @ self.gain[group, :b, :b]
-            out[group] = sigma[rows, cols] - np.einsum("pqw,pqw->pq", weighted[:, rows], side[:, cols])
-            if middle is not None:
-                block = side - weighted @ sigma[dims[:, :, None], dims[:, None, :]]  # C_.S
-                product = block @ middle[group, :b, :b]
-                out[group] += np.einsum("pqw,pqw->pq", product[:, rows], block[:, cols])
-        return out
-
-
-@dataclass(frozen=True)
-class _Factors:
-    """Factor-analytic prior of theta (``corr_rank``): each Q-matrix dimension is theta_k = loadings_k . z + e_k
-    with z ~ N(0, I_r) and e_k ~ N(0, psi_k) independent, so theta's covariance is loadings loadings^T +
-    diag(psi): r common factors plus what is each dimension's own. The general dimension (last, with
-    ``general``) is N(0, general_var), independent of both. Persons' posteriors live on the extended
-    coordinates (theta, z), K + r of them; the Q-matrix dimensions are the "own" block, the general dimension
-    and z the "shared" one."""
-
-    loadings: FloatArray  # n_own x r
-    psi: FloatArray  # n_own
-    general_var: float | None  # None: no general dimension
-
-    @property
-    def n_own(self) -> int:
-        return len(self.psi)
-
-    @property
-    def k(self) -> int:
-        return self.n_own + int(self.general_var is not None)
-
-    @property
-    def ext(self) -> int:
-        return self.k + self.loadings.shape[1]
-
-    def covariance(self) -> FloatArray:
-        """Prior covariance of the extended coordinates; its theta block is the covariance of theta."""
-        n_own, k = self.n_own, self.k
-        cov = np.eye(self.ext)
-        cov[:n_own, :n_own] = self.loadings @ self.loadings.T + np.diag(self.psi)
-        cov[:n_own, k:] = self.loadings
-        cov[k:, :n_own] = self.loadings.T
-        if self.general_var is not None:
-            cov[n_own, n_own] = self.general_var
-        return cov
-
-    def precision(self) -> FloatArray:
-        n_own, k = self.n_own, self.k
-        lp = self.loadings / self.psi[:, None]
-        prec = np.eye(self.ext)
-        prec[:n_own, :n_own] = np.diag(1.0 / self.psi)
-        prec[:n_own, k:] = -lp
-        prec[k:, :n_own] = -lp.T
-        prec[k:, k:] += self.loadings.T @ lp
-        if self.general_var is not None:
-            prec[n_own, n_own] = 1.0 / self.general_var
-        return prec
-
-    def logdet(self) -> float:
-        """log det of `covariance` (z has unit variances and explains nothing of e)."""
-        general = 0.0 if self.general_var is None else np.log(self.general_var)
-        return float(np.log(self.psi).sum() + general)
-
-    def rescaled(self, scale: FloatArray) -> _Factors:
-        """The same prior in units where theta_k is divided by scale[k]."""
-        own = scale[: self.n_own]
-        general = None if self.general_var is None else self.general_var / scale[-1] ** 2
-        return _Factors(self.loadings / own[:, None], self.psi / own**2, general)
-
-    @staticmethod
-    def start(n_own: int, rank: int, general: bool, rng: np.random.Generator) -> _Factors:
-        """The dimensions start strongly correlated through the first factor, the other factors small and random.
-
-        EM grows a factor from a small start slowly (measured on ASSIST2017: 8 factors started at loadings 0.1
-        still gained 10^-3 nats per response at iteration 12; one factor started at 0.5 stalled for five
-        iterations, at 0.8 and above it converged in 8-9)."""
-        loadings = 0.1 * rng.standard_normal((n_own, rank))
-        loadings[:, :1] = _FACTOR_START
-        psi = np.maximum(1.0 - np.sum(loadings**2, axis=1), _FACTOR_START_UNIQUENESS)
-        return _Factors(loadings, psi, 1.0 if general else None)
-
-
-@dataclass(frozen=True)
-class _Arrow:
-    """Posterior covariances of a chunk's persons under the factor prior, on the extended coordinates.
-
-    The posterior precision is the prior's (`_Factors.precision`) plus the data's. Keeping every coupling the
-    data make with the general dimension and dropping those between two Q-matrix dimensions (items of two
-    skills), it is an arrow: a diagonal own block D, the small shared block Q_hh (general dimension and z) and
-    their coupling V. Then C_hh = (Q_hh - V^T D^-1 V)^-1 = W W^T, C_own,h = -u C_hh and C_own = D^-1 + u C_hh u^T
-    with u = D^-1 V: every entry is C_xy = own_x [x = y] + w_x . w_y with w = (u W; -W), at a cost per person of
-    K (1 + r)^2 rather than the cube of the dimensions answered. It is the exact fixed point where every item
-    measures one skill (plus the general dimension); with two-skill items it is a member of the Gaussian family
-    whose bound is computed exactly, so EM's monitored objective stays the true bound.
-    """
-
-    u: FloatArray  # persons x n_own x H
-    inv_d: FloatArray  # persons x n_own
-    half: FloatArray  # persons x H x H: W
-    logdet: FloatArray  # log det C per person
-
-    @staticmethod
-    def solve(c: _Chunk, f: FloatArray, a_o: FloatArray, factors: _Factors) -> _Arrow:
-        """From the data's weights f = w E[sigmoid'] per response and its slots' loadings ``a_o``."""
-        n, k, n_own = c.n, c.k, factors.n_own
-        r = factors.loadings.shape[1]
-        h = factors.ext - n_own
-        cells = c.vec_cells.ravel()
-        fa = f[:, None] * a_o
-        # an item of several skills couples them; the coupling is dropped and, so that the precision stays
-        # positive definite, bounded by each skill's share: 2 a_l a_m t_l t_m <= |a_l a_m| (t_l^2 + t_m^2)
-        own = np.abs(a_o) * (c.vec_cells - (c.local * k)[:, None] < n_own) * c.free
-        split = f[:, None] * own * (own.sum(axis=1, keepdims=True) - own)
-        diag = np.bincount(cells, (fa * a_o + split).ravel(), minlength=n * k).reshape(n, k)
-        lp = factors.loadings / factors.psi[:, None]
-        coupling = np.empty((n, n_own, h))
-        coupling[:, :, h - r :] = -lp
-        q_hh = np.zeros((n, h, h))
-        q_hh[:, h - r :, h - r :] = np.eye(r) + factors.loadings.T @ lp
-        if factors.general_var is not None:
-            # the general dimension is each item's last loaded slot
-            a_g = a_o[np.arange(len(a_o)), c.free.sum(axis=1) - 1]
-            column = np.bincount(cells, (fa * a_g[:, None]).ravel(), minlength=n * k).reshape(n, k)
-            coupling[:, :, 0] = column[:, :n_own]
-            q_hh[:, 0, 0] = 1.0 / factors.general_var + diag[:, n_own]
-        inv_d = 1.0 / (1.0 / factors.psi + diag[:, :n_own])
-        u = coupling * inv_d[:, :, None]
-        # (few shared coordinates: broadcast products beat einsum's general loops here and below)
-        chol = np.linalg.cholesky(q_hh - np.sum(coupling[:, :, :, None] * u[:, :, None, :], axis=1))
-        half = np.swapaxes(np.linalg.inv(chol), 1, 2)
-        logdet = np.log(inv_d).sum(axis=1) - 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
-        return _Arrow(u, inv_d, half, logdet)
-
-    @property
-    def own(self) -> FloatArray:
-        """persons x extended coordinates: the diagonal part of each covariance."""
-        return np.concatenate([self.inv_d, np.zeros(self.half.shape[:2])], axis=1)
-
-    @property
-    def w(self) -> FloatArray:
-        """persons x extended coordinates x H: the low-rank part of each covariance, C = diag(own) + w w^T."""
-        return np.concatenate([self.u @ self.half, -self.half], axis=1)
-
-    def times_cov(self, g: FloatArray) -> FloatArray:
-        """C g per person, by blocks."""
-        n_own = self.inv_d.shape[1]
-        g_own, g_h = g[:, :n_own], g[:, n_own:]
-        rhs = g_h - np.sum(self.u * g_own[:, :, None], axis=1)
-        x_h = (self.half @ (np.swapaxes(self.half, 1, 2) @ rhs[:, :, None]))[:, :, 0]
-        x_own = g_own * self.inv_d - np.sum(self.u * x_h[:, None, :], axis=2)
-        return np.concatenate([x_own, x_h], axis=1)
-
-    def entries(self, rows: IntArray, cols: IntArray) -> FloatArray:
-        w = self.w
-        own = np.where(rows == cols, self.own[:, rows], 0.0)
-        return np.asarray(own + np.sum(w[:, rows] * w[:, cols], axis=2), dtype=np.float64)
-
-    def cov_sum(self) -> FloatArray:
-        w = self.w
-        flat = np.swapaxes(w, 0, 1).reshape(w.shape[1], -1)
-        return np.asarray(flat @ flat.T + np.diag(self.own.sum(axis=0)), dtype=np.float64)
-
-    def slot_cov(self, c: _Chunk) -> FloatArray:
-        """responses x L x L, as `_Chunk.slot_cov`."""
-        w, own = self.w, self.own
-        pos = c.vec_cells + (c.local * (w.shape[1] - c.k))[:, None]  # positions in persons x extended
-        ws = w.reshape(w.shape[0] * w.shape[1], w.shape[2])[pos] * c.free[:, :, None]
-        n_slots = pos.shape[1]
-        cov = np.empty((len(pos), n_slots, n_slots))
-        for i in range(n_slots):  # a few slots: products of (responses x H) columns beat a batched einsum
-            for j in range(i + 1):
-                cov[:, i, j] = cov[:, j, i] = np.sum(ws[:, i] * ws[:, j], axis=1)
-        cov += (own.ravel()[pos] * c.free)[:, :, None] * np.eye(n_slots)
-        return cov
-
-    def calibration(
-        self, c: _Chunk, v: FloatArray, a_o: FloatArray, rows: IntArray, cols: IntArray
-    ) -> FloatArray:
-        """Entries of C (sum_j v_j a_j a_j^T) C, what the items' calibration error adds (`_calibration_middle`):
-        with C's column of response o's predictor b_o(x) = own_x a_o(x) + w_x . beta_o, beta_o = sum of its
-        slots' a w, the sum over responses of v b_o(x) b_o(y) is taken by its parts per person."""
-        n, k = c.n, c.k
-        w, own = self.w, self.own
-        ext, h = w.shape[1], w.shape[2]
-        pos = c.vec_cells + (c.local * (ext - k))[:, None]
-        ws = w.reshape(n * ext, h)[pos] * c.free[:, :, None]
-        beta = np.sum(ws * a_o[:, :, None], axis=1)
-        e = own.ravel()[pos] * a_o * c.free
-        outer = v[:, None, None] * beta[:, :, None] * beta[:, None, :]
-        cells = c.local[:, None, None] * (h * h) + np.arange(h * h).reshape(h, h)
-        m = np.bincount(cells.ravel(), outer.ravel(), minlength=n * h * h).reshape(n, h, h)
-        mixed = (v[:, None, None] * e[:, :, None] * beta[:, None, :]).reshape(-1)
-        cells = (pos[:, :, None] * h + np.arange(h)).ravel()
-        cross = np.bincount(cells, mixed, minlength=n * ext * h).reshape(n, ext, h)
-        # the diagonal part: only entries asked for, each (row, col) numbered by `where` (others: a zero column)
-        n_asked = len(rows)
-        where = np.full((k, k), n_asked)
-        where[rows, cols] = where[cols, rows] = np.arange(n_asked)
-        dims = c.vec_cells - (c.local * k)[:, None]
-        cells = c.local[:, None, None] * (n_asked + 1) + where[dims[:, :, None], dims[:, None, :]]
-        pairs = (v[:, None, None] * e[:, :, None] * e[:, None, :]).ravel()
-        own_part = np.bincount(cells.ravel(), pairs, minlength=n * (n_asked + 1)).reshape(n, -1)
-        own_part = own_part[:, where[rows, cols]]
-        wr, wc = w[:, rows], w[:, cols]
-        return np.asarray(
-            own_part + np.sum(wr * cross[:, cols] + cross[:, rows] * wc + (wr @ m) * wc, axis=2),
-            dtype=np.float64,
-        )
-
-
-def _chunks(resp: _Responses, layout: _Layout, k: int) -> Iterator[_Chunk]:
-    """Person chunks, built as they are needed: scoring a million persons holds one chunk at a time."""
-    size = max(1, _CHUNK_FLOATS // (k * k))
-    for p0 in range(0, resp.n_persons, size):
-        p1 = min(resp.n_persons, p0 + size)
-        rows = slice(int(resp.starts[p0]), int(resp.starts[p1]))
-        local, item = resp.person[rows] - p0, resp.item[rows]
-        dims, free = layout.dims[item], layout.free[item]
-        vec = local[:, None] * k + dims
-        flat = np.zeros((p1 - p0) * k, dtype=bool)
-        flat[vec[free]] = True
-        touched = flat.reshape(p1 - p0, k)
-        width = max(1, int(touched.sum(axis=1).max(initial=0)))
-        dims_p = np.argsort(~touched, axis=1, kind="stable")[:, :width]
-        where = np.cumsum(touched, axis=1) - 1  # position of a touched dimension within dims_p
-        pos = np.where(free, where[local[:, None], dims], 0)
-        mat = local[:, None, None] * (width * width) + pos[:, :, None] * width + pos[:, None, :]
-        touched_p = np.take_along_axis(touched, dims_p, axis=1)
-        bucket = np.minimum(-(-touched_p.sum(axis=1) // 8) * 8, width)
-        groups = tuple((np.flatnonzero(bucket == b), int(b)) for b in np.unique(bucket))
-        yield _Chunk(
-            p0, p1, rows, local, item, resp.score[rows], free, vec, dims_p, touched_p, mat, groups, k
-        )
-
-
-@dataclass(frozen=True)
-class _Posteriors:
-    """Gaussian variational posteriors N(theta_i, C_i) of all persons, kept in the summaries EM needs; under the
-    factor prior on the extended coordinates (theta, z)."""
-
-    theta: FloatArray
-    cov_sum: FloatArray  # sum_i C_i
-    logdet: FloatArray  # log det C_i per person
-    slot_cov: FloatArray  # responses x L x L blocks of C_i
-
-    @staticmethod
-    def prior(resp: _Responses, chunks: list[_Chunk], cov: FloatArray, n_slots: int) -> _Posteriors:
-        """Every person at the prior, whose covariance (of theta or of the extended coordinates) is ``cov``."""
-        n = resp.n_persons
-        slot_cov = np.empty((resp.item.size, n_slots, n_slots))
-        for c in chunks:
-            slot_cov[c.rows] = c.prior_slot_cov(cov[: c.k, : c.k])
-        logdet = np.full(n, np.linalg.slogdet(cov)[1])
-        return _Posteriors(np.zeros((n, len(cov))), n * cov, logdet, slot_cov)
-
-    def rescaled(self, scale: FloatArray, slot_scale: FloatArray) -> _Posteriors:
-        """The same posteriors in units where coordinate k is divided by scale[k]."""
-        return self.mapped(np.diag(1.0 / scale), slot_scale)
-
-    def mapped(self, transform: FloatArray, slot_scale: FloatArray | None) -> _Posteriors:
-        """The same posteriors in the coordinates ``transform`` @ old, under which the responses' slots are
-        divided by ``slot_scale`` (None: they do not move)."""
-        slot_cov = self.slot_cov
-        if slot_scale is not None:
-            slot_cov = slot_cov / (slot_scale[:, :, None] * slot_scale[:, None, :])
-        return _Posteriors(
-            self.theta @ transform.T,
-            transform @ self.cov_sum @ transform.T,
-            self.logdet + 2.0 * np.linalg.slogdet(transform)[1],
-            slot_cov,
-        )
-
-
-_Prior = FloatArray | _Factors  # the covariance of theta, or its factor form
-
-
-def _prior_terms(prior: _Prior) -> tuple[FloatArray, float]:
-    """Precision and log det covariance of the coordinates a posterior lives on."""
-    if isinstance(prior, _Factors):
-        return prior.precision(), prior.logdet()
-    return np.asarray(np.linalg.inv(prior), dtype=np.float64), float(np.linalg.slogdet(prior)[1])
-
-
-def _slot_cov(c: _Chunk, post: _Local | _Arrow) -> FloatArray:
-    """The responses' slot covariances under a chunk's posteriors of either form."""
-    return post.slot_cov(c) if isinstance(post, _Arrow) else c.slot_cov(post.cov)
-
-
-def _e_step(
-    chunks: list[_Chunk], a: FloatArray, d: FloatArray, w: FloatArray, prior: _Prior, post: _Posteriors
-) -> tuple[_Posteriors, float]:
-    """One variational update of every person's posterior; also returns the evidence lower bound before it."""
-    n, k = post.theta.shape
-    precision, logdet = _prior_terms(prior)
-    elbo = 0.5 * (post.logdet.sum() - np.sum(precision * post.cov_sum) + n * (k - logdet))
-    new = _Posteriors(np.empty_like(post.theta), np.zeros((k, k)), np.empty(n), np.empty_like(post.slot_cov))
-    cov_sum = new.cov_sum
-    for c in chunks:
-        a_o = a[c.item]
-        s = _spread(a_o, post.slot_cov[c.rows])
-        theta, local, value = c.update(
-            post.theta[c.p0 : c.p1], s, a_o, d[c.item], w[c.item], prior, precision
-        )
-        elbo += float(value.sum())
-        new.theta[c.p0 : c.p1], new.logdet[c.p0 : c.p1] = theta, local.logdet
-        if isinstance(local, _Arrow):
-            cov_sum += local.cov_sum()
-        else:
-            assert not isinstance(prior, _Factors)
-            cov_sum += local.cov_sum(prior, c)
-        new.slot_cov[c.rows] = _slot_cov(c, local)
-    return new, elbo
-
-
-def _posterior(
-    chunks: Iterable[_Chunk],
-    a: FloatArray,
-    d: FloatArray,
-    w: FloatArray,
-    prior: _Prior,
-    theta0: FloatArray,
-    slot_cov0: FloatArray | None,
-    pairs: IntArray,
-    item_cov: FloatArray | None,
-    n_calibration: int = 0,
-    max_steps: int = 20,
-    tol: float = 1e-2,
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Variational posteriors iterated, person by person, until neither the person's mean nor the spread of any
-    of their responses moves by ``tol`` (in units of theta's population spread, far below any standard error);
-    the means, standard errors and covariances at ``pairs`` (row >= col entries) of theta, chunk by chunk so
-    that no (persons x K x K) array outlives its chunk. A person stops on their own: the result does not depend
-    on which other persons share the chunk (a province scored in blocks gives what it gives scored whole).
-    ``theta0`` starts the means (on the extended coordinates under the factor prior).
-
-    With ``item_cov`` (per item, the covariance of its estimated slots and intercept) the covariances also
-    carry the calibration error of the person's items (`_calibration_middle`) and of the scale's origin and
-    unit, estimated from ``n_calibration`` persons."""
-    n_persons = len(theta0)
-    precision = _prior_terms(prior)[0]
-    k = prior.k if isinstance(prior, _Factors) else len(prior)
-    sigma = prior.covariance()[:k, :k] if isinstance(prior, _Factors) else prior
-    theta = theta0.copy()
-    se = np.empty((n_persons, k))
-    pair_cov = np.empty((n_persons, len(pairs)))
-    rows, cols = np.concatenate([np.arange(k), pairs[:, 0]]), np.concatenate([np.arange(k), pairs[:, 1]])
-    for c in chunks:
-        a_o, d_o, w_o, th = a[c.item], d[c.item], w[c.item], theta[c.p0 : c.p1]
-        s = _spread(a_o, c.prior_slot_cov(sigma) if slot_cov0 is None else slot_cov0[c.rows])
-        active = np.ones(c.n, dtype=bool)
-        kept: _Local | _Arrow | None = None
-        for _ in range(max_steps):
-            new, local = c.update(th, s, a_o, d_o, w_o, prior, precision)[:2]
-            new_s = _spread(a_o, _slot_cov(c, local))
-            moved = np.abs(new - th).max(axis=1, initial=0.0)
-            np.maximum.at(moved, c.local, np.abs(new_s - s))
-            th = np.where(active[:, None], new, th)
-            s = np.where(active[c.local], new_s, s)
-            if kept is None:
-                kept = local
-            for field in dataclasses.fields(kept):
-                getattr(kept, field.name)[active] = getattr(local, field.name)[active]
-            active &= moved >= tol
-            if not active.any():
-                break
-        assert kept is not None
-        v = None if item_cov is None else _calibration_weights(c, th, s, a_o, d_o, w_o, item_cov[c.item])
-        if isinstance(kept, _Arrow):
-            values = kept.entries(rows, cols)
-            if v is not None:
-                values = values + kept.calibration(c, v, a_o, rows, cols)
-        else:
-            middle = None if v is None else _calibration_middle(c, v, a_o)
-            values = kept.entries(sigma, c, rows, cols, middle)
-        var, pair_var = values[:, :k], values[:, k:]
-        if item_cov is not None:
-            # the population's mean and spread, which define the scale, are estimated from n_calibration
-            # persons too: a responding person at theta is placed with the variance (1 + theta^2 / 2) / n of
-            # that estimate (one without responses keeps the population prior itself)
-            answered = np.bincount(c.local, minlength=c.n) > 0
-            origin = answered[:, None] * (1.0 + 0.5 * th[:, :k] ** 2) / n_calibration
-            var = var + origin
-            pair_var = pair_var + origin[:, pairs[:, 0]] * (pairs[:, 0] == pairs[:, 1])
-        theta[c.p0 : c.p1] = th
-        se[c.p0 : c.p1] = np.sqrt(var)
-        pair_cov[c.p0 : c.p1] = pair_var
-    return theta[:, :k], se, pair_cov
-
-
-def _calibration_weights(
-    c: _Chunk,
-    theta: FloatArray,
-    s: FloatArray,
-    a_o: FloatArray,
-    d_o: FloatArray,
-    w_o: FloatArray,
-    item_cov_o: FloatArray,
-) -> FloatArray:
-    """Per response, v_j = (w_j p'_j)^2 x_j^T V_j x_j of `_calibration_middle`."""
-    slope = _gh(c.eta(theta, a_o, d_o), s, softplus=False)[1]
-    x = np.concatenate([theta[:, : c.k].ravel()[c.vec_cells] * c.free, np.ones((len(a_o), 1))], axis=1)
-    quad = np.sum(np.sum(item_cov_o * x[:, None, :], axis=2) * x, axis=1)
-    return np.asarray((w_o * slope) ** 2 * quad, dtype=np.float64)
-
-
-def _calibration_middle(c: _Chunk, v: FloatArray, a_o: FloatArray) -> FloatArray:
-    """What the error of the estimated item parameters adds to each person's posterior covariance (delta method).
-
-    The person's estimate solves sum_j w_j (y_j - p_j) a_j = prior term. Moving item j's slots and intercept
-    psi_j = (a_j, d_j) by delta moves that score by -w_j p'_j a_j (theta_j, 1) . delta in expectation, so the
-    estimate moves by C (that), with C the posterior covariance. Items are calibrated independently of each
-    other, so the added covariance is C (sum_j v_j a_j a_j^T) C with v_j = (w_j p'_j)^2 x_j^T V_j x_j,
-    x_j = (theta on item j's slots, 1) and V_j the covariance of psi_j. On a bank whose items have a handful of
-    respondents each this is what makes the intervals of the most-assessed persons honest.
-
-    Takes v per response (`_calibration_weights`); returns the middle matrix, which lives on the person's
-    answered dimensions (persons x width x width over ``dims_p``; `_Local.entries` adds the sandwich).
-    """
-    n = c.n
-    outer = v[:, None, None] * a_o[:, :, None] * a_o[:, None, :]
-    width = c.dims_p.shape[1]
-    summed = np.bincount(c.mat_cells.ravel(), outer.ravel(), minlength=n * width * width)
-    return np.asarray(summed, dtype=np.float64).reshape(n, width, width)
 
 
 # ------------------------------------------------------------------------------------------------- items
@@ -783,17 +121,17 @@ class _ItemPrior:
     l2_a: float
     l2_d: float
 
-    def centre(self, layout: _Layout) -> FloatArray:
+    def centre(self, layout: Layout) -> FloatArray:
         return np.where(layout.free, self.loading_mean[layout.dims], 0.0)
 
-    def penalty(self, a: FloatArray, d: FloatArray, layout: _Layout) -> FloatArray:
+    def penalty(self, a: FloatArray, d: FloatArray, layout: Layout) -> FloatArray:
         """Per item: minus the log prior density, up to a constant."""
         da = np.where(layout.free, a - self.centre(layout), 0.0)
         return 0.5 * (self.l2_a * np.sum(da**2, axis=1) + self.l2_d * (d - self.intercept_mean) ** 2)
 
     @staticmethod
     def fitted(
-        a: FloatArray, d: FloatArray, layout: _Layout, skills: _SkillMeans, l2_a: float, l2_d: float
+        a: FloatArray, d: FloatArray, layout: Layout, skills: _SkillMeans, l2_a: float, l2_d: float
     ) -> _ItemPrior:
         """The skill means that maximise the prior density of the current item parameters (an exact M-step):
         each dimension's mean loading, and the skill intercepts whose per-item averages fit the intercepts in
@@ -831,13 +169,13 @@ class _SkillMeans:
 
 
 def _item_newton(
-    resp: _Responses,
+    resp: Responses,
     mu: FloatArray,
     slot_cov: FloatArray,
     a: FloatArray,
     d: FloatArray,
     w: FloatArray,
-    layout: _Layout,
+    layout: Layout,
     prior: _ItemPrior,
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     """One Newton step per item on its expected penalised log-likelihood under the persons' posteriors.
@@ -861,33 +199,43 @@ def _item_newton(
     centre = np.concatenate([prior.centre(layout), prior.intercept_mean[:, None]], axis=1)
     pad_fix = np.concatenate([~layout.free, np.zeros((n_items, 1), dtype=bool)], axis=1)
 
-    a_o = a[item]
-    c = np.sum(slot_cov * a_o[:, None, :], axis=2)
-    s = np.sqrt(np.maximum(np.einsum("ol,ol->o", a_o, c), _MIN_VAR))
+    a_o = np.take(a, item, axis=0)  # (take: a fast row gather)
+    c = np.einsum("olm,om->ol", slot_cov, a_o)
+    s = np.sqrt(np.maximum(np.einsum("ol,ol->o", a_o, c), MIN_VAR))
     m = np.einsum("ol,ol->o", a_o, mu) + d[item]
-    e_sp, e_p, e_f, e_fz, e_fz2 = _gh(m, s, stein=True)
+    e_sp, e_p, e_f, e_fz, e_fz2 = gh(m, s, stein=True)
     value = np.asarray(to_item @ (e_sp - y * m)).ravel() + prior.penalty(a, d, layout)
     # E[(y - p)^2] = y^2 - 2 y E[p] + E[p] - E[p (1 - p)]
     squared = np.bincount(item, y * y - 2.0 * y * e_p + e_p - e_f, minlength=n_items)
-    spread = np.bincount(item, e_f, minlength=n_items)
-    dispersion = np.where(spread > _MIN_VAR, squared / np.maximum(spread, _MIN_VAR), 1.0)
+    expected_var = np.bincount(item, e_f, minlength=n_items)
+    dispersion = np.where(expected_var > MIN_VAR, squared / np.maximum(expected_var, MIN_VAR), 1.0)
     # Stein's lemma: E[sigmoid(eta) theta] = E[sigmoid] mu + E[sigmoid'] c, with c = Cov(theta, eta).
     g_obs = np.concatenate([(e_p - y)[:, None] * mu + e_f[:, None] * c, (e_p - y)[:, None]], axis=1)
     # Exact Hessian E[sigmoid'(eta) (theta,1)(theta,1)^T] from theta | eta = mu + c z / s + independent rest.
     fz_s, ff = e_fz / s, (e_fz2 - e_f) / s**2
-    h_obs = np.empty((item.size, n_par, n_par))
-    h_obs[:, :n_slots, :n_slots] = (
-        e_f[:, None, None] * (slot_cov + mu[:, :, None] * mu[:, None, :])
-        + fz_s[:, None, None] * (mu[:, :, None] * c[:, None, :] + c[:, :, None] * mu[:, None, :])
-        + ff[:, None, None] * c[:, :, None] * c[:, None, :]
-    )
+    # The slots' block e_f (S + mu mu^T) + fz_s (mu c^T + c mu^T) + ff c c^T is e_f S + h_ad mu^T + h_c c^T;
+    # it is symmetric, so only its upper triangle is summed per item, with the intercept's row (h_ad, e_f).
     h_ad = e_f[:, None] * mu + fz_s[:, None] * c
-    h_obs[:, :n_slots, n_slots] = h_ad
-    h_obs[:, n_slots, :n_slots] = h_ad
-    h_obs[:, n_slots, n_slots] = e_f
+    h_c = fz_s[:, None] * mu + ff[:, None] * c
+    upper, lower = np.triu_indices(n_slots)
+    flat = upper * n_slots + lower
+    h_obs = np.concatenate(
+        [
+            e_f[:, None] * np.take(slot_cov.reshape(item.size, -1), flat, axis=1)
+            + np.take(h_ad, upper, axis=1) * np.take(mu, lower, axis=1)
+            + np.take(h_c, upper, axis=1) * np.take(c, lower, axis=1),
+            h_ad,
+            e_f[:, None],
+        ],
+        axis=1,
+    )
+    summed = np.asarray(to_item @ h_obs)
+    hess = np.empty((n_items, n_par, n_par))
+    hess[:, upper, lower] = hess[:, lower, upper] = summed[:, : len(flat)]
+    hess[:, :n_slots, n_slots] = hess[:, n_slots, :n_slots] = summed[:, len(flat) : -1]
+    hess[:, n_slots, n_slots] = summed[:, -1]
     params = np.concatenate([a, d[:, None]], axis=1)
     grad = np.asarray(to_item @ g_obs) + ridge * (params - centre)
-    hess = np.asarray(to_item @ h_obs.reshape(item.size, -1)).reshape(n_items, n_par, n_par)
     hess += np.eye(n_par) * ridge
     grad[pad_fix] = 0.0
     hess[pad_fix] = 0.0
@@ -896,19 +244,17 @@ def _item_newton(
     step = -np.einsum("ipq,iq->ip", item_cov, grad)
     a, d = a.copy(), d.copy()
     todo = np.ones(n_items, dtype=bool)
-    t = 1.0
-    for _ in range(8):
+    for t in 0.5 ** np.arange(8):
         a_c, d_c = a + t * step[:, :n_slots], d + t * step[:, n_slots]
-        a_co = a_c[item]
+        a_co = np.take(a_c, item, axis=0)
         m_c = np.einsum("ol,ol->o", a_co, mu) + d_c[item]
-        e_c = _gh_softplus(m_c, _spread(a_co, slot_cov))
+        e_c = gh_softplus(m_c, spread(a_co, slot_cov))
         cand = np.asarray(to_item @ (e_c - y * m_c)).ravel() + prior.penalty(a_c, d_c, layout)
         ok = todo & (cand <= value + 1e-9)
         a[ok], d[ok] = a_c[ok], d_c[ok]
         todo &= ~ok
         if not todo.any():
             break
-        t *= 0.5
     return a, d, dispersion, item_cov
 
 
@@ -934,7 +280,7 @@ def _sigma_log_prior(sigma: FloatArray, nu: float) -> float:
 
 
 def _expanded(
-    scale: FloatArray, a: FloatArray, prior: _ItemPrior, layout: _Layout
+    scale: FloatArray, a: FloatArray, prior: _ItemPrior, layout: Layout
 ) -> tuple[FloatArray, _ItemPrior, float, FloatArray]:
     """The loadings and item prior when each dimension's scale moves into its loadings, what the item prior gains
     by it and the slots' scales."""
@@ -959,7 +305,7 @@ def _over_relaxed(sigma: FloatArray, target: FloatArray, second: FloatArray, n: 
         )
 
     further = sigma + _OVER_RELAX * (target - sigma)
-    if np.linalg.eigvalsh(further)[0] <= _MIN_VAR or part(further) < part(sigma):
+    if np.linalg.eigvalsh(further)[0] <= MIN_VAR or part(further) < part(sigma):
         return target
     return further
 
@@ -984,14 +330,14 @@ class MIRT(BaseEstimator):  # type: ignore[misc]
         Applies to the full-rank covariance only.
     corr_rank: None: the correlations of the Q-matrix dimensions are a full matrix. An integer r: they are
         loadings loadings^T + diag(psi) with r common factors (the rank itself regularises them), which makes each
-        person's posterior far cheaper on many skills (`_Arrow`); "identity" covariance then means r = 0. The
+        person's posterior far cheaper on many skills (`Arrow`); "identity" covariance then means r = 0. The
         fitted factors are ``factor_loadings_`` (Q-matrix dimensions x r) and ``uniqueness_`` (psi).
     general_factor: add a dimension every item loads on (last column of ``a_`` and ``theta_``), kept
         uncorrelated with the Q-matrix dimensions (bifactor structure).
     dispersion: estimate, per item with fractional (partial-credit or continuous) scores, how much less its
         scores scatter than 0/1 answers would, and weight its responses by the inverse (quasi-likelihood).
     calibration_error: let the standard errors and predictions carry the error of the estimated item
-        parameters (`_calibration_middle`), not only the persons' own.
+        parameters (`models.irt_persons`), not only the persons' own.
     random_state: seed of the jitter on the starting loadings.
 
     Learned state: ``a_`` (items x dims), ``d_`` (items), ``sigma_`` (dims x dims correlation), ``weights_``
@@ -1059,7 +405,7 @@ class MIRT(BaseEstimator):  # type: ignore[misc]
         partial = (
             np.bincount(resp.item, (resp.score > 1e-9) & (resp.score < 1.0 - 1e-9), minlength=n_items) > 0
         )
-        layout = _Layout.from_pattern(pattern)
+        layout = Layout.from_pattern(pattern)
         rng = np.random.default_rng(self.random_state)
 
         counts = np.bincount(resp.item, minlength=n_items)
@@ -1078,23 +424,23 @@ class MIRT(BaseEstimator):  # type: ignore[misc]
         a = np.where(layout.free, start, 0.0)
         prior = _ItemPrior.fitted(a, d, layout, skills, self.item_l2, self.intercept_l2)
         nu = self._nu(n_persons)
-        chunks = list(_chunks(resp, layout, k))
-        theta_prior: _Prior = np.eye(k)
+        chunks = list(split_chunks(resp, layout, k))
+        theta_prior: Prior = np.eye(k)
         if self.corr_rank is not None:
             rank = 0 if self.covariance == "identity" else self.corr_rank
-            theta_prior = _Factors.start(k - int(self.general_factor), rank, self.general_factor, rng)
-        cov = theta_prior.covariance() if isinstance(theta_prior, _Factors) else theta_prior
-        post = _Posteriors.prior(resp, chunks, cov, layout.dims.shape[1])
+            theta_prior = Factors.start(k - int(self.general_factor), rank, self.general_factor, rng)
+        cov = theta_prior.covariance() if isinstance(theta_prior, Factors) else theta_prior
+        post = Posteriors.prior(resp, chunks, cov, layout.dims.shape[1])
         dims_o, free_o = layout.dims[resp.item], layout.free[resp.item]
 
         self.converged_ = False
         self.objective_: list[float] = []
         with threadpool_limits(limits=1, user_api="blas"):
             for it in range(1, self.max_iter + 1):
-                post, elbo = _e_step(chunks, a, d, w, theta_prior, post)
+                post, elbo = e_step(chunks, a, d, w, theta_prior, post)
                 objective = elbo - float(prior.penalty(a, d, layout).sum())
                 self.n_iter_ = it
-                if isinstance(theta_prior, _Factors):
+                if isinstance(theta_prior, Factors):
                     self.objective_.append(objective)
                     theta_prior, a, prior, post = self._update_factors(
                         post, theta_prior, a, prior, layout, resp
@@ -1105,7 +451,8 @@ class MIRT(BaseEstimator):  # type: ignore[misc]
                     theta_prior, a, prior, post = self._update_sigma(
                         post, theta_prior, a, prior, layout, resp, nu
                     )
-                mu = np.where(free_o, post.theta[resp.person[:, None], dims_o], 0.0)
+                ext = post.theta.shape[1]
+                mu = np.take(post.theta, resp.person[:, None] * ext + dims_o) * free_o
                 a, d, phi, item_cov = _item_newton(resp, mu, post.slot_cov, a, d, w, layout, prior)
                 prior = _ItemPrior.fitted(a, d, layout, skills, self.item_l2, self.intercept_l2)
                 if not weights_settled:
@@ -1122,21 +469,21 @@ class MIRT(BaseEstimator):  # type: ignore[misc]
                     self.converged_ = True
                     break
             # report theta on unit population variances (a reparametrisation: predictions do not move)
-            sigma = theta_prior.covariance()[:k, :k] if isinstance(theta_prior, _Factors) else theta_prior
+            sigma = theta_prior.covariance()[:k, :k] if isinstance(theta_prior, Factors) else theta_prior
             scale = np.sqrt(np.diag(sigma))
             slot_scale = np.where(layout.free, scale[layout.dims], 1.0)
             a, sigma = a * slot_scale, sigma / np.outer(scale, scale)
-            if isinstance(theta_prior, _Factors):
+            if isinstance(theta_prior, Factors):
                 theta_prior = theta_prior.rescaled(scale)
                 scale = np.concatenate([scale, np.ones(theta_prior.ext - k)])
             else:
                 theta_prior = sigma
-            post = post.rescaled(scale, slot_scale[resp.item])
+            post = post.rescaled(scale, np.take(slot_scale, resp.item, axis=0))
             par_scale = np.concatenate([slot_scale, np.ones((n_items, 1))], axis=1)
             item_cov = item_cov * par_scale[:, :, None] * par_scale[:, None, :]
             pairs = layout.pairs()
             used_cov = item_cov if self.calibration_error else None
-            theta, se, pair_cov = _posterior(
+            theta, se, pair_cov = converged_posterior(
                 chunks, a, d, w, theta_prior, post.theta, post.slot_cov, pairs, used_cov, n_persons
             )
 
@@ -1151,7 +498,7 @@ class MIRT(BaseEstimator):  # type: ignore[misc]
         self.a_ = a_dense * sign
         self.d_ = d
         self.sigma_ = sigma * np.outer(sign, sign)
-        if isinstance(theta_prior, _Factors):
+        if isinstance(theta_prior, Factors):
             self.factor_loadings_ = theta_prior.loadings * sign[: theta_prior.n_own, None]
             self.uniqueness_ = theta_prior.psi
         self.item_cov_ = item_cov * par_sign[:, :, None] * par_sign[:, None, :]
@@ -1197,14 +544,14 @@ class MIRT(BaseEstimator):  # type: ignore[misc]
 
     def _update_sigma(
         self,
-        post: _Posteriors,
+        post: Posteriors,
         sigma: FloatArray,
         a: FloatArray,
         prior: _ItemPrior,
-        layout: _Layout,
-        resp: _Responses,
+        layout: Layout,
+        resp: Responses,
         nu: float,
-    ) -> tuple[FloatArray, FloatArray, _ItemPrior, _Posteriors]:
+    ) -> tuple[FloatArray, FloatArray, _ItemPrior, Posteriors]:
         """The covariance of theta maximising the bound plus its shrinkage prior, then rescaled to unit variances.
 
         The update is (n S + nu I) / (n + nu), S the posterior second moment, restricted to the allowed
@@ -1223,22 +570,27 @@ class MIRT(BaseEstimator):  # type: ignore[misc]
             target[-1, :-1] = target[:-1, -1] = 0.0
         if np.isfinite(nu):
             target = _over_relaxed(sigma, target, second, n, nu)
-        scale = np.sqrt(np.maximum(np.diag(target), _MIN_VAR))
+        scale = np.sqrt(np.maximum(np.diag(target), MIN_VAR))
         scaled_sigma = target / np.outer(scale, scale)
         scaled_a, scaled_prior, gain, slot_scale = _expanded(scale, a, prior, layout)
         if gain + _sigma_log_prior(scaled_sigma, nu) - _sigma_log_prior(target, nu) < 0.0:
             return target, a, prior, post
-        return scaled_sigma, scaled_a, scaled_prior, post.rescaled(scale, slot_scale[resp.item])
+        return (
+            scaled_sigma,
+            scaled_a,
+            scaled_prior,
+            post.rescaled(scale, np.take(slot_scale, resp.item, axis=0)),
+        )
 
     def _update_factors(
         self,
-        post: _Posteriors,
-        factors: _Factors,
+        post: Posteriors,
+        factors: Factors,
         a: FloatArray,
         prior: _ItemPrior,
-        layout: _Layout,
-        resp: _Responses,
-    ) -> tuple[_Factors, FloatArray, _ItemPrior, _Posteriors]:
+        layout: Layout,
+        resp: Responses,
+    ) -> tuple[Factors, FloatArray, _ItemPrior, Posteriors]:
         """The factor prior maximising the bound, then rescaled to unit variances (as `_update_sigma`).
 
         Factor analysis's EM step on the posterior second moments: loadings = E[theta z^T] E[z z^T]^-1 and psi the
@@ -1265,13 +617,18 @@ class MIRT(BaseEstimator):  # type: ignore[misc]
             loadings = np.asarray(loadings @ chol, dtype=np.float64)
             transform[k:, k:] = np.linalg.inv(chol)
         general = None if factors.general_var is None else float(second[n_own, n_own])
-        target = _Factors(loadings, psi, general)
+        target = Factors(loadings, psi, general)
         scale = np.sqrt(np.diag(target.covariance())[:k])
         scaled_a, scaled_prior, gain, slot_scale = _expanded(scale, a, prior, layout)
         if gain < 0.0:
             return target, a, prior, post.mapped(transform, None)
         transform = np.diag(1.0 / np.concatenate([scale, np.ones(len(zz))])) @ transform
-        return target.rescaled(scale), scaled_a, scaled_prior, post.mapped(transform, slot_scale[resp.item])
+        return (
+            target.rescaled(scale),
+            scaled_a,
+            scaled_prior,
+            post.mapped(transform, np.take(slot_scale, resp.item, axis=0)),
+        )
 
     def items_only(self) -> MIRT:
         """A copy with the item parameters only (all scoring needs), without the training persons'
@@ -1306,14 +663,14 @@ class MIRT(BaseEstimator):  # type: ignore[misc]
         """
         check_is_fitted(self, "a_")
         resp = _responses(person_idx, item_idx, score01, n_persons, self.n_items_)
-        layout = _Layout.from_pattern(self.pattern_)
+        layout = Layout.from_pattern(self.pattern_)
         a = np.take_along_axis(self.a_, layout.dims, axis=1) * layout.free
         item_cov = self.item_cov_ if self.calibration_error else None
         prior = self._theta_prior()
         with threadpool_limits(limits=1, user_api="blas"):
-            chunks = _chunks(resp, layout, self.n_dims_)
-            theta0 = np.zeros((n_persons, prior.ext if isinstance(prior, _Factors) else self.n_dims_))
-            theta, se, pair_cov = _posterior(
+            chunks = split_chunks(resp, layout, self.n_dims_)
+            theta0 = np.zeros((n_persons, prior.ext if isinstance(prior, Factors) else self.n_dims_))
+            theta, se, pair_cov = converged_posterior(
                 chunks,
                 a,
                 self.d_,
@@ -1327,11 +684,11 @@ class MIRT(BaseEstimator):  # type: ignore[misc]
             )
         return Posterior(theta, se, pair_cov)
 
-    def _theta_prior(self) -> _Prior:
+    def _theta_prior(self) -> Prior:
         """The fitted prior of theta: its factor form where ``corr_rank`` was set, else the covariance."""
         if self.corr_rank is None:
             return np.asarray(self.sigma_, dtype=np.float64)
-        return _Factors(self.factor_loadings_, self.uniqueness_, 1.0 if self.general_factor else None)
+        return Factors(self.factor_loadings_, self.uniqueness_, 1.0 if self.general_factor else None)
 
     def predict_proba(
         self, person_idx: ArrayLike, item_idx: ArrayLike, posterior: Posterior | None = None
@@ -1361,11 +718,11 @@ class MIRT(BaseEstimator):  # type: ignore[misc]
         weight = np.where(r == c, 1.0, 2.0) * a[:, r] * a[:, c]
         s2 = np.einsum("oq,oq->o", weight, posterior.pair_cov[person])
         if self.calibration_error:
-            layout = _Layout.from_pattern(self.pattern_)
+            layout = Layout.from_pattern(self.pattern_)
             slots = np.take_along_axis(theta, layout.dims[item], axis=1) * layout.free[item]
             x = np.concatenate([slots, np.ones((len(item), 1))], axis=1)
             s2 = s2 + np.einsum("op,opq,oq->o", x, self.item_cov_[item], x)
-        return _gh(m, np.sqrt(np.maximum(s2, 0.0)), softplus=False)[0]
+        return gh(m, np.sqrt(np.maximum(s2, 0.0)), softplus=False)[0]
 
     def per_competency(self, posterior: Posterior | None = None) -> tuple[FloatArray, FloatArray]:
         """Per Q-matrix competency (persons x competencies): the estimate and standard error on the unit

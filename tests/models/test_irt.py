@@ -304,7 +304,8 @@ def test_unseen_items_and_new_persons_are_predicted_from_the_prior() -> None:
 def test_posterior_on_the_answered_dimensions_equals_the_full_inverse() -> None:
     """The covariance computed on each person's answered dimensions (Woodbury) is the full (prior precision +
     data precision)^-1; its log-determinant, sum and products C r match; a person without responses keeps the prior."""
-    from models.irt import _chunks, _Layout, _Local, _responses
+    from models.irt import _responses
+    from models.irt_persons import Layout, Local, split_chunks
 
     rng = np.random.default_rng(3)
     k, n_items, n = 9, 30, 12
@@ -317,8 +318,8 @@ def test_posterior_on_the_answered_dimensions_equals_the_full_inverse() -> None:
     item = rng.integers(0, n_items, person.size)
     n += 1
     resp = _responses(person, item, rng.random(person.size), n, n_items)
-    layout = _Layout.from_pattern(pattern)
-    c = next(_chunks(resp, layout, k))
+    layout = Layout.from_pattern(pattern)
+    c = next(split_chunks(resp, layout, k))
     width = c.dims_p.shape[1]
     a_o = rng.random(layout.dims.shape)[c.item] * c.free
     outer = a_o[:, :, None] * a_o[:, None, :]
@@ -327,7 +328,7 @@ def test_posterior_on_the_answered_dimensions_equals_the_full_inverse() -> None:
     dims = c.vec_cells - c.local[:, None] * k
     cells = c.local[:, None, None] * k * k + dims[:, :, None] * k + dims[:, None, :]
     full_data = np.bincount(cells.ravel(), outer.ravel(), minlength=n * k * k).reshape(n, k, k)
-    local = _Local.solve(c, data, sigma)
+    local = Local.solve(c, data, sigma)
     expected = np.linalg.inv(np.linalg.inv(sigma) + full_data)
     rows, cols = np.divmod(np.arange(k * k), k)
     np.testing.assert_allclose(local.entries(sigma, c, rows, cols).reshape(n, k, k), expected, atol=1e-10)
@@ -346,7 +347,8 @@ def _factor_setup(
 ) -> tuple[Any, Any, Any, NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
     """A chunk of persons answering single-skill (or also two-skill) items with a general dimension, a factor
     prior of rank 2 over 6 skills, and the exact posterior precision on the extended coordinates (theta, z)."""
-    from models.irt import _chunks, _Factors, _Layout, _responses
+    from models.irt import _responses
+    from models.irt_persons import Factors, Layout, split_chunks
 
     rng = np.random.default_rng(7)
     n_own, r, n_items, n = 6, 2, 30, 10
@@ -356,12 +358,12 @@ def _factor_setup(
     if two_skill:
         pattern[::3, 0] = True
     pattern[:, -1] = True
-    factors = _Factors(0.6 * rng.standard_normal((n_own, r)), rng.uniform(0.3, 0.8, n_own), 1.3)
+    factors = Factors(0.6 * rng.standard_normal((n_own, r)), rng.uniform(0.3, 0.8, n_own), 1.3)
     person = np.repeat(np.arange(n - 1), 8)  # the last person answers nothing
     item = rng.integers(0, n_items, person.size)
     resp = _responses(person, item, rng.random(person.size), n, n_items)
-    layout = _Layout.from_pattern(pattern)
-    c = next(_chunks(resp, layout, k))
+    layout = Layout.from_pattern(pattern)
+    c = next(split_chunks(resp, layout, k))
     a_o = rng.uniform(0.5, 1.5, layout.dims.shape)[c.item] * c.free
     f = rng.uniform(0.1, 0.25, len(a_o))
     dims = c.vec_cells - c.local[:, None] * k
@@ -376,11 +378,11 @@ def test_factor_posterior_is_the_exact_inverse_where_items_measure_one_skill() -
     """Under the factor prior the arrow-form covariance of a person answering single-skill items (plus the general
     dimension) is the full (prior precision + data precision)^-1 on (theta, z): entries, log-determinant, sum,
     products C g and the calibration sandwich; a person without responses keeps the prior."""
-    from models.irt import _Arrow
+    from models.irt_persons import Arrow
 
     c, factors, _, a_o, f, precision = _factor_setup(two_skill=False)
     ext = factors.ext
-    post = _Arrow.solve(c, f, a_o, factors)
+    post = Arrow.solve(c, f, a_o, factors)
     expected = np.linalg.inv(precision)
     rows, cols = np.divmod(np.arange(ext * ext), ext)
     np.testing.assert_allclose(post.entries(rows, cols).reshape(-1, ext, ext), expected, atol=1e-10)
@@ -406,12 +408,12 @@ def test_factor_posterior_is_the_exact_inverse_where_items_measure_one_skill() -
 def test_factor_posterior_stays_positive_definite_with_two_skill_items() -> None:
     """Two-skill items' coupling of their skills is dropped and bounded on the diagonal: the covariance stays a
     proper one and no variance exceeds the prior's."""
-    from models.irt import _Arrow
+    from models.irt_persons import Arrow
 
     c, factors, _, a_o, f, precision = _factor_setup(two_skill=True)
     ext = factors.ext
     rows, cols = np.divmod(np.arange(ext * ext), ext)
-    cov = _Arrow.solve(c, f, a_o, factors).entries(rows, cols).reshape(-1, ext, ext)
+    cov = Arrow.solve(c, f, a_o, factors).entries(rows, cols).reshape(-1, ext, ext)
     assert np.linalg.eigvalsh(cov).min() > 0.0
     assert np.all(np.diagonal(cov, axis1=1, axis2=2) <= np.diag(factors.covariance()) + 1e-12)
     # the exact posterior is at least as wide: the bound on the coupling adds precision, never removes it
@@ -422,7 +424,8 @@ def test_factor_posterior_stays_positive_definite_with_two_skill_items() -> None
 def test_factor_prior_scores_persons_as_its_full_covariance_where_items_measure_one_skill() -> None:
     """The persons' final posteriors (means, SEs with and without the items' calibration error, covariances at
     the model's pairs) under the factor prior equal those under its covariance Sigma = L L^T + diag(psi)."""
-    from models.irt import _chunks, _posterior, _responses
+    from models.irt import _responses
+    from models.irt_persons import converged_posterior, split_chunks
 
     c, factors, layout, _, _, _ = _factor_setup(two_skill=False)
     rng = np.random.default_rng(4)
@@ -436,8 +439,8 @@ def test_factor_prior_scores_persons_as_its_full_covariance_where_items_measure_
     sigma = factors.covariance()[:k, :k]
     for used in (None, item_cov):
         low, full = (
-            _posterior(
-                _chunks(resp, layout, k),
+            converged_posterior(
+                split_chunks(resp, layout, k),
                 a,
                 d,
                 np.ones(n_items),
@@ -523,3 +526,72 @@ def test_negative_rank_is_refused() -> None:
     sim = simulate(n=50)
     with pytest.raises(ValueError, match="corr_rank"):
         MIRT(corr_rank=-1).fit(sim.X, sim.q)
+
+
+def test_arrow_slot_covariances_and_spreads_equal_its_entries() -> None:
+    """The responses' slot covariances of the arrow form (a batched product of its low-rank rows) are its entries
+    at the slots' dimensions, zero on padding, and its direct spreads (without forming them) equal `spread` of
+    them, with two-skill items."""
+    from models.irt_persons import Arrow, spread
+
+    c, factors, _, a_o, f, _ = _factor_setup(two_skill=True)
+    post = Arrow.solve(c, f, a_o, factors)
+    ext = factors.ext
+    rows, cols = np.divmod(np.arange(ext * ext), ext)
+    full = post.entries(rows, cols).reshape(-1, ext, ext)
+    dims = c.slot_dims
+    expected = full[c.local[:, None, None], dims[:, :, None], dims[:, None, :]] * c.pair_free
+    slot_cov = post.slot_cov(c)
+    np.testing.assert_allclose(slot_cov, expected, atol=1e-12)
+    np.testing.assert_allclose(post.spread(c, a_o), spread(a_o, slot_cov), atol=1e-12)
+
+
+def test_item_step_equals_the_dense_hessian_assembly() -> None:
+    """The items' Newton step sums only the upper triangle of each response's expected Hessian; its inverse
+    (the items' calibration covariance) equals that of the full per-response matrices summed, as in the
+    textbook form E[sigmoid'(eta) (theta, 1)(theta, 1)^T]."""
+    from models.irt import _item_newton, _ItemPrior, _responses, _SkillMeans
+    from models.irt_persons import Layout, gh
+
+    rng = np.random.default_rng(11)
+    n_items, k, n = 12, 4, 60
+    pattern = rng.random((n_items, k)) < 0.4
+    pattern[:, -1] = True
+    layout = Layout.from_pattern(pattern)
+    n_slots = layout.dims.shape[1]
+    person = np.repeat(np.arange(n), 5)
+    item = rng.integers(0, n_items, person.size)
+    resp = _responses(person, item, (rng.random(person.size) < 0.5).astype(float), n, n_items)
+    a = np.where(layout.free, rng.uniform(0.5, 1.5, layout.dims.shape), 0.0)
+    d = rng.normal(0.0, 1.0, n_items)
+    free_o = layout.free[resp.item]
+    mu = np.where(free_o, rng.normal(0.0, 1.0, free_o.shape), 0.0)
+    raw = rng.normal(0.0, 0.3, (person.size, n_slots, n_slots))
+    slot_cov = (raw @ np.swapaxes(raw, 1, 2) + 0.1 * np.eye(n_slots)) * (
+        free_o[:, :, None] & free_o[:, None, :]
+    )
+    prior = _ItemPrior.fitted(a, d, layout, _SkillMeans.of(pattern), 10.0, 1.0)
+    item_cov = _item_newton(resp, mu, slot_cov, a, d, np.ones(n_items), layout, prior)[3]
+
+    a_o = a[resp.item]
+    c = np.einsum("olm,om->ol", slot_cov, a_o)
+    s = np.sqrt(np.einsum("ol,ol->o", a_o, c))
+    m = np.einsum("ol,ol->o", a_o, mu) + d[resp.item]
+    _, _, e_f, e_fz, e_fz2 = gh(m, s, stein=True)
+    fz_s, ff = e_fz / s, (e_fz2 - e_f) / s**2
+    h = np.empty((person.size, n_slots + 1, n_slots + 1))
+    h[:, :n_slots, :n_slots] = (
+        e_f[:, None, None] * (slot_cov + mu[:, :, None] * mu[:, None, :])
+        + fz_s[:, None, None] * (mu[:, :, None] * c[:, None, :] + c[:, :, None] * mu[:, None, :])
+        + ff[:, None, None] * c[:, :, None] * c[:, None, :]
+    )
+    h[:, :n_slots, n_slots] = h[:, n_slots, :n_slots] = e_f[:, None] * mu + fz_s[:, None] * c
+    h[:, n_slots, n_slots] = e_f
+    hess = np.zeros((n_items, n_slots + 1, n_slots + 1))
+    np.add.at(hess, resp.item, h)
+    hess += np.diag(np.concatenate([np.full(n_slots, 10.0), [1.0]]))
+    fixed = np.concatenate([~layout.free, np.zeros((n_items, 1), dtype=bool)], axis=1)
+    hess[fixed] = 0.0
+    hess += np.eye(n_slots + 1)[None] * fixed[:, :, None]
+    expected = np.linalg.inv(hess) * ~(fixed[:, :, None] | fixed[:, None, :])
+    np.testing.assert_allclose(item_cov, expected, rtol=1e-10, atol=1e-12)
