@@ -37,9 +37,9 @@ Prior `spike_slab` (instead of the per-competency normal): the raw effects are s
 and one normal slab over all rows, with a systematic error that the nil effects show (`_spike_and_slab`) —
 the prior for units estimated on every competency, most of which they do not teach. Kept for the benchmark:
 on the synthetic provinces a project's effect on one competency is measured to about ±7 points against true
-effects of 1–2, the fitted slab holds about 1 % of the rows, and the posterior puts the taught competencies at
-nil with an interval of [0, 0] (none covered), so projects keep the normal prior, whose wide intervals say
-honestly how little is known.
+effects of 1–2, so the data cannot tell the competencies a project teaches from the others; the posterior puts
+most of the taught ones at nil with an interval of [0, 0] (covering 0.00–0.74 of them by world, against the
+normal prior's 0.89–0.99), and projects keep the normal prior, whose wide intervals say how little is known.
 
 Baselines for the benchmark (same inputs, same output): `naive` — the takers' mean pre→post change; `did` —
 that change minus the mean change of every teacher assessed twice without the unit (difference in differences,
