@@ -20,7 +20,14 @@ the same pre/post changes and completed records, in the same run:
   per course, X = pre score, stage, subject, elapsed years, 5 folds), written here with scikit-learn and
   LightGBM rather than adding doubleml;
 - ceilings — ``tdr_true_codes``: TDR's estimator told the true competencies of every course; ``tdr_true_scores``:
-  also fed the true competencies on the two wave days instead of measurements (an error-free instrument).
+  also fed the true competencies on the two wave days instead of measurements (an error-free instrument);
+- instrument checks, on the courses' codes the data give (as ``tdr``) — ``tdr_error_free``: the true
+  competencies on the wave days in place of the measurements; ``tdr_linear_instrument``: those plus classical
+  noise of each measurement's own standard error (a linear instrument as noisy as the real one). ``tdr`` against
+  ``tdr_linear_instrument`` isolates what the instrument's non-linearity costs, ``tdr_linear_instrument``
+  against ``tdr_error_free`` what its noise costs, ``tdr_error_free`` against ``tdr_true_scores`` the codes;
+- projects — ``tdr`` (the normal prior, as `tdr effects`) beside ``tdr_spike_slab``: the spike-and-slab prior
+  (`models.effects`, prior="spike_slab"), which would shrink the competencies a project does not teach to nil.
 
 Against the truth's mean effect of each course on each competency over completions between a teacher's two
 waves (`course_effects.parquet`, `effect_points_between`; projects likewise), over the (course, competency)
@@ -32,7 +39,8 @@ correlation as a share of the same estimator's told the true course codes.
 Worlds may run in parallel processes (``--out`` elsewhere), then be gathered with ``--merge FILE…``.
 
 Scale. ``--scale N``: a province of N teachers is generated and ingested, then ``tdr effects`` (measure growth,
-write WS/effects, estimate courses and projects) runs in a fresh process: seconds, CPU seconds, peak memory.
+write WS/effects, estimate courses and projects once, read the table) runs in a fresh process: seconds, CPU
+seconds (and per teacher assessed twice), peak memory, and the estimation's own CPU.
 """
 
 from __future__ import annotations
@@ -57,7 +65,7 @@ from data.synthetic import WORLDS, generate, load_truth
 from data.workspace import Workspace, write_text_atomic
 from models.effects import LEVEL, estimate_effects
 from recommender.batch import available_cores
-from recommender.effects import effect_recovery, measure_growth, read_growth, unit_effects
+from recommender.effects import effect_recovery, measure_growth, province_effects, read_growth, unit_effects
 
 RESULTS = Path(__file__).resolve().parent / "results" / "effects.json"
 Z90 = 1.6448536269514722
@@ -166,6 +174,24 @@ def true_changes(truth_waves: pd.DataFrame, changes: pd.DataFrame) -> pd.DataFra
     return t.merge(keep, on=["teacher_id", "competency"])
 
 
+def linear_instrument(exact: pd.DataFrame, changes: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """`exact` (`true_changes`) read by a linear instrument as noisy as the real one: each true score plus
+    normal noise of the standard error the real measurement of that teacher, competency and wave has."""
+    se = exact[["teacher_id", "competency"]].merge(
+        changes[["teacher_id", "competency", "pre_se", "post_se"]],
+        on=["teacher_id", "competency"],
+        how="left",
+    )
+    rng = np.random.default_rng(seed)
+    pre_se, post_se = se["pre_se"].to_numpy(dtype=np.float64), se["post_se"].to_numpy(dtype=np.float64)
+    return exact.assign(
+        pre=exact["pre"].to_numpy(dtype=np.float64) + rng.standard_normal(len(exact)) * pre_se,
+        post=exact["post"].to_numpy(dtype=np.float64) + rng.standard_normal(len(exact)) * post_se,
+        pre_se=pre_se,
+        post_se=post_se,
+    )
+
+
 def world_quality(ws: Workspace, src: Path, dml: bool = True) -> dict[str, Any]:
     start = time.perf_counter()
     reused = read_growth(ws)
@@ -207,7 +233,12 @@ def world_quality(ws: Workspace, src: Path, dml: bool = True) -> dict[str, Any]:
         if kind == "course":
             methods["tdr_true_codes"] = estimate_effects(ch, ex, true_teaches)
             if truth.waves is not None:
-                methods["tdr_true_scores"] = estimate_effects(true_changes(truth.waves, ch), ex, true_teaches)
+                exact = true_changes(truth.waves, ch)
+                methods["tdr_true_scores"] = estimate_effects(exact, ex, true_teaches)
+                methods["tdr_error_free"] = estimate_effects(exact, ex, te)
+                methods["tdr_linear_instrument"] = estimate_effects(linear_instrument(exact, ch), ex, te)
+        else:
+            methods["tdr_spike_slab"] = estimate_effects(ch, ex, te, prior="spike_slab")
         assert truth_table is not None
         result[f"{kind}s"] = {
             name: {
@@ -238,21 +269,27 @@ def ceiling_ratio(courses: dict[str, Any]) -> dict[str, float | None]:
 
 
 def _scale_run(ws_dir: str) -> dict[str, Any]:
-    """What `tdr effects --workspace WS` runs on a workspace not yet measured: measure growth (which estimates the
-    province's effects once for WS/effects/units.parquet), then the CLI's table (estimated again)."""
+    """What `tdr effects --workspace WS --out FILE` runs on a workspace not yet measured: measure growth (which
+    estimates the province's effects once, for WS/effects/units.parquet) and read the table from there. Then,
+    outside that measure, the estimation alone once more (`estimate_cpu_seconds`: its share of the CPU)."""
     ws = Workspace.open(ws_dir)
     start = time.perf_counter()
     with Usage(every=1.0).watch() as usage:
         growth = measure_growth(ws)
-        cpu = time.process_time()
-        table = unit_effects(growth)
-        estimate_cpu = time.process_time() - cpu
+        table = province_effects(ws, growth)
+    seconds = time.perf_counter() - start
+    cpu = time.process_time()
+    unit_effects(growth)
+    estimate_cpu = time.process_time() - cpu
+    twice = int(growth.changes["teacher_id"].nunique())
     return {
-        "seconds": round(time.perf_counter() - start, 1),
+        "seconds": round(seconds, 1),
         "cpu_seconds": round(usage.cpu_seconds, 1),
+        "cpu_ms_per_teacher_assessed_twice": round(1000 * usage.cpu_seconds / max(twice, 1), 1),
         "estimate_cpu_seconds": round(estimate_cpu, 1),
         "peak_pss_mb": round(usage.peak_mb),
-        "teachers_assessed_twice": int(growth.changes["teacher_id"].nunique()),
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+        "teachers_assessed_twice": twice,
         "rows": int(len(table)),
         "rows_with_a_number": int(table["known"].sum()),
     }
