@@ -1,5 +1,5 @@
-"""Every relaxable menu rule has all its faces (the index in recommender/menu.py's docstring): a MILP row, a
-sentence for when it is relaxed, and a check — a rule added to RULES without one of them fails here."""
+"""Every relaxable menu rule has all its faces (the index in the docstring of recommender/menu/__init__.py): a
+MILP row, a sentence for when it is relaxed, and a check — a rule added to RULES without one of them fails here."""
 
 from __future__ import annotations
 
