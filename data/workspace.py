@@ -16,6 +16,12 @@ An ingest writes a whole version into a staging folder, renames it into ``versio
 ``current`` link; a kill at any point leaves ``current`` on one complete version. ``Workspace.pinned()`` fixes
 the version a long job (train, score) reads, so an ingest finishing meanwhile cannot mix two versions in it.
 A workspace without ``current`` (made by hand or before versions) keeps its tables in ``WS/tables/``.
+
+The portrait files a build writes (teachers, competencies, the build state and input digests) are switched in
+together the same way (`portraits_update`)::
+
+    WS/portraits.d/000003/                   one set of portrait files
+    WS/portraits -> portraits.d/000003       the one switch
 """
 
 from __future__ import annotations
@@ -87,6 +93,8 @@ LINKED = ("tables", "rejects", REPORT, MANIFEST)
 # versions kept besides the current one, so that a job pinned to the one before it can finish reading
 KEEP_PREVIOUS = 1
 _STAGING = ".staging-"
+PORTRAITS = "portraits"
+PORTRAIT_VERSIONS = "portraits.d"
 # fault injection for tests/faults: the process kills itself (SIGKILL) at the named step of a commit
 FAULT_ENV = "TDR_FAULT_AT"
 
@@ -143,7 +151,7 @@ class Workspace:
 
     @property
     def portraits_dir(self) -> Path:
-        return self.root / "portraits"
+        return self.root / PORTRAITS
 
     @property
     def bundles_dir(self) -> Path:
@@ -270,6 +278,48 @@ def link_current(ws: Workspace) -> None:
         tmp.unlink(missing_ok=True)
         tmp.symlink_to(Path(CURRENT) / name)
         os.replace(tmp, path)
+
+
+def _next_name(folder: Path) -> str:
+    return f"{max((int(p.name) for p in folder.iterdir() if p.name.isdigit()), default=0) + 1:06d}"
+
+
+@contextmanager
+def portraits_update(ws: Workspace) -> Iterator[Path]:
+    """A staging folder holding the current portrait files (hard links) for the caller to write the new ones
+    into, each file replaced by write-then-rename (which leaves the current set's file untouched). On a clean
+    exit the folder becomes ``WS/portraits`` in one atomic replacement of that link, so a reader sees every
+    portrait file of the old set or every one of the new; on an error the current set stays as it was. The set
+    before is kept for readers still on it; staging folders of killed updates are swept by the next one."""
+    versions = ws.root / PORTRAIT_VERSIONS
+    versions.mkdir(parents=True, exist_ok=True)
+    for old in versions.glob(_STAGING + "*"):
+        shutil.rmtree(old, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=_STAGING, dir=versions))
+    current = ws.root / PORTRAITS
+    try:
+        if current.is_dir():
+            for path in current.iterdir():
+                if path.is_file():
+                    os.link(path, staging / path.name)
+        yield staging
+        _fsync_tree(staging)
+        if current.exists() and not current.is_symlink():
+            # portraits written before they had versions: their folder becomes the set before (readers find
+            # no portraits for the instant between this rename and the link below, once per workspace)
+            os.replace(current, versions / _next_name(versions))
+        name = _next_name(versions)
+        os.replace(staging, versions / name)
+        link = ws.root / f".{PORTRAITS}.{os.getpid()}.tmp"
+        link.unlink(missing_ok=True)
+        link.symlink_to(Path(PORTRAIT_VERSIONS) / name)
+        os.replace(link, current)
+        _fsync_dir(ws.root)
+        numbers = sorted(p.name for p in versions.iterdir() if p.name.isdigit() and p.name != name)
+        for old_name in numbers[: len(numbers) - KEEP_PREVIOUS]:
+            shutil.rmtree(versions / old_name, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _fsync_tree(folder: Path) -> None:

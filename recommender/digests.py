@@ -117,10 +117,10 @@ def psi(reference: np.ndarray, current: np.ndarray) -> float:
     return float(np.sum((c - r) * np.log(c / r)))
 
 
-def save_state(ws: Workspace, state: BuildState, digests: pd.DataFrame) -> None:
-    ws.portraits_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(ws.portraits_dir / STATE_FILE, lambda tmp: tmp.write_bytes(pickle.dumps(state)))
-    write_parquet_atomic(digests, ws.portraits_dir / DIGESTS_FILE)
+def save_state(folder: Path, state: BuildState, digests: pd.DataFrame) -> None:
+    """Write the build state and the input digests into the portrait folder `folder` (a `portraits_update`'s)."""
+    atomic_write(folder / STATE_FILE, lambda tmp: tmp.write_bytes(pickle.dumps(state)))
+    write_parquet_atomic(digests, folder / DIGESTS_FILE)
 
 
 def load_state(ws: Workspace) -> tuple[BuildState, pd.DataFrame] | None:

@@ -4,9 +4,9 @@
 Train: each teacher's input digest (`recommender.digests`) is compared with the one the last build stored;
 new or changed teachers get their portraits rebuilt — one block, the stored item calibration and province norms,
 the current as-of date, exactly the code path of a full build — and swapped into the portrait files (a streaming
-merge, replaced atomically); teachers no longer in the tables are dropped. The ranker, the course side and the
-collaborative signals are kept: the new bundle is the current one's files (hard links) with the new as-of date,
-so recent records count for the changed teachers. A full train runs instead when there is no earlier build,
+merge), which switch in together with the new digests (`data.workspace.portraits_update`); teachers no longer in
+the tables are dropped. The ranker, the course side and the collaborative signals are kept: the new bundle is the
+current one's files (hard links) with the new as-of date, so recent records count for the changed teachers. A full train runs instead when there is no earlier build,
 when courses, items or the taxonomy changed, or when drift is detected.
 
 Drift: the population stability index (`digests.psi`) of every competency estimate of the province after the
@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 from data.policy import Policy
 from data.reference import load_policy
 from data.schema import COMPETENCY_SCORES, RESPONSES, TEACHERS, TRAINING_RECORDS
-from data.workspace import Workspace, atomic_write, write_parquet_atomic, write_text_atomic
+from data.workspace import Workspace, atomic_write, portraits_update, write_parquet_atomic, write_text_atomic
 from features.portrait import Portraits, Tables, as_of, finish_block, measure_block
 from models.bundle import MANIFEST, BundleWriter, current_bundle_dir, read_manifest
 from recommender.batch import OUTPUTS, RUN_STAMP, input_fingerprint, run_complete, score_blocks
@@ -136,6 +136,7 @@ def merge_rows(path: Path, new: pd.DataFrame, drop: np.ndarray, hist_column: str
 
 def refresh_portraits(
     ws: Workspace,
+    folder: Path,
     base: Tables,
     state: BuildState,
     changes: Changes,
@@ -144,7 +145,8 @@ def refresh_portraits(
     target_level: float,
 ) -> np.ndarray:
     """Rebuild the changed teachers' portraits against the stored calibration and norms and swap them into the
-    portrait files; returns the province's histogram of estimates afterwards."""
+    portrait files in `folder` (a `portraits_update`'s); returns the province's histogram of estimates
+    afterwards."""
     ids = changes.changed
     block = replace(
         base,
@@ -156,9 +158,17 @@ def refresh_portraits(
     m = measure_block(block, state.calibration, policy, asof)
     fresh = finish_block(m, state.norms, policy, asof, base.taxonomy, target_level)
     drop = np.union1d(changes.changed, changes.removed)
-    merge_rows(ws.portraits_dir / "teachers.parquet", fresh.teachers, drop)
-    old = merge_rows(ws.portraits_dir / "competencies.parquet", fresh.competencies, drop, "estimate")
+    merge_rows(folder / "teachers.parquet", fresh.teachers, drop)
+    old = merge_rows(folder / "competencies.parquet", fresh.competencies, drop, "estimate")
     return state.estimate_hist - old + estimate_histogram(fresh.competencies["estimate"].to_numpy(np.float64))
+
+
+class _Drift(Exception):
+    """The refreshed estimates drifted beyond PSI_LIMIT from the last full build's: a full train runs instead."""
+
+    def __init__(self, shift: float) -> None:
+        super().__init__(f"estimate PSI {shift:.3f}")
+        self.shift = shift
 
 
 @dataclass(frozen=True)
@@ -226,24 +236,33 @@ def train_incremental(
         taxonomy=pd.read_parquet(source / "taxonomy.parquet"),
     )
     asof = as_of(latest_dates(ws))
-    hist = state.estimate_hist
-    if len(changes.changed) or len(changes.removed):
-        step(f"画像更新 refreshing {len(changes.changed)} portraits")
-        policy = load_policy(settings.policy)
-        if len(changes.changed):
-            hist = refresh_portraits(ws, base, state, changes, policy, asof, settings.target_level)
-        else:  # only removals: drop their rows
-            drop = changes.removed
-            hist = hist - merge_rows(
-                ws.portraits_dir / "competencies.parquet", pd.DataFrame(), drop, "estimate"
-            )
-            merge_rows(ws.portraits_dir / "teachers.parquet", pd.DataFrame(), drop)
-    shift = psi(state.estimate_hist, hist)
-    if shift > PSI_LIMIT:
-        step(f"漂移 drift: PSI {shift:.3f} > {PSI_LIMIT}, full train")
-        return IncrementalResult(full_train(), True, f"drift (estimate PSI {shift:.3f})", estimate_psi=shift)
-    # the reference stays the last full build's: drift accumulates over days until it triggers a rebuild
-    save_state(ws, state, after)
+    try:
+        # the refreshed portrait files and the new digests are switched in together, or not at all
+        with portraits_update(ws) as folder:
+            hist = state.estimate_hist
+            if len(changes.changed) or len(changes.removed):
+                step(f"画像更新 refreshing {len(changes.changed)} portraits")
+                policy = load_policy(settings.policy)
+                if len(changes.changed):
+                    hist = refresh_portraits(
+                        ws, folder, base, state, changes, policy, asof, settings.target_level
+                    )
+                else:  # only removals: drop their rows
+                    drop = changes.removed
+                    hist = hist - merge_rows(
+                        folder / "competencies.parquet", pd.DataFrame(), drop, "estimate"
+                    )
+                    merge_rows(folder / "teachers.parquet", pd.DataFrame(), drop)
+            shift = psi(state.estimate_hist, hist)
+            if shift > PSI_LIMIT:
+                raise _Drift(shift)  # leaves the portraits in force as they are
+            # the reference stays the last full build's: drift accumulates over days until it triggers a rebuild
+            save_state(folder, state, after)
+    except _Drift as drift:
+        step(f"漂移 drift: PSI {drift.shift:.3f} > {PSI_LIMIT}, full train")
+        return IncrementalResult(
+            full_train(), True, f"drift (estimate PSI {drift.shift:.3f})", estimate_psi=drift.shift
+        )
     info = {
         "base": read_manifest(source).version,
         "changed": int(len(changes.changed)),

@@ -6,7 +6,8 @@ them (`data.stream`): memory is bounded by a block, not by the province.
 2. First pass, block by block: each teacher's measured competencies and training history (`measure_block`),
    kept in a spill folder; the `Population` sums of every block add up to the province's `Norms`.
 3. Second pass: each block's portraits read against the norms (`finish_block`), written as part files and then
-   joined into WS/portraits/teachers.parquet and competencies.parquet, each replaced atomically.
+   joined into WS/portraits/teachers.parquet and competencies.parquet, which switch in together with the build
+   state and input digests (`data.workspace.portraits_update`).
 
 The same functions build a small province in memory (`features.portrait.build_portraits`): one block gives
 what any number of blocks give.
@@ -36,7 +37,7 @@ from threadpoolctl import threadpool_limits
 from data.policy import Policy
 from data.schema import COMPETENCY_SCORES, RESPONSES, TRAINING_RECORDS, TableSpec
 from data.stream import Cursor, batches, contract_schema, parquet_files, source_schema, teacher_slices
-from data.workspace import Workspace, atomic_write
+from data.workspace import Workspace, atomic_write, portraits_update
 from features.diagnostics import Calibration, calibration_sample
 from features.portrait import (
     DATED_COLUMNS,
@@ -271,11 +272,10 @@ def build_workspace_portraits(
             finished = [(_finish, (i, nm)) for i in range(len(pops))]
             counts, hists = zip(*_bounded(pool, finished, n_workers), strict=True)
             n_teachers = sum(counts)
-        for name in ("teachers", "competencies"):
-            _join_parts(
-                [job.spill.part(i, name) for i in range(len(pops))], ws.portraits_dir / f"{name}.parquet"
-            )
-        save_state(ws, BuildState(cal, nm, shared, asof, np.sum(hists, axis=0)), digests)
+        with portraits_update(ws) as folder:
+            for name in ("teachers", "competencies"):
+                _join_parts([job.spill.part(i, name) for i in range(len(pops))], folder / f"{name}.parquet")
+            save_state(folder, BuildState(cal, nm, shared, asof, np.sum(hists, axis=0)), digests)
     log.info("portraits: %d teachers written", n_teachers)
     return n_teachers
 
