@@ -280,6 +280,19 @@ def link_current(ws: Workspace) -> None:
         os.replace(tmp, path)
 
 
+def _alive(pid: str) -> bool:
+    """Whether the process `pid` (text, as found in a folder's name) is running."""
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _next_name(folder: Path) -> str:
     return f"{max((int(p.name) for p in folder.iterdir() if p.name.isdigit()), default=0) + 1:06d}"
 
@@ -290,12 +303,15 @@ def portraits_update(ws: Workspace) -> Iterator[Path]:
     into, each file replaced by write-then-rename (which leaves the current set's file untouched). On a clean
     exit the folder becomes ``WS/portraits`` in one atomic replacement of that link, so a reader sees every
     portrait file of the old set or every one of the new; on an error the current set stays as it was. The set
-    before is kept for readers still on it; staging folders of killed updates are swept by the next one."""
+    before is kept for readers still on it; staging folders of killed updates are swept by the next one, those of
+    updates still running are left to them."""
     versions = ws.root / PORTRAIT_VERSIONS
     versions.mkdir(parents=True, exist_ok=True)
     for old in versions.glob(_STAGING + "*"):
-        shutil.rmtree(old, ignore_errors=True)
-    staging = Path(tempfile.mkdtemp(prefix=_STAGING, dir=versions))
+        if not _alive(old.name.removeprefix(_STAGING).split("-")[0]):
+            shutil.rmtree(old, ignore_errors=True)
+    # the writer's pid in the name: a concurrent update's folder is left alone, a killed one's swept
+    staging = Path(tempfile.mkdtemp(prefix=f"{_STAGING}{os.getpid()}-", dir=versions))
     current = ws.root / PORTRAITS
     try:
         if current.is_dir():

@@ -3,6 +3,8 @@ or every one of the new, an error switches nothing, and portraits written before
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -68,3 +70,18 @@ def test_portraits_written_before_versions_become_the_set_before(tmp_path: Path)
     assert _files(ws) == {"state": "old state", "teachers.parquet": "new"}
     before = [p for p in (ws.root / PORTRAIT_VERSIONS).iterdir() if p != ws.portraits_dir.resolve()]
     assert [(p / "teachers.parquet").read_text(encoding="utf-8") for p in before] == ["old"]
+
+
+def test_a_killed_updates_staging_folder_is_swept_and_a_running_ones_left_alone(tmp_path: Path) -> None:
+    ws = Workspace.open(tmp_path / "ws")
+    versions = ws.root / PORTRAIT_VERSIONS
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    killed = versions / f".staging-{gone.stdout.strip()}-x"
+    running = versions / ".staging-1-x"  # pid 1 outlives the test
+    for folder in (killed, running):
+        folder.mkdir(parents=True)
+    with portraits_update(ws) as folder:
+        _write(folder, "teachers.parquet", "t1")
+    assert not killed.exists() and running.exists()
