@@ -233,9 +233,8 @@ def begin_version(ws: Workspace) -> Staged:
         # a staging folder, or a complete version that a killed ingest never switched to
         if old.name.startswith(_STAGING) or (current is None or old.name > current) and old.name.isdigit():
             shutil.rmtree(old, ignore_errors=True)
-    numbers = [int(p.name) for p in versions.iterdir() if p.name.isdigit()]
     folder = Path(tempfile.mkdtemp(prefix=_STAGING, dir=versions))
-    return Staged(f"{max(numbers, default=0) + 1:06d}", folder)
+    return Staged(_next_name(versions), folder)
 
 
 def commit_version(ws: Workspace, staged: Staged) -> None:
@@ -245,22 +244,15 @@ def commit_version(ws: Workspace, staged: Staged) -> None:
     """
     versions = ws.root / VERSIONS
     name, staging = staged.name, staged.folder
-    numbers = [int(p.name) for p in versions.iterdir() if p.name.isdigit()]
     _fsync_tree(staging)
     fault_point("staged")
     os.replace(staging, versions / name)
     fault_point("renamed")
-    link = ws.root / f".{CURRENT}.{os.getpid()}.tmp"
-    link.unlink(missing_ok=True)
-    link.symlink_to(Path(VERSIONS) / name)
-    os.replace(link, ws.root / CURRENT)
+    _relink(ws.root, CURRENT, Path(VERSIONS) / name)
     _fsync_dir(ws.root)
     fault_point("switched")
     link_current(ws)
-    kept = sorted(n for n in numbers if f"{n:06d}" != name)[-KEEP_PREVIOUS:] if KEEP_PREVIOUS else []
-    for n in numbers:
-        if n not in kept:
-            shutil.rmtree(versions / f"{n:06d}", ignore_errors=True)
+    _prune(versions, name)
 
 
 def link_current(ws: Workspace) -> None:
@@ -274,10 +266,27 @@ def link_current(ws: Workspace) -> None:
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
-        tmp = ws.root / f".{name}.{os.getpid()}.tmp"
-        tmp.unlink(missing_ok=True)
-        tmp.symlink_to(Path(CURRENT) / name)
-        os.replace(tmp, path)
+        _relink(ws.root, name, Path(CURRENT) / name)
+
+
+def _relink(root: Path, name: str, target: Path) -> None:
+    """Make ROOT/NAME a link to `target` in one atomic rename (a new link beside it replaces it)."""
+    tmp = root / f".{name}.{os.getpid()}.tmp"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(target)
+    os.replace(tmp, root / name)
+
+
+def _next_name(folder: Path) -> str:
+    """The name of the next numbered version in `folder`."""
+    return f"{max((int(p.name) for p in folder.iterdir() if p.name.isdigit()), default=0) + 1:06d}"
+
+
+def _prune(folder: Path, current: str) -> None:
+    """Remove the numbered versions in `folder` but `current` and the KEEP_PREVIOUS newest before it."""
+    older = sorted(p.name for p in folder.iterdir() if p.name.isdigit() and p.name != current)
+    for name in older[: len(older) - KEEP_PREVIOUS]:
+        shutil.rmtree(folder / name, ignore_errors=True)
 
 
 def _alive(pid: str) -> bool:
@@ -291,10 +300,6 @@ def _alive(pid: str) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _next_name(folder: Path) -> str:
-    return f"{max((int(p.name) for p in folder.iterdir() if p.name.isdigit()), default=0) + 1:06d}"
 
 
 @contextmanager
@@ -326,14 +331,9 @@ def portraits_update(ws: Workspace) -> Iterator[Path]:
             os.replace(current, versions / _next_name(versions))
         name = _next_name(versions)
         os.replace(staging, versions / name)
-        link = ws.root / f".{PORTRAITS}.{os.getpid()}.tmp"
-        link.unlink(missing_ok=True)
-        link.symlink_to(Path(PORTRAIT_VERSIONS) / name)
-        os.replace(link, current)
+        _relink(ws.root, PORTRAITS, Path(PORTRAIT_VERSIONS) / name)
         _fsync_dir(ws.root)
-        numbers = sorted(p.name for p in versions.iterdir() if p.name.isdigit() and p.name != name)
-        for old_name in numbers[: len(numbers) - KEEP_PREVIOUS]:
-            shutil.rmtree(versions / old_name, ignore_errors=True)
+        _prune(versions, name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

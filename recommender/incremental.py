@@ -6,8 +6,9 @@ new or changed teachers get their portraits rebuilt — one block, the stored it
 the current as-of date, exactly the code path of a full build — and swapped into the portrait files (a streaming
 merge), which switch in together with the new digests (`data.workspace.portraits_update`); teachers no longer in
 the tables are dropped. The ranker, the course side and the collaborative signals are kept: the new bundle is the
-current one's files (hard links) with the new as-of date, so recent records count for the changed teachers. A full train runs instead when there is no earlier build,
-when courses, items or the taxonomy changed, or when drift is detected.
+current one's files (hard links) with the new as-of date, so recent records count for the changed teachers. A
+full train runs instead when there is no earlier build, when courses, items or the taxonomy changed, or when
+drift is detected.
 
 Drift: the population stability index (`digests.psi`) of every competency estimate of the province after the
 update against the last full build's histogram (the changed teachers' old estimates taken out, their new ones
@@ -15,8 +16,8 @@ put in); above PSI_LIMIT the calibration and norms no longer describe the provin
 
 Score: each teacher's portrait digest is compared with the one stored beside the output by the last run; the
 changed teachers' portraits and records are read in one pass and scored in blocks by the same `score_batch` (in
-worker processes when there are several blocks), and each output part holding one of them is
-rewritten with their rows swapped in, atomically, so a reader (the service) sees a teacher's old rows or new rows,
+worker processes when there are several blocks), and each output part holding one of them is rewritten with
+their rows swapped in, atomically, so a reader (the service) sees a teacher's old rows or new rows,
 never a mix; the run's stamp then names the new bundle.
 """
 
