@@ -22,6 +22,10 @@ together the same way (`portraits_update`)::
 
     WS/portraits.d/000003/                   one set of portrait files
     WS/portraits -> portraits.d/000003       the one switch
+
+A bundle holds (as hard links) the portrait set it was made with, so a reader that pairs portraits with models
+(scoring, the service) reads both from the bundle and is switched by the bundle's one switch
+(``Workspace.portraits_from``; `recommender.artifacts.paired`).
 """
 
 from __future__ import annotations
@@ -112,6 +116,8 @@ class Workspace:
 
     root: Path
     version: str | None = None
+    # a folder of portrait files read instead of the current set (a bundle's own: recommender.artifacts.paired)
+    portraits_from: Path | None = None
 
     @classmethod
     def open(cls, root: str | Path) -> Workspace:
@@ -151,7 +157,7 @@ class Workspace:
 
     @property
     def portraits_dir(self) -> Path:
-        return self.root / PORTRAITS
+        return self.portraits_from or self.root / PORTRAITS
 
     @property
     def bundles_dir(self) -> Path:
@@ -244,7 +250,7 @@ def commit_version(ws: Workspace, staged: Staged) -> None:
     """
     versions = ws.root / VERSIONS
     name, staging = staged.name, staged.folder
-    _fsync_tree(staging)
+    fsync_tree(staging)
     fault_point("staged")
     os.replace(staging, versions / name)
     fault_point("renamed")
@@ -324,7 +330,7 @@ def portraits_update(ws: Workspace) -> Iterator[Path]:
                 if path.is_file():
                     os.link(path, staging / path.name)
         yield staging
-        _fsync_tree(staging)
+        fsync_tree(staging)
         if current.exists() and not current.is_symlink():
             # portraits written before they had versions: their folder becomes the set before (readers find
             # no portraits for the instant between this rename and the link below, once per workspace)
@@ -338,7 +344,7 @@ def portraits_update(ws: Workspace) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _fsync_tree(folder: Path) -> None:
+def fsync_tree(folder: Path) -> None:
     """Flush a staged version to disk before it is switched to, so a power cut cannot expose empty files."""
     for path in folder.rglob("*"):
         if path.is_file():

@@ -1,10 +1,16 @@
-"""The trained artifacts scoring needs, saved into and loaded from one versioned bundle (models/bundle.py)."""
+"""The trained artifacts scoring needs, saved into and loaded from one versioned bundle (models/bundle.py).
+
+A bundle also holds the portrait files it was made with (hard links into WS/portraits.d, nothing copied): a reader
+that pairs portraits with the models reads both through the bundle (`paired`), so the bundle's one switch moves
+both, and a train or an incremental refresh finishing meanwhile cannot pair new portraits with old models.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import pickle
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +20,7 @@ import scipy.sparse as sp
 
 from data.policy import Policy
 from data.reference import load_policy
+from data.workspace import Workspace, fsync_tree
 from features.pairs import CourseAttrs, CourseStats
 from models.bundle import BundleWriter, current_bundle_dir, read_manifest
 from models.index import VectorIndex
@@ -112,6 +119,29 @@ def save(
     taxonomy.to_parquet(writer.path("taxonomy.parquet"), index=False)
     dismissed.to_parquet(writer.path("dismissed.parquet"), index=False)
     writer.info.update({"policy": policy_name, "asof": asof.isoformat(), "blend": blend.as_dict()})
+
+
+# the bundle's folder of portrait files
+PORTRAITS = "portraits"
+
+
+def link_portraits(writer: BundleWriter, folder: Path) -> None:
+    """Put the portrait files of `folder` (a finished `data.workspace.portraits_update` set) into the bundle being
+    written, as hard links, flushed to disk first: the bundle may be in force before the set is switched in."""
+    fsync_tree(folder)
+    target = writer.path(PORTRAITS)
+    target.mkdir()
+    for path in folder.iterdir():
+        if path.is_file():
+            os.link(path, target / path.name)
+
+
+def paired(ws: Workspace, bundle_dir: Path | None = None) -> tuple[Workspace, Path]:
+    """The bundle `bundle_dir` (default: the current one) and `ws` reading the portraits it was made with (a
+    bundle made before bundles held portraits: the current set)."""
+    bundle_dir = bundle_dir or current_bundle_dir(ws.bundles_dir)
+    folder = bundle_dir / PORTRAITS
+    return (replace(ws, portraits_from=folder) if folder.is_dir() else ws), bundle_dir
 
 
 def load(bundle_dir: Path) -> Artifacts:

@@ -23,8 +23,8 @@ from threadpoolctl import threadpool_limits
 from data.schema import TRAINING_RECORDS
 from data.stream import Cursor, contract_schema, parquet_files, source_schema, teacher_slices
 from data.workspace import Workspace, atomic_write, write_parquet_atomic, write_text_atomic
-from models.bundle import current_bundle_dir, read_manifest
-from recommender.artifacts import Artifacts, load
+from models.bundle import read_manifest
+from recommender.artifacts import Artifacts, load, paired
 from recommender.scoring import PortraitBlock, score_batch
 from recommender.workers import worker_pool
 
@@ -208,9 +208,9 @@ def finish_run(run: Run) -> None:
     shutil.rmtree(run.menu_dir.parent / PREVIOUS_RUN, ignore_errors=True)
 
 
-def start_run(ws: Workspace, out: Path, top_k: int, block_size: int) -> Run:
-    """Stamp OUT for this bundle, inputs and settings, wiping the outputs and partitions of a different run."""
-    bundle_dir = current_bundle_dir(ws.bundles_dir)
+def start_run(ws: Workspace, out: Path, top_k: int, block_size: int, bundle_dir: Path) -> Run:
+    """Stamp OUT for the bundle in `bundle_dir`, the inputs and the settings, wiping the outputs and partitions of a
+    different run."""
     run = Run(
         bundle_dir=bundle_dir,
         blocks_dir=out / "_blocks",
@@ -252,9 +252,11 @@ def run_blocks(ws: Workspace, run: Run, block_size: int) -> Iterator[tuple[int, 
         yield from enumerate(write_blocks(ws, run.blocks_dir, block_size))
 
 
-def prepare_run(ws: Workspace, out: Path, top_k: int, block_size: int) -> Run:
-    """start_run, then every block partition written before returning (for engines that read them all)."""
-    run = start_run(ws, out, top_k, block_size)
+def prepare_run(ws: Workspace, out: Path, top_k: int, block_size: int, bundle_dir: Path | None = None) -> Run:
+    """start_run, then every block partition written before returning (for engines that read them all); the
+    bundle is `bundle_dir` (default: the current one), the portraits its own (`recommender.artifacts.paired`)."""
+    ws, bundle_dir = paired(ws, bundle_dir)
+    run = start_run(ws, out, top_k, block_size, bundle_dir)
     return replace(run, block_rows=tuple(rows for _, rows in run_blocks(ws, run, block_size)))
 
 
@@ -334,15 +336,18 @@ def score_local(
     block_size: int,
     progress: Callable[[int, int], None] | None = None,
     workers: int | None = None,
+    bundle_dir: Path | None = None,
 ) -> tuple[Path, Path]:
     """Score every teacher of the workspace block by block into OUT/recommendations.parquet/ and
     OUT/menus.parquet/ (one part file per block, each written atomically). A re-run skips finished blocks, so a
-    killed run resumes where it stopped and ends with the same files.
+    killed run resumes where it stopped and ends with the same files. The bundle is `bundle_dir` (default: the
+    current one), the portraits its own (`recommender.artifacts.paired`).
 
     `workers` processes (default: one per available core) each load the bundle once and score whole blocks,
     while this process writes the next block partitions; with one worker the blocks are scored in this
     process. `progress(done, total)` follows the finished blocks."""
-    run = start_run(ws, out, top_k, block_size)
+    ws, bundle_dir = paired(ws, bundle_dir)
+    run = start_run(ws, out, top_k, block_size, bundle_dir)
     total, done = teacher_count(ws), 0
     n_workers = max(1, workers or available_cores())
     art: Artifacts | None = None

@@ -23,7 +23,7 @@ from data.workspace import Workspace, write_text_atomic
 from features.need import plain_rule
 from features.pairs import TeacherContext
 from models.collab import Interactions, ItemKNN, Popularity
-from recommender.artifacts import Artifacts, load_current
+from recommender.artifacts import Artifacts, load, paired
 from recommender.menu import Menu, TeacherMenuContext, check_menu, plan_menus
 from recommender.ranking import teacher_inputs
 from recommender.retrieval import Catalogue, TeacherBlock, eligibility_matrix, lexical_scores, query_vectors
@@ -528,7 +528,8 @@ def evaluate(
     Without a truth folder: menu compliance, what recommendations must never be, and the ranker's own
     validation metrics. With one (`tdr generate`'s DIR or DIR/_truth): NDCG@k of TDR's top-k against the true
     utilities beside the baselines, by teacher group; portrait recovery; tagging precision / recall."""
-    art = load_current(ws.bundles_dir)
+    ws, bundle = paired(ws)
+    art = load(bundle)
     data = read_workspace(ws)
     truth = load_truth(truth_dir) if truth_dir is not None else None
     if truth is not None:

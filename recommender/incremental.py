@@ -44,6 +44,8 @@ from data.schema import COMPETENCY_SCORES, RESPONSES, TEACHERS, TRAINING_RECORDS
 from data.workspace import Workspace, atomic_write, portraits_update, write_parquet_atomic, write_text_atomic
 from features.portrait import Portraits, Tables, as_of, finish_block, measure_block
 from models.bundle import MANIFEST, BundleWriter, current_bundle_dir, read_manifest
+from recommender.artifacts import PORTRAITS as BUNDLE_PORTRAITS
+from recommender.artifacts import link_portraits, paired
 from recommender.batch import OUTPUTS, RUN_STAMP, input_fingerprint, run_complete, score_blocks
 from recommender.config import Settings
 from recommender.digests import (
@@ -189,14 +191,17 @@ def _digest_of(frame: pd.DataFrame, extra: str) -> str:
 
 
 def _bundle_like(
-    ws: Workspace, source: Path, data_hash: str, asof: pd.Timestamp, info: dict[str, object]
+    ws: Workspace, source: Path, portraits: Path, data_hash: str, asof: pd.Timestamp, info: dict[str, object]
 ) -> Path:
-    """A new bundle holding `source`'s files (hard links: nothing is copied) with a new as-of date; CURRENT
-    switches to it, which the service picks up without a restart (api.deps.EngineHolder)."""
+    """A new bundle holding `source`'s models (hard links: nothing is copied), the portrait set `portraits` and a
+    new as-of date; CURRENT switches to it, which the service picks up without a restart (api.deps.EngineHolder)."""
     manifest = read_manifest(source)
     writer = BundleWriter(ws.bundles_dir, data_hash)
     try:
+        link_portraits(writer, portraits)
         for name in manifest.files:
+            if Path(name).parts[0] == BUNDLE_PORTRAITS:
+                continue
             target = writer.path(name)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.link(source / name, target)
@@ -259,18 +264,19 @@ def train_incremental(
                 raise _Drift(shift)  # leaves the portraits in force as they are
             # the reference stays the last full build's: drift accumulates over days until it triggers a rebuild
             save_state(folder, state, after)
+            info = {
+                "base": read_manifest(source).version,
+                "changed": int(len(changes.changed)),
+                "removed": int(len(changes.removed)),
+                "estimate_psi": round(shift, 5),
+            }
+            # the bundle holding the refreshed set is in force first, then the set becomes WS/portraits
+            bundle = _bundle_like(ws, source, folder, _digest_of(after, shared)[:16], asof, info)
     except _Drift as drift:
         step(f"漂移 drift: PSI {drift.shift:.3f} > {PSI_LIMIT}, full train")
         return IncrementalResult(
             full_train(), True, f"drift (estimate PSI {drift.shift:.3f})", estimate_psi=drift.shift
         )
-    info = {
-        "base": read_manifest(source).version,
-        "changed": int(len(changes.changed)),
-        "removed": int(len(changes.removed)),
-        "estimate_psi": round(shift, 5),
-    }
-    bundle = _bundle_like(ws, source, _digest_of(after, shared)[:16], asof, info)
     return IncrementalResult(bundle, False, "incremental", len(changes.changed), len(changes.removed), shift)
 
 
@@ -325,17 +331,23 @@ def _swap(folder: Path, new: pd.DataFrame, drop: np.ndarray, order: list[str]) -
         atomic_write(path, partial(pq.write_table, part))
 
 
-def can_score_changed(ws: Workspace, out: Path) -> bool:
-    """True when OUT holds a finished run whose bundle had the same model files as the current one (an
-    incremental train keeps them; a full one does not, and then every teacher must be rescored)."""
+def _model_files(bundle_dir: Path) -> dict[str, str]:
+    """The bundle's files and their hashes, but its portraits."""
+    files = read_manifest(bundle_dir).files
+    return {name: h for name, h in files.items() if Path(name).parts[0] != BUNDLE_PORTRAITS}
+
+
+def can_score_changed(ws: Workspace, out: Path, bundle_dir: Path | None = None) -> bool:
+    """True when OUT holds a finished run whose bundle had the same model files as `bundle_dir` (default: the
+    current one); an incremental train keeps them, a full one does not, and then every teacher must be
+    rescored."""
     stamp_path = out / RUN_STAMP
     if not ((out / SCORED_DIGESTS).exists() and run_complete(out)):
         return False
     scored = ws.bundles_dir / str(json.loads(stamp_path.read_text(encoding="utf-8")).get("bundle"))
     if not (scored / MANIFEST).exists():
         return False
-    same = read_manifest(scored).files == read_manifest(current_bundle_dir(ws.bundles_dir)).files
-    return same
+    return _model_files(scored) == _model_files(bundle_dir or current_bundle_dir(ws.bundles_dir))
 
 
 def split_blocks(portraits: Portraits, records: pd.DataFrame, block_size: int) -> list[PortraitBlock]:
@@ -362,10 +374,13 @@ def score_changed(
     block_size: int,
     progress: Callable[[int, int], None] | None = None,
     workers: int | None = None,
+    bundle_dir: Path | None = None,
 ) -> int:
     """Rescore the teachers whose portraits changed since OUT was scored and swap their rows in (module
-    docstring; OUT must pass `can_score_changed`); returns how many were rescored."""
-    if not can_score_changed(ws, out):
+    docstring; OUT must pass `can_score_changed`); returns how many were rescored. The bundle is `bundle_dir`
+    (default: the current one), the portraits its own (`recommender.artifacts.paired`)."""
+    ws, bundle = paired(ws, bundle_dir)
+    if not can_score_changed(ws, out, bundle):
         raise FileNotFoundError(f"{out} holds no finished `tdr score` run of these models to update")
     stamp_path, stored = out / RUN_STAMP, out / SCORED_DIGESTS
     rec_dir, menu_dir = (out / name for name in OUTPUTS)
@@ -373,7 +388,6 @@ def score_changed(
     top_k = int(stamp["top_k"])
     now = portrait_digests(ws.portraits_dir)
     changes = compare(pd.read_parquet(stored), now)
-    bundle = current_bundle_dir(ws.bundles_dir)
     ids = changes.changed
     # one read of the changed teachers' portraits and records (a read per block would scan the province's
     # portrait and record files once per block), then blocks of `block_size` scored side by side

@@ -21,6 +21,7 @@ import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from functools import reduce
 from pathlib import Path
@@ -245,10 +246,12 @@ def build_workspace_portraits(
     workers: int | None = None,
     executor: ExecutorFactory | None = None,
     events: pd.DataFrame | None = None,
+    into: Path | None = None,
 ) -> int:
     """Build and write the workspace's portraits (see the module docstring) with `workers` processes (default:
     one per core), made by `executor` (default: `recommender.workers.worker_pool`; `recommender.ray_engine.ray_executors` gives
-    Ray tasks); returns the number of teachers.
+    Ray tasks); returns the number of teachers. They are written into `into` (the caller's `portraits_update`
+    set, which it switches in) or, by default, into a set of their own switched in at once.
 
     `base` holds the courses (with every course's competencies, inferred ones included), items and taxonomy;
     its other tables are not read. Teachers, training records, responses and scores are streamed."""
@@ -272,7 +275,7 @@ def build_workspace_portraits(
             finished = [(_finish, (i, nm)) for i in range(len(pops))]
             counts, hists = zip(*_bounded(pool, finished, n_workers), strict=True)
             n_teachers = sum(counts)
-        with portraits_update(ws) as folder:
+        with nullcontext(into) if into else portraits_update(ws) as folder:
             for name in ("teachers", "competencies"):
                 _join_parts([job.spill.part(i, name) for i in range(len(pops))], folder / f"{name}.parquet")
             save_state(folder, BuildState(cal, nm, shared, asof, np.sum(hists, axis=0)), digests)

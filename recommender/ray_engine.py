@@ -105,14 +105,15 @@ def score_ray(
     address: str | None = None,
     num_workers: int | None = 2,
     progress: Callable[[int, int], None] | None = None,
+    bundle_dir: Path | None = None,
 ) -> tuple[Path, Path]:
-    """Score every teacher like `score_local`, with `num_workers` Ray actors (on the cluster at `address`, or a
+    """Score every teacher like `score_local` (the same bundle and portraits), with `num_workers` Ray actors (on the cluster at `address`, or a
     local Ray when None; None: one per CPU Ray has, less one for reading). Same OUT layout, same files, same
     resumption: finished blocks are skipped."""
     import ray
     import ray.data
 
-    run = prepare_run(ws, out, top_k, block_size)
+    run = prepare_run(ws, out, top_k, block_size, bundle_dir)
     todo = run.todo()
     total = sum(run.block_rows)
     done = total - sum(run.block_rows[i] for i in todo)

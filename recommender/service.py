@@ -31,7 +31,7 @@ from data.events import log_stamp, teacher_log, teachers_with_feedback
 from data.workspace import Workspace
 from features.cohort import MIN_SIZE, behind_on_hours, cohort_portrait
 from models.encoder import Encoder
-from recommender.artifacts import Artifacts, load_current
+from recommender.artifacts import Artifacts, load, paired
 from recommender.batch import PREVIOUS_RUN, RUN_STAMP
 from recommender.config import Settings, settings
 from recommender.effects import (
@@ -401,7 +401,9 @@ class Engine:
         when a `tdr score` run there was made with this bundle; ``config`` as the edge (CLI, app) built it —
         the environment's when not given, for tests and notebooks."""
         ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
-        art = load_current(ws.bundles_dir)
+        # the bundle and the portraits it holds: a train finishing meanwhile cannot pair them across builds
+        ws, bundle = paired(ws)
+        art = load(bundle)
         rows = pd.read_parquet(ws.portraits_dir / "teachers.parquet")
         comp = pd.read_parquet(ws.portraits_dir / "competencies.parquet")
         records = ws.read_table("training_records") if ws.has_table("training_records") else pd.DataFrame()

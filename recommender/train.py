@@ -18,7 +18,7 @@ from data.events import read_events
 from data.policy import Policy
 from data.reference import load_policy, load_taxonomy
 from data.schema import STAGE, TRAINING_RECORDS
-from data.workspace import Workspace
+from data.workspace import Workspace, portraits_update
 from features.history import FORMATS
 from features.pairs import CourseAttrs
 from features.portrait import Tables, as_of
@@ -230,83 +230,97 @@ def train(
     for stale in ws.root.glob(".portraits-*"):
         shutil.rmtree(stale, ignore_errors=True)
     try:
-        tables = load_tables(ws)
-        # enrolled / completed events count as records from now on (recommender.feedback): in the portraits
-        # (streamed with them) and in the sample the ranker learns from
-        events = read_events(ws)
-        policy = load_policy(settings.policy)
-        asof = as_of(latest_dates(ws))
-        if len(events) and events["ts"].notna().any():
-            asof = max(asof, pd.Timestamp(events["ts"].max()).normalize() + pd.Timedelta(days=1))
-        step("课程编码与标注 course encoding and tagging")
-        encoder = Encoder(
-            settings.encoder_model,
-            cache_dir=settings.model_cache,
-            backend=settings.encoder_backend,
-            progress=progress,
-        )
-        subjects = sorted(tables.teachers["subject"].dropna().astype(str).unique())
-        side = build_course_side(tables.courses, tables.taxonomy, encoder, policy, subjects)
-        index = VectorIndex.build(side.catalogue.vectors, side.catalogue.course_ids)
-        step("画像 portraits")
-        # history counts hours by competency domain: inferred tags count like given ones
-        tables = replace(tables, courses=side.courses.assign(competencies=side.courses["competencies_used"]))
-        build_workspace_portraits(
-            ws, tables, policy, asof, settings.target_level, seed, executor=executor, events=events
-        )
-        step("排序模型 ranker")
-        # signals, ranking data and the ranker learn from a stratified sample's records (recommender.sampling)
-        in_sample = stratified_sample(tables.teachers, settings.train_sample, seed)
-        tables = replace(
-            tables,
-            teachers=tables.teachers[tables.teachers["teacher_id"].astype(str).isin(in_sample)],
-            records=with_events(
-                rows_of(ws, TRAINING_RECORDS, in_sample),
-                events[events["teacher_id"].isin(set(map(str, in_sample)))],
-                tables.courses,
-            ),
-        )
-        rng = np.random.default_rng(seed)
-        ids = tables.teachers["teacher_id"].astype(str).to_numpy()
-        sample = np.sort(rng.choice(ids, size=min(TRAIN_TEACHERS, len(ids)), replace=False))
-        portraits = read_portraits(ws, sample)
-        sampled = portraits.teachers
-        values = assessment_values(ws, sample)
-        periods = []
-        for years in (2, 1):
-            cut = asof - pd.DateOffset(years=years)
-            rows = rows_asof(sampled, tables.records, tables.courses, tables.taxonomy, policy, cut)
-            periods.append(
-                ranking_data(
-                    rows,
-                    portraits.competencies,
-                    tables.records,
-                    tables.teachers,
-                    side.catalogue,
-                    side.attrs,
-                    cut,
-                    values,
-                    seed,
-                )
+        # the new portraits are written into a set of their own, which the bundle holds (recommender.artifacts)
+        # and which becomes WS/portraits once the bundle is in force: one switch for models and portraits
+        with portraits_update(ws) as folder:
+            tables = load_tables(ws)
+            # enrolled / completed events count as records from now on (recommender.feedback): in the portraits
+            # (streamed with them) and in the sample the ranker learns from
+            events = read_events(ws)
+            policy = load_policy(settings.policy)
+            asof = as_of(latest_dates(ws))
+            if len(events) and events["ts"].notna().any():
+                asof = max(asof, pd.Timestamp(events["ts"].max()).normalize() + pd.Timedelta(days=1))
+            step("课程编码与标注 course encoding and tagging")
+            encoder = Encoder(
+                settings.encoder_model,
+                cache_dir=settings.model_cache,
+                backend=settings.encoder_backend,
+                progress=progress,
             )
-        ranker, blend, blend_metrics = fit_ranker(periods, len(sampled), seed)
-        dismissed = dismissals(events, side.courses, previous_dismissals(ws))
-        signals = fit_signals(tables.records, tables.teachers, side.catalogue, asof, values)
-        artifacts.save(
-            writer, side.catalogue, index, side.attrs, signals, ranker, side.bm25, side.courses, tables.taxonomy,
-            settings.policy, asof, blend, dismissed,
-        )  # fmt: skip
-        writer.metrics.update(
-            {
-                "ranker": ranker.metrics_,
-                "blend": blend_metrics,
-                "tagging": side.tag_metrics,
-                "feedback": {"events": int(len(events)), "dismissed": int(len(dismissed))},
-            }
-        )
-        writer.info.update({"encoder": encoder.model_id, "features": ranker.features_, "seed": seed})
-        writer.info["train_sample"] = {"teachers": len(in_sample), "records": len(tables.records)}
-        return writer.commit()
+            subjects = sorted(tables.teachers["subject"].dropna().astype(str).unique())
+            side = build_course_side(tables.courses, tables.taxonomy, encoder, policy, subjects)
+            index = VectorIndex.build(side.catalogue.vectors, side.catalogue.course_ids)
+            step("画像 portraits")
+            # history counts hours by competency domain: inferred tags count like given ones
+            tables = replace(
+                tables, courses=side.courses.assign(competencies=side.courses["competencies_used"])
+            )
+            build_workspace_portraits(
+                ws,
+                tables,
+                policy,
+                asof,
+                settings.target_level,
+                seed,
+                executor=executor,
+                events=events,
+                into=folder,
+            )
+            step("排序模型 ranker")
+            # signals, ranking data and the ranker learn from a stratified sample's records (recommender.sampling)
+            in_sample = stratified_sample(tables.teachers, settings.train_sample, seed)
+            tables = replace(
+                tables,
+                teachers=tables.teachers[tables.teachers["teacher_id"].astype(str).isin(in_sample)],
+                records=with_events(
+                    rows_of(ws, TRAINING_RECORDS, in_sample),
+                    events[events["teacher_id"].isin(set(map(str, in_sample)))],
+                    tables.courses,
+                ),
+            )
+            rng = np.random.default_rng(seed)
+            ids = tables.teachers["teacher_id"].astype(str).to_numpy()
+            sample = np.sort(rng.choice(ids, size=min(TRAIN_TEACHERS, len(ids)), replace=False))
+            portraits = read_portraits(replace(ws, portraits_from=folder), sample)
+            sampled = portraits.teachers
+            values = assessment_values(ws, sample)
+            periods = []
+            for years in (2, 1):
+                cut = asof - pd.DateOffset(years=years)
+                rows = rows_asof(sampled, tables.records, tables.courses, tables.taxonomy, policy, cut)
+                periods.append(
+                    ranking_data(
+                        rows,
+                        portraits.competencies,
+                        tables.records,
+                        tables.teachers,
+                        side.catalogue,
+                        side.attrs,
+                        cut,
+                        values,
+                        seed,
+                    )
+                )
+            ranker, blend, blend_metrics = fit_ranker(periods, len(sampled), seed)
+            dismissed = dismissals(events, side.courses, previous_dismissals(ws))
+            signals = fit_signals(tables.records, tables.teachers, side.catalogue, asof, values)
+            artifacts.save(
+                writer, side.catalogue, index, side.attrs, signals, ranker, side.bm25, side.courses, tables.taxonomy,
+                settings.policy, asof, blend, dismissed,
+            )  # fmt: skip
+            writer.metrics.update(
+                {
+                    "ranker": ranker.metrics_,
+                    "blend": blend_metrics,
+                    "tagging": side.tag_metrics,
+                    "feedback": {"events": int(len(events)), "dismissed": int(len(dismissed))},
+                }
+            )
+            writer.info.update({"encoder": encoder.model_id, "features": ranker.features_, "seed": seed})
+            writer.info["train_sample"] = {"teachers": len(in_sample), "records": len(tables.records)}
+            artifacts.link_portraits(writer, folder)
+            return writer.commit()
     except BaseException:
         writer.abort()
         raise

@@ -246,6 +246,7 @@ def score(
     ] = False,
 ) -> None:
     """Score every teacher: OUT/recommendations.parquet and OUT/menus.parquet."""
+    from recommender.artifacts import paired
     from recommender.batch import score_local
     from recommender.incremental import can_score_changed, score_changed, stamp_scored
 
@@ -261,9 +262,10 @@ def score(
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        ws = Workspace.open(workspace).pinned()  # one version of the tables
-        if changed and can_score_changed(ws, out):
-            n = score_changed(ws, out, block_size, progress, workers)
+        # one version of the tables; one bundle, and the portraits it holds
+        ws, bundle = paired(Workspace.open(workspace).pinned())
+        if changed and can_score_changed(ws, out, bundle):
+            n = score_changed(ws, out, block_size, progress, workers, bundle)
             console.print(f"已重新评分画像有变化的 {n} 位教师，结果已替换入 {out}")
             return
         if changed:
@@ -271,9 +273,9 @@ def score(
         if engine == "ray":
             from recommender.ray_engine import score_ray
 
-            rec, menus = score_ray(ws, out, top_k, block_size, address, workers or 2, progress)
+            rec, menus = score_ray(ws, out, top_k, block_size, address, workers or 2, progress, bundle)
         else:
-            rec, menus = score_local(ws, out, top_k, block_size, progress, workers)
+            rec, menus = score_local(ws, out, top_k, block_size, progress, workers, bundle)
         stamp_scored(ws, out)
     console.print(f"recommendations → {rec}\nmenus → {menus}")
 

@@ -15,7 +15,7 @@ from data.workspace import Workspace
 from features.cohort import CohortPortrait, cohort_portrait
 from features.history import positions
 from models.encoder import Encoder
-from recommender.artifacts import Artifacts, load_current
+from recommender.artifacts import Artifacts, load, paired
 from recommender.config import Settings
 from recommender.selection.classes import form_classes, random_spread, spread
 from recommender.selection.content import ProjectContent, infer_contents
@@ -201,8 +201,9 @@ class SelectionContext:
     def load(cls, ws: Workspace, config: Settings, encoder: Encoder | None = None) -> SelectionContext:
         """From the workspace's current bundle and portraits (`tdr select`)."""
         records = ws.read_table("training_records") if ws.has_table("training_records") else pd.DataFrame()
+        ws, bundle = paired(ws)
         return cls.build(
-            load_current(ws.bundles_dir),
+            load(bundle),
             pd.read_parquet(ws.portraits_dir / "teachers.parquet"),
             pd.read_parquet(ws.portraits_dir / "competencies.parquet", columns=list(COMPETENCY_COLUMNS)),
             records,
