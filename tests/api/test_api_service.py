@@ -26,6 +26,7 @@ from api.events import EventStore
 from api.schemas import CourseHit
 from api.settings import ServiceSettings
 from data.workspace import Workspace, write_text_atomic
+from recommender.artifacts import paired
 from recommender.batch import score_local
 from recommender.service import Engine, ScoredMenus
 
@@ -307,7 +308,8 @@ def test_scored_menus_are_the_menus_the_engine_plans_live(ws: Path, tmp_path: Pa
     copy = tmp_path / "ws"
     shutil.copytree(ws, copy, ignore=shutil.ignore_patterns("*.sqlite*", "service.pepper"))
     few = places.roster["teacher_id"].iloc[:4].tolist()
-    portraits = Workspace.open(copy).portraits_dir / "teachers.parquet"
+    # the portraits the bundle holds: those scoring and the service read (recommender.artifacts.paired)
+    portraits = paired(Workspace.open(copy))[0].portraits_dir / "teachers.parquet"
     rows = pd.read_parquet(portraits)
     rows[rows["teacher_id"].isin(few)].to_parquet(portraits, index=False)
     score_local(Workspace.open(copy), copy / "scores", 20, 2, workers=1)
@@ -573,7 +575,7 @@ def test_a_rerun_of_the_same_bundle_on_new_inputs_answers_from_the_run_it_replac
     last = sorted(places.roster["teacher_id"])[-1]
     engine = Engine.load(copy)
     before = engine.menu(last)
-    portraits = Workspace.open(copy).portraits_dir / "teachers.parquet"
+    portraits = paired(Workspace.open(copy))[0].portraits_dir / "teachers.parquet"
     os.utime(portraits, ns=(portraits.stat().st_atime_ns, portraits.stat().st_mtime_ns + 10**9))  # new inputs
     with pytest.raises(_Stop):
         score_local(Workspace.open(copy), copy / "scores", 20, block, _first_block_only, workers=1)
