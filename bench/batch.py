@@ -45,7 +45,7 @@ import pyarrow.parquet as pq
 from threadpoolctl import threadpool_limits
 
 from data.workspace import Workspace, write_text_atomic
-from recommender.artifacts import Artifacts, load_current
+from recommender.artifacts import PORTRAITS, Artifacts, load_current
 from recommender.batch import available_cores, blocks_of, prepare_run, score_local
 from recommender.config import settings
 from recommender.scoring import CANDIDATES, score_batch
@@ -88,7 +88,8 @@ def synthetic_workspace(source: Workspace, dest: Path, n: int, seed: int = 0) ->
     if done.exists() and json.loads(done.read_text(encoding="utf-8")).get("teachers") == n:
         return ws
     shutil.rmtree(ws.bundles_dir, ignore_errors=True)
-    shutil.copytree(source.bundles_dir, ws.bundles_dir)
+    # the models only: without the source's portraits in the bundle, scoring reads the copies written below
+    shutil.copytree(source.bundles_dir, ws.bundles_dir, ignore=shutil.ignore_patterns(PORTRAITS))
     rows = pd.read_parquet(source.portraits_dir / "teachers.parquet").sort_values("teacher_id", kind="stable")
     rows = rows.reset_index(drop=True)
     comp = pd.read_parquet(source.portraits_dir / "competencies.parquet")
