@@ -26,6 +26,9 @@ the same pre/post changes and completed records, in the same run:
   noise of each measurement's own standard error (a linear instrument as noisy as the real one). ``tdr`` against
   ``tdr_linear_instrument`` isolates what the instrument's non-linearity costs, ``tdr_linear_instrument``
   against ``tdr_error_free`` what its noise costs, ``tdr_error_free`` against ``tdr_true_scores`` the codes;
+- precision weighting — ``tdr_precision`` and ``tdr_linear_instrument_precision``: TDR's estimator with each
+  taker's gain weighted by its precision (`models.effects`, weights="precision"), on the measurements and on the
+  linear instrument: what weighting gains in noise and what it costs where the instrument's scale is uneven;
 - projects — ``tdr`` (the normal prior, as `tdr effects`) beside ``tdr_spike_slab``: the spike-and-slab prior
   (`models.effects`, prior="spike_slab"), which would shrink the competencies a project does not teach to nil.
 
@@ -231,12 +234,17 @@ def world_quality(ws: Workspace, src: Path, dml: bool = True) -> dict[str, Any]:
                 methods[name] = estimate_effects(ch, ex, te, method=method)  # type: ignore[arg-type]
             timing[name] = round(time.perf_counter() - t0, 1)
         if kind == "course":
+            methods["tdr_precision"] = estimate_effects(ch, ex, te, weights="precision")
             methods["tdr_true_codes"] = estimate_effects(ch, ex, true_teaches)
             if truth.waves is not None:
                 exact = true_changes(truth.waves, ch)
                 methods["tdr_true_scores"] = estimate_effects(exact, ex, true_teaches)
                 methods["tdr_error_free"] = estimate_effects(exact, ex, te)
-                methods["tdr_linear_instrument"] = estimate_effects(linear_instrument(exact, ch), ex, te)
+                linear = linear_instrument(exact, ch)
+                methods["tdr_linear_instrument"] = estimate_effects(linear, ex, te)
+                methods["tdr_linear_instrument_precision"] = estimate_effects(
+                    linear, ex, te, weights="precision"
+                )
         else:
             methods["tdr_spike_slab"] = estimate_effects(ch, ex, te, prior="spike_slab")
         assert truth_table is not None
