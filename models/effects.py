@@ -29,6 +29,15 @@ between-unit variance pooled over competencies (method of moments, DerSimonian�
 borrows from the others; the interval is the posterior one. A unit with fewer than `min_treated` teachers
 assessed before and after gets no number (effect NaN, `known` False).
 
+Weights `precision` (instead of `equal`): each taker's gain counts by the inverse of its variance — its
+measurement noise (post_se² + slope² · pre_se²) plus the spread of the gains beyond it — in the split among the
+units (`_precision`): teachers are measured with very different precision (pre_se 5–34 points), so the
+estimate is less noisy, but the estimand tilts toward the teachers the instrument measures best. Kept for the
+benchmark: on the synthetic provinces it raises the correlation in every world and, with a linear instrument,
+keeps the coverage, but the real instrument measures best where its scale is stretched (mid-range scores,
+about 1.3 measured points per true point against 0.4 near the ceiling), so it adds that bias and loses coverage
+(bench/results/effects.json, `tdr_precision`).
+
 Method `ancova`: one errors-in-variables regression of post on pre, covariates and every unit's indicator over
 all teachers, same shrinkage, no negative controls (TDR's estimator before the imputation one; kept for the
 benchmark, where it has the higher correlation but the lower coverage and larger bias).
@@ -68,6 +77,13 @@ METHODS: tuple[Method, ...] = ("adjusted", "ancova", "naive", "did")
 # a spike at nil and a normal slab over every competency (units estimated on every competency: projects)
 Prior = Literal["normal", "spike_slab"]
 PRIORS: tuple[Prior, ...] = ("normal", "spike_slab")
+# how the takers' gains are averaged into a unit's effect: each taker alike (the mean effect over the takers), or
+# by the precision of their gain (measurement noise plus the takers' spread: less noise, an estimand tilted
+# toward the teachers the instrument measures best)
+Weights = Literal["equal", "precision"]
+WEIGHTS: tuple[Weights, ...] = ("equal", "precision")
+# a spread of gains or residuals (points²) below this, beyond their measurement noise, is taken as this
+MIN_SPREAD = 1.0
 # fewer takers assessed before and after than this: no number (a handful of teachers says little about a course)
 MIN_TREATED = 5
 # interval level of ci_low / ci_high
@@ -226,12 +242,14 @@ def _imputation_fit(
     groups: Sequence[str],
     numeric: Sequence[str],
     placebo: sp.csr_matrix,
+    weights: Weights = "equal",
 ) -> tuple[FloatArray, FloatArray, tuple[FloatArray, FloatArray]] | None:
     """Imputation (regression adjustment on the untreated): the counterfactual post score is fitted on the
     comparison rows alone (errors-in-variables, precision-weighted as in `_adjusted_fit`), each taker's gain is
     their post score less that prediction, and the units' effects are the least-squares split of those gains
     among the units each taker completed (a taker of one unit: the plain mean over its takers, so the estimand
-    is the mean effect over the takers, whoever they are). Standard errors add the gains' own scatter
+    is the mean effect over the takers, whoever they are; `weights="precision"`: each gain weighted by
+    `_precision`). Standard errors add the gains' own scatter
     (HC2 sandwich over the takers: noise and effect heterogeneity alike) and the error of the fitted
     counterfactual (its sandwich covariance carried through). Also the placebo effects of the `placebo` units
     (rows × units that do not teach the competency; `_placebos`). None when the counterfactual is singular."""
@@ -249,20 +267,48 @@ def _imputation_fit(
     beta, cov_beta = counterfactual
     gain = y[took] - z[took] @ beta
     tt = t[took]
-    # units taken by exactly the same teachers cannot be told apart: the pseudo-inverse splits their gain evenly
-    g_inv = np.linalg.pinv((tt.T @ tt).toarray(), hermitian=True)
-    effect = g_inv @ np.asarray(tt.T @ gain).ravel()
+    w = np.ones(len(gain))
+    effect, g_inv, wt = _split(tt, gain, w)
+    if weights == "precision":
+        w = _precision(gain - tt @ effect, _gain_noise(rows[took], float(beta[1])))
+        effect, g_inv, wt = _split(tt, gain, w)
     resid = gain - tt @ effect
-    leverage = np.minimum(_leverage(tt, g_inv), 0.99)
-    meat = (tt.T @ sp.diags(resid**2 / (1.0 - leverage)) @ tt).toarray()
+    leverage = np.minimum(w * _leverage(tt, g_inv), 0.99)
+    meat = (wt.T @ sp.diags(resid**2 / (1.0 - leverage)) @ wt).toarray()
     own = np.sum((g_inv @ meat) * g_inv, axis=1)  # diag(G⁺ meat G⁺), G⁺ symmetric
-    carried = g_inv @ np.asarray(
-        tt.T @ z[took]
-    )  # units × covariates: the counterfactual's error in each effect
+    # units × covariates: the counterfactual's error in each effect
+    carried = g_inv @ np.asarray(wt.T @ z[took])
     var = own + np.einsum("ij,jk,ik->i", carried, cov_beta, carried)
     residual = y[~took] - z[~took] @ beta
     placebos = _placebos(residual, sp.csr_matrix(placebo[~took]), z[~took], cov_beta)
     return effect, np.sqrt(np.clip(var, 0.0, None)), placebos
+
+
+def _split(
+    tt: sp.csr_matrix, gain: FloatArray, w: FloatArray
+) -> tuple[FloatArray, FloatArray, sp.csr_matrix]:
+    """The weighted least-squares split of the takers' gains among the units each completed: the effects,
+    G⁺ = (TᵀWT)⁺ and WT (T: takers × units)."""
+    wt = sp.csr_matrix(tt.multiply(w[:, None]))
+    # units taken by exactly the same teachers cannot be told apart: the pseudo-inverse splits their gain evenly
+    g_inv = np.linalg.pinv((wt.T @ tt).toarray(), hermitian=True)
+    return g_inv @ np.asarray(wt.T @ gain).ravel(), g_inv, wt
+
+
+def _gain_noise(rows: pd.DataFrame, slope: float) -> FloatArray:
+    """The variance each taker's gain (post less the counterfactual) owes to measurement: post_se² + slope² ·
+    pre_se² (slope: the counterfactual's on the pre score)."""
+    post_se = rows["post_se"].to_numpy(dtype=np.float64)
+    pre_se = rows["pre_se"].to_numpy(dtype=np.float64)
+    return np.asarray(post_se**2 + slope**2 * pre_se**2, dtype=np.float64)
+
+
+def _precision(resid: FloatArray, noise: FloatArray) -> FloatArray:
+    """Weights of the takers' gains, 1 / (spread + noise): `noise` their measurement variance, the spread what
+    the residuals `resid` of the equal-weight split scatter beyond it (effects that differ between takers, the
+    counterfactual's misfit), at least MIN_SPREAD."""
+    spread = max(float(np.mean(resid**2) - np.mean(noise)), MIN_SPREAD)
+    return np.asarray(1.0 / (spread + noise), dtype=np.float64)
 
 
 def _leverage(tt: sp.csr_matrix, g_inv: FloatArray) -> FloatArray:
@@ -320,7 +366,7 @@ def _weighted_eiv(
         return None
     beta, _, resid = first
     noise = rows["post_se"].to_numpy(dtype=np.float64) ** 2 + beta[1] ** 2 * errors[0][1]
-    spread = max(float(np.mean(resid**2) - np.mean(noise)), 1.0)
+    spread = max(float(np.mean(resid**2) - np.mean(noise)), MIN_SPREAD)
     fit = _eiv_wls(x, y, 1.0 / (spread + noise), errors)
     return None if fit is None else fit[:2]
 
@@ -458,6 +504,7 @@ def estimate_effects(
     min_treated: int = MIN_TREATED,
     level: float = LEVEL,
     prior: Prior = "normal",
+    weights: Weights = "equal",
 ) -> pd.DataFrame:
     """Each unit's effect on each competency it teaches (see the module docstring): EFFECT_COLUMNS, one row per
     (unit, competency) of `teaches` whose competency appears in `changes`, sorted by unit and competency."""
@@ -465,6 +512,8 @@ def estimate_effects(
         raise ValueError(f"unknown method {method!r}; one of {', '.join(METHODS)}")
     if prior not in PRIORS:
         raise ValueError(f"unknown prior {prior!r}; one of {', '.join(PRIORS)}")
+    if weights not in WEIGHTS:
+        raise ValueError(f"unknown weights {weights!r}; one of {', '.join(WEIGHTS)}")
     groups = [g for g in groups if g in changes.columns]
     numeric = [c for c in numeric if c in changes.columns]
     teaches = teaches[["unit_id", "competency"]].astype(str).drop_duplicates()
@@ -485,7 +534,7 @@ def estimate_effects(
         placebo = (
             _exposure_matrix(rows, ex, others) if method == "adjusted" else sp.csr_matrix((len(rows), 0))
         )
-        fit = _fit(rows, t, method, groups, numeric, placebo)
+        fit = _fit(rows, t, method, groups, numeric, placebo, weights)
         placebos.append(fit.placebo)
         parts.append(
             pd.DataFrame(
@@ -520,6 +569,8 @@ def estimate_effects(
         if method in ("adjusted", "ancova"):
             effect, sd = _shrink(raw, known)
             name = "imputation_eiv_eb" if method == "adjusted" else "ancova_eiv_eb"
+            if method == "adjusted" and weights == "precision":
+                name = "imputation_eiv_precision_eb"
         else:
             effect = np.where(known, raw["raw_effect"], np.nan)
             sd = np.where(known, raw["raw_std_error"], np.nan)
@@ -543,6 +594,7 @@ def _fit(
     groups: Sequence[str],
     numeric: Sequence[str],
     placebo: sp.csr_matrix,
+    weights: Weights = "equal",
 ) -> _Fit:
     if method not in ("adjusted", "ancova"):
         return _simple_fit(rows, t, method)
@@ -559,7 +611,7 @@ def _fit(
         if fit is not None:
             effect[used], se[used] = fit
         return _Fit(effect, se, treated, n_comparison)
-    imputed = _imputation_fit(rows, t[:, used], groups, numeric, placebo)
+    imputed = _imputation_fit(rows, t[:, used], groups, numeric, placebo, weights)
     if imputed is None:
         return _Fit(effect, se, treated, n_comparison)
     effect[used], se[used], placebos = imputed

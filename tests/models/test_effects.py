@@ -27,14 +27,14 @@ class World:
 def simulate(
     n: int = 3000,
     units: int = 12,
-    noise: float = 6.0,
+    noise: float | np.ndarray = 6.0,
     selection: float = 1.5,
     seed: int = 0,
     takers: int | None = None,
 ) -> World:
     """Teachers assessed before and after; the weaker a teacher truly is, the likelier they take a course
     (selection on need); true growth regresses toward the mean and drifts upward (time trend); measurements
-    carry classical error of sd `noise`. Units 0..units-1 teach competency C{u % 3}."""
+    carry classical error of sd `noise` (one for all, or one per teacher). Units 0..units-1 teach competency C{u % 3}."""
     rng = np.random.default_rng(seed)
     comps = ["C0", "C1", "C2"]
     stage = rng.choice(["primary", "junior"], n)
@@ -59,22 +59,23 @@ def simulate(
             )
         )
     theta2 = theta1 + 2.0 + 0.2 * (60 - theta1) + taken + rng.normal(0, 2, (n, 3))
-    pre = theta1 + rng.normal(0, noise, (n, 3))
-    post = theta2 + rng.normal(0, noise, (n, 3))
+    sd = np.broadcast_to(np.asarray(noise, dtype=np.float64).reshape(-1, 1), (n, 3))
+    pre = theta1 + rng.normal(0, 1, (n, 3)) * sd
+    post = theta2 + rng.normal(0, 1, (n, 3)) * sd
     changes = pd.DataFrame(
         {
             "teacher_id": np.repeat(np.arange(n).astype(str), 3),
             "competency": np.tile(comps, n),
             "pre": pre.ravel(),
             "post": post.ravel(),
-            "pre_se": noise,
-            "post_se": noise,
+            "pre_se": sd.ravel(),
+            "post_se": sd.ravel(),
             "pre_date": PRE,
             "post_date": POST,
             "stage": np.repeat(stage, 3),
             # the teacher's level from the other competencies (its error independent of the pre score's)
             "level": ((pre.sum(axis=1)[:, None] - pre) / 2).ravel(),
-            "level_se": noise / np.sqrt(2),
+            "level_se": sd.ravel() / np.sqrt(2),
         }
     )
     teaches = pd.DataFrame(
@@ -110,6 +111,33 @@ def test_adjusted_intervals_cover_about_ninety_percent() -> None:
         w = simulate(seed=seed, units=15)
         e = _run(w)
         hits.extend(((e["ci_low"] <= e["truth"]) & (e["truth"] <= e["ci_high"])).tolist())
+    assert 0.75 <= np.mean(hits) <= 1.0
+
+
+def test_precision_weights_are_equal_weights_when_every_teacher_is_measured_alike() -> None:
+    w = simulate(n=1500, units=8)
+    equal, precision = _run(w), _run(w, weights="precision")
+    assert np.allclose(precision["raw_effect"], equal["raw_effect"], atol=1e-8)
+    assert (precision["method"] == "imputation_eiv_precision_eb").all()
+
+
+def test_precision_weights_trust_the_teachers_measured_best() -> None:
+    """Half the teachers measured to 2 points, half to 14: weighting their gains by precision gives smaller
+    standard errors and errors, and the intervals still cover."""
+    errors: dict[str, list[float]] = {"equal": [], "precision": []}
+    se: dict[str, list[float]] = {"equal": [], "precision": []}
+    hits = []
+    for seed in range(3):
+        noise = np.where(np.arange(3000) % 2 == 0, 2.0, 14.0)
+        w = simulate(seed=seed, units=15, noise=noise)
+        for weights in ("equal", "precision"):
+            e = _run(w, weights=weights)
+            errors[weights].extend((e["raw_effect"] - e["truth"]).tolist())
+            se[weights].extend(e["raw_std_error"].tolist())
+            if weights == "precision":
+                hits.extend(((e["ci_low"] <= e["truth"]) & (e["truth"] <= e["ci_high"])).tolist())
+    assert np.mean(se["precision"]) < 0.8 * np.mean(se["equal"])
+    assert np.sqrt(np.mean(np.square(errors["precision"]))) < np.sqrt(np.mean(np.square(errors["equal"])))
     assert 0.75 <= np.mean(hits) <= 1.0
 
 
@@ -161,6 +189,12 @@ def test_baselines_give_a_number_with_an_interval_for_every_supported_unit(metho
     e = estimate_effects(w.changes, w.exposures, w.teaches, method=method)  # type: ignore[arg-type]
     name = "ancova_eiv_eb" if method == "ancova" else method
     assert e["known"].all() and (e["method"] == name).all() and (e["ci_high"] > e["ci_low"]).all()
+
+
+def test_unknown_weights_are_refused() -> None:
+    w = simulate(n=300, units=3)
+    with pytest.raises(ValueError, match="unknown weights"):
+        estimate_effects(w.changes, w.exposures, w.teaches, weights="median")  # type: ignore[arg-type]
 
 
 def test_unknown_method_is_refused() -> None:
