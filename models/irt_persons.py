@@ -358,6 +358,10 @@ class Factors:
         general = 0.0 if self.general_var is None else np.log(self.general_var)
         return float(np.log(self.psi).sum() + general)
 
+    def scale(self) -> FloatArray:
+        """The standard deviations of theta's dimensions."""
+        return np.sqrt(np.diag(self.covariance())[: self.k])
+
     def rescaled(self, scale: FloatArray) -> Factors:
         """The same prior in units where theta_k is divided by scale[k]."""
         own = scale[: self.n_own]
@@ -374,7 +378,8 @@ class Factors:
         loadings = 0.1 * rng.standard_normal((n_own, rank))
         loadings[:, :1] = _FACTOR_START
         psi = np.maximum(1.0 - np.sum(loadings**2, axis=1), _FACTOR_START_UNIQUENESS)
-        return Factors(loadings, psi, 1.0 if general else None)
+        factors = Factors(loadings, psi, 1.0 if general else None)
+        return factors.rescaled(factors.scale())
 
 
 @dataclass(frozen=True)
