@@ -166,9 +166,13 @@ class _SkillMeans:
         q = np.asarray(Q).astype(bool).astype(np.float64)
         skills = q / np.maximum(q.sum(axis=1, keepdims=True), 1.0)
         design = np.concatenate([skills, (q.sum(axis=1, keepdims=True) == 0).astype(np.float64)], axis=1)
-        # through the (skills x skills) Gram matrix: a far smaller problem than the design's own SVD
+        # through the (skills x skills) Gram matrix: a far smaller problem than the design's own SVD; the design
+        # has at most a few entries per row, so its products are taken sparse
+        sparse_design = sp.csr_matrix(design)
+        gram = (sparse_design.T @ sparse_design).toarray()
         with threadpool_limits(limits=1, user_api="blas"):
-            return _SkillMeans(design, np.linalg.pinv(design.T @ design, hermitian=True) @ design.T)
+            inverse = np.linalg.pinv(gram, hermitian=True)
+        return _SkillMeans(design, np.asarray((sparse_design @ inverse.T).T, dtype=np.float64))
 
     def fitted(self, d: FloatArray) -> FloatArray:
         """The per-item averages of the skill intercepts that fit ``d`` best (an orthogonal projection)."""
