@@ -22,7 +22,9 @@ costing K (1 + r)^2 (`models.irt_persons.Arrow`); the person side lives in `mode
 holds the items' M-step and the model. Expectations over each response's linear predictor use Gauss-Hermite
 quadrature. The M-step updates Sigma under its
 shrinkage prior (over-relaxed where that keeps the bound, `_over_relaxed`; parameter-expanded: each
-dimension's scale moves into its loadings), takes one Newton step
+dimension's scale moves into its loadings; under the factor prior, whose loadings' prior holds on the
+unit-variance scale so that this costs nothing, always, and the persons' mean moves into the intercepts,
+`_recentred`), takes one Newton step
 per item on the expected log-likelihood plus the item prior, and refits the prior's skill means. The monitored
 objective is the ELBO plus every log prior, the one all these steps raise; iterations stop when it gains less
 than ``tol`` per response. Unlike the Laplace approximation (posterior mode and curvature), the variational
@@ -129,6 +131,11 @@ class _ItemPrior:
         da = np.where(layout.free, a - self.centre(layout), 0.0)
         return 0.5 * (self.l2_a * np.sum(da**2, axis=1) + self.l2_d * (d - self.intercept_mean) ** 2)
 
+    def dimension_penalty(self, a: FloatArray, layout: Layout, k: int) -> FloatArray:
+        """Per dimension: the loadings' part of `penalty`, which grows with the square of the dimension's scale."""
+        da = (a - self.centre(layout))[layout.free]
+        return np.asarray(0.5 * self.l2_a * np.bincount(layout.dims[layout.free], da**2, minlength=k))
+
     @staticmethod
     def fitted(
         a: FloatArray, d: FloatArray, layout: Layout, skills: _SkillMeans, l2_a: float, l2_d: float
@@ -159,9 +166,13 @@ class _SkillMeans:
         q = np.asarray(Q).astype(bool).astype(np.float64)
         skills = q / np.maximum(q.sum(axis=1, keepdims=True), 1.0)
         design = np.concatenate([skills, (q.sum(axis=1, keepdims=True) == 0).astype(np.float64)], axis=1)
-        # through the (skills x skills) Gram matrix: a far smaller problem than the design's own SVD
+        # through the (skills x skills) Gram matrix: a far smaller problem than the design's own SVD; the design
+        # has at most a few entries per row, so its products are taken sparse
+        sparse_design = sp.csr_matrix(design)
+        gram = (sparse_design.T @ sparse_design).toarray()
         with threadpool_limits(limits=1, user_api="blas"):
-            return _SkillMeans(design, np.linalg.pinv(design.T @ design, hermitian=True) @ design.T)
+            inverse = np.linalg.pinv(gram, hermitian=True)
+        return _SkillMeans(design, np.asarray((sparse_design @ inverse.T).T, dtype=np.float64))
 
     def fitted(self, d: FloatArray) -> FloatArray:
         """The per-item averages of the skill intercepts that fit ``d`` best (an orthogonal projection)."""
@@ -310,6 +321,36 @@ def _over_relaxed(sigma: FloatArray, target: FloatArray, second: FloatArray, n: 
     return further
 
 
+def _penalised_variance(second: FloatArray | float, cost: FloatArray | float) -> FloatArray:
+    """The variance v maximising -(second / v + log v + cost v) / 2: a Gaussian's variance, given its mean second
+    moment, under a prior cost linear in v (a root of cost v^2 + v - second, in its cancellation-free form)."""
+    return np.asarray(2.0 * second / (1.0 + np.sqrt(1.0 + 4.0 * cost * second)), dtype=np.float64)
+
+
+def _recentred(
+    post: Posteriors,
+    precision: FloatArray,
+    a: FloatArray,
+    d: FloatArray,
+    layout: Layout,
+    prior: _ItemPrior,
+    skills: _SkillMeans,
+) -> tuple[FloatArray, _ItemPrior, Posteriors]:
+    """The persons' mean moved into the intercepts (parameter-expanded EM for the location): theta's prior is let
+    have the mean mu of the posterior means, which raises the bound by n mu^T precision mu / 2, and the persons
+    are shifted back to mean 0 while each item's intercept takes its loadings' share of mu, which leaves the
+    likelihood unchanged. Taken where that gain is at least what the intercepts' prior loses (its skill means
+    refitted); returns the intercepts, item prior and posteriors kept."""
+    n = len(post.theta)
+    mu = post.theta.mean(axis=0)
+    shifted = d + np.sum(np.where(layout.free, a * mu[layout.dims], 0.0), axis=1)
+    moved = _ItemPrior.fitted(a, shifted, layout, skills, prior.l2_a, prior.l2_d)
+    lost = float(moved.penalty(a, shifted, layout).sum() - prior.penalty(a, d, layout).sum())
+    if 0.5 * n * float(mu @ precision @ mu) < lost:
+        return d, prior, post
+    return shifted, moved, dataclasses.replace(post, theta=post.theta - mu)
+
+
 class MIRT(BaseEstimator):  # type: ignore[misc]
     """Compensatory multidimensional 2PL over a Q-matrix, with hierarchical item parameters, scikit-learn style.
 
@@ -392,8 +433,9 @@ class MIRT(BaseEstimator):  # type: ignore[misc]
 
         Every step raises (or keeps) the monitored objective: the person E-step, the covariance of theta under
         its shrinkage prior, one Newton step per item and the skill means of the item prior, each with the
-        others held fixed. The parameter expansion (dimension scales moved into the loadings) leaves the bound
-        unchanged but moves the priors, so it is taken only where it does not lower the objective.
+        others held fixed. The parameter expansion (dimension scales moved into the loadings, and under the
+        factor prior the persons' mean into the intercepts) leaves the bound unchanged; where it moves the
+        priors it is taken only where it does not lower the objective.
         """
         self._check_params()
         pattern = self._pattern(Q)
@@ -445,6 +487,7 @@ class MIRT(BaseEstimator):  # type: ignore[misc]
                     theta_prior, a, prior, post = self._update_factors(
                         post, theta_prior, a, prior, layout, resp
                     )
+                    d, prior, post = _recentred(post, theta_prior.precision(), a, d, layout, prior, skills)
                 else:
                     objective += _sigma_log_prior(theta_prior, nu)
                     self.objective_.append(objective)
@@ -591,38 +634,51 @@ class MIRT(BaseEstimator):  # type: ignore[misc]
         layout: Layout,
         resp: Responses,
     ) -> tuple[Factors, FloatArray, _ItemPrior, Posteriors]:
-        """The factor prior maximising the bound, then rescaled to unit variances (as `_update_sigma`).
+        """The factor prior raising the bound plus the loadings' prior, then rescaled to unit variances.
 
-        Factor analysis's EM step on the posterior second moments: loadings = E[theta z^T] E[z z^T]^-1 and psi the
-        residual variances. It is parameter-expanded twice: z is let have covariance E[z z^T] and mapped back to
-        N(0, I) (the loadings take its Cholesky factor), and each dimension's scale moves into the items'
-        loadings where the item prior does not lose by it. Both leave the bound unchanged and speed EM up."""
+        Under the factor prior the loadings' prior holds in the units where each dimension has unit variance: a
+        dimension of variance v_k costs v_k times its loadings' penalty P_k in the current (unit) units. The
+        objective then does not change when a dimension's scale moves into its loadings (parameter-expanded EM),
+        so every update ends on unit variances, where the items' step sees the plain penalty. Without it the
+        objective rewards ever larger variances with ever smaller loadings, a drift EM crawls along.
+
+        Factor analysis's conditional-maximisation steps on the posterior second moments, each raising that
+        objective: the loadings (a ridge regression of theta on z, whose ridge is the cost per unit variance,
+        over-relaxed: each dimension's objective is a quadratic in its loadings, symmetric about the step, so any
+        step short of twice it raises it), then the residual variances psi and the general dimension's variance.
+        Then z is let have covariance E[z z^T] and mapped back to N(0, I) (the loadings take its Cholesky factor)
+        where the bound gains more by it than the dimensions' variances cost."""
         n, k, n_own = len(post.theta), factors.k, factors.n_own
         second = (post.theta.T @ post.theta + post.cov_sum) / n
         zz, tz = second[k:, k:], second[:n_own, k:]
-        loadings = np.linalg.solve(zz, tz.T).T if len(zz) else tz
-        # over-relaxed (the loadings go _OVER_RELAX times as far as EM's, psi optimal for them): each
-        # dimension's residual variance is a quadratic in the step, least at EM's and symmetric about it, so any
-        # step short of twice EM's still raises the bound
-        loadings = factors.loadings + _OVER_RELAX * (loadings - factors.loadings)
+        rank = len(zz)
+        # twice the loadings' penalty per unit variance of each dimension, per person
+        cost = 2.0 * prior.dimension_penalty(a, layout, k) / n
+        own_cost = cost[:n_own]
+        ridge = zz[None] + (own_cost * factors.psi)[:, None, None] * np.eye(rank)
+        best = np.linalg.solve(ridge, tz[:, :, None])[:, :, 0] if rank else tz
+        loadings = factors.loadings + _OVER_RELAX * (best - factors.loadings)
         resid = (
             np.diag(second)[:n_own]
             - 2.0 * np.sum(loadings * tz, axis=1)
             + np.einsum("kr,rs,ks->k", loadings, zz, loadings)
         )
-        psi = np.maximum(resid, _MIN_UNIQUENESS)
+        psi = np.maximum(_penalised_variance(resid, own_cost), _MIN_UNIQUENESS)
+        general = None
+        if factors.general_var is not None:
+            general = float(_penalised_variance(second[n_own, n_own], cost[n_own]))
         transform = np.eye(len(second))
-        if len(zz):
-            chol = np.linalg.cholesky(zz)
-            loadings = np.asarray(loadings @ chol, dtype=np.float64)
-            transform[k:, k:] = np.linalg.inv(chol)
-        general = None if factors.general_var is None else float(second[n_own, n_own])
+        if rank:
+            gain = np.trace(zz) - rank - np.linalg.slogdet(zz)[1]
+            spent = np.sum(own_cost * np.einsum("kr,rs,ks->k", loadings, zz - np.eye(rank), loadings))
+            if gain >= spent:
+                chol = np.linalg.cholesky(zz)
+                loadings = np.asarray(loadings @ chol, dtype=np.float64)
+                transform[k:, k:] = np.linalg.inv(chol)
         target = Factors(loadings, psi, general)
-        scale = np.sqrt(np.diag(target.covariance())[:k])
-        scaled_a, scaled_prior, gain, slot_scale = _expanded(scale, a, prior, layout)
-        if gain < 0.0:
-            return target, a, prior, post.mapped(transform, None)
-        transform = np.diag(1.0 / np.concatenate([scale, np.ones(len(zz))])) @ transform
+        scale = target.scale()
+        scaled_a, scaled_prior, _, slot_scale = _expanded(scale, a, prior, layout)
+        transform = np.diag(1.0 / np.concatenate([scale, np.ones(rank)])) @ transform
         return (
             target.rescaled(scale),
             scaled_a,

@@ -20,8 +20,10 @@ import dataclasses
 import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import numpy as np
+import scipy.sparse as sp
 from numpy.typing import NDArray
 
 FloatArray = NDArray[np.float64]
@@ -78,7 +80,10 @@ class Layout:
         lo = np.minimum(self.dims[:, :, None], self.dims[:, None, :])
         hi = np.maximum(self.dims[:, :, None], self.dims[:, None, :])
         both = self.free[:, :, None] & self.free[:, None, :]
-        return np.unique(np.stack([hi[both], lo[both]], axis=1), axis=0).astype(np.int64)
+        # one integer per (row, col), whose order is the pairs' lexicographic one (far faster than rows' unique)
+        width = int(self.dims.max(initial=0)) + 1
+        code = np.unique(hi[both].astype(np.int64) * width + lo[both])
+        return np.stack([code // width, code % width], axis=1).astype(np.int64)
 
 
 def gh(m: FloatArray, s: FloatArray, softplus: bool = True, stein: bool = False) -> tuple[FloatArray, ...]:
@@ -148,7 +153,7 @@ class Chunk:
         return np.einsum("ol,ol->o", a_o, theta[:, : self.k].ravel()[self.vec_cells]) + d_o
 
     def elbo_part(
-        self, theta: FloatArray, m: FloatArray, e_sp: FloatArray, w_o: FloatArray, precision: FloatArray
+        self, theta: FloatArray, m: FloatArray, e_sp: FloatArray, w_o: FloatArray, precision: Precision
     ) -> FloatArray:
         """Per person: expected log-likelihood under q minus the prior's quadratic form in the mean."""
         loglik = np.bincount(self.local, w_o * (self.y * m - e_sp), minlength=self.n)
@@ -162,7 +167,7 @@ class Chunk:
         d_o: FloatArray,
         w_o: FloatArray,
         prior: Prior,
-        precision: FloatArray,
+        precision: Precision,
     ) -> tuple[FloatArray, Local | Arrow, FloatArray]:
         """One step of the Gaussian variational posterior N(theta, cov) of every person in the chunk.
 
@@ -203,7 +208,7 @@ class Chunk:
         a_o: FloatArray,
         d_o: FloatArray,
         w_o: FloatArray,
-        precision: FloatArray,
+        precision: Precision,
     ) -> FloatArray:
         """Take the step where it raises the bound, halving it per person where not.
 
@@ -358,6 +363,10 @@ class Factors:
         general = 0.0 if self.general_var is None else np.log(self.general_var)
         return float(np.log(self.psi).sum() + general)
 
+    def scale(self) -> FloatArray:
+        """The standard deviations of theta's dimensions."""
+        return np.sqrt(np.diag(self.covariance())[: self.k])
+
     def rescaled(self, scale: FloatArray) -> Factors:
         """The same prior in units where theta_k is divided by scale[k]."""
         own = scale[: self.n_own]
@@ -374,7 +383,8 @@ class Factors:
         loadings = 0.1 * rng.standard_normal((n_own, rank))
         loadings[:, :1] = _FACTOR_START
         psi = np.maximum(1.0 - np.sum(loadings**2, axis=1), _FACTOR_START_UNIQUENESS)
-        return Factors(loadings, psi, 1.0 if general else None)
+        factors = Factors(loadings, psi, 1.0 if general else None)
+        return factors.rescaled(factors.scale())
 
 
 @dataclass(frozen=True)
@@ -564,8 +574,10 @@ class Posteriors:
         slot_cov = self.slot_cov
         if slot_scale is not None:
             slot_cov = slot_cov / (slot_scale[:, :, None] * slot_scale[:, None, :])
+        diagonal = not np.any(transform - np.diag(np.diag(transform)))
         return Posteriors(
-            self.theta @ transform.T,
+            # (a rescaling alone: each coordinate times its scale, which is what the product gives)
+            self.theta * np.diag(transform) if diagonal else self.theta @ transform.T,
             transform @ self.cov_sum @ transform.T,
             self.logdet + 2.0 * np.linalg.slogdet(transform)[1],
             slot_cov,
@@ -573,6 +585,9 @@ class Posteriors:
 
 
 Prior = FloatArray | Factors  # the covariance of theta, or its factor form
+Precision: TypeAlias = (
+    "FloatArray | sp.csr_matrix"  # a prior's precision, dense or (the factor prior's) sparse
+)
 
 
 def prior_terms(prior: Prior) -> tuple[FloatArray, float]:
@@ -580,6 +595,13 @@ def prior_terms(prior: Prior) -> tuple[FloatArray, float]:
     if isinstance(prior, Factors):
         return prior.precision(), prior.logdet()
     return np.asarray(np.linalg.inv(prior), dtype=np.float64), float(np.linalg.slogdet(prior)[1])
+
+
+def _acting(precision: FloatArray, prior: Prior) -> Precision:
+    """The precision as the persons' updates multiply by it: the factor prior's is a diagonal plus the few rows and
+    columns of the general dimension and the factors, so it is kept sparse (the product costs K (1 + r) per person,
+    not (K + r)^2)."""
+    return sp.csr_matrix(precision) if isinstance(prior, Factors) else precision
 
 
 def _slot_cov(c: Chunk, post: Local | Arrow) -> FloatArray:
@@ -598,15 +620,14 @@ def e_step(
     """One variational update of every person's posterior; also returns the evidence lower bound before it."""
     n, k = post.theta.shape
     precision, logdet = prior_terms(prior)
+    acting = _acting(precision, prior)
     elbo = 0.5 * (post.logdet.sum() - np.sum(precision * post.cov_sum) + n * (k - logdet))
     new = Posteriors(np.empty_like(post.theta), np.zeros((k, k)), np.empty(n), np.empty_like(post.slot_cov))
     cov_sum = new.cov_sum
     for c in chunks:
         a_o = np.take(a, c.item, axis=0)  # (take: a fast row gather)
         s = spread(a_o, post.slot_cov[c.rows])
-        theta, local, value = c.update(
-            post.theta[c.p0 : c.p1], s, a_o, d[c.item], w[c.item], prior, precision
-        )
+        theta, local, value = c.update(post.theta[c.p0 : c.p1], s, a_o, d[c.item], w[c.item], prior, acting)
         elbo += float(value.sum())
         new.theta[c.p0 : c.p1], new.logdet[c.p0 : c.p1] = theta, local.logdet
         if isinstance(local, Arrow):
@@ -643,7 +664,7 @@ def converged_posterior(
     carry the calibration error of the person's items (`_calibration_middle`) and of the scale's origin and
     unit, estimated from ``n_calibration`` persons."""
     n_persons = len(theta0)
-    precision = prior_terms(prior)[0]
+    precision = _acting(prior_terms(prior)[0], prior)
     k = prior.k if isinstance(prior, Factors) else len(prior)
     sigma = prior.covariance()[:k, :k] if isinstance(prior, Factors) else prior
     theta = theta0.copy()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from bench.cdm import load, sparse
+from bench.cdm import load, measured, sparse
 
 
 def write_bank(folder: Path, n_users: int = 30, seed: int = 0) -> None:
@@ -59,3 +60,15 @@ def test_a_response_to_an_unknown_item_names_file_row_and_column(tmp_path: Path)
     test.to_csv(tmp_path / "test.csv", index=False)
     with pytest.raises(ValueError, match=r"test\.csv: row 3, column item_id"):
         load(tmp_path)
+
+
+def test_timing_fits_run_without_the_memory_tracer() -> None:
+    """The fits that time the models leave the tracer off (it charges every allocation, short fits most); the grid
+    fit traces its peak memory and stops the tracer after."""
+    out, cost = measured(lambda: np.ones(10_000).sum(), trace_memory=False)
+    assert out == 10_000.0
+    assert set(cost) == {"fit_s", "fit_cpu_s"}
+    assert not tracemalloc.is_tracing()
+    _, traced = measured(lambda: np.ones(100_000).sum())
+    assert traced["peak_mb"] >= 0.7
+    assert not tracemalloc.is_tracing()

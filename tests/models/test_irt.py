@@ -12,7 +12,18 @@ from numpy.typing import NDArray
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from models.irt import _OVER_RELAX, MIRT, _over_relaxed, _sigma_log_prior
+from models.irt import (
+    _OVER_RELAX,
+    MIRT,
+    _expanded,
+    _ItemPrior,
+    _over_relaxed,
+    _recentred,
+    _responses,
+    _sigma_log_prior,
+    _SkillMeans,
+)
+from models.irt_persons import Factors, Layout, Posteriors, e_step, gh_softplus, split_chunks, spread
 
 FloatArray = NDArray[np.float64]
 
@@ -595,3 +606,75 @@ def test_item_step_equals_the_dense_hessian_assembly() -> None:
     hess += np.eye(n_slots + 1)[None] * fixed[:, :, None]
     expected = np.linalg.inv(hess) * ~(fixed[:, :, None] | fixed[:, None, :])
     np.testing.assert_allclose(item_cov, expected, rtol=1e-10, atol=1e-12)
+
+
+def _factor_state(seed: int = 3) -> dict[str, Any]:
+    """A bifactor model mid-fit on `simulate`'s bank, its factor prior off unit variances: the items, the persons'
+    posteriors after two E-steps and everything the factor step takes."""
+    sim = simulate(n=400, seed=seed)
+    person, item = np.nonzero(~np.isnan(sim.X))
+    resp = _responses(person, item, sim.X[person, item], len(sim.X), len(sim.q))
+    pattern = np.concatenate([sim.q, np.ones((len(sim.q), 1), dtype=bool)], axis=1)
+    layout = Layout.from_pattern(pattern)
+    rng = np.random.default_rng(seed)
+    a = np.where(layout.free, rng.uniform(0.3, 1.2, layout.free.shape), 0.0)
+    skills = _SkillMeans.of(sim.q)
+    prior = _ItemPrior.fitted(a, sim.d, layout, skills, 10.0, 1.0)
+    factors = Factors(np.array([[1.3], [1.1], [0.9]]), np.array([0.4, 0.5, 0.3]), 1.6)
+    chunks = list(split_chunks(resp, layout, pattern.shape[1]))
+    w = np.ones(len(sim.q))
+    post = Posteriors.prior(resp, chunks, factors.covariance(), layout.dims.shape[1])
+    for _ in range(2):
+        post = e_step(chunks, a, sim.d, w, factors, post)[0]
+    return dict(
+        resp=resp,
+        layout=layout,
+        a=a,
+        d=sim.d,
+        w=w,
+        prior=prior,
+        skills=skills,
+        factors=factors,
+        chunks=chunks,
+        post=post,
+    )
+
+
+def _expected_loglik(s: dict[str, Any], a: FloatArray, d: FloatArray, post: Posteriors) -> float:
+    resp, layout = s["resp"], s["layout"]
+    mu = np.take_along_axis(post.theta[resp.person], layout.dims[resp.item], axis=1) * layout.free[resp.item]
+    a_o = a[resp.item]
+    m = np.einsum("ol,ol->o", a_o, mu) + d[resp.item]
+    return float(np.sum(resp.score * m - gh_softplus(m, spread(a_o, post.slot_cov))))
+
+
+def _objective(
+    s: dict[str, Any], factors: Factors, a: FloatArray, d: FloatArray, prior: Any, post: Posteriors
+) -> float:
+    """The monitored objective: the bound plus the log priors, the loadings' prior in unit-variance units."""
+    scaled_a, scaled_prior, _, _ = _expanded(factors.scale(), a, prior, s["layout"])
+    elbo = e_step(s["chunks"], a, d, s["w"], factors, post)[1]
+    return elbo - float(scaled_prior.penalty(scaled_a, d, s["layout"]).sum())
+
+
+def test_restandardising_the_factor_prior_keeps_the_likelihood_and_raises_the_objective() -> None:
+    """The factor step ends on unit variances, the scales moved into the item loadings: the expected
+    log-likelihood of every response is what it was at the factor prior EM's step gives, and the monitored
+    objective (bound plus priors, the loadings' prior on the scale-invariant unit-variance loadings) does not
+    fall through the factor step and the persons' recentring."""
+    s = _factor_state()
+    layout, resp, post = s["layout"], s["resp"], s["post"]
+    before = _objective(s, s["factors"], s["a"], s["d"], s["prior"], post)
+    factors, a, prior, moved = MIRT()._update_factors(post, s["factors"], s["a"], s["prior"], layout, resp)
+    np.testing.assert_allclose(factors.scale(), 1.0, atol=1e-12)
+    assert _expected_loglik(s, a, s["d"], moved) == pytest.approx(
+        _expected_loglik(s, s["a"], s["d"], post), rel=1e-12
+    )
+    after = _objective(s, factors, a, s["d"], prior, moved)
+    assert after >= before - 1e-9 * abs(before)
+    d, refitted, centred = _recentred(moved, factors.precision(), a, s["d"], layout, prior, s["skills"])
+    assert not np.array_equal(d, s["d"])
+    assert _expected_loglik(s, a, d, centred) == pytest.approx(
+        _expected_loglik(s, a, s["d"], moved), rel=1e-12
+    )
+    assert _objective(s, factors, a, d, refitted, centred) >= after - 1e-9 * abs(after)
