@@ -55,13 +55,14 @@ import pandas as pd
 from numpy.typing import NDArray
 from sklearn.metrics import log_loss, roc_auc_score
 
+from bench import shared_benchmarks
 from data.workspace import write_text_atomic
 from models.irt import MIRT
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "assist2017"
+DATA = shared_benchmarks() / "assist2017"
 RESULTS = Path(__file__).resolve().parent / "results"
 SPARSE_KEEP = 10
 SPARSE_SEED = 0

@@ -30,12 +30,13 @@ import pandas as pd
 from numpy.typing import NDArray
 from sklearn.metrics import roc_auc_score
 
+from bench import shared_benchmarks
 from data.workspace import write_text_atomic
 from models.irt import MIRT
 
 FloatArray = NDArray[np.float64]
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "math2015"
+DATA = shared_benchmarks() / "math2015"
 RESULTS = Path(__file__).resolve().parent / "results" / "irt_math2015.json"
 SETS = ("FrcSub", "Math1", "Math2")
 SEEDS = (0, 1, 2)

@@ -24,6 +24,7 @@ import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 
+from bench import shared_benchmarks
 from data.workspace import write_text_atomic
 from models.collab import (
     FloatArray,
@@ -38,7 +39,7 @@ from models.collab import (
 )
 from models.ranker import Ranker
 
-DEFAULT_ZIP = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "mooccubex" / "raw.zip"
+DEFAULT_ZIP = shared_benchmarks() / "mooccubex" / "raw.zip"
 RESULTS = Path(__file__).resolve().parent / "results" / "mooccubex.json"
 K = 10
 THREADS = 2
