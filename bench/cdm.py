@@ -42,6 +42,7 @@ import argparse
 import copy
 import itertools
 import json
+import os
 import platform
 import time
 import tracemalloc
@@ -409,7 +410,12 @@ def main() -> None:
         results["tdr_grid"] = {key: list(values) for key, values in TDR_GRID.items()}
         results["fixed"] = FIXED
         results["wall_s"] = round(time.perf_counter() - start, 1)
-        results["machine"] = {"python": platform.python_version(), "processor": platform.processor() or None}
+        results["machine"] = {
+            "python": platform.python_version(),
+            "processor": platform.processor() or None,
+            # the fit-time ratio moves with the machine's load (README): the load average after the run
+            "load_average_1m": round(os.getloadavg()[0], 2),
+        }
         path = args.out / f"cdm_{data.name}.json"
         write_text_atomic(path, json.dumps(results, indent=2, ensure_ascii=False) + "\n")
         if variant == "dense" or len(chosen) == 1:
