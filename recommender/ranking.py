@@ -422,16 +422,19 @@ def training_rows(row: np.ndarray, y: np.ndarray, seed: int = 0) -> np.ndarray:
 # the blend of the learned score with the need prior
 
 
-# the course-level evidence of the prior, each a per-course estimate shrunk toward all courses' by how few
-# outcomes stand behind it: the empirical-Bayes outcome of its past takers (`recommender.outcomes.course_outcomes`),
-# their mean satisfaction and their completion rate (`features.pairs.course_stats`)
-COURSE_PARTS = ("course_outcome", "satisfaction", "completion_rate")
+# the course-level evidence of the prior: what came of each course for its past takers — the empirical-Bayes
+# outcome (`recommender.outcomes.course_outcomes`), their mean satisfaction and their completion rate, each shrunk
+# toward all courses' by how few stand behind it (`features.pairs.course_stats`) — and how many took it in the
+# last three years (popularity: a choice, weighed only as far as held-out outcomes follow it)
+COURSE_PARTS = ("course_outcome", "satisfaction", "completion_rate", "popularity")
 
 
 @dataclass(frozen=True)
 class Blend:
     """score = a · learned / sd_learned + (1 − a) · prior, prior = (1 − course_share) · need / sd_need +
-    course_share · Σ_j course_mix_j · part_j / sd_course_j over COURSE_PARTS, each term centred per teacher, with
+    course_share · Σ_j course_mix_j · b · (part_j − its mean) / sd_course_j over COURSE_PARTS, b = m / (m +
+    COURSE_EVIDENCE) for the course's rated records (a course-level part counts as far as ratings back it, so a
+    course few have taken cannot top the prior on a few good marks), each term centred per teacher, with
     a = min(1, weight · evidence): evidence = n / (n + TEACHER_EVIDENCE) for the teacher's past records times
     m / (m + COURSE_EVIDENCE) for the course's rated records. The prior is the fallback the ranker cannot lose:
     the need prior, mixed with what came of each course for its past takers (each part at the common mean until
@@ -444,8 +447,8 @@ class Blend:
     sd_learned: float
     sd_need: float
     course_share: float = 0.0
-    course_mix: tuple[float, ...] = (1.0, 0.0, 0.0)  # over COURSE_PARTS, summing to 1
-    sd_course: tuple[float, ...] = (1.0, 1.0, 1.0)
+    course_mix: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0)  # over COURSE_PARTS, summing to 1
+    sd_course: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -480,7 +483,9 @@ BLEND_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 1e6)
 # the course-level evidence's share of the prior, up to all of it where held-out outcomes say the course itself
 # matters more than the teacher's need; and its mixes: each part alone, then all three alike
 COURSE_SHARES = (0.0, 0.1, 0.2, 1 / 3, 0.5, 2 / 3, 0.8, 1.0)
-COURSE_MIXES = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (1 / 3, 1 / 3, 1 / 3))
+COURSE_MIXES = tuple(
+    tuple(float(i == j) for j in range(len(COURSE_PARTS))) for i in range(len(COURSE_PARTS))
+) + ((1 / len(COURSE_PARTS),) * len(COURSE_PARTS),)
 # held-out teachers (teacher-periods with two or more known outcomes) needed before anything beyond the need
 # prior is trusted
 MIN_OUTCOME_TEACHERS = 30
@@ -507,9 +512,13 @@ def blend_scores(blend: Blend, learned: np.ndarray, X: pd.DataFrame, row: np.nda
     a = np.minimum(1.0, blend.weight * evidence(X))
     s = blend.course_share
     prior = (1 - s) * _centred(_column(X, "need"), row) / blend.sd_need
+    # each course-level part counts as far as the course's rated records support it (evidence's course half)
+    m_rated = np.expm1(_column(X, "rated"))
+    backed = m_rated / (m_rated + COURSE_EVIDENCE)
     for part, m, sd in zip(COURSE_PARTS, blend.course_mix, blend.sd_course, strict=True):
         if s and m:
-            prior += s * m * _centred(_column(X, part), row) / sd
+            v = _column(X, part)
+            prior += s * m * _centred(backed * (v - v.mean()), row) / sd
     return a * _centred(learned, row) / blend.sd_learned + (1 - a) * prior
 
 

@@ -20,6 +20,7 @@ from recommender.ranking import (
 )
 
 CODES = np.array(["A1", "B1"])
+UNIT = (1.0,) * len(COURSE_PARTS)  # every course-level part's spread
 COMP = np.array([[1.0, 0.0], [0.5, 0.5]])
 
 
@@ -112,11 +113,10 @@ def test_the_blend_follows_the_course_level_evidence_that_held_out_outcomes_foll
     row = np.repeat(np.arange(teachers), taken)
     X = pd.DataFrame(rng.normal(size=(len(row), len(FEATURES))), columns=list(FEATURES))
     liked = X["satisfaction"].to_numpy() + 0.1 * rng.normal(size=len(row))
-    unit = (1.0,) * len(COURSE_PARTS)
     blend, metrics = choose_blend(
-        np.zeros(len(row)), RankingData(X, row, liked, np.zeros(len(row), dtype=bool)), 1.0, unit
+        np.zeros(len(row)), RankingData(X, row, liked, np.zeros(len(row), dtype=bool)), 1.0, UNIT
     )
-    assert blend.course_share > 0.5 and blend.course_mix == (0.0, 1.0, 0.0)
+    assert blend.course_share > 0.5 and blend.course_mix == COURSE_MIXES[COURSE_PARTS.index("satisfaction")]
     assert metrics["outcome_teachers"] == teachers
     score = blend_scores(blend, np.zeros(len(row)), X, row)
     assert np.corrcoef(score, X["satisfaction"])[0, 1] > 0.8
@@ -124,7 +124,7 @@ def test_the_blend_follows_the_course_level_evidence_that_held_out_outcomes_foll
     needed = RankingData(
         X, row, X["need"].to_numpy() + 0.1 * rng.normal(size=len(row)), np.zeros(len(row), dtype=bool)
     )
-    assert choose_blend(np.zeros(len(row)), needed, 1.0, unit)[0].course_share == 0.0
+    assert choose_blend(np.zeros(len(row)), needed, 1.0, UNIT)[0].course_share == 0.0
 
 
 def test_the_prior_spreads_no_wider_than_its_parts_whatever_the_course_share() -> None:
@@ -137,7 +137,7 @@ def test_the_prior_spreads_no_wider_than_its_parts_whatever_the_course_share() -
     X["rated"] = 0.0  # no course rated: evidence 0, the prior alone
     for share in COURSE_SHARES:
         for mix in COURSE_MIXES:
-            blend = Blend(4.0, 1.0, 1.0, share, mix, (1.0,) * len(COURSE_PARTS))
+            blend = Blend(4.0, 1.0, 1.0, share, mix, UNIT)
             score = blend_scores(blend, rng.normal(size=len(row)), X, row)
             assert np.std(score) <= 1.0 + 1e-9
 
@@ -165,11 +165,11 @@ def test_of_blends_the_held_out_outcomes_cannot_tell_apart_the_one_trusting_the_
     learned = X["need"].to_numpy()
     X[list(COURSE_PARTS)] = 0.0  # nothing known of the courses themselves
     data = RankingData(X, row, gain, np.zeros(len(row), dtype=bool))
-    blend, metrics = choose_blend(learned, data, 1.0, (1.0, 1.0, 1.0))
+    blend, metrics = choose_blend(learned, data, 1.0, UNIT)
     assert (blend.weight, blend.course_share) == (0.0, 0.0)
     assert metrics["outcome_ndcg_best"] == metrics["outcome_ndcg_chosen"]
     sharp = gain + 0.1 * rng.normal(size=len(row))
-    assert choose_blend(sharp, data, 1.0, (1.0, 1.0, 1.0))[0].weight > 0
+    assert choose_blend(sharp, data, 1.0, UNIT)[0].weight > 0
 
 
 def outcome_periods(seed: int, teachers: int = 200) -> list[RankingData]:
@@ -200,11 +200,11 @@ def test_the_ranker_learns_what_came_of_courses_not_which_were_chosen() -> None:
 def test_a_bundle_blend_from_before_the_outcome_model_keeps_its_need_scale() -> None:
     old = {"weight": 2.0, "sd_learned": 0.5, "shares": [0.25, 0.75, 0.0], "sds": [9.0, 0.4, 1.7]}
     assert Blend.from_dict(old) == Blend(2.0, 0.5, 9.0)
-    mixed = Blend(1.0, 0.3, 8.0, 0.5, (0.5, 0.5, 0.0), (0.4, 0.2, 0.1))
+    mixed = Blend(1.0, 0.3, 8.0, 0.5, (0.5, 0.5, 0.0, 0.0), (0.4, 0.2, 0.1, 1.5))
     assert Blend.from_dict(mixed.as_dict()) == mixed
     # a bundle from before the course mix: the course outcome alone, on its own scale
     before = {"weight": 1.0, "sd_learned": 0.3, "sd_need": 8.0, "course_share": 0.5, "sd_outcome": 0.4}
-    assert Blend.from_dict(before) == Blend(1.0, 0.3, 8.0, 0.5, (1.0, 0.0, 0.0), (0.4, 1.0, 1.0))
+    assert Blend.from_dict(before) == Blend(1.0, 0.3, 8.0, 0.5, (1.0, 0.0, 0.0, 0.0), (0.4, 1.0, 1.0, 1.0))
     assert Blend.from_dict({"weight": 1.0, "sd_learned": 0.3, "sd_need": 8.0}).course_share == 0.0
 
 
