@@ -618,7 +618,7 @@ def choose_blend(
     results["outcome_ndcg_need_prior"] = float(mean[0])
     results["outcome_ndcg_best"] = float(mean.max())
     results["outcome_ndcg_chosen"] = float(mean[chosen])
-    best = grid[int(mean.idxmax())]
+    best = grid[int(np.argmax(mean.to_numpy()))]
     results |= {"best_weight": best[0], "best_course_share": best[1]}
     return Blend(w, 1.0, sd_need, c, mix, sd_course), results
 

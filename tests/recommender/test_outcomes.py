@@ -112,6 +112,7 @@ def test_the_blend_follows_the_course_level_evidence_that_held_out_outcomes_foll
     teachers, taken = 400, 4
     row = np.repeat(np.arange(teachers), taken)
     X = pd.DataFrame(rng.normal(size=(len(row), len(FEATURES))), columns=list(FEATURES))
+    X["rated"] = 5.0  # every course rated by about 150 teachers: its course-level evidence counts
     liked = X["satisfaction"].to_numpy() + 0.1 * rng.normal(size=len(row))
     blend, metrics = choose_blend(
         np.zeros(len(row)), RankingData(X, row, liked, np.zeros(len(row), dtype=bool)), 1.0, UNIT
@@ -215,3 +216,15 @@ def test_with_no_outcome_known_yet_the_need_prior_ranks_alone() -> None:
     )
     _, blend, metrics = fit_ranker([running], 60, seed=0)
     assert blend.weight == 0.0 and metrics["outcome_teachers"] == 0
+
+
+def test_a_course_few_have_rated_cannot_top_the_prior_on_a_few_good_marks() -> None:
+    """Two raters' perfect marks count for less than two hundred raters' nearly perfect ones: a course-level
+    part counts as far as the course's ratings back it."""
+    row = np.repeat(np.arange(20), 3)
+    X = pd.DataFrame(np.zeros((len(row), len(FEATURES))), columns=list(FEATURES))
+    X["satisfaction"] = np.tile([5.0, 4.8, 3.0], 20)
+    X["rated"] = np.log1p(np.tile([2.0, 200.0, 200.0], 20))
+    blend = Blend(0.0, 1.0, 1.0, 1.0, COURSE_MIXES[COURSE_PARTS.index("satisfaction")], UNIT)
+    score = blend_scores(blend, np.zeros(len(row)), X, row)
+    assert (score[1::3] > score[0::3]).all() and (score[0::3] > score[2::3]).all()
