@@ -432,9 +432,10 @@ COURSE_PARTS = ("course_outcome", "satisfaction", "completion_rate", "popularity
 @dataclass(frozen=True)
 class Blend:
     """score = a · learned / sd_learned + (1 − a) · prior, prior = (1 − course_share) · need / sd_need +
-    course_share · Σ_j course_mix_j · b · (part_j − its mean) / sd_course_j over COURSE_PARTS, b = m / (m +
-    COURSE_EVIDENCE) for the course's rated records (a course-level part counts as far as ratings back it, so a
-    course few have taken cannot top the prior on a few good marks), each term centred per teacher, with
+    course_share · Σ_j course_mix_j · b · (part_j − the teacher's mean of it) / sd_course_j over COURSE_PARTS,
+    b = m / (m + COURSE_EVIDENCE) for the course's rated records (a course-level part counts as far as ratings back
+    it, so a course few have taken cannot top the prior on a few good marks), each term centred per teacher (a
+    teacher's scores do not depend on who else is scored beside them), with
     a = min(1, weight · evidence): evidence = n / (n + TEACHER_EVIDENCE) for the teacher's past records times
     m / (m + COURSE_EVIDENCE) for the course's rated records. The prior is the fallback the ranker cannot lose:
     the need prior, mixed with what came of each course for its past takers (each part at the common mean until
@@ -518,7 +519,7 @@ def blend_scores(blend: Blend, learned: np.ndarray, X: pd.DataFrame, row: np.nda
     for part, m, sd in zip(COURSE_PARTS, blend.course_mix, blend.sd_course, strict=True):
         if s and m:
             v = _column(X, part)
-            prior += s * m * _centred(backed * (v - v.mean()), row) / sd
+            prior += s * m * _centred(backed * _centred(v, row), row) / sd
     return a * _centred(learned, row) / blend.sd_learned + (1 - a) * prior
 
 
