@@ -432,10 +432,10 @@ COURSE_PARTS = ("course_outcome", "satisfaction", "completion_rate", "popularity
 @dataclass(frozen=True)
 class Blend:
     """score = a · learned / sd_learned + (1 − a) · prior, prior = (1 − course_share) · need / sd_need +
-    course_share · Σ_j course_mix_j · b · (part_j − the teacher's mean of it) / sd_course_j over COURSE_PARTS,
+    course_share · Σ_j course_mix_j · b · (part_j − mean_course_j) / sd_course_j over COURSE_PARTS,
     b = m / (m + COURSE_EVIDENCE) for the course's rated records (a course-level part counts as far as ratings back
-    it, so a course few have taken cannot top the prior on a few good marks), each term centred per teacher (a
-    teacher's scores do not depend on who else is scored beside them), with
+    it, so a course few have taken cannot top the prior on a few good marks, but sits at the training pairs' mean
+    of the part), each term centred per teacher, with
     a = min(1, weight · evidence): evidence = n / (n + TEACHER_EVIDENCE) for the teacher's past records times
     m / (m + COURSE_EVIDENCE) for the course's rated records. The prior is the fallback the ranker cannot lose:
     the need prior, mixed with what came of each course for its past takers (each part at the common mean until
@@ -450,6 +450,7 @@ class Blend:
     course_share: float = 0.0
     course_mix: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0)  # over COURSE_PARTS, summing to 1
     sd_course: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)
+    mean_course: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -459,6 +460,7 @@ class Blend:
             "course_share": self.course_share,
             "course_mix": dict(zip(COURSE_PARTS, self.course_mix, strict=True)),
             "sd_course": dict(zip(COURSE_PARTS, self.sd_course, strict=True)),
+            "mean_course": dict(zip(COURSE_PARTS, self.mean_course, strict=True)),
         }
 
     @classmethod
@@ -476,6 +478,7 @@ class Blend:
             float(d.get("course_share", 0.0)),
             tuple(float(mix.get(p, 0.0)) for p in COURSE_PARTS),
             tuple(float(sds.get(p, 1.0)) for p in COURSE_PARTS),
+            tuple(float(d.get("mean_course", {}).get(p, 0.0)) for p in COURSE_PARTS),
         )
 
 
@@ -516,10 +519,10 @@ def blend_scores(blend: Blend, learned: np.ndarray, X: pd.DataFrame, row: np.nda
     # each course-level part counts as far as the course's rated records support it (evidence's course half)
     m_rated = np.expm1(_column(X, "rated"))
     backed = m_rated / (m_rated + COURSE_EVIDENCE)
-    for part, m, sd in zip(COURSE_PARTS, blend.course_mix, blend.sd_course, strict=True):
-        if s and m:
-            v = _column(X, part)
-            prior += s * m * _centred(backed * _centred(v, row), row) / sd
+    for j, part in enumerate(COURSE_PARTS):
+        if s and blend.course_mix[j]:
+            v = backed * (_column(X, part) - blend.mean_course[j])
+            prior += s * blend.course_mix[j] * _centred(v, row) / blend.sd_course[j]
     return a * _centred(learned, row) / blend.sd_learned + (1 - a) * prior
 
 
@@ -586,7 +589,11 @@ def blend_grid() -> list[tuple[float, float, tuple[float, ...]]]:
 
 
 def choose_blend(
-    learned: np.ndarray, held_out: RankingData, sd_need: float, sd_course: tuple[float, ...]
+    learned: np.ndarray,
+    held_out: RankingData,
+    sd_need: float,
+    sd_course: tuple[float, ...],
+    mean_course: tuple[float, ...] = (0.0,) * len(COURSE_PARTS),
 ) -> tuple[Blend, dict[str, float]]:
     """The weight of the learned score against the prior, the course-level evidence's share of the prior and
     its mix, judged by how well they rank held-out taken courses by their outcomes (`outcome_ndcg` over every
@@ -601,7 +608,9 @@ def choose_blend(
     per_teacher = pd.DataFrame(
         {
             i: judge(
-                blend_scores(Blend(w, 1.0, sd_need, c, mix, sd_course), learned, held_out.X, held_out.row)
+                blend_scores(
+                    Blend(w, 1.0, sd_need, c, mix, sd_course, mean_course), learned, held_out.X, held_out.row
+                )
             )
             for i, (w, c, mix) in enumerate(grid)
         }
@@ -609,7 +618,7 @@ def choose_blend(
     teachers = len(per_teacher)
     results = {"outcome_teachers": float(teachers)}
     if teachers < MIN_OUTCOME_TEACHERS:
-        return Blend(0.0, 1.0, sd_need, 0.0, COURSE_MIXES[0], sd_course), results
+        return Blend(0.0, 1.0, sd_need, 0.0, COURSE_MIXES[0], sd_course, mean_course), results
     mean = per_teacher.mean()
     behind = per_teacher.rsub(per_teacher[mean.idxmax()], axis=0)
     se = behind.std() / np.sqrt(teachers)
@@ -621,7 +630,7 @@ def choose_blend(
     results["outcome_ndcg_chosen"] = float(mean[chosen])
     best = grid[int(np.argmax(mean.to_numpy()))]
     results |= {"best_weight": best[0], "best_course_share": best[1]}
-    return Blend(w, 1.0, sd_need, c, mix, sd_course), results
+    return Blend(w, 1.0, sd_need, c, mix, sd_course, mean_course), results
 
 
 # the outcome model learns from single noisy outcomes: slower steps and larger leaves than a ranker of choices
@@ -688,7 +697,8 @@ def fit_ranker(
         learned[at] = model.predict(pooled.X[at][list(FEATURES)]) / sd
     sd_need = float(np.std(_column(pooled.X, "need"))) or 1.0
     sd_course = tuple(float(np.std(_column(pooled.X, p))) or 1.0 for p in COURSE_PARTS)
-    chosen, metrics = choose_blend(learned, pooled, sd_need, sd_course)
+    mean_course = tuple(float(np.mean(_column(pooled.X, p))) for p in COURSE_PARTS)
+    chosen, metrics = choose_blend(learned, pooled, sd_need, sd_course, mean_course)
     ranker, sd_learned = fit_outcome_model(periods, fold != 0, fold == 0, seed)
     return ranker, replace(chosen, sd_learned=sd_learned), metrics
 

@@ -201,7 +201,7 @@ def test_the_ranker_learns_what_came_of_courses_not_which_were_chosen() -> None:
 def test_a_bundle_blend_from_before_the_outcome_model_keeps_its_need_scale() -> None:
     old = {"weight": 2.0, "sd_learned": 0.5, "shares": [0.25, 0.75, 0.0], "sds": [9.0, 0.4, 1.7]}
     assert Blend.from_dict(old) == Blend(2.0, 0.5, 9.0)
-    mixed = Blend(1.0, 0.3, 8.0, 0.5, (0.5, 0.5, 0.0, 0.0), (0.4, 0.2, 0.1, 1.5))
+    mixed = Blend(1.0, 0.3, 8.0, 0.5, (0.5, 0.5, 0.0, 0.0), (0.4, 0.2, 0.1, 1.5), (0.1, 4.2, 0.8, 2.0))
     assert Blend.from_dict(mixed.as_dict()) == mixed
     # a bundle from before the course mix: the course outcome alone, on its own scale
     before = {"weight": 1.0, "sd_learned": 0.3, "sd_need": 8.0, "course_share": 0.5, "sd_outcome": 0.4}
@@ -225,6 +225,10 @@ def test_a_course_few_have_rated_cannot_top_the_prior_on_a_few_good_marks() -> N
     X = pd.DataFrame(np.zeros((len(row), len(FEATURES))), columns=list(FEATURES))
     X["satisfaction"] = np.tile([5.0, 4.8, 3.0], 20)
     X["rated"] = np.log1p(np.tile([2.0, 200.0, 200.0], 20))
-    blend = Blend(0.0, 1.0, 1.0, 1.0, COURSE_MIXES[COURSE_PARTS.index("satisfaction")], UNIT)
+    sat = COURSE_MIXES[COURSE_PARTS.index("satisfaction")]
+    blend = Blend(0.0, 1.0, 1.0, 1.0, sat, UNIT, (4.0,) * len(COURSE_PARTS))  # training pairs' mean 4
     score = blend_scores(blend, np.zeros(len(row)), X, row)
     assert (score[1::3] > score[0::3]).all() and (score[0::3] > score[2::3]).all()
+    # a teacher's scores do not depend on who else is scored beside them
+    alone = blend_scores(blend, np.zeros(3), X.iloc[:3].reset_index(drop=True), np.zeros(3, dtype=np.int64))
+    assert np.allclose(alone, score[:3])
