@@ -15,9 +15,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from features.diagnostics import fill_priors, peer_groups, with_priors
 from features.history import CAREER_STAGES, FORMATS
 from features.need import TARGET, relevance, shortfall
 from features.pairs import FEATURES, CourseAttrs, CourseStats, TeacherContext, course_stats, pair_features
+from features.portrait import Norms, add_gaps
 from models.collab import Interactions, ItemKNN, Transition
 from models.ranker import Ranker
 from recommender.outcomes import course_changes, course_outcomes, measured_change, outcome_gain
@@ -223,6 +225,32 @@ def _listed_courses(rows: pd.DataFrame, cat: Catalogue) -> tuple[np.ndarray, np.
     return flat.index.to_numpy(dtype=np.int64)[ok], course[ok].astype(np.int64)
 
 
+def competencies_asof(
+    history: pd.DataFrame,
+    rows: pd.DataFrame,
+    norms: Norms,
+    codes: list[str],
+    cut: pd.Timestamp,
+    target: float = TARGET,
+) -> pd.DataFrame:
+    """The competency portrait of the teachers of `rows` (with stage, subject, career_stage) as it stood on
+    `cut`: per teacher and competency the latest measurement of `history` (`features.growth.occasion_measurements`
+    with cumulative=True, the portrait as of each assessment occasion) dated before `cut`, the province's
+    cold-start prior (`norms`) where there is none yet, with peer means and gaps as a portrait has them.
+
+    A training example's features must not know what came after its course: the current portrait was measured
+    after the training whose measured change is the label, so a large gain would show as a small need."""
+    past = history[pd.to_datetime(history["date"]) < cut].sort_values(
+        ["teacher_id", "competency", "date"], kind="stable"
+    )
+    measured = past.drop_duplicates(["teacher_id", "competency"], keep="last")
+    measured = measured[measured["teacher_id"].isin(rows["teacher_id"].astype(str))]
+    measured = measured[["teacher_id", "competency", "estimate", "std_error", "source"]]
+    groups = peer_groups(rows)
+    comp = with_priors(measured, fill_priors(measured, groups, norms.priors, codes), rows["teacher_id"])
+    return add_gaps(comp, groups, norms.peer_mean, target)
+
+
 def teacher_roles(rows: pd.DataFrame) -> list[frozenset[str]]:
     roles = rows["roles"] if "roles" in rows else pd.Series([None] * len(rows))
     return [
@@ -394,23 +422,35 @@ def training_rows(row: np.ndarray, y: np.ndarray, seed: int = 0) -> np.ndarray:
 # the blend of the learned score with the need prior
 
 
+# the course-level evidence of the prior: what came of each course for its past takers — the empirical-Bayes
+# outcome (`recommender.outcomes.course_outcomes`), their mean satisfaction and their completion rate, each shrunk
+# toward all courses' by how few stand behind it (`features.pairs.course_stats`) — and how many took it in the
+# last three years (popularity: a choice, weighed only as far as held-out outcomes follow it)
+COURSE_PARTS = ("course_outcome", "satisfaction", "completion_rate", "popularity")
+
+
 @dataclass(frozen=True)
 class Blend:
     """score = a · learned / sd_learned + (1 − a) · prior, prior = (1 − course_share) · need / sd_need +
-    course_share · outcome / sd_outcome, each term centred per teacher, with a = min(1, weight · evidence):
-    evidence = n / (n + TEACHER_EVIDENCE) for the teacher's past records times m / (m + COURSE_EVIDENCE) for the
-    course's rated records. The prior is the fallback the ranker cannot lose: the need prior, mixed with each
-    course's empirical-Bayes outcome (`recommender.outcomes.course_outcomes`: what came of it for its past
-    takers, at the common mean until enough outcomes are known). Every part is on one scale (a unit spread), so
-    that where evidence is thin the prior's scores spread no wider than the learned score's. weight 0 is the
-    prior alone, a large weight the learned score wherever anything is known; course_share 0 the need prior
-    alone. Both are chosen on held-out outcomes (`choose_blend`)."""
+    course_share · Σ_j course_mix_j · b · (part_j − mean_course_j) / sd_course_j over COURSE_PARTS,
+    b = m / (m + COURSE_EVIDENCE) for the course's rated records (a course-level part counts as far as ratings back
+    it, so a course few have taken cannot top the prior on a few good marks, but sits at the training pairs' mean
+    of the part), each term centred per teacher, with
+    a = min(1, weight · evidence): evidence = n / (n + TEACHER_EVIDENCE) for the teacher's past records times
+    m / (m + COURSE_EVIDENCE) for the course's rated records. The prior is the fallback the ranker cannot lose:
+    the need prior, mixed with what came of each course for its past takers (each part at the common mean until
+    enough outcomes are known). Every part is on one scale (a unit spread), so that where evidence is thin the
+    prior's scores spread no wider than the learned score's. weight 0 is the prior alone, a large weight the
+    learned score wherever anything is known; course_share 0 the need prior alone. All three are chosen on
+    held-out outcomes (`choose_blend`)."""
 
     weight: float
     sd_learned: float
     sd_need: float
     course_share: float = 0.0
-    sd_outcome: float = 1.0
+    course_mix: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0)  # over COURSE_PARTS, summing to 1
+    sd_course: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)
+    mean_course: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -418,30 +458,38 @@ class Blend:
             "sd_learned": self.sd_learned,
             "sd_need": self.sd_need,
             "course_share": self.course_share,
-            "sd_outcome": self.sd_outcome,
+            "course_mix": dict(zip(COURSE_PARTS, self.course_mix, strict=True)),
+            "sd_course": dict(zip(COURSE_PARTS, self.sd_course, strict=True)),
+            "mean_course": dict(zip(COURSE_PARTS, self.mean_course, strict=True)),
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Blend:
         # a bundle from before #16's outcome model keeps its parts' sds, the need prior's first; one from before
-        # the course outcome in the prior has the need prior alone there
+        # the course outcome in the prior has the need prior alone there; one from before the course mix has the
+        # course outcome alone in it
         sd_need = d["sd_need"] if "sd_need" in d else d["sds"][0]
+        mix = d.get("course_mix", {"course_outcome": 1.0})
+        sds = d.get("sd_course", {"course_outcome": d.get("sd_outcome", 1.0)})
         return cls(
             float(d["weight"]),
             float(d["sd_learned"]),
             float(sd_need),
             float(d.get("course_share", 0.0)),
-            float(d.get("sd_outcome", 1.0)),
+            tuple(float(mix.get(p, 0.0)) for p in COURSE_PARTS),
+            tuple(float(sds.get(p, 1.0)) for p in COURSE_PARTS),
+            tuple(float(d.get("mean_course", {}).get(p, 0.0)) for p in COURSE_PARTS),
         )
 
 
 TEACHER_EVIDENCE, COURSE_EVIDENCE = 3.0, 10.0
 BLEND_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 1e6)
-# the course outcome's share of the prior goes no higher than half: satisfaction, score and completion rise with
-# a course's own quality whether or not it helps (teachers like good courses), so held-out outcomes of those kinds
-# favour course-level evidence even where benefit is the teacher's own need; the need prior keeps at least half
-# of the fallback
-COURSE_SHARES = (0.0, 0.1, 0.2, 1 / 3, 0.5)
+# the course-level evidence's share of the prior, up to all of it where held-out outcomes say the course itself
+# matters more than the teacher's need; and its mixes: each part alone, then all three alike
+COURSE_SHARES = (0.0, 0.1, 0.2, 1 / 3, 0.5, 2 / 3, 0.8, 1.0)
+COURSE_MIXES = tuple(
+    tuple(float(i == j) for j in range(len(COURSE_PARTS))) for i in range(len(COURSE_PARTS))
+) + ((1 / len(COURSE_PARTS),) * len(COURSE_PARTS),)
 # held-out teachers (teacher-periods with two or more known outcomes) needed before anything beyond the need
 # prior is trusted
 MIN_OUTCOME_TEACHERS = 30
@@ -468,70 +516,121 @@ def blend_scores(blend: Blend, learned: np.ndarray, X: pd.DataFrame, row: np.nda
     a = np.minimum(1.0, blend.weight * evidence(X))
     s = blend.course_share
     prior = (1 - s) * _centred(_column(X, "need"), row) / blend.sd_need
-    if s:
-        prior += s * _centred(_column(X, "course_outcome"), row) / blend.sd_outcome
+    # each course-level part counts as far as the course's rated records support it (evidence's course half)
+    m_rated = np.expm1(_column(X, "rated"))
+    backed = m_rated / (m_rated + COURSE_EVIDENCE)
+    for j, part in enumerate(COURSE_PARTS):
+        if s and blend.course_mix[j]:
+            v = backed * (_column(X, part) - blend.mean_course[j])
+            prior += s * blend.course_mix[j] * _centred(v, row) / blend.sd_course[j]
     return a * _centred(learned, row) / blend.sd_learned + (1 - a) * prior
 
 
+@dataclass(frozen=True)
+class OutcomeJudge:
+    """How well scores rank teachers' taken courses by their known outcomes (`outcome_judge`): the pairs judged
+    (`at`, grouped by teacher), each teacher's position among `teachers`, the outcome's rank among the teacher's
+    known ones as the gain, and the ideal DCG."""
+
+    at: np.ndarray
+    slot: np.ndarray
+    teachers: np.ndarray
+    gain: np.ndarray
+    idcg: np.ndarray
+
+    def __call__(self, score: np.ndarray) -> pd.Series:
+        """NDCG per teacher of `score` (over every pair) on the judged pairs."""
+        order = np.lexsort((-score[self.at], self.slot))
+        dcg = np.bincount(
+            self.slot[order],
+            self.gain[order] / np.log2(_positions(self.slot[order]) + 2.0),
+            len(self.teachers),
+        )
+        ok = self.idcg > 0
+        return pd.Series(dcg[ok] / self.idcg[ok], index=self.teachers[ok])
+
+
+def _positions(slot: np.ndarray) -> np.ndarray:
+    """Each element's place within its run of equal (grouped) values."""
+    start = np.flatnonzero(np.r_[True, slot[1:] != slot[:-1]]) if len(slot) else np.zeros(0, np.int64)
+    return np.arange(len(slot)) - np.repeat(start, np.diff(np.r_[start, len(slot)]))
+
+
+def outcome_judge(gain: np.ndarray, row: np.ndarray) -> OutcomeJudge:
+    """The judge of rankings of the teachers' (rows') taken courses with a known outcome (`gain` finite), with
+    the outcome's rank among them as the gain (ties share); teachers with fewer than two are left out."""
+    known = np.flatnonzero(np.isfinite(gain))
+    several = np.bincount(row[known], minlength=int(row.max(initial=-1)) + 1)[row[known]] >= 2
+    at = known[several]
+    at = at[np.argsort(row[at], kind="stable")]
+    teachers, slot = np.unique(row[at], return_inverse=True)
+    g = pd.Series(gain[at]).groupby(slot).rank(method="average").to_numpy() - 1.0
+    order = np.lexsort((-g, slot))
+    idcg = np.bincount(slot[order], g[order] / np.log2(_positions(slot[order]) + 2.0), len(teachers))
+    return OutcomeJudge(at, slot, teachers, g, idcg)
+
+
 def outcome_ndcg(score: np.ndarray, gain: np.ndarray, row: np.ndarray) -> pd.Series:
-    """NDCG per teacher (indexed by row) of their taken courses with a known outcome, ranked by `score`, with the
-    outcome's rank among them as the gain (ties share); teachers with fewer than two such courses are left out."""
-    known = np.isfinite(gain)
-    d = pd.DataFrame({"row": row[known], "score": score[known], "gain": gain[known]})
-    d = d[d.groupby("row")["gain"].transform("size") >= 2]
-    if not len(d):
-        return pd.Series(dtype=np.float64)
-    d["g"] = d.groupby("row")["gain"].rank(method="average") - 1.0
-    d["pos"] = (
-        d.sort_values(["row", "score"], ascending=[True, False], kind="stable").groupby("row").cumcount()
-    )
-    d["ideal"] = d.sort_values(["row", "g"], ascending=[True, False], kind="stable").groupby("row").cumcount()
-    dcg = (d["g"] / np.log2(d["pos"] + 2.0)).groupby(d["row"]).sum()
-    ideal_g = d.sort_values(["row", "g"], ascending=[True, False], kind="stable")
-    idcg = (ideal_g["g"] / np.log2(ideal_g["ideal"] + 2.0)).groupby(ideal_g["row"]).sum()
-    ok = idcg > 0
-    return dcg[ok] / idcg[ok]
+    """NDCG per teacher (indexed by row) of their taken courses with a known outcome, ranked by `score`
+    (`outcome_judge`)."""
+    return outcome_judge(gain, row)(score)
+
+
+def blend_grid() -> list[tuple[float, float, tuple[float, ...]]]:
+    """(weight, course share, course mix) of every blend considered, in the order of trust: the learned score
+    least first, then the course-level evidence least (the need prior alone first), then the mixes in order."""
+    none = COURSE_MIXES[0]
+    return [
+        (w, c, mix)
+        for w in sorted(BLEND_WEIGHTS)
+        for c in COURSE_SHARES
+        for mix in ((none,) if c == 0 else COURSE_MIXES)
+    ]
 
 
 def choose_blend(
-    learned: np.ndarray, held_out: RankingData, sd_need: float, sd_outcome: float
+    learned: np.ndarray,
+    held_out: RankingData,
+    sd_need: float,
+    sd_course: tuple[float, ...],
+    mean_course: tuple[float, ...] = (0.0,) * len(COURSE_PARTS),
 ) -> tuple[Blend, dict[str, float]]:
-    """The weight of the learned score against the prior, and the course outcome's share of the prior, judged by
-    how well they rank held-out taken courses by their outcomes (`outcome_ndcg` over every known outcome:
-    measured changes, completion, satisfaction and score). `learned` are out-of-fold predictions, already on the
-    scale of their model's spread (`fit_ranker`).
+    """The weight of the learned score against the prior, the course-level evidence's share of the prior and
+    its mix, judged by how well they rank held-out taken courses by their outcomes (`outcome_ndcg` over every
+    known outcome: measured changes, completion, satisfaction and score). `learned` are out-of-fold predictions,
+    already on the scale of their model's spread (`fit_ranker`).
 
     One standard error: of the blends whose mean is within one standard error of the best one's (of the
-    teachers' paired differences to it), the one that trusts the learned score least, then the course outcome
-    least. Satisfaction, score and completion rise with a course's own quality whether or not the course helps,
-    so the learned score and the course outcome are trusted only as far as held-out outcomes clearly support
-    them. With too few held-out teachers the need prior alone."""
-    grid = [(w, c) for w in sorted(BLEND_WEIGHTS) for c in COURSE_SHARES]
+    teachers' paired differences to it), the first in `blend_grid`'s order: the one that trusts the learned
+    score least, then the course-level evidence least. With too few held-out teachers the need prior alone."""
+    grid = blend_grid()
+    judge = outcome_judge(held_out.gain, held_out.row)
     per_teacher = pd.DataFrame(
         {
-            i: outcome_ndcg(
-                blend_scores(Blend(w, 1.0, sd_need, c, sd_outcome), learned, held_out.X, held_out.row),
-                held_out.gain,
-                held_out.row,
+            i: judge(
+                blend_scores(
+                    Blend(w, 1.0, sd_need, c, mix, sd_course, mean_course), learned, held_out.X, held_out.row
+                )
             )
-            for i, (w, c) in enumerate(grid)
+            for i, (w, c, mix) in enumerate(grid)
         }
     )
-    results = {
-        f"outcome_ndcg@w={w:g},s={c:.2f}": float(per_teacher[i].mean()) for i, (w, c) in enumerate(grid)
-    }
     teachers = len(per_teacher)
-    results["outcome_teachers"] = float(teachers)
+    results = {"outcome_teachers": float(teachers)}
     if teachers < MIN_OUTCOME_TEACHERS:
-        return Blend(0.0, 1.0, sd_need, 0.0, sd_outcome), results
+        return Blend(0.0, 1.0, sd_need, 0.0, COURSE_MIXES[0], sd_course, mean_course), results
     mean = per_teacher.mean()
     behind = per_teacher.rsub(per_teacher[mean.idxmax()], axis=0)
     se = behind.std() / np.sqrt(teachers)
-    # grid is ordered by the learned score's weight, then the course share: the first close enough is the choice
-    w, c = grid[int(np.flatnonzero((behind.mean() <= se).to_numpy())[0])]
+    # the first close enough, in the grid's order of trust, is the choice
+    chosen = int(np.flatnonzero((behind.mean() <= se).to_numpy())[0])
+    w, c, mix = grid[chosen]
+    results["outcome_ndcg_need_prior"] = float(mean[0])
     results["outcome_ndcg_best"] = float(mean.max())
-    results["outcome_ndcg_chosen"] = float(mean[grid.index((w, c))])
-    return Blend(w, 1.0, sd_need, c, sd_outcome), results
+    results["outcome_ndcg_chosen"] = float(mean[chosen])
+    best = grid[int(np.argmax(mean.to_numpy()))]
+    results |= {"best_weight": best[0], "best_course_share": best[1]}
+    return Blend(w, 1.0, sd_need, c, mix, sd_course, mean_course), results
 
 
 # the outcome model learns from single noisy outcomes: slower steps and larger leaves than a ranker of choices
@@ -597,8 +696,9 @@ def fit_ranker(
         at = pair_fold == k
         learned[at] = model.predict(pooled.X[at][list(FEATURES)]) / sd
     sd_need = float(np.std(_column(pooled.X, "need"))) or 1.0
-    sd_outcome = float(np.std(_column(pooled.X, "course_outcome"))) or 1.0
-    chosen, metrics = choose_blend(learned, pooled, sd_need, sd_outcome)
+    sd_course = tuple(float(np.std(_column(pooled.X, p))) or 1.0 for p in COURSE_PARTS)
+    mean_course = tuple(float(np.mean(_column(pooled.X, p))) for p in COURSE_PARTS)
+    chosen, metrics = choose_blend(learned, pooled, sd_need, sd_course, mean_course)
     ranker, sd_learned = fit_outcome_model(periods, fold != 0, fold == 0, seed)
     return ranker, replace(chosen, sd_learned=sd_learned), metrics
 

@@ -19,6 +19,8 @@ from data.policy import Policy
 from data.reference import load_policy, load_taxonomy
 from data.schema import STAGE, TRAINING_RECORDS
 from data.workspace import Workspace, portraits_update
+from features.diagnostics import Calibration
+from features.growth import occasion_measurements
 from features.history import FORMATS
 from features.pairs import CourseAttrs
 from features.portrait import Tables, as_of
@@ -29,6 +31,7 @@ from models.lexical import BM25
 from models.tagger import CompetencyTagger, top_tags
 from recommender import artifacts
 from recommender.config import Settings
+from recommender.digests import load_state
 from recommender.feedback import dismissals, rows_asof, with_events
 from recommender.outcomes import measurements
 from recommender.portraits import (
@@ -38,7 +41,7 @@ from recommender.portraits import (
     read_portraits,
     rows_of,
 )
-from recommender.ranking import TRAIN_TEACHERS, fit_ranker, fit_signals, ranking_data
+from recommender.ranking import TRAIN_TEACHERS, competencies_asof, fit_ranker, fit_signals, ranking_data
 from recommender.retrieval import STAGES, Catalogue
 from recommender.sampling import stratified_sample
 
@@ -192,16 +195,30 @@ def build_course_side(
     return CourseSide(cat, attrs, bm25, courses, tag_metrics)
 
 
-def assessment_values(ws: Workspace, teacher_ids: np.ndarray) -> pd.DataFrame:
-    """Dated assessment values of these teachers (`recommender.outcomes.measurements`): the outcome labels'
-    before and after."""
+@dataclass(frozen=True)
+class Assessments:
+    """A sample's assessments as training reads them: `values`, the dated values the outcome labels' before
+    and after are taken from (`recommender.outcomes.measurements`), and `history`, the portrait as of each of
+    their assessment occasions (`features.growth.occasion_measurements`, cumulative), measured with the
+    portraits' calibration, that the features of a past example are read from (`ranking.competencies_asof`)."""
+
+    values: pd.DataFrame
+    history: pd.DataFrame
+
+
+def sample_assessments(ws: Workspace, teacher_ids: np.ndarray, cal: Calibration) -> Assessments:
+    """The `Assessments` of these teachers (their responses and scores read once), measured with `cal`."""
     wanted = [("teacher_id", "in", [str(t) for t in teacher_ids])]
 
     def read(name: str) -> pd.DataFrame:
         return pd.read_parquet(ws.table_path(name), filters=wanted) if ws.has_table(name) else pd.DataFrame()
 
     items = ws.read_table("items") if ws.has_table("items") else pd.DataFrame()
-    return measurements(read("competency_scores"), read("responses"), items)
+    responses, scores = read("responses"), read("competency_scores")
+    return Assessments(
+        values=measurements(scores, responses, items),
+        history=occasion_measurements(cal, responses, scores, cumulative=True),
+    )
 
 
 def previous_dismissals(ws: Workspace) -> pd.DataFrame | None:
@@ -282,17 +299,32 @@ def train(
             rng = np.random.default_rng(seed)
             ids = tables.teachers["teacher_id"].astype(str).to_numpy()
             sample = np.sort(rng.choice(ids, size=min(TRAIN_TEACHERS, len(ids)), replace=False))
-            portraits = read_portraits(replace(ws, portraits_from=folder), sample)
-            sampled = portraits.teachers
-            values = assessment_values(ws, sample)
+            # the portraits just built (the set the bundle will hold), with their calibration and norms
+            built_ws = replace(ws, portraits_from=folder)
+            sampled = read_portraits(built_ws, sample).teachers
+            state = load_state(built_ws)
+            if state is None:
+                raise FileNotFoundError(f"no portrait build state in {folder}")
+            built = state[0]
+            assessed = sample_assessments(ws, sample, built.calibration)
+            values = assessed.values
+            codes = tables.taxonomy["code"].astype(str).tolist()
             periods = []
             for years in (2, 1):
+                # every feature of a past example as it stood at the cut: history from the records before it,
+                # the competencies from the assessments before it (never the portrait measured after the training)
                 cut = asof - pd.DateOffset(years=years)
                 rows = rows_asof(sampled, tables.records, tables.courses, tables.taxonomy, policy, cut)
+                comp = competencies_asof(
+                    assessed.history, rows, built.norms, codes, cut, settings.target_level
+                )
+                rows = rows.assign(
+                    assessed=rows["teacher_id"].isin(comp.loc[~comp["is_prior"], "teacher_id"])
+                )
                 periods.append(
                     ranking_data(
                         rows,
-                        portraits.competencies,
+                        comp,
                         tables.records,
                         tables.teachers,
                         side.catalogue,

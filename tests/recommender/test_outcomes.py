@@ -8,6 +8,8 @@ import pandas as pd
 from features.pairs import FEATURES
 from recommender.outcomes import course_changes, course_outcomes, measured_change, outcome_gain
 from recommender.ranking import (
+    COURSE_MIXES,
+    COURSE_PARTS,
     COURSE_SHARES,
     Blend,
     RankingData,
@@ -18,6 +20,7 @@ from recommender.ranking import (
 )
 
 CODES = np.array(["A1", "B1"])
+UNIT = (1.0,) * len(COURSE_PARTS)  # every course-level part's spread
 COMP = np.array([[1.0, 0.0], [0.5, 0.5]])
 
 
@@ -102,38 +105,42 @@ def test_a_course_outcome_leaves_the_common_mean_as_far_as_its_known_outcomes_su
     assert o["se"][31] < o["se"][30] < o["se"][32]
 
 
-def test_the_blend_follows_the_course_outcome_where_held_out_outcomes_do() -> None:
-    """Held-out outcomes follow the course outcome, not the need prior: the chosen prior gives the course outcome
-    its largest share, which is half: the need prior keeps the other half."""
+def test_the_blend_follows_the_course_level_evidence_that_held_out_outcomes_follow() -> None:
+    """Held-out outcomes follow the courses' mean satisfaction, not the need prior: the chosen prior gives the
+    course-level evidence most of its weight, and that evidence is the satisfaction alone."""
     rng = np.random.default_rng(0)
     teachers, taken = 400, 4
     row = np.repeat(np.arange(teachers), taken)
     X = pd.DataFrame(rng.normal(size=(len(row), len(FEATURES))), columns=list(FEATURES))
-    liked = X["course_outcome"].to_numpy() + 0.1 * rng.normal(size=len(row))
+    X["rated"] = 5.0  # every course rated by about 150 teachers: its course-level evidence counts
+    liked = X["satisfaction"].to_numpy() + 0.1 * rng.normal(size=len(row))
     blend, metrics = choose_blend(
-        np.zeros(len(row)), RankingData(X, row, liked, np.zeros(len(row), dtype=bool)), 1.0, 1.0
+        np.zeros(len(row)), RankingData(X, row, liked, np.zeros(len(row), dtype=bool)), 1.0, UNIT
     )
-    assert blend.course_share == max(COURSE_SHARES) == 0.5 and metrics["outcome_teachers"] == teachers
+    assert blend.course_share > 0.5 and blend.course_mix == COURSE_MIXES[COURSE_PARTS.index("satisfaction")]
+    assert metrics["outcome_teachers"] == teachers
     score = blend_scores(blend, np.zeros(len(row)), X, row)
-    assert np.corrcoef(score, X["course_outcome"])[0, 1] > 0.5
-    assert abs(np.corrcoef(score, X["course_outcome"])[0, 1] - np.corrcoef(score, X["need"])[0, 1]) < 0.05
-    # outcomes that follow the need prior keep the course outcome out of it
+    assert np.corrcoef(score, X["satisfaction"])[0, 1] > 0.8
+    # outcomes that follow the need prior keep the course-level evidence out of it
     needed = RankingData(
         X, row, X["need"].to_numpy() + 0.1 * rng.normal(size=len(row)), np.zeros(len(row), dtype=bool)
     )
-    assert choose_blend(np.zeros(len(row)), needed, 1.0, 1.0)[0].course_share == 0.0
+    assert choose_blend(np.zeros(len(row)), needed, 1.0, UNIT)[0].course_share == 0.0
 
 
 def test_the_prior_spreads_no_wider_than_its_parts_whatever_the_course_share() -> None:
-    """Where evidence is thin the prior ranks alone: whatever the course outcome's share, its scores keep the unit
-    spread of the learned score, so courses little is known about do not crowd the top by scale alone."""
+    """Where evidence is thin the prior ranks alone: whatever the course-level evidence's share and mix, its
+    scores keep the unit spread of the learned score, so courses little is known about do not crowd the top by
+    scale alone."""
     rng = np.random.default_rng(1)
     row = np.repeat(np.arange(50), 8)
     X = pd.DataFrame(rng.normal(size=(len(row), len(FEATURES))), columns=list(FEATURES))
     X["rated"] = 0.0  # no course rated: evidence 0, the prior alone
     for share in COURSE_SHARES:
-        score = blend_scores(Blend(4.0, 1.0, 1.0, share, 1.0), rng.normal(size=len(row)), X, row)
-        assert np.std(score) <= 1.0 + 1e-9
+        for mix in COURSE_MIXES:
+            blend = Blend(4.0, 1.0, 1.0, share, mix, UNIT)
+            score = blend_scores(blend, rng.normal(size=len(row)), X, row)
+            assert np.std(score) <= 1.0 + 1e-9
 
 
 def test_outcome_ndcg_rewards_ranking_taken_courses_by_their_outcome_and_ignores_the_rest() -> None:
@@ -157,18 +164,19 @@ def test_of_blends_the_held_out_outcomes_cannot_tell_apart_the_one_trusting_the_
     gain = rng.normal(size=len(row))
     X["need"] = gain + rng.normal(size=len(row))
     learned = X["need"].to_numpy()
-    X["course_outcome"] = 0.0  # nothing known of the courses themselves
+    X[list(COURSE_PARTS)] = 0.0  # nothing known of the courses themselves
     data = RankingData(X, row, gain, np.zeros(len(row), dtype=bool))
-    blend, metrics = choose_blend(learned, data, 1.0, 1.0)
+    blend, metrics = choose_blend(learned, data, 1.0, UNIT)
     assert (blend.weight, blend.course_share) == (0.0, 0.0)
     assert metrics["outcome_ndcg_best"] == metrics["outcome_ndcg_chosen"]
     sharp = gain + 0.1 * rng.normal(size=len(row))
-    assert choose_blend(sharp, data, 1.0, 1.0)[0].weight > 0
+    assert choose_blend(sharp, data, 1.0, UNIT)[0].weight > 0
 
 
 def outcome_periods(seed: int, teachers: int = 200) -> list[RankingData]:
-    """One period of pairs per teacher: three taken courses whose outcome follows the course's rating, and
-    five untaken ones (no outcome) that are far more popular: what teachers chose and what came of it part ways."""
+    """One period of pairs per teacher: three taken courses whose outcome follows how well the course's format
+    suits the teacher (nothing the prior knows), and five untaken ones (no outcome) that are far more popular:
+    what teachers chose and what came of it part ways."""
     rng = np.random.default_rng(seed)
     taken, untaken = 3, 5
     row = np.repeat(np.arange(teachers), taken + untaken)
@@ -176,7 +184,7 @@ def outcome_periods(seed: int, teachers: int = 200) -> list[RankingData]:
     X = pd.DataFrame(rng.normal(size=(len(row), len(FEATURES))), columns=list(FEATURES))
     X["popularity"] += np.where(is_taken, 0.0, 3.0)
     X["n_records"], X["rated"] = 20.0, 5.0  # evidence enough for the learned score to count
-    gain = np.where(is_taken, X["satisfaction"].to_numpy() + 0.3 * rng.normal(size=len(row)), np.nan)
+    gain = np.where(is_taken, X["format_taste"].to_numpy() + 0.3 * rng.normal(size=len(row)), np.nan)
     return [RankingData(X, row, gain, np.zeros(len(row), dtype=bool))]
 
 
@@ -184,7 +192,7 @@ def test_the_ranker_learns_what_came_of_courses_not_which_were_chosen() -> None:
     ranker, blend, metrics = fit_ranker(outcome_periods(0), 200, seed=0)
     test = outcome_periods(1)[0]
     score = ranker.predict(test.X[list(FEATURES)])
-    assert np.corrcoef(score, test.X["satisfaction"])[0, 1] > 0.8
+    assert np.corrcoef(score, test.X["format_taste"])[0, 1] > 0.8
     assert abs(np.corrcoef(score, test.X["popularity"])[0, 1]) < 0.2
     # held-out outcomes follow the learned score, not the need prior (noise here): the blend trusts the score
     assert blend.weight > 0 and metrics["outcome_teachers"] >= 30
@@ -193,7 +201,11 @@ def test_the_ranker_learns_what_came_of_courses_not_which_were_chosen() -> None:
 def test_a_bundle_blend_from_before_the_outcome_model_keeps_its_need_scale() -> None:
     old = {"weight": 2.0, "sd_learned": 0.5, "shares": [0.25, 0.75, 0.0], "sds": [9.0, 0.4, 1.7]}
     assert Blend.from_dict(old) == Blend(2.0, 0.5, 9.0)
-    assert Blend.from_dict(Blend(1.0, 0.3, 8.0, 0.5, 0.4).as_dict()) == Blend(1.0, 0.3, 8.0, 0.5, 0.4)
+    mixed = Blend(1.0, 0.3, 8.0, 0.5, (0.5, 0.5, 0.0, 0.0), (0.4, 0.2, 0.1, 1.5), (0.1, 4.2, 0.8, 2.0))
+    assert Blend.from_dict(mixed.as_dict()) == mixed
+    # a bundle from before the course mix: the course outcome alone, on its own scale
+    before = {"weight": 1.0, "sd_learned": 0.3, "sd_need": 8.0, "course_share": 0.5, "sd_outcome": 0.4}
+    assert Blend.from_dict(before) == Blend(1.0, 0.3, 8.0, 0.5, (1.0, 0.0, 0.0, 0.0), (0.4, 1.0, 1.0, 1.0))
     assert Blend.from_dict({"weight": 1.0, "sd_learned": 0.3, "sd_need": 8.0}).course_share == 0.0
 
 
@@ -204,3 +216,19 @@ def test_with_no_outcome_known_yet_the_need_prior_ranks_alone() -> None:
     )
     _, blend, metrics = fit_ranker([running], 60, seed=0)
     assert blend.weight == 0.0 and metrics["outcome_teachers"] == 0
+
+
+def test_a_course_few_have_rated_cannot_top_the_prior_on_a_few_good_marks() -> None:
+    """Two raters' perfect marks count for less than two hundred raters' nearly perfect ones: a course-level
+    part counts as far as the course's ratings back it."""
+    row = np.repeat(np.arange(20), 3)
+    X = pd.DataFrame(np.zeros((len(row), len(FEATURES))), columns=list(FEATURES))
+    X["satisfaction"] = np.tile([5.0, 4.8, 3.0], 20)
+    X["rated"] = np.log1p(np.tile([2.0, 200.0, 200.0], 20))
+    sat = COURSE_MIXES[COURSE_PARTS.index("satisfaction")]
+    blend = Blend(0.0, 1.0, 1.0, 1.0, sat, UNIT, (4.0,) * len(COURSE_PARTS))  # training pairs' mean 4
+    score = blend_scores(blend, np.zeros(len(row)), X, row)
+    assert (score[1::3] > score[0::3]).all() and (score[0::3] > score[2::3]).all()
+    # a teacher's scores do not depend on who else is scored beside them
+    alone = blend_scores(blend, np.zeros(3), X.iloc[:3].reset_index(drop=True), np.zeros(3, dtype=np.int64))
+    assert np.allclose(alone, score[:3])
