@@ -175,6 +175,9 @@ def replay(ws: Workspace, truth_dir: Path, seed: int) -> dict[str, Any]:
         "completed_proposed_again": int(len(again_done)),
         "completed_proposed_again_examples": examples,
         "retrain_s": round(train_s, 1),
+        # the blends chosen on held-out outcomes before and after the season (what moved the figure)
+        "blend_before": art.info.get("blend"),
+        "blend_after": load_current(ws.bundles_dir).info.get("blend"),
     }
 
 
