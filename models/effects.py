@@ -366,8 +366,7 @@ def _weighted_eiv(
         return None
     beta, _, resid = first
     noise = rows["post_se"].to_numpy(dtype=np.float64) ** 2 + beta[1] ** 2 * errors[0][1]
-    spread = max(float(np.mean(resid**2) - np.mean(noise)), MIN_SPREAD)
-    fit = _eiv_wls(x, y, 1.0 / (spread + noise), errors)
+    fit = _eiv_wls(x, y, _precision(resid, noise), errors)
     return None if fit is None else fit[:2]
 
 

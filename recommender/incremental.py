@@ -43,7 +43,7 @@ from data.reference import load_policy
 from data.schema import COMPETENCY_SCORES, RESPONSES, TEACHERS, TRAINING_RECORDS
 from data.workspace import Workspace, atomic_write, portraits_update, write_parquet_atomic, write_text_atomic
 from features.portrait import Portraits, Tables, as_of, finish_block, measure_block
-from models.bundle import MANIFEST, BundleWriter, current_bundle_dir, read_manifest
+from models.bundle import MANIFEST, BundleWriter, Manifest, current_bundle_dir, read_manifest
 from recommender.artifacts import PORTRAITS as BUNDLE_PORTRAITS
 from recommender.artifacts import link_portraits, paired
 from recommender.batch import OUTPUTS, RUN_STAMP, input_fingerprint, run_complete, score_blocks
@@ -190,6 +190,11 @@ def _digest_of(frame: pd.DataFrame, extra: str) -> str:
     return h.hexdigest()
 
 
+def _model_files(manifest: Manifest) -> dict[str, str]:
+    """A bundle's files and their hashes, but its portraits."""
+    return {name: h for name, h in manifest.files.items() if Path(name).parts[0] != BUNDLE_PORTRAITS}
+
+
 def _bundle_like(
     ws: Workspace, source: Path, portraits: Path, data_hash: str, asof: pd.Timestamp, info: dict[str, object]
 ) -> Path:
@@ -199,9 +204,7 @@ def _bundle_like(
     writer = BundleWriter(ws.bundles_dir, data_hash)
     try:
         link_portraits(writer, portraits)
-        for name in manifest.files:
-            if Path(name).parts[0] == BUNDLE_PORTRAITS:
-                continue
+        for name in _model_files(manifest):
             target = writer.path(name)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.link(source / name, target)
@@ -331,12 +334,6 @@ def _swap(folder: Path, new: pd.DataFrame, drop: np.ndarray, order: list[str]) -
         atomic_write(path, partial(pq.write_table, part))
 
 
-def _model_files(bundle_dir: Path) -> dict[str, str]:
-    """The bundle's files and their hashes, but its portraits."""
-    files = read_manifest(bundle_dir).files
-    return {name: h for name, h in files.items() if Path(name).parts[0] != BUNDLE_PORTRAITS}
-
-
 def can_score_changed(ws: Workspace, out: Path, bundle_dir: Path | None = None) -> bool:
     """True when OUT holds a finished run whose bundle had the same model files as `bundle_dir` (default: the
     current one); an incremental train keeps them, a full one does not, and then every teacher must be
@@ -347,7 +344,8 @@ def can_score_changed(ws: Workspace, out: Path, bundle_dir: Path | None = None) 
     scored = ws.bundles_dir / str(json.loads(stamp_path.read_text(encoding="utf-8")).get("bundle"))
     if not (scored / MANIFEST).exists():
         return False
-    return _model_files(scored) == _model_files(bundle_dir or current_bundle_dir(ws.bundles_dir))
+    now = read_manifest(bundle_dir or current_bundle_dir(ws.bundles_dir))
+    return _model_files(read_manifest(scored)) == _model_files(now)
 
 
 def split_blocks(portraits: Portraits, records: pd.DataFrame, block_size: int) -> list[PortraitBlock]:

@@ -495,12 +495,6 @@ COURSE_MIXES = tuple(
 MIN_OUTCOME_TEACHERS = 30
 
 
-def evidence(X: pd.DataFrame) -> np.ndarray:
-    n = np.nan_to_num(X["n_records"].to_numpy(dtype=np.float64))
-    m = np.expm1(np.nan_to_num(X["rated"].to_numpy(dtype=np.float64)))
-    return (n / (n + TEACHER_EVIDENCE)) * (m / (m + COURSE_EVIDENCE))
-
-
 def _centred(values: np.ndarray, row: np.ndarray) -> np.ndarray:
     """Values minus their teacher's mean (rows grouped or not)."""
     total = np.bincount(row, weights=values)
@@ -513,12 +507,13 @@ def _column(X: pd.DataFrame, name: str) -> np.ndarray:
 
 
 def blend_scores(blend: Blend, learned: np.ndarray, X: pd.DataFrame, row: np.ndarray) -> np.ndarray:
-    a = np.minimum(1.0, blend.weight * evidence(X))
+    # the evidence behind a pair: the teacher's past records and the course's rated ones (`Blend`)
+    n, m = _column(X, "n_records"), np.expm1(_column(X, "rated"))
+    backed = m / (m + COURSE_EVIDENCE)
+    a = np.minimum(1.0, blend.weight * ((n / (n + TEACHER_EVIDENCE)) * backed))
     s = blend.course_share
     prior = (1 - s) * _centred(_column(X, "need"), row) / blend.sd_need
-    # each course-level part counts as far as the course's rated records support it (evidence's course half)
-    m_rated = np.expm1(_column(X, "rated"))
-    backed = m_rated / (m_rated + COURSE_EVIDENCE)
+    # each course-level part counts as far as the course's rated records support it
     for j, part in enumerate(COURSE_PARTS):
         if s and blend.course_mix[j]:
             v = backed * (_column(X, part) - blend.mean_course[j])
@@ -551,9 +546,8 @@ class OutcomeJudge:
 
 
 def _positions(slot: np.ndarray) -> np.ndarray:
-    """Each element's place within its run of equal (grouped) values."""
-    start = np.flatnonzero(np.r_[True, slot[1:] != slot[:-1]]) if len(slot) else np.zeros(0, np.int64)
-    return np.arange(len(slot)) - np.repeat(start, np.diff(np.r_[start, len(slot)]))
+    """Each element's place within its run of equal values, over values sorted ascending."""
+    return np.arange(len(slot)) - np.searchsorted(slot, slot, side="left")
 
 
 def outcome_judge(gain: np.ndarray, row: np.ndarray) -> OutcomeJudge:

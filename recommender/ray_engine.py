@@ -107,9 +107,9 @@ def score_ray(
     progress: Callable[[int, int], None] | None = None,
     bundle_dir: Path | None = None,
 ) -> tuple[Path, Path]:
-    """Score every teacher like `score_local` (the same bundle and portraits), with `num_workers` Ray actors (on the cluster at `address`, or a
-    local Ray when None; None: one per CPU Ray has, less one for reading). Same OUT layout, same files, same
-    resumption: finished blocks are skipped."""
+    """Score every teacher like `score_local` (the same bundle and portraits), with `num_workers` Ray actors (on
+    the cluster at `address`, or a local Ray when None; None: one per CPU Ray has, less one for reading). Same
+    OUT layout, same files, same resumption: finished blocks are skipped."""
     import ray
     import ray.data
 
